@@ -1,0 +1,31 @@
+"""Shared fixtures: one embedded broker per test session (a real broker process, never a mock)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from worker.config import TopicSettings
+from worker.kafka.broker import EmbeddedBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedBroker]:
+    """A running embedded broker for the whole session."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    async with EmbeddedBroker(log_path=log) as running:
+        yield running
+
+
+@pytest.fixture
+def unique_topics() -> TopicSettings:
+    """Contract topics with a unique suffix, so tests sharing the broker never see each other."""
+    suffix = uuid.uuid4().hex[:8]
+    defaults = TopicSettings()
+    return TopicSettings(**{name: f"{value}.{suffix}" for name, value in defaults.model_dump().items()})

@@ -1,0 +1,219 @@
+"""Settings: the only place that reads the environment.
+
+Every variable of the public contract (CONTRACT §5) is here with its default, read once at start
+through pydantic-settings (prefix ``TASKING_``, nesting with ``__``). :func:`load_settings` turns any
+validation failure into a :class:`ConfigError` whose message is one line naming the variable, so the
+process can stop with a clear message instead of a traceback.
+
+Secrets are :class:`pydantic.SecretStr`: their ``repr`` and ``str`` are masked, and the logging
+redaction processor (``worker.observability.logging``) learns their values from
+:meth:`Settings.secret_values`.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+ENV_PREFIX = "TASKING_"
+NESTED_DELIMITER = "__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSettings(_Section):
+    """Connection to the Kafka cluster (or the embedded broker)."""
+
+    bootstrap_servers: str = Field("localhost:9092", min_length=1)
+    group_id: str = Field("tasking-worker", min_length=1)
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    enable_idempotence: bool = True
+    create_topics: bool = False
+    # Used only when the worker creates topics itself (create_topics=true).
+    partitions: int = Field(6, ge=1, le=1000)
+    replication_factor: int = Field(1, ge=1, le=10)
+    # A member that misses this many ms of heartbeats is removed from the group.
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+
+
+class TopicSettings(_Section):
+    """Topic names (CONTRACT §1); requests, commands and state are co-partitioned."""
+
+    requests: str = Field("tasking.order-requests", min_length=1)
+    commands: str = Field("tasking.commands", min_length=1)
+    status: str = Field("tasking.order-status", min_length=1)
+    acquisitions: str = Field("tasking.acquisitions", min_length=1)
+    dead_letter: str = Field("tasking.dead-letter", min_length=1)
+    state: str = Field("tasking.worker-state", min_length=1)
+
+    def all(self) -> list[str]:
+        """Every topic name, inputs first."""
+        return [
+            self.requests,
+            self.commands,
+            self.state,
+            self.status,
+            self.acquisitions,
+            self.dead_letter,
+        ]
+
+
+class EndUser(_Section):
+    """An end user declared on OneAtlas orders (name and ISO 3166 alpha-2 country)."""
+
+    endUserName: str = Field(min_length=1)  # noqa: N815 - the provider's own field name
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+
+
+class OneAtlasSettings(_Section):
+    """Airbus OneAtlas: credentials, hosts and the order fields set per deployment."""
+
+    api_key: SecretStr | None = None
+    contract_id: str | None = None
+    # PNEO is ordered on a ``neo`` contract, SPOT/Pléiades on a ``legacy`` one; falls back to contract_id.
+    neo_contract_id: str | None = None
+    workspace_id: str | None = None
+    auth_url: HttpUrl = HttpUrl(
+        "https://authenticate.foundation.api.oneatlas.airbus.com"
+        "/auth/realms/IDP/protocol/openid-connect/token"
+    )
+    base_url: HttpUrl = HttpUrl("https://order.api.oneatlas.airbus.com")
+    primary_market: str = Field("NQUAL", min_length=1)
+    end_users: list[EndUser] = Field(
+        default_factory=lambda: [EndUser(endUserName="tasking-worker", country="FR")]
+    )
+    notification_emails: list[str] = Field(default_factory=list)
+    delivery_type: str = "network"
+    rate_limit_per_second: float = Field(10.0, gt=0)
+    max_concurrency: int = Field(32, ge=1)
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class Up42Settings(_Section):
+    """UP42: password-grant credentials, hosts and workspace."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    workspace_id: str | None = None
+    auth_url: HttpUrl = HttpUrl("https://auth.up42.com/realms/public/protocol/openid-connect/token")
+    userinfo_url: HttpUrl | None = None
+    client_id: str = "up42-api"
+    base_url: HttpUrl = HttpUrl("https://api.up42.com")
+    rate_limit_per_second: float = Field(10.0, gt=0)
+    max_concurrency: int = Field(32, ge=1)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.username) and self.password is not None
+
+    def resolved_userinfo_url(self) -> str:
+        """The user-info endpoint: configured, or derived from the token URL (same Keycloak realm)."""
+        if self.userinfo_url is not None:
+            return str(self.userinfo_url)
+        token = str(self.auth_url)
+        return token[: -len("token")] + "userinfo" if token.endswith("/token") else token
+
+
+class HttpClientSettings(_Section):
+    """Outbound HTTP behaviour shared by both provider adapters."""
+
+    timeout_seconds: float = Field(30.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_seconds: float = Field(0.5, ge=0)
+    backoff_max_seconds: float = Field(60.0, ge=0)
+    # An order POST whose answer was lost is looked up again only after this long, so that a
+    # request still in flight at the provider has landed (must exceed timeout_seconds).
+    settle_seconds: float = Field(45.0, gt=0)
+
+
+class TrackingSettings(_Section):
+    poll_interval_seconds: float = Field(300.0, gt=0)
+    page_size: int = Field(100, ge=1, le=1000)
+
+
+class HttpServerSettings(_Section):
+    port: int = Field(8080, ge=0, le=65535)
+    host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one worker process (CONTRACT §5)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    oneatlas: OneAtlasSettings = OneAtlasSettings()
+    up42: Up42Settings = Up42Settings()
+    http_client: HttpClientSettings = HttpClientSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    http: HttpServerSettings = HttpServerSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Annotated[LogFormat | None, Field(description="json or console")] = None
+    ce_source: str = Field("urn:tasking-worker", min_length=1)
+    shutdown_grace_seconds: float = Field(20.0, gt=0)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear, for the log redaction processor only."""
+        secrets = [self.kafka.sasl_password, self.oneatlas.api_key, self.up42.password]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+    def resolved_log_format(self) -> LogFormat:
+        """``console`` on a terminal unless a format was set explicitly."""
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.CONSOLE if sys.stdout.isatty() else LogFormat.JSON
+
+
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def load_settings() -> Settings:
+    """Read the environment once.
+
+    Raises:
+        ConfigError: one line naming the first invalid variable and what is wrong with it. The
+            message never contains the rejected value, which may be a secret.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        raise ConfigError(f"{_variable_name(first['loc'])}: {first['msg']}") from None
+    except ValueError as exc:  # pydantic-settings raises this for unparsable nested JSON
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,440 @@
+"""Pydantic models of the public contract (CONTRACT §3-4).
+
+Inputs (:class:`OrderRequest`, :class:`Command`) reject unknown fields and enforce every rule of the
+contract; outputs (:class:`OrderStatusEvent`, :class:`AcquisitionEvent`, :class:`DeadLetter`) are what
+the worker publishes. All JSON field names are camelCase; Python attributes are snake_case and the
+models are populated and dumped by alias.
+
+This package does no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from worker.events.geometry import validate_polygon_rings
+from worker.events.status import OrderStatus, StapiStatus
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+def _utc_text(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and a ``Z`` (what both providers expect too)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[AwareDatetime, PlainSerializer(_utc_text, return_type=str)]
+RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: camelCase aliases, no unknown fields, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+        ser_json_inf_nan="null",
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON form (camelCase keys, RFC 3339 times) as plain Python values."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Provider(StrEnum):
+    ONEATLAS = "oneatlas"
+    UP42 = "up42"
+
+
+class Mission(StrEnum):
+    PLEIADES = "PLEIADES"
+    SPOT = "SPOT"
+    PLEIADESNEO = "PLEIADESNEO"
+
+
+class ProgrammingType(StrEnum):
+    ONEPLAN = "ONEPLAN"
+    ONEDAY = "ONEDAY"
+    ONENOW = "ONENOW"
+    ONESERIES = "ONESERIES"
+    ONENOWATTEMPTS = "ONENOWATTEMPTS"
+    ONENOWWEATHER = "ONENOWWEATHER"
+
+
+_PROG_TYPES_BY_MISSION: dict[Mission, frozenset[ProgrammingType]] = {
+    Mission.PLEIADES: frozenset(
+        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW,
+         ProgrammingType.ONESERIES}
+    ),
+    Mission.SPOT: frozenset(
+        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW,
+         ProgrammingType.ONESERIES}
+    ),
+    Mission.PLEIADESNEO: frozenset(
+        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOWATTEMPTS,
+         ProgrammingType.ONENOWWEATHER}
+    ),
+}
+
+
+class OneAtlasProduct(ContractModel):
+    """What to task at Airbus OneAtlas: a mission and a programming type valid for it."""
+
+    mission: Mission
+    programming_type: ProgrammingType
+
+    @model_validator(mode="after")
+    def _type_fits_mission(self) -> Self:
+        if self.programming_type not in _PROG_TYPES_BY_MISSION[self.mission]:
+            raise ValueError(
+                f"programmingType {self.programming_type} is not offered for {self.mission}"
+            )
+        return self
+
+
+class Up42Product(ContractModel):
+    """What to task at UP42: one data product id."""
+
+    data_product_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{36}$")]
+
+
+class Polygon(ContractModel):
+    """A GeoJSON Polygon in WGS84: one closed ring of 4..999 positions, simple, no holes."""
+
+    type: Literal["Polygon"]
+    coordinates: list[list[tuple[float, float]]]
+
+    @field_validator("coordinates")
+    @classmethod
+    def _valid_rings(cls, rings: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        validate_polygon_rings(rings)
+        return rings
+
+    def ring(self) -> list[tuple[float, float]]:
+        """The exterior ring (the only one)."""
+        return self.coordinates[0]
+
+
+class Window(ContractModel):
+    start: UtcDatetime
+    end: UtcDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("window.end must be after window.start")
+        return self
+
+
+class AcquisitionMode(StrEnum):
+    MONO = "MONO"
+    STEREO = "STEREO"
+    TRISTEREO = "TRISTEREO"
+
+
+class Constraints(ContractModel):
+    max_cloud_cover: Annotated[float, Field(ge=0, le=100)] | None = None
+    max_incidence_angle: Annotated[float, Field(ge=0, le=90)] | None = None
+    acquisition_mode: AcquisitionMode = AcquisitionMode.MONO
+    min_bh: Annotated[float, Field(ge=0.2, le=0.8)] | None = Field(None, alias="minBH")
+    max_bh: Annotated[float, Field(ge=0.2, le=0.8)] | None = Field(None, alias="maxBH")
+
+    @model_validator(mode="after")
+    def _bh_for_stereo_only(self) -> Self:
+        has_bh = self.min_bh is not None or self.max_bh is not None
+        if has_bh and self.acquisition_mode is AcquisitionMode.MONO:
+            raise ValueError("minBH/maxBH apply to STEREO and TRISTEREO only")
+        if self.min_bh is not None and self.max_bh is not None and self.min_bh > self.max_bh:
+            raise ValueError("minBH must not exceed maxBH")
+        return self
+
+
+class Processing(ContractModel):
+    """Provider-neutral production options; each adapter maps them to its own names."""
+
+    processing_level: Literal["primary", "projected", "ortho"] | None = None
+    spectral_processing: str | None = None
+    radiometric_processing: Literal["basic", "reflectance", "display"] | None = None
+    pixel_coding: Literal["8bits", "12bits"] | None = None
+    image_format: str | None = None
+    projection: Annotated[str, StringConstraints(pattern=r"^[0-9]{4,5}(_[A-Z])?$")] | None = None
+    dem: str | None = None
+    priority: str | None = None
+    licence: str | None = None
+
+
+class Budget(ContractModel):
+    max_amount: Annotated[float, Field(gt=0)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3,10}$")]
+
+
+class AutoAccept(ContractModel):
+    max_cloud_cover: Annotated[float, Field(ge=0, le=100)] | None = None
+    max_incidence_angle: Annotated[float, Field(ge=0, le=90)] | None = None
+
+
+class AcquisitionPolicy(ContractModel):
+    auto_accept: AutoAccept | None = None
+    auto_refuse: bool = False
+
+
+class OrderRequest(ContractModel):
+    """A request to task a satellite (CONTRACT §3.1); ``requestId`` is the idempotency key."""
+
+    request_id: RequestId
+    provider: Provider
+    product: OneAtlasProduct | Up42Product
+    aoi: Polygon
+    window: Window
+    constraints: Constraints = Constraints()
+    processing: Processing = Processing()
+    provider_options: dict[str, Any] = Field(default_factory=dict)
+    budget: Budget | None = None
+    auto_approve: bool = True
+    dry_run: bool = False
+    customer_reference: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    acquisition_policy: AcquisitionPolicy | None = None
+    display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    comments: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _product_by_provider(cls, data: Any) -> Any:
+        # Choose the product model from the provider so errors name the right fields.
+        if isinstance(data, dict) and isinstance(data.get("product"), dict):
+            provider = data.get("provider")
+            product = data["product"]
+            if provider == Provider.ONEATLAS.value:
+                data = {**data, "product": OneAtlasProduct.model_validate(product)}
+            elif provider == Provider.UP42.value:
+                data = {**data, "product": Up42Product.model_validate(product)}
+        return data
+
+    @property
+    def reference(self) -> str:
+        """The provider correlation field: ``customerReference``, else ``requestId``."""
+        return self.customer_reference or self.request_id
+
+    def oneatlas_product(self) -> OneAtlasProduct:
+        """The product as OneAtlas; raises ``TypeError`` for a UP42 request (a programming error)."""
+        if not isinstance(self.product, OneAtlasProduct):
+            raise TypeError("not a OneAtlas request")
+        return self.product
+
+    def up42_product(self) -> Up42Product:
+        """The product as UP42; raises ``TypeError`` for a OneAtlas request (a programming error)."""
+        if not isinstance(self.product, Up42Product):
+            raise TypeError("not a UP42 request")
+        return self.product
+
+
+class CommandName(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    SELECT_FEASIBILITY_OPTION = "select-feasibility-option"
+    ACCEPT_ACQUISITION = "accept-acquisition"
+    REFUSE_ACQUISITION = "refuse-acquisition"
+
+
+class Command(ContractModel):
+    """A customer decision about one request (CONTRACT §3.2); ``commandId`` makes it idempotent."""
+
+    request_id: RequestId
+    command_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    command: CommandName
+    option_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    acquisition_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    issued_by: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _required_arguments(self) -> Self:
+        if self.command is CommandName.SELECT_FEASIBILITY_OPTION and not self.option_id:
+            raise ValueError("optionId is required for select-feasibility-option")
+        acq_commands = (CommandName.ACCEPT_ACQUISITION, CommandName.REFUSE_ACQUISITION)
+        if self.command in acq_commands and not self.acquisition_id:
+            raise ValueError(f"acquisitionId is required for {self.command}")
+        return self
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class Automation(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    MANUAL = "MANUAL"
+
+
+class Classification(StrEnum):
+    EASY = "EASY"
+    CHALLENGING = "CHALLENGING"
+
+
+class AttemptInfo(ContractModel):
+    """One acquisition opportunity offered by the provider (OneAtlas ``/attempts``)."""
+
+    id: str
+    acquisition_start: UtcDatetime | None = None
+    acquisition_end: UtcDatetime | None = None
+    order_deadline: UtcDatetime | None = None
+    incidence_angle: float | None = None
+    chosen: bool = False
+
+
+class Feasibility(ContractModel):
+    automation: Automation
+    classification: Classification | None = None
+    programming_type: str | None = None
+    attempts: list[AttemptInfo] = Field(default_factory=list)
+
+
+class Price(ContractModel):
+    amount: Annotated[float, Field(ge=0)]
+    currency: str
+    area_km2: float | None = None
+
+
+class DecisionKind(StrEnum):
+    APPROVE_PRICE = "approve-price"
+    SELECT_FEASIBILITY_OPTION = "select-feasibility-option"
+    CONFIRM_ORDER = "confirm-order"
+
+
+class DecisionOption(ContractModel):
+    id: str
+    description: str
+
+
+class Decision(ContractModel):
+    kind: DecisionKind
+    options: list[DecisionOption] = Field(default_factory=list)
+    deadline: UtcDatetime | None = None
+
+
+class AcquisitionCounts(ContractModel):
+    proposed: int = 0
+    validated: int = 0
+    refused: int = 0
+
+
+class Progress(ContractModel):
+    acquisitions: AcquisitionCounts = AcquisitionCounts()
+    coverage_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class Reason(ContractModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrderStatusEvent(ContractModel):
+    """One transition of one request (CONTRACT §4.1); ``sequence`` is contiguous from 1."""
+
+    request_id: str
+    provider: Provider
+    sequence: Annotated[int, Field(ge=1)]
+    status: OrderStatus
+    previous_status: OrderStatus | None
+    stapi_status: StapiStatus
+    occurred_at: UtcDatetime
+    provider_refs: dict[str, str] = Field(default_factory=dict)
+    feasibility: Feasibility | None = None
+    price: Price | None = None
+    decision: Decision | None = None
+    progress: Progress | None = None
+    reason: Reason | None = None
+
+    @property
+    def ce_id(self) -> str:
+        """Deterministic CloudEvents id: ``{requestId}:{sequence}``."""
+        return f"{self.request_id}:{self.sequence}"
+
+
+class AcquisitionStatus(StrEnum):
+    PROPOSED = "PROPOSED"
+    VALIDATED = "VALIDATED"
+    ACCEPTED = "ACCEPTED"
+    REFUSED = "REFUSED"
+    REJECTED = "REJECTED"
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+
+
+class DecidedBy(StrEnum):
+    PROVIDER = "provider"
+    POLICY = "policy"
+    COMMAND = "command"
+
+
+class AcquisitionEvent(ContractModel):
+    """An acquisition seen for the first time, or a change of its status (CONTRACT §4.3).
+
+    ``n`` is not part of the payload: it numbers the events of one acquisition for the ``ce_id``.
+    """
+
+    request_id: str
+    provider: Provider
+    acquisition_id: str
+    status: AcquisitionStatus
+    decided_by: DecidedBy | None = None
+    acquired_at: UtcDatetime | None = None
+    cloud_cover: Annotated[float, Field(ge=0, le=100)] | None = None
+    incidence_angle: float | None = None
+    footprint: dict[str, Any] | None = None
+    provider_refs: dict[str, str] = Field(default_factory=dict)
+    occurred_at: UtcDatetime
+
+    def ce_id(self, n: int) -> str:
+        """Deterministic CloudEvents id: ``{requestId}:{acquisitionId}:{n}``."""
+        return f"{self.request_id}:{self.acquisition_id}:{n}"
+
+
+class DeadLetterError(ContractModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageSource(ContractModel):
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DeadLetter(ContractModel):
+    """A message that could not be processed, with the reason and the original bytes."""
+
+    error: DeadLetterError
+    source: MessageSource
+    payload: str | None
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    received_at: UtcDatetime
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (the only clock the models know)."""
+    return datetime.now(UTC)
