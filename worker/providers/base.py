@@ -1,0 +1,295 @@
+"""The `Provider` protocol and the project-owned types that cross it.
+
+Adapters (``oneatlas.py``, ``up42.py``) translate between these types and the providers' HTTP APIs;
+nothing outside an adapter ever sees an ``httpx.Response`` or a provider payload. Every type here
+is a frozen pydantic model so the domain core can keep it in the durable order state as JSON.
+
+Failure modes are the project's error tree (``worker.errors``): every method may raise
+``ProviderUnavailable`` (retriable: 5xx, connection errors, read timeouts, 429 as ``RateLimited``),
+``ProviderAuthError`` (credentials refused), ``ProviderProtocolError`` (an answer not shaped as
+documented) and ``ProviderNotConfigured``. Methods that write (place an order, decide a quotation,
+choose an option, decide an acquisition, cancel) may also raise ``OutcomeUnknown`` when the request
+may have reached the provider but no answer came back: the caller must reconcile, never re-send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.events.models import (
+    AcquisitionStatus,
+    Automation,
+    Classification,
+    OrderRequest,
+    Provider,
+)
+
+
+class ProviderModel(BaseModel):
+    """Base of the adapter-facing types: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Refs = dict[str, str]
+"""Provider ids of one order (``salesOrderId``, ``taskingId``, ``quotationId``, ``orderId``, ...)."""
+
+
+class FeasibilityResult(ProviderModel):
+    """The provider's automatic feasibility answer.
+
+    ``expires_at`` is the decision deadline the provider attaches (PNEO ``expirationDate``).
+    ``available`` False means the provider has no capacity for the request.
+    """
+
+    programming_type: str
+    automation: Automation
+    classification: Classification | None = None
+    automation_name: str | None = None
+    available: bool = True
+    expires_at: datetime | None = None
+
+
+class Attempt(ProviderModel):
+    """One acquisition opportunity (OneAtlas ``/attempts`` segment) with its ``segmentKey``."""
+
+    id: str
+    segment_key: str
+    acquisition_start: datetime | None = None
+    acquisition_end: datetime | None = None
+    order_deadline: datetime | None = None
+    incidence_angle: float | None = None
+    footprint: dict[str, Any] | None = None  # GeoJSON (converted from the provider's WKT)
+
+
+class OrderContext(ProviderModel):
+    """What earlier steps learned and the order payload must carry (copied, not re-asked)."""
+
+    feasibility: FeasibilityResult | None = None
+    attempt: Attempt | None = None
+
+
+class PriceQuote(ProviderModel):
+    """A price. ``indicative`` is True for estimates that are not binding (UP42 estimate)."""
+
+    amount: float
+    currency: str
+    area_km2: float | None = None
+    indicative: bool = False
+
+
+class PlacedOrder(ProviderModel):
+    """An order that exists at the provider.
+
+    ``tracking_key`` is the id the adapter's batched :meth:`Provider.poll` is keyed by
+    (OneAtlas legacy: ``salesOrderId``; Pléiades Neo: ``quotationId``; UP42: ``orderId``).
+    """
+
+    tracking_key: str
+    refs: Refs
+    amount: float | None = None
+    currency: str | None = None
+
+
+class StudyOption(ProviderModel):
+    id: str
+    description: str
+
+
+class StudyDecision(StrEnum):
+    NOT_DECIDED = "NOT_DECIDED"
+    ACCEPTED = "ACCEPTED"
+
+
+class FeasibilityStudy(ProviderModel):
+    """A provider feasibility study (UP42) with the options a human may choose from."""
+
+    id: str
+    automation: Automation
+    decision: StudyDecision
+    options: list[StudyOption] = Field(default_factory=list)
+    chosen_option_id: str | None = None
+    deadline: datetime | None = None
+
+
+class QuotationDecision(StrEnum):
+    NOT_DECIDED = "NOT_DECIDED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class Quotation(ProviderModel):
+    """A binding price the customer must accept or refuse (PNEO quotation, UP42 quotation)."""
+
+    id: str
+    amount: float
+    currency: str
+    decision: QuotationDecision
+    valid_until: datetime | None = None
+
+
+class RemotePhase(StrEnum):
+    """Where an order stands at the provider, in the project's words.
+
+    The adapters map every provider status to one of these (documented in
+    ``docs/provider-status-mapping.md``); the domain core maps phases to contract statuses.
+    """
+
+    FEASIBILITY_STUDY = "FEASIBILITY_STUDY"  # a manual study runs at the provider
+    AWAITING_OPTION = "AWAITING_OPTION"  # the study is done: an option must be chosen
+    AWAITING_QUOTATION = "AWAITING_QUOTATION"  # the provider prepares a quotation
+    QUOTATION_READY = "QUOTATION_READY"  # a quotation waits for a decision
+    ACTIVE = "ACTIVE"  # placed and activated, no acquisition yet
+    ACQUIRING = "ACQUIRING"  # acquisitions are being made or proposed
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"  # the provider or the customer refused it (quotation refused)
+
+
+class AcquisitionCounts(ProviderModel):
+    proposed: int = 0
+    validated: int = 0
+    refused: int = 0
+
+
+class OrderSnapshot(ProviderModel):
+    """The state of one order at the provider at one poll.
+
+    ``provider_status`` is the raw value (for logs and events); ``phase`` its mapping.
+    ``change_marker`` changes whenever the acquisitions may have changed, so the caller fetches
+    acquisitions only for orders whose marker moved (OneAtlas ``nbProposedSegments``...).
+    """
+
+    tracking_key: str
+    refs: Refs
+    provider_status: str
+    phase: RemotePhase
+    study: FeasibilityStudy | None = None
+    quotation: Quotation | None = None
+    counts: AcquisitionCounts | None = None
+    coverage_pct: float | None = None
+    change_marker: str | None = None
+
+
+class Acquisition(ProviderModel):
+    """One acquisition (OneAtlas segment, PNEO coverage item, UP42 delivery)."""
+
+    id: str
+    status: AcquisitionStatus
+    provider_status: str
+    acquired_at: datetime | None = None
+    cloud_cover: float | None = None  # 100 - clearSkyRate where the provider gives a clear-sky rate
+    incidence_angle: float | None = None
+    footprint: dict[str, Any] | None = None  # always GeoJSON
+    refs: Refs = Field(default_factory=dict)
+
+
+@runtime_checkable
+class TaskingProvider(Protocol):
+    """One tasking provider, in the project's own types.
+
+    Implementations own their HTTP client, token lifecycle, retries and rate limits; see the
+    module docstring for the failure modes every method shares.
+    """
+
+    name: Provider
+
+    async def validate(self, request: OrderRequest) -> None:
+        """Check that the request can be expressed for this provider, before any call that costs.
+
+        Raises:
+            InvalidOrderParams: a parameter is missing or invalid; the message names the field.
+            ProviderNotConfigured: no credentials or contract for this request.
+        """
+
+    async def check_feasibility(self, request: OrderRequest) -> FeasibilityResult:
+        """Ask the provider's automatic feasibility for the request.
+
+        Raises:
+            NotFeasible: the provider answered that it cannot task this request.
+            ProviderRejected: the provider refused the request (4xx, e.g. ``E2203``).
+        """
+
+    async def find_attempts(self, request: OrderRequest) -> list[Attempt]:
+        """List acquisition attempts (ONEDAY/ONENOW...), soonest first.
+
+        Raises:
+            NotFeasible: no attempt is possible (OneAtlas ``ERR_NO_SENSOR_AVAILABLE``).
+        """
+
+    async def price(self, request: OrderRequest, context: OrderContext) -> PriceQuote:
+        """Price the order that :meth:`place_order` would place with the same arguments.
+
+        Raises:
+            ProviderRejected: the provider refused to price it.
+        """
+
+    async def place_order(self, request: OrderRequest, context: OrderContext) -> PlacedOrder:
+        """Place the order (the paid call). Never retried by the adapter once sent.
+
+        Raises:
+            OutcomeUnknown: the request may have been accepted; reconcile with :meth:`find_order`.
+            ProviderRejected: the provider refused the order (nothing was created).
+        """
+
+    async def find_order(self, request: OrderRequest) -> PlacedOrder | None:
+        """Find an order already placed for ``request.reference`` (customer reference / tag).
+
+        Returns ``None`` when the provider has none. Used to reconcile an intent after a crash or
+        an ``OutcomeUnknown``.
+        """
+
+    async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
+        """Read one order's current state (including a pending study or quotation)."""
+
+    async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
+        """Batched tracking: snapshots of the orders whose ``tracking_key`` is in ``keys``.
+
+        Uses the provider's listing endpoints page by page, so the number of calls grows with the
+        number of pages, not of orders. Keys the provider does not return are absent.
+        """
+
+    async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
+        """All acquisitions of one order (segments, coverage items, deliveries)."""
+
+    async def decide_acquisition(
+        self, placed: PlacedOrder, acquisition_id: str, accept: bool
+    ) -> None:
+        """Accept or refuse a proposed acquisition.
+
+        Raises:
+            OutcomeUnknown: the decision may have been recorded; read the acquisition again.
+            ProviderRejected: the acquisition can no longer be decided.
+        """
+
+    async def decide_quotation(self, placed: PlacedOrder, quotation_id: str, accept: bool) -> None:
+        """Accept (activates the order, spends money) or refuse a quotation.
+
+        Raises:
+            OutcomeUnknown: reconcile by reading the quotation again.
+            ProviderRejected: the quotation is no longer undecided (UP42 405) or not allowed.
+        """
+
+    async def choose_option(self, placed: PlacedOrder, study_id: str, option_id: str) -> None:
+        """Choose one option of a feasibility study.
+
+        Raises:
+            OutcomeUnknown: reconcile by reading the study again.
+            ProviderRejected: the study is already decided, or the option is unknown.
+        """
+
+    async def cancel(self, placed: PlacedOrder) -> None:
+        """Cancel (or stop) the order at the provider.
+
+        Raises:
+            ProviderRejected: the provider does not allow it now; the message is its reason.
+        """
+
+    async def aclose(self) -> None:
+        """Release the HTTP client."""

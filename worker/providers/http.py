@@ -1,0 +1,320 @@
+"""The one HTTP layer both provider adapters use.
+
+It owns what must be identical for every provider call: the bearer token (renewed once on 401),
+a per-provider concurrency limit and rate limit, timeouts, retries with exponential backoff and
+full jitter for reads, the translation of every failure into the project's error tree, and metrics.
+
+Reads and writes differ on purpose:
+
+* :meth:`ProviderHttp.read` retries 5xx, 429 (waiting at least ``Retry-After``), timeouts and
+  connection errors, up to ``max_retries`` times.
+* :meth:`ProviderHttp.write` retries only when the request certainly did not take effect (the
+  connection was never made, 429, 401 before a renewed token). When it may have taken effect (a
+  read timeout, a dropped connection after sending, a 5xx), it raises :class:`OutcomeUnknown`: a
+  paid call is never re-sent blindly, the caller reconciles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import orjson
+import structlog
+
+from worker.errors import (
+    OutcomeUnknown,
+    ProviderAuthError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from worker.providers.auth import TokenSource
+
+log = structlog.get_logger(__name__)
+
+# The request never left this machine: safe to send again, even for a write.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class ProviderMetrics(Protocol):
+    """What the HTTP layer reports (implemented by ``WorkerMetrics``)."""
+
+    def provider_request(
+        self, provider: str, operation: str, outcome: str, duration_seconds: float
+    ) -> None: ...
+
+    def provider_retry(self, provider: str, operation: str) -> None: ...
+
+    def provider_in_flight(self, provider: str) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NullMetrics:
+    """Metrics sink that records nothing (for tools and tests that do not look at metrics)."""
+
+    def provider_request(
+        self, provider: str, operation: str, outcome: str, duration_seconds: float
+    ) -> None:
+        return None
+
+    def provider_retry(self, provider: str, operation: str) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def provider_in_flight(self, provider: str) -> Iterator[None]:
+        yield
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Retry, pacing and concurrency settings of one provider."""
+
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+    rate_per_second: float = 10.0
+    max_concurrency: int = 32
+
+
+class RateLimiter:
+    """Token bucket: at most ``rate`` request starts per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self._rate = rate
+        self._capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until one more request may start."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+Translate = Callable[[httpx.Response, str], ProviderError | None]
+"""Adapter hook: turn a non-2xx response into a specific error, or ``None`` for the default."""
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The response body as JSON (``None`` when empty); never raises."""
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class ProviderHttp:
+    """HTTP access to one provider.
+
+    Args:
+        provider: ``oneatlas`` or ``up42`` (metrics label and error attribute).
+        client: the injected ``httpx.AsyncClient`` (base URL, timeouts, transport).
+        tokens: bearer token source, or ``None`` for unauthenticated calls.
+        translate: the adapter's error mapping for its documented error bodies.
+    """
+
+    provider: str
+    client: httpx.AsyncClient
+    tokens: TokenSource | None
+    policy: HttpPolicy = HttpPolicy()
+    metrics: ProviderMetrics = field(default_factory=NullMetrics)
+    translate: Translate | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _limiter: RateLimiter = field(init=False)
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = RateLimiter(self.policy.rate_per_second)
+        self._slots = asyncio.Semaphore(self.policy.max_concurrency)
+
+    async def read(self, operation: str, method: str, url: str, **kw: Any) -> Any:
+        """A call without side effects; retried on every retriable failure.
+
+        Returns the parsed JSON body (``None`` when empty).
+
+        Raises:
+            ProviderUnavailable: still failing after ``max_retries`` retries.
+            ProviderRejected / ProviderAuthError / ProviderProtocolError: not retriable.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await self._once(operation, method, url, write=False, **kw)
+            except ProviderError as exc:
+                if not exc.retriable or attempt >= self.policy.max_retries:
+                    raise
+                await self._backoff(operation, attempt, exc)
+                attempt += 1
+
+    async def write(self, operation: str, method: str, url: str, **kw: Any) -> Any:
+        """A call with side effects (possibly a paid one).
+
+        Retried only when it certainly did not take effect (connection refused, 429).
+
+        Raises:
+            OutcomeUnknown: it may have taken effect (timeout after sending, 5xx, lost answer).
+            ProviderRejected / ProviderAuthError / ProviderProtocolError: refused, nothing done.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await self._once(operation, method, url, write=True, **kw)
+            except ProviderError as exc:
+                if isinstance(exc, OutcomeUnknown) or not exc.retriable:
+                    raise
+                if attempt >= self.policy.max_retries:
+                    raise
+                await self._backoff(operation, attempt, exc)
+                attempt += 1
+
+    async def _backoff(self, operation: str, attempt: int, exc: ProviderError) -> None:
+        delay = random.uniform(0, min(self.policy.backoff_max,
+                                      self.policy.backoff_base * 2**attempt))
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        self.metrics.provider_retry(self.provider, operation)
+        log.info("provider_retry", operation=operation, attempt=attempt + 1,
+                 delay_s=round(delay, 3), error=exc.message)
+        await self.sleep(delay)
+
+    async def _once(self, operation: str, method: str, url: str, *, write: bool, **kw: Any) -> Any:
+        await self._limiter.acquire()
+        async with self._slots:
+            with self.metrics.provider_in_flight(self.provider):
+                started = time.perf_counter()
+                outcome = "timeout"
+                try:
+                    response = await self._send_authenticated(operation, method, url, write, kw)
+                    outcome = _outcome(response.status_code)
+                except ProviderError as exc:
+                    timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
+                    outcome = "timeout" if timed_out else "server_error"
+                    raise
+                finally:
+                    elapsed = time.perf_counter() - started
+                    self.metrics.provider_request(self.provider, operation, outcome, elapsed)
+        return self._result(operation, response, write)
+
+    async def _send_authenticated(
+        self, operation: str, method: str, url: str, write: bool, kw: Mapping[str, Any]
+    ) -> httpx.Response:
+        token = await self.tokens.get() if self.tokens is not None else None
+        response = await self._send(operation, method, url, write, kw, token)
+        if response.status_code == 401 and self.tokens is not None and token is not None:
+            # An expired or revoked token: the request was refused, so it is safe to resend once.
+            self.tokens.invalidate(token)
+            token = await self.tokens.get()
+            response = await self._send(operation, method, url, write, kw, token)
+        return response
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        write: bool,
+        kw: Mapping[str, Any],
+        token: str | None,
+    ) -> httpx.Response:
+        headers = dict(kw.get("headers") or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        args = {k: v for k, v in kw.items() if k != "headers"}
+        try:
+            return await self.client.request(method, url, headers=headers, **args)
+        except _NOT_SENT as exc:
+            raise ProviderUnavailable(
+                f"{operation}: cannot connect ({type(exc).__name__})", **self._ids(operation)
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise self._lost(operation, write, "timed out", exc) from exc
+        except httpx.TransportError as exc:
+            raise self._lost(operation, write, "connection lost", exc) from exc
+
+    def _lost(
+        self, operation: str, write: bool, what: str, exc: Exception
+    ) -> ProviderError:
+        if write:
+            return OutcomeUnknown(f"{operation}: {what} after sending; outcome unknown",
+                                  **self._ids(operation))
+        return ProviderUnavailable(f"{operation}: {what} ({type(exc).__name__})",
+                                   **self._ids(operation))
+
+    def _ids(self, operation: str) -> dict[str, Any]:
+        return {"provider": self.provider, "operation": operation}
+
+    def _result(self, operation: str, response: httpx.Response, write: bool) -> Any:
+        if response.is_success:
+            body = json_body(response)
+            if isinstance(body, str):
+                raise ProviderProtocolError(
+                    f"{operation}: answer is not JSON", status_code=response.status_code,
+                    **self._ids(operation))
+            return body
+        raise self._error(operation, response, write)
+
+    def _error(self, operation: str, response: httpx.Response, write: bool) -> ProviderError:
+        if self.translate is not None:
+            specific = self.translate(response, operation)
+            if specific is not None:
+                specific.provider, specific.operation = self.provider, operation
+                specific.status_code = response.status_code
+                return specific
+        return default_error(self.provider, operation, response, write)
+
+
+def default_error(
+    provider: str, operation: str, response: httpx.Response, write: bool
+) -> ProviderError:
+    """The generic mapping of an HTTP error status to the error tree."""
+    status = response.status_code
+    ids: dict[str, Any] = {"provider": provider, "operation": operation, "status_code": status}
+    message = f"{operation}: HTTP {status}"
+    if status == 429:
+        return RateLimited(message + " (rate limited)", retry_after=_retry_after(response), **ids)
+    if status >= 500:
+        if write:
+            return OutcomeUnknown(message + "; outcome unknown", **ids)
+        return ProviderUnavailable(message, **ids)
+    if status in (401, 403):
+        return ProviderAuthError(message + " (not authorised)", **ids)
+    return ProviderRejected(message, details={"body": json_body(response)}, **ids)
+
+
+def _outcome(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    if status >= 400:
+        return "client_error"
+    return "ok"

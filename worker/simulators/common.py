@@ -1,0 +1,203 @@
+"""What both provider simulators share: a simulated clock, fault injection and a call record.
+
+The simulators are ASGI apps (starlette) implementing the providers' real paths. They are used in
+process through ``httpx.ASGITransport`` by tests and as real HTTP servers (uvicorn) by the demo and
+the reliability suite. Operator controls live under ``/_sim/`` on each app and as Python methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+FaultKind = Literal["status", "latency", "lost_response"]
+
+
+@dataclass
+class SimClock:
+    """Simulated time: real elapsed time times ``speed``, plus manual jumps.
+
+    With ``speed=3600`` one real second is one simulated hour, so a week passes in under three
+    minutes; :meth:`advance` jumps ahead at once (tests use it to reach deadlines).
+    """
+
+    speed: float = 1.0
+    start: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _real_start: float = field(default_factory=time.monotonic)
+    _offset: float = 0.0
+
+    def now(self) -> datetime:
+        elapsed = (time.monotonic() - self._real_start) * self.speed + self._offset
+        return self.start + timedelta(seconds=elapsed)
+
+    def advance(self, seconds: float) -> None:
+        """Jump ``seconds`` of simulated time ahead."""
+        self._offset += seconds
+
+    def real_seconds(self, simulated: float) -> float:
+        """How many real seconds ``simulated`` seconds take at the current speed."""
+        return simulated / self.speed
+
+
+def iso(value: datetime) -> str:
+    """The providers' time format: ``yyyy-MM-ddTHH:mm:ss.SSSZ``."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Fault:
+    """One injected fault.
+
+    Attributes:
+        kind: ``status`` answers ``status``/``body`` without running the handler; ``latency``
+            delays the answer by ``delay`` seconds; ``lost_response`` runs the handler (the effect
+            happens) and then delays the answer by ``delay`` seconds (longer than the client
+            timeout) so the client never sees it.
+        path: regular expression matched against the request path.
+        method: HTTP method, or ``None`` for any.
+        times: how many matching requests it applies to (``None``: all).
+        probability: chance that a matching request is affected.
+    """
+
+    kind: FaultKind
+    path: str = ".*"
+    method: str | None = None
+    status: int = 500
+    body: Any = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    times: int | None = 1
+    probability: float = 1.0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return re.fullmatch(self.path, path) is not None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One request the simulator received."""
+
+    seq: int
+    method: str
+    path: str
+    query: str
+    status: int
+    body: Any
+    at: datetime
+    fault: str | None = None
+
+
+@dataclass
+class SimulatorCore:
+    """Clock, faults, call record and token bookkeeping shared by one simulator instance."""
+
+    clock: SimClock = field(default_factory=SimClock)
+    faults: list[Fault] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    tokens: dict[str, datetime] = field(default_factory=dict)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first fault that applies to this request (consuming one of its ``times``)."""
+        with self._lock:
+            for fault in self.faults:
+                if not fault.matches(method, path) or self.rng.random() >= fault.probability:
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+    def record(
+        self, request: Request, status: int, body: Any, fault: str | None = None
+    ) -> None:
+        with self._lock:
+            self.calls.append(
+                CallRecord(next(self._seq), request.method, request.url.path,
+                           request.url.query, status, body, self.clock.now(), fault)
+            )
+
+    def count(self, method: str, path_regex: str, status_ok: bool = True) -> int:
+        """How many recorded calls match (by default only those answered 2xx)."""
+        return sum(
+            1
+            for c in self.calls
+            if c.method == method
+            and re.fullmatch(path_regex, c.path)
+            and (not status_ok or 200 <= c.status < 300)
+        )
+
+    def issue_token(self, lifetime_seconds: float) -> str:
+        """A new opaque bearer token valid for ``lifetime_seconds`` of simulated time."""
+        token = f"simtok-{self.rng.getrandbits(96):024x}"
+        self.tokens[token] = self.clock.now() + timedelta(seconds=lifetime_seconds)
+        return token
+
+    def token_valid(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return False
+        expiry = self.tokens.get(header[7:])
+        return expiry is not None and self.clock.now() < expiry
+
+    def expire_tokens(self) -> None:
+        """Make every issued token expired (the client must re-authenticate)."""
+        for token in self.tokens:
+            self.tokens[token] = self.clock.now() - timedelta(seconds=1)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def apply_faults(core: SimulatorCore, request: Request, handler: Handler) -> Response:
+    """Run ``handler`` under any fault injected for this request, and record the call."""
+    fault = core.take_fault(request.method, request.url.path)
+    if fault is not None and fault.kind == "status":
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        response: Response = JSONResponse(
+            fault.body if fault.body is not None else {"code": "UNEXPECTED_SERVER_ERROR"},
+            status_code=fault.status, headers=headers)
+        core.record(request, fault.status, None, fault="status")
+        return response
+    if fault is not None and fault.kind == "latency":
+        await asyncio.sleep(fault.delay)
+    body = await _body(request)
+    response = await handler(request)
+    core.record(request, response.status_code, body, fault=fault.kind if fault else None)
+    if fault is not None and fault.kind == "lost_response":
+        await asyncio.sleep(fault.delay)
+    return response
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
