@@ -1,8 +1,8 @@
 """Pydantic models of the public contract (CONTRACT §3-4).
 
-Inputs (:class:`OrderRequest`, :class:`Command`) reject unknown fields and enforce every rule of the
-contract; outputs (:class:`OrderStatusEvent`, :class:`AcquisitionEvent`, :class:`DeadLetter`) are what
-the worker publishes. All JSON field names are camelCase; Python attributes are snake_case and the
+Inputs (:class:`OrderRequest`, :class:`Command`) reject unknown fields and enforce every rule of
+the contract; outputs (:class:`OrderStatusEvent`, :class:`AcquisitionEvent`, :class:`DeadLetter`)
+are what the worker publishes. All JSON field names are camelCase; Python attributes are snake_case and the
 models are populated and dumped by alias.
 
 This package does no I/O.
@@ -18,9 +18,13 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
     StringConstraints,
+    Tag,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -37,7 +41,12 @@ def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-UtcDatetime = Annotated[AwareDatetime, PlainSerializer(_utc_text, return_type=str)]
+UtcDatetime = Annotated[
+    AwareDatetime,
+    PlainSerializer(_utc_text, return_type=str),
+    # Keep the ``date-time`` format in the serialization JSON Schema of the outputs.
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
 
 
@@ -118,19 +127,40 @@ class Up42Product(ContractModel):
     data_product_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{36}$")]
 
 
+def _product_tag(value: Any) -> str:
+    """Which product model a raw ``product`` value is: its fields decide, not ``provider``.
+
+    Validating each product on its own (instead of re-dispatching in a model validator) keeps
+    error locations exact (``product.up42.dataProductId``); the provider/product fit is then
+    checked on the ``product`` field.
+    """
+    if isinstance(value, dict):
+        return "up42" if "dataProductId" in value or "data_product_id" in value else "oneatlas"
+    return "up42" if isinstance(value, Up42Product) else "oneatlas"
+
+
+Product = Annotated[
+    Annotated[OneAtlasProduct, Tag("oneatlas")] | Annotated[Up42Product, Tag("up42")],
+    Discriminator(_product_tag),
+]
+
+
+Position = tuple[float, float]
+
+
 class Polygon(ContractModel):
     """A GeoJSON Polygon in WGS84: one closed ring of 4..999 positions, simple, no holes."""
 
     type: Literal["Polygon"]
-    coordinates: list[list[tuple[float, float]]]
+    coordinates: list[list[Position]]
 
     @field_validator("coordinates")
     @classmethod
-    def _valid_rings(cls, rings: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+    def _valid_rings(cls, rings: list[list[Position]]) -> list[list[Position]]:
         validate_polygon_rings(rings)
         return rings
 
-    def ring(self) -> list[tuple[float, float]]:
+    def ring(self) -> list[Position]:
         """The exterior ring (the only one)."""
         return self.coordinates[0]
 
@@ -203,7 +233,7 @@ class OrderRequest(ContractModel):
 
     request_id: RequestId
     provider: Provider
-    product: OneAtlasProduct | Up42Product
+    product: Product
     aoi: Polygon
     window: Window
     constraints: Constraints = Constraints()
@@ -212,23 +242,21 @@ class OrderRequest(ContractModel):
     budget: Budget | None = None
     auto_approve: bool = True
     dry_run: bool = False
-    customer_reference: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    customer_reference: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128)] | None
+    ) = None
     acquisition_policy: AcquisitionPolicy | None = None
     display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     comments: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
-    @model_validator(mode="before")
+    @field_validator("product", mode="after")
     @classmethod
-    def _product_by_provider(cls, data: Any) -> Any:
-        # Choose the product model from the provider so errors name the right fields.
-        if isinstance(data, dict) and isinstance(data.get("product"), dict):
-            provider = data.get("provider")
-            product = data["product"]
-            if provider == Provider.ONEATLAS.value:
-                data = {**data, "product": OneAtlasProduct.model_validate(product)}
-            elif provider == Provider.UP42.value:
-                data = {**data, "product": Up42Product.model_validate(product)}
-        return data
+    def _product_fits_provider(cls, product: Product, info: ValidationInfo) -> Product:
+        # ``provider`` is declared before ``product``, so it is already validated (when valid).
+        expected = _PRODUCT_BY_PROVIDER.get(info.data.get("provider"))  # type: ignore[arg-type]
+        if expected is not None and not isinstance(product, expected):
+            raise ValueError(f"product does not fit provider {info.data['provider']}")
+        return product
 
     @property
     def reference(self) -> str:
@@ -236,16 +264,22 @@ class OrderRequest(ContractModel):
         return self.customer_reference or self.request_id
 
     def oneatlas_product(self) -> OneAtlasProduct:
-        """The product as OneAtlas; raises ``TypeError`` for a UP42 request (a programming error)."""
+        """The product as OneAtlas; ``TypeError`` for a UP42 request (a programming error)."""
         if not isinstance(self.product, OneAtlasProduct):
             raise TypeError("not a OneAtlas request")
         return self.product
 
     def up42_product(self) -> Up42Product:
-        """The product as UP42; raises ``TypeError`` for a OneAtlas request (a programming error)."""
+        """The product as UP42; ``TypeError`` for a OneAtlas request (a programming error)."""
         if not isinstance(self.product, Up42Product):
             raise TypeError("not a UP42 request")
         return self.product
+
+
+_PRODUCT_BY_PROVIDER: dict[Provider, type[ContractModel]] = {
+    Provider.ONEATLAS: OneAtlasProduct,
+    Provider.UP42: Up42Product,
+}
 
 
 class CommandName(StrEnum):

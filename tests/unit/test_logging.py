@@ -1,0 +1,137 @@
+"""Logging: one JSON object per line, context merged, libraries routed, secrets redacted."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from worker.observability.logging import REDACTED, Redactor, configure_logging
+
+SECRET = "sk-live-0123456789abcdef"
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    configure_logging("INFO", "json", [SECRET], stream=out)
+    yield out
+    structlog.contextvars.clear_contextvars()
+    structlog.reset_defaults()
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_line_shape(stream: io.StringIO) -> None:
+    structlog.get_logger("worker.intake").info("order accepted", sequence=1)
+    (line,) = lines(stream)
+    assert line["event"] == "order accepted"
+    assert line["level"] == "info"
+    assert line["logger"] == "worker.intake"
+    assert line["sequence"] == 1
+    assert line["timestamp"].endswith("Z")
+    assert list(line)[:4] == ["timestamp", "level", "logger", "event"]
+
+
+def test_context_variables_are_in_every_line(stream: io.StringIO) -> None:
+    structlog.contextvars.bind_contextvars(requestId="req-1", provider="up42", topic="t",
+                                           partition=2, offset=17)
+    structlog.get_logger().info("one")
+    logging.getLogger("aiokafka.consumer").info("two")
+    for line in lines(stream):
+        assert (line["requestId"], line["provider"], line["partition"], line["offset"]) == (
+            "req-1", "up42", 2, 17)
+
+
+def test_stdlib_loggers_are_routed_and_filtered_by_level(stream: io.StringIO) -> None:
+    logging.getLogger("httpx").info("HTTP Request: %s %s", "GET", "https://api.up42.com")
+    logging.getLogger("apscheduler").debug("below the level")
+    (line,) = lines(stream)
+    assert line["event"] == "HTTP Request: GET https://api.up42.com"
+    assert line["logger"] == "httpx"
+
+
+def test_secret_values_and_tokens_are_redacted(stream: io.StringIO) -> None:
+    log = structlog.get_logger()
+    log.info(f"calling with key {SECRET}",
+             headers={"Authorization": "Bearer eyJhbGciOi.payload.sig", "Accept": "json"},
+             body='{"access_token": "tok-123", "expires_in": 300}',
+             url="https://x.example/token?apikey=abc123&b=1",
+             password="hunter2",
+             nested=[{"text": f"Authorization: Basic {SECRET}"}])
+    logging.getLogger("aiokafka").warning("sasl password=%s", "kafka-pw")
+    text = stream.getvalue()
+    for leaked in (SECRET, "eyJhbGciOi", "tok-123", "abc123", "hunter2", "kafka-pw"):
+        assert leaked not in text
+    first = lines(stream)[0]
+    assert first["headers"] == {"Authorization": REDACTED, "Accept": "json"}
+    assert first["password"] == REDACTED
+    assert json.loads(first["body"]) == {"access_token": REDACTED, "expires_in": 300}
+
+
+def test_tracebacks_have_no_locals_and_are_redacted(stream: io.StringIO) -> None:
+    def fail() -> None:
+        api_key = "local-credential-value"
+        raise RuntimeError(f"refused Bearer abc.def for {SECRET} ({len(api_key)})")
+
+    try:
+        fail()
+    except RuntimeError:
+        structlog.get_logger().exception("provider call failed")
+    try:
+        fail()
+    except RuntimeError:
+        logging.getLogger("httpx").exception("library failure")
+    text = stream.getvalue()
+    assert "local-credential-value" not in text
+    assert SECRET not in text
+    assert "abc.def" not in text
+    for line in lines(stream):
+        (exception,) = line["exception"]
+        assert exception["exc_type"] == "RuntimeError"
+        assert all("locals" not in frame for frame in exception["frames"])
+        assert any(frame["name"] == "fail" for frame in exception["frames"])
+
+
+def test_console_format_renders_text_and_redacts() -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", "console", [SECRET], stream=out)
+    try:
+        structlog.get_logger().debug("hello", token=SECRET, requestId="r-1")
+    finally:
+        structlog.reset_defaults()
+    text = out.getvalue()
+    assert "hello" in text
+    assert "requestId=r-1" in text
+    assert SECRET not in text
+
+
+def test_redactor_works_with_capture_logs() -> None:
+    redactor = Redactor([SECRET])
+    with structlog.testing.capture_logs(processors=[redactor]) as captured:
+        structlog.get_logger().info("x", detail=f"uses {SECRET}", items=(SECRET, 1))
+    assert captured[0]["detail"] == f"uses {REDACTED}"
+    assert captured[0]["items"] == [REDACTED, 1]
+
+
+def test_failed_write_never_dumps_the_record(
+    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream.close()  # every write now fails
+    structlog.get_logger().info("lost", password="hunter2", detail=SECRET)
+    err = capsys.readouterr().err
+    assert "could not be written" in err
+    assert SECRET not in err
+    assert "hunter2" not in err
+
+
+def test_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown log level"):
+        configure_logging("LOUD", "json", [])
