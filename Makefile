@@ -1,0 +1,61 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - the whole service on this machine (embedded broker, simulators, worker, sample orders)
+#   make test   - the test suite (installs what it needs first)
+# Then: make check (format, lint, types), make soak (large reliability runs), make bench (performance).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ASYNCAPI := tools/asyncapi/node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all install tools test check fmt demo soak bench schemas clean
+
+all: check test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# promtool (Debian's prometheus package) for metric/rule checks; the AsyncAPI parser from npm.
+tools: $(ASYNCAPI)
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+$(ASYNCAPI): tools/asyncapi/package.json
+	cd tools/asyncapi && (npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error)
+	touch $@
+
+test: $(STAMP) tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check worker tests
+	$(VENV)/bin/ruff check worker tests
+	$(VENV)/bin/mypy worker
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format worker tests
+	$(VENV)/bin/ruff check --fix worker tests
+
+schemas: $(STAMP)
+	$(VENV)/bin/tasking-worker schemas
+
+demo: $(STAMP)
+	$(VENV)/bin/tasking-worker demo --auto-approve
+
+soak: $(STAMP) tools
+	$(PY) -m pytest -m soak tests/reliability $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) tools/asyncapi/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,167 @@
+"""Composition root: builds and wires every part of one worker process, and owns start and stop.
+
+Start: logging → metrics and the HTTP probes → producer (and topics when asked) → providers →
+scheduler, runner, poller → consumer (joins the group; assignment restores state and resumes
+orders before ``/readyz`` turns green).
+
+Stop (SIGTERM/SIGINT): stop consuming, let in-flight provider calls reach a checkpoint within
+``TASKING_SHUTDOWN_GRACE_SECONDS``, commit, leave the group, flush the producer, exit 0. An
+interrupted paid call leaves its intent durable, so whoever owns the order next reconciles it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from worker.config import Settings
+from worker.domain.model import Settings as DomainSettings
+from worker.events.models import Provider
+from worker.kafka.broker import create_topics
+from worker.kafka.intake import Intake, make_consumer
+from worker.kafka.publisher import Publisher, make_producer, producer_options
+from worker.kafka.statestore import StateStore
+from worker.observability.http import Health, ServerHandle, create_app, serve
+from worker.observability.logging import configure_logging
+from worker.observability.metrics import WorkerMetrics
+from worker.providers.base import TaskingProvider
+from worker.providers.oneatlas import OneAtlasProvider
+from worker.providers.up42 import Up42Provider
+from worker.runtime.runner import Runner
+from worker.runtime.timers import Poller, Timers
+
+log = structlog.get_logger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider, TaskingProvider]:
+    """The configured providers; a request for a missing one is rejected PROVIDER_NOT_CONFIGURED."""
+    providers: dict[Provider, TaskingProvider] = {}
+    if settings.oneatlas.configured:
+        providers[Provider.ONEATLAS] = OneAtlasProvider(settings.oneatlas, settings.http_client,
+                                                        metrics=metrics)
+    if settings.up42.configured:
+        providers[Provider.UP42] = Up42Provider(settings.up42, settings.http_client, metrics=metrics)
+    return providers
+
+
+def domain_settings(settings: Settings) -> DomainSettings:
+    return DomainSettings(settle_seconds=settings.http_client.settle_seconds)
+
+
+@dataclass
+class Worker:
+    """One running worker process (see the module docstring)."""
+
+    settings: Settings
+    metrics: WorkerMetrics
+    health: Health
+    http: ServerHandle
+    intake: Intake
+    runner: Runner
+    scheduler: AsyncIOScheduler
+    providers: dict[Provider, TaskingProvider]
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then shut down gracefully."""
+        consumer = self.intake.consumer
+        await consumer.start()
+        self.intake.subscribe()
+        try:
+            await self.intake.run(stop)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        log.info("shutdown_started")
+        self.health.set_ready(False)
+        owned = self.intake.store.owned_partitions()
+        await self.runner.stop_partitions(owned, grace=self.settings.shutdown_grace_seconds)
+        await self.intake.consumer.stop()  # leaves the group (revocation runs first)
+        self.scheduler.shutdown(wait=False)
+        await self.runner.publisher.producer.stop()
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.health.stop_heartbeat()
+        await self.http.stop()
+        log.info("shutdown_complete")
+
+
+async def build_worker(settings: Settings) -> Worker:
+    """Create and start every component except the consumer loop."""
+    metrics = WorkerMetrics()
+    health = Health(metrics, poll_timeout=max(30.0, settings.kafka.max_poll_interval_ms / 1000))
+    health.start_heartbeat()
+    http = await serve(create_app(metrics, health), settings.http.host, settings.http.port)
+    producer = make_producer(settings)
+    await producer.start()
+    if settings.kafka.create_topics:
+        created = await create_topics(settings.kafka.bootstrap_servers, settings.topics.all(),
+                                      settings.kafka.partitions, settings.kafka.replication_factor)
+        log.info("topics_created", topics=created)
+    security = {k: v for k, v in producer_options(settings.kafka).items() if k != "bootstrap_servers"}
+    store = StateStore(producer, settings.kafka.bootstrap_servers, settings.topics.state,
+                       consumer_options=security)
+    publisher = Publisher(producer, settings.topics, metrics, source=settings.ce_source)
+    providers = build_providers(settings, metrics)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    runner = _wire_runtime(settings, store, publisher, providers, scheduler, metrics)
+    scheduler.start()
+    intake = Intake(settings, make_consumer(settings), store, runner, publisher, metrics, health,
+                    utc_now)
+    return Worker(settings, metrics, health, http, intake, runner, scheduler, providers)
+
+
+def _wire_runtime(
+    settings: Settings,
+    store: StateStore,
+    publisher: Publisher,
+    providers: dict[Provider, TaskingProvider],
+    scheduler: AsyncIOScheduler,
+    metrics: WorkerMetrics,
+) -> Runner:
+    runner_ref: list[Runner] = []
+
+    async def fire(request_id: str, kind: object) -> None:
+        from worker.domain.model import TimerKind
+
+        assert isinstance(kind, TimerKind)
+        await runner_ref[0].fire_timer(request_id, kind)
+
+    timers = Timers(scheduler, fire, metrics)
+    runner = Runner(store, publisher, {p.value: v for p, v in providers.items()}, timers, metrics,
+                    domain_settings(settings), utc_now)
+    runner_ref.append(runner)
+
+    def tracked(name: Provider) -> list:  # type: ignore[type-arg]
+        return [s for _, s in store.orders() if s.request.provider is name and s.tracking]
+
+    poller = Poller(scheduler, providers, tracked, runner.deliver_snapshot, metrics,
+                    settings.tracking.poll_interval_seconds, utc_now)
+    poller.start()
+    return runner
+
+
+async def run(settings: Settings) -> int:
+    """``tasking-worker run``: the service. Returns the process exit code."""
+    configure_logging(settings.log_level, settings.resolved_log_format().value,
+                      settings.secret_values())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    worker = await build_worker(settings)
+    log.info("worker_started", providers=sorted(p.value for p in worker.providers),
+             http_port=worker.http.port)
+    await worker.run_until(stop)
+    return 0

@@ -1,0 +1,376 @@
+"""Types of the pure domain core: the durable order state, the events that drive it, the effects
+it asks the shell to perform.
+
+``decide(state, event) -> (state, effects)`` (``worker.domain.decide``) is a pure function over
+these types: no I/O, no clock (times arrive inside events), no randomness. The effect runner
+(``worker.runtime.runner``) persists the new state, publishes its outbox, then performs the
+effects and feeds their results back as events.
+
+Everything here is a pydantic model so the whole :class:`OrderState` is one JSON document in the
+``tasking.worker-state`` changelog.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.events.models import (
+    AcquisitionEvent,
+    AcquisitionStatus,
+    Command,
+    DecidedBy,
+    Decision,
+    OrderRequest,
+    OrderStatusEvent,
+    Progress,
+    Reason,
+)
+from worker.events.status import OrderStatus
+from worker.providers.base import (
+    Acquisition,
+    Attempt,
+    FeasibilityResult,
+    FeasibilityStudy,
+    OrderSnapshot,
+    PlacedOrder,
+    PriceQuote,
+    Quotation,
+)
+
+
+class DomainModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- operations
+
+
+class Op(StrEnum):
+    """Provider operations the core can ask for (one per ``TaskingProvider`` method)."""
+
+    VALIDATE = "validate"
+    FEASIBILITY = "feasibility"
+    ATTEMPTS = "attempts"
+    PRICE = "price"
+    PLACE_ORDER = "place_order"  # paid (intent first)
+    FIND_ORDER = "find_order"  # reconciliation by customer reference
+    GET_ORDER = "get_order"
+    LIST_ACQUISITIONS = "list_acquisitions"
+    DECIDE_ACQUISITION = "decide_acquisition"  # intent first
+    DECIDE_QUOTATION = "decide_quotation"  # paid when accepting (intent first)
+    CHOOSE_OPTION = "choose_option"  # paid (intent first)
+    CANCEL = "cancel"
+
+
+PAID_OPS = frozenset({Op.PLACE_ORDER, Op.DECIDE_QUOTATION, Op.CHOOSE_OPTION, Op.DECIDE_ACQUISITION})
+
+
+class TimerKind(StrEnum):
+    RETRY = "retry"  # re-run the current step after a retriable failure
+    RECONCILE = "reconcile"  # look again for an order whose placement outcome is unknown
+    DECISION_DEADLINE = "decision_deadline"  # a customer decision's deadline
+    WINDOW_END = "window_end"  # the acquisition window ended
+
+
+# --------------------------------------------------------------------------- state
+
+
+class Phase(StrEnum):
+    """Internal step of the sequence (finer than the contract status)."""
+
+    VALIDATING = "VALIDATING"
+    FEASIBILITY = "FEASIBILITY"
+    ATTEMPTS = "ATTEMPTS"
+    PRICING = "PRICING"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # DECISION_REQUIRED approve-price before ordering
+    PLACING = "PLACING"  # intent recorded, PLACE_ORDER in flight
+    RECONCILING = "RECONCILING"  # placement outcome unknown: FIND_ORDER after settle
+    AWAITING_PROVIDER = "AWAITING_PROVIDER"  # polling: study, quotation, activation, acquisitions
+    AWAITING_OPTION = "AWAITING_OPTION"  # DECISION_REQUIRED select-feasibility-option
+    CHOOSING_OPTION = "CHOOSING_OPTION"  # intent recorded, CHOOSE_OPTION in flight
+    AWAITING_QUOTATION_DECISION = "AWAITING_QUOTATION_DECISION"  # DECISION_REQUIRED on a quotation
+    DECIDING_QUOTATION = "DECIDING_QUOTATION"  # intent recorded, DECIDE_QUOTATION in flight
+    CANCELLING = "CANCELLING"  # CANCEL in flight
+    DONE = "DONE"  # terminal (or dry run ended at QUOTED)
+
+
+class IntentKind(StrEnum):
+    PLACE_ORDER = "place_order"
+    ACCEPT_QUOTATION = "accept_quotation"
+    REFUSE_QUOTATION = "refuse_quotation"
+    CHOOSE_OPTION = "choose_option"
+    DECIDE_ACQUISITION = "decide_acquisition"
+    CANCEL = "cancel"
+
+
+class Intent(DomainModel):
+    """A write recorded durably *before* it is sent, so a restart reconciles instead of repeating.
+
+    ``outcome_unknown_at`` is set when the write was sent and no answer came back.
+    """
+
+    kind: IntentKind
+    started_at: datetime
+    attempt: int = 1
+    target: str | None = None  # quotation id, option id or acquisition id
+    accept: bool | None = None
+    decided_by: DecidedBy | None = None
+    outcome_unknown_at: datetime | None = None
+
+
+class AcquisitionRecord(DomainModel):
+    """What the worker knows and has said about one acquisition."""
+
+    status: AcquisitionStatus
+    events: int = 0  # AcquisitionEvents published so far (the ``n`` of the next ce_id is events+1)
+    decided_by: DecidedBy | None = None
+    decision_sent: bool = False  # a decision reached the provider (never sent twice)
+
+
+class OutboxStatus(DomainModel):
+    kind: Literal["status"] = "status"
+    event: OrderStatusEvent
+
+
+class OutboxAcquisition(DomainModel):
+    kind: Literal["acquisition"] = "acquisition"
+    event: AcquisitionEvent
+    n: int
+
+
+OutboxItem = Annotated[OutboxStatus | OutboxAcquisition, Field(discriminator="kind")]
+
+
+class OrderState(DomainModel):
+    """The durable state of one request (the value of its ``tasking.worker-state`` record).
+
+    Invariants: ``sequence`` equals the number of status events ever emitted; ``last_event`` is
+    the latest of them; ``outbox`` holds events not yet confirmed published (the runner publishes
+    them after the state is durable and clears them); ``intent`` is set only between recording a
+    write and learning its outcome.
+    """
+
+    request: OrderRequest
+    received_at: datetime
+    status: OrderStatus | None = None
+    status_since: datetime | None = None
+    sequence: int = 0
+    phase: Phase = Phase.VALIDATING
+    step_retries: int = 0
+    placed: PlacedOrder | None = None
+    feasibility: FeasibilityResult | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    chosen_attempt: Attempt | None = None
+    price: PriceQuote | None = None
+    approved_amount: float | None = None  # a price a customer approved by command
+    study: FeasibilityStudy | None = None
+    quotation: Quotation | None = None
+    decision: Decision | None = None
+    progress: Progress | None = None
+    reason: Reason | None = None
+    intent: Intent | None = None
+    cancel_requested_by: str | None = None  # commandId of a cancel waiting for an in-flight write
+    change_marker: str | None = None
+    commands_seen: list[str] = Field(default_factory=list)  # last commandIds (bounded)
+    acquisitions: dict[str, AcquisitionRecord] = Field(default_factory=dict)
+    last_event: OrderStatusEvent | None = None
+    outbox: list[OutboxItem] = Field(default_factory=list)
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase is Phase.DONE
+
+    @property
+    def tracking(self) -> bool:
+        """Whether the batched poller should follow this order."""
+        return self.placed is not None and self.phase in TRACKED_PHASES
+
+
+TRACKED_PHASES = frozenset(
+    {
+        Phase.AWAITING_PROVIDER,
+        Phase.AWAITING_OPTION,
+        Phase.AWAITING_QUOTATION_DECISION,
+    }
+)
+
+
+# --------------------------------------------------------------------------- events (inputs)
+
+
+class ErrorInfo(DomainModel):
+    """A provider failure, as the core needs to see it (translated from the error tree)."""
+
+    reason_code: str
+    message: str
+    retriable: bool = False
+    outcome_unknown: bool = False
+    not_feasible: bool = False
+    rejected: bool = False  # the provider refused (4xx / documented refusal)
+    provider_code: str | None = None
+    retry_after: float | None = None
+
+
+class RequestReceived(DomainModel):
+    kind: Literal["request_received"] = "request_received"
+    request: OrderRequest
+    at: datetime
+
+
+class CommandReceived(DomainModel):
+    kind: Literal["command_received"] = "command_received"
+    command: Command
+    at: datetime
+
+
+class Validated(DomainModel):
+    kind: Literal["validated"] = "validated"
+    at: datetime
+
+
+class FeasibilityAnswered(DomainModel):
+    kind: Literal["feasibility_answered"] = "feasibility_answered"
+    result: FeasibilityResult
+    at: datetime
+
+
+class AttemptsFound(DomainModel):
+    kind: Literal["attempts_found"] = "attempts_found"
+    attempts: list[Attempt]
+    at: datetime
+
+
+class Priced(DomainModel):
+    kind: Literal["priced"] = "priced"
+    quote: PriceQuote
+    at: datetime
+
+
+class OrderPlaced(DomainModel):
+    """PLACE_ORDER answered, or FIND_ORDER found the order (``found=True``)."""
+
+    kind: Literal["order_placed"] = "order_placed"
+    placed: PlacedOrder
+    found: bool = False
+    at: datetime
+
+
+class OrderNotFound(DomainModel):
+    """FIND_ORDER found no order for the customer reference."""
+
+    kind: Literal["order_not_found"] = "order_not_found"
+    at: datetime
+
+
+class Polled(DomainModel):
+    """A tracking snapshot (batched poll or GET_ORDER)."""
+
+    kind: Literal["polled"] = "polled"
+    snapshot: OrderSnapshot
+    at: datetime
+
+
+class AcquisitionsListed(DomainModel):
+    kind: Literal["acquisitions_listed"] = "acquisitions_listed"
+    acquisitions: list[Acquisition]
+    at: datetime
+
+
+class WriteDone(DomainModel):
+    """A write succeeded: DECIDE_QUOTATION, CHOOSE_OPTION, DECIDE_ACQUISITION or CANCEL."""
+
+    kind: Literal["write_done"] = "write_done"
+    op: Op
+    target: str | None = None
+    at: datetime
+
+
+class StepFailed(DomainModel):
+    kind: Literal["step_failed"] = "step_failed"
+    op: Op
+    error: ErrorInfo
+    target: str | None = None
+    at: datetime
+
+
+class TimerFired(DomainModel):
+    kind: Literal["timer_fired"] = "timer_fired"
+    timer: TimerKind
+    at: datetime
+
+
+class Resumed(DomainModel):
+    """The order's partition was (re)assigned to this instance and its state restored."""
+
+    kind: Literal["resumed"] = "resumed"
+    at: datetime
+
+
+DomainEvent = Annotated[
+    RequestReceived
+    | CommandReceived
+    | Validated
+    | FeasibilityAnswered
+    | AttemptsFound
+    | Priced
+    | OrderPlaced
+    | OrderNotFound
+    | Polled
+    | AcquisitionsListed
+    | WriteDone
+    | StepFailed
+    | TimerFired
+    | Resumed,
+    Field(discriminator="kind"),
+]
+
+
+# --------------------------------------------------------------------------- effects (outputs)
+
+
+class CallProvider(DomainModel):
+    """Run one provider operation; its result comes back as an event.
+
+    ``target``/``accept`` carry the arguments of decision operations (quotation id, option id,
+    acquisition id). The study id for CHOOSE_OPTION is ``state.study.id``.
+    """
+
+    kind: Literal["call"] = "call"
+    op: Op
+    target: str | None = None
+    accept: bool | None = None
+
+
+class Schedule(DomainModel):
+    """Fire ``TimerFired(timer)`` for this order at ``at`` (replaces a timer of the same kind)."""
+
+    kind: Literal["schedule"] = "schedule"
+    timer: TimerKind
+    at: datetime
+
+
+class Unschedule(DomainModel):
+    kind: Literal["unschedule"] = "unschedule"
+    timer: TimerKind
+
+
+Effect = CallProvider | Schedule | Unschedule
+
+
+class Settings(DomainModel):
+    """The knobs ``decide`` needs (from configuration), passed in explicitly to stay pure."""
+
+    settle_seconds: float = 45.0
+    max_step_retries: int = 5
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    max_place_attempts: int = 3
+    commands_remembered: int = 64

@@ -1,0 +1,255 @@
+"""The intake: one consumer group over the request and command topics.
+
+For every record: decode it (``worker.events.codec``); a bad one goes to the dead-letter topic
+(plus a ``REJECTED``/``INVALID_REQUEST`` status when its ``requestId`` is readable and new); a valid
+request is written to the order state; a command is applied to its order. Only when every record
+of a batch is durable (state written, dead letter acked) are the batch's offsets committed, so a
+crash at any point replays records whose effect is idempotent (a replayed request is a duplicate,
+a replayed command has a ``commandId`` already seen).
+
+Ownership follows partitions: the range assignor gives this instance the same partition numbers
+of every co-partitioned topic. On assignment the state of those partitions is restored, timers are
+rebuilt and open orders resumed before the instance reports ready; on revocation the partition's
+work stops before the rebalance completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+
+from worker.config import Settings
+from worker.errors import DecodeError
+from worker.events.codec import InputKind, build_dead_letter, decode
+from worker.events.models import Command, OrderRequest, Provider
+from worker.kafka.publisher import Publisher, producer_options
+from worker.kafka.statestore import StateStore
+from worker.runtime.runner import Runner
+
+log = structlog.get_logger(__name__)
+
+
+class IntakeMetrics(Protocol):
+    def message_consumed(self, topic: str, outcome: str) -> None: ...
+
+    def dead_letter(self, reason: str) -> None: ...
+
+    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
+
+    def clear_consumer_lag(self, topic: str, partition: int) -> None: ...
+
+    def rebalance(self, kind: str, assigned_partitions: int) -> None: ...
+
+    def restore_finished(self, duration_seconds: float, records: int) -> None: ...
+
+
+class HealthSink(Protocol):
+    def consumer_polled(self) -> None: ...
+
+    def set_ready(self, ready: bool) -> None: ...
+
+
+def make_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """The intake consumer: manual commits, earliest reset, range assignment (co-partitioning)."""
+    options: dict[str, Any] = producer_options(settings.kafka)
+    return AIOKafkaConsumer(
+        group_id=settings.kafka.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        session_timeout_ms=settings.kafka.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.kafka.session_timeout_ms // 4),
+        max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
+        rebalance_timeout_ms=settings.kafka.max_poll_interval_ms,
+        **options,
+    )
+
+
+@dataclass
+class Intake:
+    settings: Settings
+    consumer: AIOKafkaConsumer
+    store: StateStore
+    runner: Runner
+    publisher: Publisher
+    metrics: IntakeMetrics
+    health: HealthSink
+    clock: Callable[[], datetime]
+    _batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _last_lag: float = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def subscribe(self) -> None:
+        topics = [self.settings.topics.requests, self.settings.topics.commands]
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set. Returns after the last batch is committed."""
+        while not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+            self.health.consumer_polled()
+            if batch:
+                async with self._batch_lock:
+                    await self._process(batch)
+            await self._report_lag()
+
+    # ------------------------------------------------------------------ ownership
+
+    async def acquire(self, partitions: set[int]) -> None:
+        """Restore, resume and report ready for newly assigned partitions."""
+        self.health.set_ready(False)
+        result = await self.store.restore(partitions)
+        self.metrics.restore_finished(result.seconds, result.records)
+        resumed = await self.runner.resume(result.partitions)
+        self.metrics.rebalance("assigned", len(self.store.owned_partitions()))
+        log.info("partitions_assigned", partitions=sorted(partitions), open_orders=resumed)
+        self.health.set_ready(True)
+
+    async def release(self, partitions: set[int]) -> None:
+        """Stop the work of revoked partitions before the rebalance completes."""
+        async with self._batch_lock:  # let the batch in progress finish and commit
+            owned = [p for p in partitions if self.store.owns(p)]
+            ids = [state.request_id for _, state in self.store.orders(owned)]
+            await self.runner.stop_partitions(owned)
+            self.runner.timers.cancel_orders(ids)
+            self.store.release(owned)
+            for partition in owned:
+                for topic in (self.settings.topics.requests, self.settings.topics.commands):
+                    self.metrics.clear_consumer_lag(topic, partition)
+        self.metrics.rebalance("revoked", len(self.store.owned_partitions()))
+        log.info("partitions_revoked", partitions=sorted(partitions))
+
+    # ------------------------------------------------------------------ records
+
+    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        # Requests before commands: a command may arrive in the same batch as its request.
+        ordered = sorted(batch.items(), key=lambda kv: kv[0].topic != self.settings.topics.requests)
+        commits: dict[TopicPartition, int] = {}
+        for tp, records in ordered:
+            if not self.store.owns(tp.partition):
+                continue  # revoked while the batch was in flight
+            next_offset = await self._process_partition(tp, records)
+            if next_offset is not None:
+                commits[tp] = next_offset
+        if commits:
+            await self.consumer.commit(commits)
+
+    async def _process_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> int | None:
+        """Handle one partition's records concurrently (per-order order is kept by the runner's
+        FIFO locks); returns the offset to commit. On a Kafka failure, seeks back so the records
+        from the first failed one are consumed again."""
+        results = await asyncio.gather(*(self._handle(r) for r in records), return_exceptions=True)
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("record_not_durable", topic=tp.topic, partition=tp.partition,
+                          offset=record.offset, error=type(result).__name__)
+                self.consumer.seek(tp, record.offset)
+                failed: int = record.offset
+                return failed if failed > records[0].offset else None
+        last: int = records[-1].offset
+        return last + 1
+
+    async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
+        kind = InputKind.REQUEST if record.topic == self.settings.topics.requests else InputKind.COMMAND
+        try:
+            message = decode(record.value, key=record.key, headers=record.headers,
+                             topic=record.topic, kind=kind)
+        except DecodeError as exc:
+            await self._dead_letter(record, exc, kind)
+            return
+        if isinstance(message, OrderRequest):
+            await self._request(record, message)
+        else:
+            await self._command(record, message)
+
+    async def _request(self, record: ConsumerRecord[Any, Any], request: OrderRequest) -> None:
+        structlog.contextvars.bind_contextvars(requestId=request.request_id, topic=record.topic,
+                                               partition=record.partition, offset=record.offset)
+        accepted = await self.runner.accept_request(record.partition, request, self.clock())
+        self.metrics.message_consumed(record.topic, "accepted" if accepted else "duplicate")
+        if not accepted:
+            log.info("duplicate_request", requestId=request.request_id)
+
+    async def _command(self, record: ConsumerRecord[Any, Any], command: Command) -> None:
+        structlog.contextvars.bind_contextvars(requestId=command.request_id, topic=record.topic,
+                                               partition=record.partition, offset=record.offset)
+        known = await self.runner.apply_command(record.partition, command, self.clock())
+        if known:
+            self.metrics.message_consumed(record.topic, "command")
+            return
+        error = DecodeError("UNKNOWN_REQUEST", f"no request {command.request_id!r} is known",
+                            request_id=command.request_id)
+        await self._dead_letter(record, error, InputKind.COMMAND, publish_status=False)
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[Any, Any],
+        error: DecodeError,
+        kind: InputKind,
+        publish_status: bool = True,
+    ) -> None:
+        dead = build_dead_letter(error, value=record.value, key=record.key, headers=record.headers,
+                                 topic=record.topic, partition=record.partition,
+                                 offset=record.offset, received_at=self.clock())
+        await self.publisher.dead_letter(dead, key=record.key, request_id=error.request_id)
+        if publish_status and kind is InputKind.REQUEST and error.request_id:
+            await self.runner.reject_invalid(record.partition, error.request_id, error, self.clock(),
+                                             provider=_provider_of(record.value))
+        self.metrics.dead_letter(error.code)
+        self.metrics.message_consumed(record.topic, "dead_letter")
+        log.warning("dead_lettered", topic=record.topic, partition=record.partition,
+                    offset=record.offset, code=error.code, reason=error.message)
+
+    # ------------------------------------------------------------------ lag
+
+    async def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 5.0:
+            return
+        self._last_lag = now
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self.consumer.position(tp)
+            self.metrics.set_consumer_lag(tp.topic, tp.partition, max(0, highwater - position))
+
+
+def _provider_of(value: bytes | None) -> Provider | None:
+    """The ``provider`` of an invalid request when it is one of ours (for its REJECTED event)."""
+    try:
+        data = orjson.loads(value or b"")
+        data = data.get("data", data) if isinstance(data, dict) else {}
+        return Provider(str(data.get("provider")))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._intake.release({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in assigned}
+        if partitions:
+            await self._intake.acquire(partitions)
+
+
+__all__ = ["Intake", "KafkaError", "make_consumer"]

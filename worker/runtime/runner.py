@@ -1,0 +1,286 @@
+"""The effect runner: the I/O shell around the pure domain core.
+
+For one event of one order, :meth:`Runner.submit` does, in this order and under the order's lock:
+
+1. ``decide(state, event)`` (pure);
+2. persist the new state to the changelog and wait for the ack (an intent is now durable);
+3. publish the state's outbox (status and acquisition events), then forget it in memory; a
+   terminal order's cleared outbox is persisted once more so a restore does not re-send it;
+4. perform the effects: timers at once, provider calls as tasks whose results come back through
+   :meth:`submit` as new events.
+
+Provider-call tasks belong to the partition of their order; :meth:`Runner.stop_partitions` cancels
+them when the partition is revoked (an interrupted paid call left its intent durable, so the next
+owner reconciles instead of repeating it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from aiokafka.errors import KafkaError
+
+from worker.domain.decide import decide
+from worker.domain.model import (
+    CallProvider,
+    CommandReceived,
+    DomainEvent,
+    Effect,
+    ErrorInfo,
+    OrderState,
+    Polled,
+    RequestReceived,
+    Resumed,
+    Schedule,
+    Settings,
+    StepFailed,
+    TimerFired,
+    TimerKind,
+    Unschedule,
+)
+from worker.kafka.publisher import Publisher
+from worker.errors import DecodeError
+from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
+from worker.events.status import OrderStatus, stapi_status
+from worker.kafka.statestore import BurntId, StateStore
+from worker.providers.base import OrderSnapshot, TaskingProvider
+from worker.runtime.calls import perform
+from worker.runtime.timers import Timers
+
+log = structlog.get_logger(__name__)
+
+
+class RunnerMetrics(Protocol):
+    def order_transition(self, provider: str, status: str) -> None: ...
+
+    def acquisition_decision(self, provider: str, decision: str, decided_by: str) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runner:
+    store: StateStore
+    publisher: Publisher
+    providers: dict[str, TaskingProvider]
+    timers: Timers
+    metrics: RunnerMetrics
+    settings: Settings = Settings()
+    clock: Callable[[], datetime] = utc_now
+    _locks: dict[str, list[Any]] = field(default_factory=dict)
+    _tasks: dict[int, set[asyncio.Task[None]]] = field(default_factory=lambda: defaultdict(set))
+
+    # ------------------------------------------------------------------ entry points
+
+    async def submit(self, partition: int, request_id: str, event: DomainEvent) -> OrderState | None:
+        """Apply one event to one order (see the module docstring). Returns the new state.
+
+        Raises:
+            KafkaError: the state could not be persisted; nothing was published or performed.
+            IllegalTransition: the domain core found a bug; the state is left unchanged.
+        """
+        async with self._order_lock(request_id):
+            return await self._apply(partition, request_id, event)
+
+    async def accept_request(self, partition: int, request: OrderRequest, at: datetime) -> bool:
+        """Write a new request to the order state; ``False`` (and no change) for a duplicate id."""
+        async with self._order_lock(request.request_id):
+            if self.store.get(request.request_id) is not None:
+                return False
+            await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
+            return True
+
+    async def apply_command(self, partition: int, command: Command, at: datetime) -> bool:
+        """Apply a command to its order; ``False`` when no order has that ``requestId``."""
+        async with self._order_lock(command.request_id):
+            if not isinstance(self.store.get(command.request_id), OrderState):
+                return False
+            await self._apply(partition, command.request_id, CommandReceived(command=command, at=at))
+            return True
+
+    async def reject_invalid(
+        self,
+        partition: int,
+        request_id: str,
+        error: DecodeError,
+        at: datetime,
+        provider: Provider | None = None,
+    ) -> None:
+        """Publish ``REJECTED``/``INVALID_REQUEST`` for an invalid request whose id is new, and burn
+        the id (a later request with it is a duplicate). An id already in use is left alone: its
+        order's event stream must not be disturbed by someone else's bad message."""
+        async with self._order_lock(request_id):
+            if self.store.get(request_id) is not None:
+                return
+            event = invalid_request_event(request_id, error, at, provider)
+            burnt = BurntId(request_id, event)
+            await self.store.persist(partition, burnt)
+            await self.publisher.status(burnt.event)
+
+    async def fire_timer(self, request_id: str, kind: TimerKind) -> None:
+        partition = self.store.partition_of(request_id)
+        if partition is not None:
+            await self.submit(partition, request_id, TimerFired(timer=kind, at=self.clock()))
+
+    async def deliver_snapshot(self, request_id: str, snapshot: OrderSnapshot, at: datetime) -> None:
+        partition = self.store.partition_of(request_id)
+        if partition is not None:
+            await self.submit(partition, request_id, Polled(snapshot=snapshot, at=at))
+
+    async def resume(self, partitions: Iterable[int]) -> int:
+        """After a restore: re-publish each open order's pending events and latest status (same
+        ``ce_id``), rebuild its timers and resume its step. Returns the number of open orders."""
+        resumed = 0
+        for partition, state in list(self.store.orders(partitions)):
+            if state.terminal and not state.outbox:
+                continue
+            await self._republish(partition, state)
+            if not state.terminal:
+                resumed += 1
+                await self.submit(partition, state.request_id, Resumed(at=self.clock()))
+        return resumed
+
+    async def stop_partitions(self, partitions: Iterable[int], grace: float = 0.0) -> None:
+        """Stop every task of these partitions (revocation or shutdown)."""
+        tasks = set().union(*(self._tasks.pop(p, set()) for p in partitions))
+        if grace > 0 and tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def in_flight(self) -> int:
+        return sum(len(t) for t in self._tasks.values())
+
+    # ------------------------------------------------------------------ internals
+
+    @contextlib.asynccontextmanager
+    async def _order_lock(self, request_id: str) -> AsyncIterator[None]:
+        """Serialise the events of one order (FIFO), keeping locks only while in use."""
+        entry = self._locks.get(request_id)
+        if entry is None:
+            entry = self._locks[request_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(request_id, None)
+
+    async def _apply(self, partition: int, request_id: str, event: DomainEvent) -> OrderState | None:
+        entry = self.store.get(request_id)
+        state = entry if isinstance(entry, OrderState) or entry is None else None
+        if entry is not None and state is None:
+            return None  # a burnt id: nothing can happen to it
+        new, effects = decide(state, event, self.settings)
+        if new is None or new is state:
+            self._perform(partition, new, effects)
+            return new
+        await self.store.persist(partition, new)
+        new = await self._publish(partition, new)
+        self._count(state, new)
+        self._perform(partition, new, effects)
+        return new
+
+    async def _publish(self, partition: int, state: OrderState) -> OrderState:
+        if not state.outbox:
+            return state
+        await self.publisher.outbox(list(state.outbox))
+        cleared = state.model_copy(update={"outbox": []})
+        if cleared.terminal:
+            await self.store.persist(partition, cleared)
+        else:
+            self.store.remember(partition, cleared)
+        return cleared
+
+    async def _republish(self, partition: int, state: OrderState) -> None:
+        if state.outbox:
+            await self._publish(partition, state)
+        elif state.last_event is not None:
+            await self.publisher.status(state.last_event)
+
+    def _count(self, old: OrderState | None, new: OrderState) -> None:
+        before = old.sequence if old is not None else 0
+        if new.sequence > before and new.status is not None:
+            self.metrics.order_transition(new.request.provider.value, new.status.value)
+
+    def _perform(self, partition: int, state: OrderState | None, effects: list[Effect]) -> None:
+        if state is None:
+            return
+        for effect in effects:
+            match effect:
+                case Schedule(timer=timer, at=at):
+                    self.timers.schedule(state.request_id, timer, at)
+                case Unschedule(timer=timer):
+                    self.timers.cancel(state.request_id, timer)
+                case CallProvider():
+                    self._spawn(partition, state, effect)
+
+    def _spawn(self, partition: int, state: OrderState, call: CallProvider) -> None:
+        task = asyncio.create_task(self._call(partition, state, call))
+        bucket = self._tasks[partition]
+        bucket.add(task)
+        task.add_done_callback(bucket.discard)
+
+    async def _call(self, partition: int, state: OrderState, call: CallProvider) -> None:
+        structlog.contextvars.bind_contextvars(requestId=state.request_id,
+                                               provider=state.request.provider.value)
+        provider = self.providers.get(state.request.provider.value)
+        if provider is None:
+            event: DomainEvent = _not_configured(call, self.clock())
+        else:
+            event = await perform(provider, state, call, self.clock)
+        await self._feed_back(partition, state.request_id, event)
+
+    async def _feed_back(self, partition: int, request_id: str, event: DomainEvent) -> None:
+        """Apply a call's result, retrying while the changelog is unreachable (bounded)."""
+        for attempt in range(_FEEDBACK_ATTEMPTS):
+            if not self.store.owns(partition):
+                return  # revoked meanwhile: the new owner resumes from the durable state
+            try:
+                await self.submit(partition, request_id, event)
+                return
+            except KafkaError:
+                log.warning("state_write_failed", requestId=request_id, attempt=attempt + 1)
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        log.error("result_dropped_after_retries", requestId=request_id, event=event.kind)
+
+
+_FEEDBACK_ATTEMPTS = 8
+
+
+def _not_configured(call: CallProvider, at: datetime) -> StepFailed:
+    info = ErrorInfo(reason_code="PROVIDER_NOT_CONFIGURED", rejected=True,
+                     message="this provider has no credentials configured")
+    return StepFailed(op=call.op, error=info, target=call.target, at=at)
+
+
+def invalid_request_event(
+    request_id: str, error: DecodeError, at: datetime, provider: Provider | None
+) -> OrderStatusEvent:
+    """The ``REJECTED``/``INVALID_REQUEST`` status event (sequence 1) of an invalid request.
+
+    ``provider`` is the request's when it named a valid one; otherwise ``oneatlas`` stands in
+    (the contract requires a value) and ``reason.details.providerUnknown`` is true.
+    """
+    details = {"deadLetterCode": error.code, **error.details}
+    if provider is None:
+        details["providerUnknown"] = True
+    return OrderStatusEvent(
+        request_id=request_id, provider=provider or Provider.ONEATLAS, sequence=1, status=OrderStatus.REJECTED,
+        previous_status=None, stapi_status=stapi_status(OrderStatus.REJECTED), occurred_at=at,
+        reason=Reason(code="INVALID_REQUEST", message=error.message,
+                      details=details),
+    )

@@ -1,0 +1,167 @@
+"""Timers of the orders this instance owns, on apscheduler's AsyncIOScheduler (in memory).
+
+Timers are derived from state: the domain core asks for them with ``Schedule``/``Unschedule``
+effects, they are rebuilt from ``Resumed`` on assignment and dropped on revocation, and a job id
+``{requestId}:{kind}`` makes a second ``Schedule`` of the same kind replace the first, so a timer is
+never duplicated. Tracking polls are not per-order timers: :class:`Poller` runs one batched job per
+provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from worker.domain.model import OrderState, Phase, TimerKind
+from worker.events.models import Provider
+from worker.events.status import OrderStatus
+from worker.providers.base import OrderSnapshot, TaskingProvider
+
+log = structlog.get_logger(__name__)
+
+Fire = Callable[[str, TimerKind], Awaitable[None]]
+
+
+class TimerMetrics(Protocol):
+    def scheduler_job(self, job: str, ok: bool) -> None: ...
+
+    def poll_succeeded(self, provider: str) -> None: ...
+
+
+def _job_id(request_id: str, kind: TimerKind) -> str:
+    return f"{request_id}:{kind.value}"
+
+
+@dataclass
+class Timers:
+    """Per-order one-shot timers."""
+
+    scheduler: AsyncIOScheduler
+    fire: Fire
+    metrics: TimerMetrics
+
+    def schedule(self, request_id: str, kind: TimerKind, at: datetime) -> None:
+        """Fire ``kind`` for ``request_id`` at ``at`` (now if ``at`` is past), replacing any twin."""
+        self.scheduler.add_job(
+            self._run, "date", run_date=at, args=(request_id, kind),
+            id=_job_id(request_id, kind), replace_existing=True,
+            misfire_grace_time=None, coalesce=True,
+        )
+
+    def cancel(self, request_id: str, kind: TimerKind) -> None:
+        try:
+            self.scheduler.remove_job(_job_id(request_id, kind))
+        except JobLookupError:
+            pass  # already fired or never scheduled: nothing to cancel
+
+    def cancel_orders(self, request_ids: Iterable[str]) -> None:
+        """Drop every timer of these orders (their partition was revoked)."""
+        for request_id in request_ids:
+            for kind in TimerKind:
+                self.cancel(request_id, kind)
+
+    def pending(self) -> int:
+        return len(self.scheduler.get_jobs())
+
+    async def _run(self, request_id: str, kind: TimerKind) -> None:
+        try:
+            await self.fire(request_id, kind)
+        except Exception:
+            self.metrics.scheduler_job(_metric_job(kind), False)
+            log.exception("timer_failed", requestId=request_id, timer=kind.value)
+            return
+        self.metrics.scheduler_job(_metric_job(kind), True)
+
+
+def _metric_job(kind: TimerKind) -> str:
+    return {TimerKind.RETRY: "retry", TimerKind.RECONCILE: "reconcile"}.get(kind, "deadline")
+
+
+# Orders waiting for a human are polled less often than orders the provider is working on.
+_CADENCE = {
+    OrderStatus.DECISION_REQUIRED: 4,
+    OrderStatus.FEASIBILITY_PENDING: 2,
+}
+
+
+def cadence(state: OrderState) -> int:
+    """Poll this order every ``cadence`` cycles (1 = every cycle)."""
+    if state.phase is Phase.AWAITING_OPTION or state.status is None:
+        return 4
+    return _CADENCE.get(state.status, 1)
+
+
+Dispatch = Callable[[str, OrderSnapshot, datetime], Awaitable[None]]
+Tracked = Callable[[Provider], Iterable[OrderState]]
+
+
+@dataclass
+class Poller:
+    """One batched tracking poll per provider, every ``interval`` seconds.
+
+    Each cycle collects the tracking keys of the owned orders that are due (by :func:`cadence`,
+    spread over cycles by a hash of the request id), asks the provider for all of them at once
+    (``TaskingProvider.poll`` pages through listing endpoints), and dispatches one ``Polled``
+    event per snapshot.
+    """
+
+    scheduler: AsyncIOScheduler
+    providers: dict[Provider, TaskingProvider]
+    tracked: Tracked
+    dispatch: Dispatch
+    metrics: TimerMetrics
+    interval: float
+    clock: Callable[[], datetime]
+    _cycle: int = 0
+    _running: set[Provider] = field(default_factory=set)
+
+    def start(self) -> None:
+        for name in self.providers:
+            self.scheduler.add_job(
+                self.run_cycle, "interval", seconds=self.interval, args=(name,),
+                id=f"poll:{name.value}", replace_existing=True, coalesce=True,
+                max_instances=1, misfire_grace_time=None,
+            )
+
+    def due(self, name: Provider, cycle: int) -> dict[str, str]:
+        """tracking key -> request id of the orders of ``name`` due in this cycle."""
+        keys: dict[str, str] = {}
+        for state in self.tracked(name):
+            every = cadence(state)
+            if every == 1 or (zlib.crc32(state.request_id.encode()) + cycle) % every == 0:
+                assert state.placed is not None
+                keys[state.placed.tracking_key] = state.request_id
+        return keys
+
+    async def run_cycle(self, name: Provider) -> int:
+        """Poll the due orders of one provider; returns how many snapshots were dispatched."""
+        if name in self._running:
+            return 0
+        self._running.add(name)
+        self._cycle += 1
+        try:
+            keys = self.due(name, self._cycle)
+            if not keys:
+                self.metrics.poll_succeeded(name.value)
+                return 0
+            snapshots = await self.providers[name].poll(keys.keys())
+            now = self.clock()
+            await asyncio.gather(*(self.dispatch(keys[k], s, now) for k, s in snapshots.items()
+                                   if k in keys))
+            self.metrics.poll_succeeded(name.value)
+            self.metrics.scheduler_job("poll", True)
+            return len(snapshots)
+        except Exception:
+            self.metrics.scheduler_job("poll", False)
+            log.exception("poll_failed", provider=name.value)
+            return 0
+        finally:
+            self._running.discard(name)
