@@ -1,0 +1,380 @@
+"""Prometheus metrics of the worker, behind one injected object with intent-named methods.
+
+Callers never touch ``prometheus_client`` directly: they call :class:`WorkerMetrics` methods that
+say what happened (``message_consumed``, ``provider_request``, ...). The object owns the
+:class:`~prometheus_client.CollectorRegistry` it registers into, so tests build one per test
+with a fresh registry and read the result back with :meth:`WorkerMetrics.render`.
+
+Label values are bounded: every label takes its value from a closed set (an outcome, a status, a
+provider, a scheduler job kind) or from configuration (topic names), never from data such as a
+request id. Methods check closed-set labels and raise :class:`ValueError` on an unknown value, so
+a bug shows up as an error in tests instead of a slow cardinality explosion in production.
+Free-form but code-defined labels (``operation``, dead-letter ``reason``) are checked against a
+short identifier pattern for the same reason. Names follow CONTRACT §7 (binding) and Prometheus
+conventions: base units (seconds), ``_total`` for counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+import worker
+from worker.events.status import OrderStatus
+
+#: The content type of :meth:`WorkerMetrics.render`: the classic text format 0.0.4, which every
+#: Prometheus version scrapes.
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+PROVIDERS: Final = frozenset({"oneatlas", "up42"})
+STATUSES: Final = frozenset(status.value for status in OrderStatus)
+CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command"})
+REQUEST_OUTCOMES: Final = frozenset({"ok", "client_error", "server_error", "timeout", "rate_limited"})
+REBALANCE_KINDS: Final = frozenset({"assigned", "revoked"})
+SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile"})
+DECISIONS: Final = frozenset({"accept", "refuse"})
+DECIDED_BY: Final = frozenset({"policy", "command"})
+
+# Operations are code-defined names ("create_order", "get_tasking"); reasons are dead-letter
+# codes ("MALFORMED_JSON"). A pattern keeps ids, URLs and free text out of these labels.
+_OPERATION = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,47}$")
+
+#: Provider calls span a fast token refresh (~10 ms) to a slow order search near the timeout.
+PROVIDER_LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
+#: Restoring a partition's changelog takes from milliseconds (empty) to minutes (100k orders).
+RESTORE_BUCKETS: Final = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+def running_version() -> str:
+    """The version of the running worker: ``worker.__version__``, else the installed metadata.
+
+    The fallback matters when ``worker`` is imported as a namespace package (an editable install
+    made before ``worker/__init__.py`` existed), where ``__version__`` is not defined.
+    """
+    declared = getattr(worker, "__version__", None)
+    return declared if isinstance(declared, str) else metadata.version("tasking-worker")
+
+
+def _check(label: str, value: str, allowed: frozenset[str]) -> str:
+    """Return ``value`` if it belongs to ``allowed``; raise ``ValueError`` naming the label."""
+    if value not in allowed:
+        raise ValueError(f"unknown {label} {value!r}; expected one of {sorted(allowed)}")
+    return value
+
+
+def _check_pattern(label: str, value: str, pattern: re.Pattern[str]) -> str:
+    """Return ``value`` if it matches ``pattern``; raise ``ValueError`` naming the label."""
+    if not pattern.fullmatch(value):
+        raise ValueError(f"invalid {label} {value!r}; must match {pattern.pattern}")
+    return value
+
+
+def _check_topic(topic: str) -> str:
+    """Topic names come from configuration; reject only what cannot be a Kafka topic."""
+    if not topic or len(topic) > 249:
+        raise ValueError(f"invalid topic name {topic!r}")
+    return topic
+
+
+class WorkerMetrics:
+    """Every metric family of the worker, registered into one registry.
+
+    Args:
+        registry: where the families are registered; a fresh one by default. Registering two
+            ``WorkerMetrics`` into the same registry raises ``ValueError`` (duplicate names).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._open_order_keys: set[tuple[str, str]] = set()
+        self._status_age_keys: set[tuple[str, str]] = set()
+        self._register_intake()
+        self._register_orders()
+        self._register_providers()
+        self._register_runtime()
+        self._build_info.labels(version=running_version()).set(1)
+        self._ready.set(0)
+
+    # -- registration -----------------------------------------------------------------------
+
+    def _register_intake(self) -> None:
+        r = self.registry
+        self._consumed = Counter(
+            "tasking_messages_consumed",
+            "Input messages handled, by topic and outcome.",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self._dead_letters = Counter(
+            "tasking_dead_letters",
+            "Messages sent to the dead-letter topic, by error code.",
+            ["reason"],
+            registry=r,
+        )
+        self._published = Counter(
+            "tasking_events_published", "Events published, by topic.", ["topic"], registry=r
+        )
+        self._lag = Gauge(
+            "tasking_consumer_lag_messages",
+            "Messages between the committed/consumed position and the end of each owned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self._rebalances = Counter(
+            "tasking_rebalances", "Consumer group rebalances seen, by kind.", ["kind"], registry=r
+        )
+        self._assigned = Gauge(
+            "tasking_assigned_partitions",
+            "Input partitions currently assigned to this instance.",
+            registry=r,
+        )
+
+    def _register_orders(self) -> None:
+        r = self.registry
+        self._transitions = Counter(
+            "tasking_order_transitions",
+            "Order status transitions, by provider and new status.",
+            ["provider", "status"],
+            registry=r,
+        )
+        self._orders = Gauge(
+            "tasking_orders",
+            "Open orders owned by this instance, by provider and status.",
+            ["provider", "status"],
+            registry=r,
+        )
+        self._status_age = Gauge(
+            "tasking_order_oldest_status_age_seconds",
+            "Time the oldest open order has spent in its current status.",
+            ["provider", "status"],
+            registry=r,
+        )
+        self._acq_decisions = Counter(
+            "tasking_acquisition_decisions",
+            "Acquisitions accepted or refused by the worker's policy or by a command.",
+            ["provider", "decision", "decided_by"],
+            registry=r,
+        )
+        self._restore_duration = Histogram(
+            "tasking_state_restore_duration_seconds",
+            "Time to restore the order state of newly assigned partitions.",
+            buckets=RESTORE_BUCKETS,
+            registry=r,
+        )
+        self._restored_records = Counter(
+            "tasking_state_restored_records",
+            "Changelog records read while restoring state.",
+            registry=r,
+        )
+
+    def _register_providers(self) -> None:
+        r = self.registry
+        self._requests = Counter(
+            "tasking_provider_requests",
+            "Provider HTTP calls, by operation and outcome.",
+            ["provider", "operation", "outcome"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "tasking_provider_request_duration_seconds",
+            "Duration of provider HTTP calls.",
+            ["provider", "operation"],
+            buckets=PROVIDER_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._in_flight = Gauge(
+            "tasking_provider_requests_in_flight",
+            "Provider HTTP calls currently running.",
+            ["provider"],
+            registry=r,
+        )
+        self._retries = Counter(
+            "tasking_provider_retries",
+            "Provider calls retried after a retriable failure.",
+            ["provider", "operation"],
+            registry=r,
+        )
+        self._last_poll = Gauge(
+            "tasking_provider_last_successful_poll_timestamp_seconds",
+            "Unix time of the last tracking poll that completed without error.",
+            ["provider"],
+            registry=r,
+        )
+        self._token_renewals = Counter(
+            "tasking_token_renewals",
+            "Access token renewals, by outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+
+    def _register_runtime(self) -> None:
+        r = self.registry
+        self._build_info = Gauge(
+            "tasking_build_info",
+            "Always 1; the version of the running worker.",
+            ["version"],
+            registry=r,
+        )
+        self._scheduler_runs = Counter(
+            "tasking_scheduler_job_runs",
+            "Timer job runs, by job kind and outcome.",
+            ["job", "outcome"],
+            registry=r,
+        )
+        self._ready = Gauge(
+            "tasking_ready",
+            "1 when the instance is ready (partitions assigned and restored).",
+            registry=r,
+        )
+
+    # -- intake -----------------------------------------------------------------------------
+
+    def message_consumed(self, topic: str, outcome: str) -> None:
+        """Count one input message by what became of it (``accepted``, ``duplicate``, ...)."""
+        _check("outcome", outcome, CONSUME_OUTCOMES)
+        self._consumed.labels(topic=_check_topic(topic), outcome=outcome).inc()
+
+    def dead_letter(self, reason: str) -> None:
+        """Count one dead-lettered message by its error code (e.g. ``MALFORMED_JSON``)."""
+        self._dead_letters.labels(reason=_check_pattern("reason", reason, _REASON)).inc()
+
+    def event_published(self, topic: str) -> None:
+        """Count one event published to ``topic``."""
+        self._published.labels(topic=_check_topic(topic)).inc()
+
+    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Record the lag of one owned partition (negative values are clamped to 0)."""
+        self._lag.labels(topic=_check_topic(topic), partition=str(partition)).set(max(lag, 0))
+
+    def clear_consumer_lag(self, topic: str, partition: int) -> None:
+        """Forget a partition's lag when it is revoked, so a stale value is not reported."""
+        with contextlib.suppress(KeyError):  # never reported: nothing to forget
+            self._lag.remove(topic, str(partition))
+
+    def rebalance(self, kind: str, assigned_partitions: int) -> None:
+        """Count a rebalance (``assigned`` or ``revoked``) and record the new assignment size."""
+        self._rebalances.labels(kind=_check("kind", kind, REBALANCE_KINDS)).inc()
+        self._assigned.set(assigned_partitions)
+
+    def restore_finished(self, duration_seconds: float, records: int) -> None:
+        """Record one state restore: how long it took and how many changelog records it read."""
+        self._restore_duration.observe(duration_seconds)
+        self._restored_records.inc(records)
+
+    # -- orders -----------------------------------------------------------------------------
+
+    def order_transition(self, provider: str, status: str) -> None:
+        """Count one transition of an order into ``status``."""
+        self._transitions.labels(
+            provider=_check("provider", provider, PROVIDERS),
+            status=_check("status", status, STATUSES),
+        ).inc()
+
+    def set_open_orders(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the open-order gauge with ``{(provider, status): count}``.
+
+        Series present before but absent from ``counts`` are set to 0, so a dashboard sees a
+        status empty out instead of a series vanishing mid-graph.
+        """
+        self._replace(self._orders, self._open_order_keys, counts)
+
+    def set_status_ages(self, ages: Mapping[tuple[str, str], float]) -> None:
+        """Replace the oldest-status-age gauge with ``{(provider, status): seconds}``.
+
+        Series absent from ``ages`` are removed (an empty status has no oldest order; a 0 would
+        read as "fresh" and hide nothing, but removing is the honest answer).
+        """
+        keys = self._validated_keys(ages)
+        for provider, status in self._status_age_keys - keys:
+            self._status_age.remove(provider, status)
+        for (provider, status), age in ages.items():
+            self._status_age.labels(provider=provider, status=status).set(max(age, 0.0))
+        self._status_age_keys = keys
+
+    def acquisition_decision(self, provider: str, decision: str, decided_by: str) -> None:
+        """Count an acquisition accepted/refused by the worker's ``policy`` or a ``command``."""
+        self._acq_decisions.labels(
+            provider=_check("provider", provider, PROVIDERS),
+            decision=_check("decision", decision, DECISIONS),
+            decided_by=_check("decided_by", decided_by, DECIDED_BY),
+        ).inc()
+
+    def _validated_keys(self, values: Mapping[tuple[str, str], float]) -> set[tuple[str, str]]:
+        for provider, status in values:
+            _check("provider", provider, PROVIDERS)
+            _check("status", status, STATUSES)
+        return set(values)
+
+    def _replace(
+        self, gauge: Gauge, known: set[tuple[str, str]], values: Mapping[tuple[str, str], float]
+    ) -> None:
+        keys = self._validated_keys(values)
+        for provider, status in known - keys:
+            gauge.labels(provider=provider, status=status).set(0)
+        for (provider, status), value in values.items():
+            gauge.labels(provider=provider, status=status).set(value)
+        known |= keys
+
+    # -- providers --------------------------------------------------------------------------
+
+    def provider_request(self, provider: str, operation: str, outcome: str, duration_seconds: float) -> None:
+        """Record one finished provider call: its outcome and how long it took."""
+        _check("provider", provider, PROVIDERS)
+        _check_pattern("operation", operation, _OPERATION)
+        _check("outcome", outcome, REQUEST_OUTCOMES)
+        self._requests.labels(provider=provider, operation=operation, outcome=outcome).inc()
+        self._duration.labels(provider=provider, operation=operation).observe(duration_seconds)
+
+    @contextmanager
+    def provider_in_flight(self, provider: str) -> Iterator[None]:
+        """Count a provider call as running for the duration of the ``with`` block."""
+        gauge = self._in_flight.labels(provider=_check("provider", provider, PROVIDERS))
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+    def provider_retry(self, provider: str, operation: str) -> None:
+        """Count one retry of a provider call."""
+        self._retries.labels(
+            provider=_check("provider", provider, PROVIDERS),
+            operation=_check_pattern("operation", operation, _OPERATION),
+        ).inc()
+
+    def poll_succeeded(self, provider: str, *, at: float | None = None) -> None:
+        """Record that a tracking poll of ``provider`` completed (now, or at Unix time ``at``)."""
+        self._last_poll.labels(provider=_check("provider", provider, PROVIDERS)).set(
+            time.time() if at is None else at
+        )
+
+    def token_renewed(self, provider: str, ok: bool) -> None:
+        """Count one access-token renewal attempt."""
+        self._token_renewals.labels(
+            provider=_check("provider", provider, PROVIDERS), outcome="ok" if ok else "error"
+        ).inc()
+
+    # -- runtime ----------------------------------------------------------------------------
+
+    def scheduler_job(self, job: str, ok: bool) -> None:
+        """Count one run of a timer job kind (``poll``, ``retry``, ...) by outcome."""
+        self._scheduler_runs.labels(
+            job=_check("job", job, SCHEDULER_JOBS), outcome="ok" if ok else "error"
+        ).inc()
+
+    def set_ready(self, ready: bool) -> None:
+        """Mirror the readiness of the instance (1 ready, 0 not)."""
+        self._ready.set(1 if ready else 0)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format (see :data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
