@@ -63,7 +63,7 @@ async def start_simulators(
 ) -> RunningSimulators:
     """Start both simulators sharing one simulated clock running ``speed`` times real time."""
     clock = SimClock(speed=speed)
-    oneatlas = OneAtlasSimulator(SimulatorCore(clock=clock))
+    oneatlas = OneAtlasSimulator(SimulatorCore(clock=clock), raise_on_lost_response=False)
     up42 = Up42Simulator(SimulatorCore(clock=clock))
     oneatlas_server = await serve(oneatlas.app, host, oneatlas_port)
     up42_server = await serve(up42.app, host, up42_port)
