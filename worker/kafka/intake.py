@@ -87,9 +87,14 @@ class Intake:
     health: HealthSink
     clock: Callable[[], datetime]
     _batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Clear while an assignment is being restored: a batch fetched meanwhile waits for it.
+    _restored: asyncio.Event = field(default_factory=asyncio.Event)
     _last_lag: float = 0.0
 
     # ------------------------------------------------------------------ lifecycle
+
+    def __post_init__(self) -> None:
+        self._restored.set()
 
     def subscribe(self) -> None:
         topics = [self.settings.topics.requests, self.settings.topics.commands]
@@ -110,12 +115,19 @@ class Intake:
     async def acquire(self, partitions: set[int]) -> None:
         """Restore, resume and report ready for newly assigned partitions."""
         self.health.set_ready(False)
+        self._restored.clear()
+        try:
+            await self._restore_and_resume(partitions)
+        finally:
+            self._restored.set()
+        self.health.set_ready(True)
+
+    async def _restore_and_resume(self, partitions: set[int]) -> None:
         result = await self.store.restore(partitions)
         self.metrics.restore_finished(result.seconds, result.records)
         resumed = await self.runner.resume(result.partitions)
         self.metrics.rebalance("assigned", len(self.store.owned_partitions()))
         log.info("partitions_assigned", partitions=sorted(partitions), open_orders=resumed)
-        self.health.set_ready(True)
 
     async def release(self, partitions: set[int]) -> None:
         """Stop the work of revoked partitions before the rebalance completes."""
@@ -136,10 +148,13 @@ class Intake:
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         # Requests before commands: a command may arrive in the same batch as its request.
         ordered = sorted(batch.items(), key=lambda kv: kv[0].topic != self.settings.topics.requests)
+        await self._restored.wait()  # records may arrive while their partition is being restored
         commits: dict[TopicPartition, int] = {}
         for tp, records in ordered:
             if not self.store.owns(tp.partition):
-                continue  # revoked while the batch was in flight
+                if tp in self.consumer.assignment():
+                    self.consumer.seek(tp, records[0].offset)  # not ours yet: read them again
+                continue
             next_offset = await self._process_partition(tp, records)
             if next_offset is not None:
                 commits[tp] = next_offset
