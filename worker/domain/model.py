@@ -129,6 +129,10 @@ class AcquisitionRecord(DomainModel):
     events: int = 0  # AcquisitionEvents published so far (the ``n`` of the next ce_id is events+1)
     decided_by: DecidedBy | None = None
     decision_sent: bool = False  # a decision reached the provider (never sent twice)
+    # The latest data the provider gave (the source of the next AcquisitionEvent's fields).
+    acquisition: Acquisition | None = None
+    # A command's decision waiting for its turn (one acquisition decision in flight per order).
+    pending_accept: bool | None = None
 
 
 class OutboxStatus(DomainModel):
@@ -174,6 +178,10 @@ class OrderState(DomainModel):
     reason: Reason | None = None
     intent: Intent | None = None
     cancel_requested_by: str | None = None  # commandId of a cancel waiting for an in-flight write
+    # The audit reason of the accepted cancel command, for the event that ends (or refuses) it.
+    cancel_audit: Reason | None = None
+    # The audit reason of a fitting command, attached to the next status transition, then cleared.
+    audit: Reason | None = None
     change_marker: str | None = None
     commands_seen: list[str] = Field(default_factory=list)  # last commandIds (bounded)
     acquisitions: dict[str, AcquisitionRecord] = Field(default_factory=dict)
