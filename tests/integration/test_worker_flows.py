@@ -162,7 +162,8 @@ async def test_up42_auto_study_completes_with_deliveries(
             assert "ORDERED" in statuses
             assert statuses[0] == "RECEIVED"
             assert_contiguous(events.unique("up-auto"))
-            assert events.acquisitions["up-auto"], "deliveries are published as acquisitions"
+            # The last listing follows the final snapshot: wait for the deliveries to be published.
+            await events.wait_for(lambda: len(events.acquisitions["up-auto"]) >= 1, 20)
             assert all(a["status"] == "DELIVERED" for a in events.acquisitions["up-auto"])
         finally:
             await worker.shutdown()

@@ -120,7 +120,7 @@ class Poller:
     metrics: TimerMetrics
     interval: float
     clock: Callable[[], datetime]
-    _cycle: int = 0
+    _cycles: dict[Provider, int] = field(default_factory=dict)
     _running: set[Provider] = field(default_factory=set)
 
     def start(self) -> None:
@@ -146,9 +146,9 @@ class Poller:
         if name in self._running:
             return 0
         self._running.add(name)
-        self._cycle += 1
+        cycle = self._cycles[name] = self._cycles.get(name, 0) + 1  # per provider: cadences interleave
         try:
-            keys = self.due(name, self._cycle)
+            keys = self.due(name, cycle)
             if not keys:
                 self.metrics.poll_succeeded(name.value)
                 return 0

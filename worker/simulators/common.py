@@ -46,6 +46,11 @@ class SimClock:
         """Jump ``seconds`` of simulated time ahead."""
         self._offset += seconds
 
+    @property
+    def offset(self) -> float:
+        """Total simulated seconds added by :meth:`advance` jumps."""
+        return self._offset
+
     def real_seconds(self, simulated: float) -> float:
         """How many real seconds ``simulated`` seconds take at the current speed."""
         return simulated / self.speed
@@ -111,6 +116,7 @@ class SimulatorCore:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     tokens: dict[str, datetime] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
+    _token_life: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def inject(self, fault: Fault) -> None:
@@ -152,22 +158,40 @@ class SimulatorCore:
         )
 
     def issue_token(self, lifetime_seconds: float) -> str:
-        """A new opaque bearer token valid for ``lifetime_seconds`` of simulated time."""
+        """A new opaque bearer token valid for ``lifetime_seconds``.
+
+        Token lifetimes are protocol time, not business time: they run on the real clock (plus
+        manual :meth:`SimClock.advance` jumps), not at the simulated clock's speed, so a fast clock
+        that makes weeks pass in seconds does not turn a 1 h token into a 20 ms one.
+        ``tokens`` maps each token to its nominal expiry (for messages and inspection).
+        """
         token = f"simtok-{self.rng.getrandbits(96):024x}"
         self.tokens[token] = self.clock.now() + timedelta(seconds=lifetime_seconds)
+        self._token_life[token] = (time.monotonic() + lifetime_seconds, self.clock.offset,
+                                   lifetime_seconds)
         return token
+
+    def token_expired(self, token: str) -> bool | None:
+        """``None`` for an unknown token, else whether it has expired."""
+        life = self._token_life.get(token)
+        if life is None:
+            return None
+        deadline, offset_at_issue, lifetime = life
+        jumped = self.clock.offset - offset_at_issue
+        return time.monotonic() >= deadline - jumped or jumped >= lifetime
 
     def token_valid(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             return False
-        expiry = self.tokens.get(header[7:])
-        return expiry is not None and self.clock.now() < expiry
+        return self.token_expired(header[7:]) is False
 
     def expire_tokens(self) -> None:
         """Make every issued token expired (the client must re-authenticate)."""
-        for token in self.tokens:
-            self.tokens[token] = self.clock.now() - timedelta(seconds=1)
+        now = self.clock.now()
+        for token, (_, offset, lifetime) in self._token_life.items():
+            self._token_life[token] = (0.0, offset, lifetime)
+            self.tokens[token] = now - timedelta(seconds=1)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -353,10 +353,10 @@ class OneAtlasSimulator:
     def _check_token(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
         token = header[7:] if header.lower().startswith("bearer ") else ""
-        expiry = self.core.tokens.get(token)
-        if expiry is None:
+        expired = self.core.token_expired(token)
+        if expired is None:
             raise SimError(401, {"message": "Authentication failed (cause: Invalid token)"})
-        if self.core.clock.now() >= expiry:
+        if expired:
             raise SimError(401, {"message": "Authentication failed (cause: Token expired)"})
 
     # ================================================================== helpers
