@@ -2,38 +2,65 @@
 
 Commands:
 
-* ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples;
-* ``submit``: validate request/command files and publish the valid ones (binary CloudEvents);
-* ``tail``: follow the status, acquisition and dead-letter topics.
+* ``run``: the service (configuration from ``TASKING_*`` variables);
+* ``demo``: the embedded broker, both provider simulators, the worker and sample orders on this
+  machine, with a live view and a summary (``worker.demo``);
+* ``simulate``: only the provider simulators, as HTTP servers, with the variables that point a
+  worker at them;
+* ``submit``: validate request/command files (or every file of a directory) and publish the valid
+  ones (binary CloudEvents);
+* ``tail``: follow the status, acquisition and dead-letter topics, optionally filtered;
+* ``status``: the latest status event of one request;
+* ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples.
 
 Kafka connection and topic names come from :class:`worker.config.Settings` (``TASKING_*``
-variables); options override them. Exit codes: 0 success, 1 a check failed or Kafka is
-unreachable, 2 bad input (invalid files or options).
+variables); options override them. Every command's ``--help`` shows examples.
+
+Exit codes (the same for every command):
+
+====  ==========================================================================================
+code  meaning
+====  ==========================================================================================
+0     success
+1     failure: a check failed, a demo order missed its expected status, a request was not
+      found, Kafka is unreachable, or a fatal error
+2     bad input or configuration: invalid files, options or ``TASKING_*`` variables
+3     timeout: ``demo --timeout`` (or ``status --timeout``) passed before the work was done
+130   interrupted (Ctrl-C) where that is not the normal way to stop
+====  ==========================================================================================
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
+import shlex
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from worker.config import KafkaSettings, Settings, load_settings
+from worker.demo import DEFAULT_SPEED, DEFAULT_TIMEOUT
 from worker.errors import ConfigError, DecodeError
 from worker.events import codec
 from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
-from worker.events.models import Command, OrderRequest
+from worker.events.models import Command, OrderRequest, OrderStatusEvent
 from worker.kafka.publisher import producer_options
 
 app = typer.Typer(
@@ -48,6 +75,29 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def prose(text: str) -> str:
+    """A docstring as ``--help`` text: paragraphs kept, the line breaks inside them removed (the
+    help renderer would keep them and wrap the lines a second time)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def command(name: str, *example_lines: str) -> Callable[[F], F]:
+    """Register a command whose ``--help`` is its docstring followed by ``Examples:``."""
+
+    def register(function: F) -> F:
+        epilog = "Examples:\n\n" + "\n\n".join(example_lines)
+        app.command(name, help=prose(function.__doc__ or ""), epilog=epilog)(function)
+        return function
+
+    return register
 
 
 def main() -> None:
@@ -74,12 +124,14 @@ def _kafka_kwargs(kafka: KafkaSettings, bootstrap_servers: str | None) -> dict[s
 # --------------------------------------------------------------------------- schemas
 
 
-@app.command("schemas")
+@command(
+    "schemas",
+    "$ tasking-worker schemas                # regenerate schemas/",
+    "$ tasking-worker schemas --check        # exit 1 when schemas/ is out of date (CI)",
+)
 def schemas_command(
     out: Annotated[Path, typer.Option(help="Directory of the generated files.")] = Path("schemas"),
-    check: Annotated[
-        bool, typer.Option("--check", help="Only compare; exit 1 when a file differs.")
-    ] = False,
+    check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 when a file differs.")] = False,
 ) -> None:
     """Write the JSON Schemas, asyncapi.yaml and examples generated from the models."""
     if not check:
@@ -96,6 +148,26 @@ def schemas_command(
 
 
 # --------------------------------------------------------------------------- submit
+
+
+INPUT_SUFFIXES = frozenset({".json", ".yaml", ".yml"})
+
+
+def expand_paths(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Files to read: each file as given, each directory's ``*.json``/``*.yaml``/``*.yml`` files
+    sorted by name (not recursive). Returns ``(files, problems)``; a directory without any such
+    file is a problem."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES)
+        if not found:
+            problems.append(f"{path}: no .json, .yaml or .yml file in this directory")
+        files.extend(found)
+    return files, problems
 
 
 @dataclass(frozen=True)
@@ -125,9 +197,7 @@ def _load(path: Path) -> _Loaded:
     problems: list[str] = []
     for index, item in enumerate(items):
         where = f"[{index}] " if isinstance(content, list) else ""
-        kind = InputKind.COMMAND if isinstance(item, dict) and "command" in item else (
-            InputKind.REQUEST
-        )
+        kind = InputKind.COMMAND if isinstance(item, dict) and "command" in item else (InputKind.REQUEST)
         try:
             messages.append(codec.validate_input(item, kind))
         except DecodeError as exc:
@@ -144,26 +214,41 @@ def _describe(exc: DecodeError, kind: InputKind) -> Iterator[str]:
         yield f"{exc.code} ({kind.value}) {field['field'] or '(message)'}: {field['message']}"
 
 
-@app.command("submit")
+@command(
+    "submit",
+    "$ tasking-worker submit order.json                    # one request",
+    "$ tasking-worker submit requests/ approve.yaml        # every file of a directory, then a command",
+    "$ TASKING_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 tasking-worker submit worker/samples/",
+)
 def submit_command(
-    files: Annotated[list[Path], typer.Argument(help="JSON or YAML files: a message or a list.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="JSON or YAML files (a message or a list of messages), or directories: every "
+            "*.json, *.yaml and *.yml file in them, sorted by name."
+        ),
+    ],
     bootstrap_servers: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers [default: from TASKING_KAFKA__*]")
+        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
     ] = None,
     topic_requests: Annotated[
-        str | None, typer.Option(help="Requests topic [default: TASKING_TOPICS__REQUESTS]")
+        str | None, typer.Option(help="Requests topic \\[default: TASKING_TOPICS__REQUESTS]")
     ] = None,
     topic_commands: Annotated[
-        str | None, typer.Option(help="Commands topic [default: TASKING_TOPICS__COMMANDS]")
+        str | None, typer.Option(help="Commands topic \\[default: TASKING_TOPICS__COMMANDS]")
     ] = None,
 ) -> None:
     """Validate order requests and commands, then publish the valid ones keyed by requestId.
 
-    A message with a ``command`` field is a command, anything else a request. A file with any
-    invalid message is not published at all; the exit code is then 2.
+    A message with a "command" field is a command, anything else a request. A file with any
+    invalid message is not published at all; the exit code is then 2. Each published message is
+    printed with its topic, partition, offset, key and ce_id.
     """
     settings = _settings()
-    loaded = [_load(path) for path in files]
+    paths, path_problems = expand_paths(files)
+    for problem in path_problems:
+        errors.print(f"[red]✗ {escape(problem)}[/]")
+    loaded = [_load(path) for path in paths]
     for bad in (item for item in loaded if item.problems):
         errors.print(f"[red]✗ {escape(str(bad.path))}[/]")
         for problem in bad.problems:
@@ -180,7 +265,7 @@ def submit_command(
         except KafkaError as exc:
             errors.print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
             raise typer.Exit(EXIT_FAILED) from None
-    if any(item.problems for item in loaded):
+    if path_problems or any(item.problems for item in loaded):
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -190,9 +275,7 @@ async def _publish(
     kwargs: dict[str, Any],
     settings: Settings,
 ) -> None:
-    producer = AIOKafkaProducer(
-        enable_idempotence=settings.kafka.enable_idempotence, acks="all", **kwargs
-    )
+    producer = AIOKafkaProducer(enable_idempotence=settings.kafka.enable_idempotence, acks="all", **kwargs)
     await producer.start()
     try:
         for message in messages:
@@ -201,12 +284,16 @@ async def _publish(
             meta = await producer.send_and_wait(
                 topics[kind], record.value, key=record.key, headers=record.headers
             )
-            what = f"command {message.command}" if isinstance(message, Command) else (
-                f"request ({message.provider.value})"
+            what = (
+                f"command {message.command}"
+                if isinstance(message, Command)
+                else (f"request ({message.provider.value})")
             )
+            ce_id = dict(record.headers).get("ce_id", b"").decode("utf-8", "replace")
             console.print(
                 f"[green]✓[/] published {what} [bold]{escape(message.request_id)}[/] "
-                f"to {escape(meta.topic)}[{meta.partition}]@{meta.offset}"
+                f"to {escape(meta.topic)}[{meta.partition}]@{meta.offset} "
+                f"key={escape((record.key or b'').decode('utf-8', 'replace'))} ce_id={escape(ce_id)}"
             )
     finally:
         await producer.stop()
@@ -228,7 +315,13 @@ class _TailFilter:
         return self.status is None or event.get("status") == self.status
 
 
-@app.command("tail")
+@command(
+    "tail",
+    "$ tasking-worker tail                                   # new events, as they come",
+    "$ tasking-worker tail --from-beginning --request-id req-42",
+    "$ tasking-worker tail --status DECISION_REQUIRED        # what waits for a customer",
+    "$ tasking-worker tail --json --from-beginning --timeout 10 | jq .status",
+)
 def tail_command(
     json_lines: Annotated[
         bool, typer.Option("--json", help="Print each event's JSON value on one line.")
@@ -236,19 +329,29 @@ def tail_command(
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Start at the oldest retained events.")
     ] = False,
-    request_id: Annotated[str | None, typer.Option(help="Only events of this request.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only events with this status.")] = None,
+    request_id: Annotated[
+        str | None, typer.Option(help="Only events of this request (Kafka key or requestId).")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="Only events with this status: an order status (COMPLETED, ...) or an "
+            "acquisition status (PROPOSED, ...)."
+        ),
+    ] = None,
     max_messages: Annotated[
         int | None, typer.Option(min=1, help="Stop after printing this many events.")
     ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(min=0, help="Stop after this many seconds.")
-    ] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Stop after this many seconds.")] = None,
     bootstrap_servers: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers [default: from TASKING_KAFKA__*]")
+        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
     ] = None,
 ) -> None:
-    """Follow the status, acquisition and dead-letter topics and print each event."""
+    """Follow the status, acquisition and dead-letter topics and print each event.
+
+    Reads without a consumer group (nothing is committed; any number of tails can run). Stops
+    with Ctrl-C, after --max-messages printed events or after --timeout seconds (exit 0).
+    """
     settings = _settings()
     topics = [settings.topics.status, settings.topics.acquisitions, settings.topics.dead_letter]
     consumer_args = {
@@ -257,8 +360,9 @@ def tail_command(
     }
     printer = _print_json if json_lines else _print_pretty
     try:
-        asyncio.run(_tail(topics, consumer_args, _TailFilter(request_id, status), printer,
-                          max_messages, timeout))
+        asyncio.run(
+            _tail(topics, consumer_args, _TailFilter(request_id, status), printer, max_messages, timeout)
+        )
     except KafkaError as exc:
         errors.print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
@@ -318,8 +422,12 @@ def _print_json(record: Any, event: dict[str, Any]) -> None:
 
 
 _STATUS_STYLE = {
-    "COMPLETED": "bold green", "REJECTED": "bold red", "FAILED": "bold red",
-    "CANCELLED": "yellow", "EXPIRED": "yellow", "DECISION_REQUIRED": "bold magenta",
+    "COMPLETED": "bold green",
+    "REJECTED": "bold red",
+    "FAILED": "bold red",
+    "CANCELLED": "yellow",
+    "EXPIRED": "yellow",
+    "DECISION_REQUIRED": "bold magenta",
 }
 
 
@@ -339,8 +447,9 @@ def _status_line(event: dict[str, Any]) -> str:
     previous = event.get("previousStatus")
     arrow = f"{escape(str(previous))} → " if previous else ""
     reason = event.get("reason") or {}
-    tail = f"  [dim]{escape(str(reason.get('code')))}: {escape(str(reason.get('message')))}[/]" \
-        if reason else ""
+    tail = (
+        f"  [dim]{escape(str(reason.get('code')))}: {escape(str(reason.get('message')))}[/]" if reason else ""
+    )
     return (
         f"{escape(str(event.get('occurredAt', '')))} [bold]{escape(str(event.get('requestId')))}"
         f"[/] #{event.get('sequence', '?')} {escape(str(event.get('provider', '')))} "
@@ -372,14 +481,17 @@ def _dead_letter_line(event: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- run
 
 
-@app.command("run")
+@command(
+    "run",
+    "$ TASKING_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 TASKING_ONEATLAS__API_KEY=... tasking-worker run",
+    "$ TASKING_LOG_FORMAT=console TASKING_HTTP__PORT=9090 tasking-worker run",
+)
 def run_command() -> None:
     """Run the worker service (configuration from TASKING_* variables).
 
     Exits 0 after a graceful drain on SIGTERM/SIGINT, 2 on invalid configuration, 1 on a fatal
     error. Logs one JSON object per line to stdout.
 
-    Example: TASKING_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 tasking-worker run
     """
     from worker.app import run
 
@@ -389,4 +501,236 @@ def run_command() -> None:
     except KafkaError as exc:
         errors.print(f"[red]fatal:[/] Kafka: {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- status
+
+
+@command(
+    "status",
+    "$ tasking-worker status req-toulouse-2025-06-001",
+    "$ tasking-worker status req-toulouse-2025-06-001 --json | jq .providerRefs",
+)
+def status_command(
+    request_id: Annotated[str, typer.Argument(help="The request's requestId.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the event's JSON value on one line.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up (exit 3) after this many seconds.")] = 60.0,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
+    ] = None,
+) -> None:
+    """Print the latest status event of one request (exit 1 when there is none).
+
+    Reads the status topic without a consumer group, from the oldest retained event up to the
+    current end of the partition that holds the request's key (events are keyed by requestId
+    with the default partitioner), and keeps the event with the highest sequence. A consumer can
+    rebuild the whole state of a request from that event.
+    """
+    settings = _settings()
+    kwargs = _kafka_kwargs(settings.kafka, bootstrap_servers)
+    try:
+        found = asyncio.run(
+            asyncio.wait_for(latest_status(settings.topics.status, request_id, kwargs), timeout)
+        )
+    except TimeoutError:
+        errors.print(f"[red]timeout:[/] the status topic was not read within {timeout:g} s")
+        raise typer.Exit(EXIT_TIMEOUT) from None
+    except KafkaError as exc:
+        errors.print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    if found is None:
+        errors.print(f"no status event for [bold]{escape(request_id)}[/] on {escape(settings.topics.status)}")
+        raise typer.Exit(EXIT_FAILED)
+    if json_output:
+        typer.echo(found.model_dump_json(by_alias=True))
+    else:
+        _print_status(found)
+
+
+async def latest_status(topic: str, request_id: str, kwargs: dict[str, Any]) -> OrderStatusEvent | None:
+    """The status event of ``request_id`` with the highest sequence, or ``None``.
+
+    Never creates the topic: its existence is checked first (a metadata request for one missing
+    topic auto-creates it on brokers that allow it).
+    """
+    probe = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **kwargs)
+    await probe.start()
+    try:
+        if topic not in await probe.topics():
+            return None
+    finally:
+        await probe.stop()
+    consumer = AIOKafkaConsumer(
+        topic, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **kwargs
+    )
+    await consumer.start()
+    try:
+        partition = key_partition(request_id, consumer.partitions_for_topic(topic) or {0})
+        return await _latest_in(consumer, TopicPartition(topic, partition), request_id)
+    finally:
+        await consumer.stop()
+
+
+def key_partition(key: str, partitions: set[int]) -> int:
+    """The partition the default partitioner (murmur2, as Java clients) gives ``key``."""
+    ordered = sorted(partitions)
+    return int(DefaultPartitioner()(key.encode(), ordered, ordered))
+
+
+async def _latest_in(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, request_id: str
+) -> OrderStatusEvent | None:
+    consumer.unsubscribe()
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    end = (await consumer.end_offsets([tp]))[tp]
+    latest: OrderStatusEvent | None = None
+    while await consumer.position(tp) < end:
+        batches = await consumer.getmany(tp, timeout_ms=1000)
+        for record in batches.get(tp, []):
+            if record.offset >= end or record.key != request_id.encode():
+                continue
+            event = _status_event(record.value)
+            if (
+                event is not None
+                and event.request_id == request_id
+                and (latest is None or event.sequence >= latest.sequence)
+            ):
+                latest = event
+    return latest
+
+
+def _status_event(value: bytes | None) -> OrderStatusEvent | None:
+    try:
+        return OrderStatusEvent.model_validate_json(value or b"")
+    except ValidationError:
+        return None
+
+
+def _print_status(event: OrderStatusEvent) -> None:
+    data = event.to_json_dict()
+    console.print(_status_line(data))
+    for name in ("providerRefs", "feasibility", "price", "decision", "progress", "reason"):
+        value = data.get(name)
+        if value:
+            console.print(f"  [bold]{name}[/]: {escape(orjson.dumps(value).decode())}")
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+@command(
+    "simulate",
+    "$ tasking-worker simulate                                  # real-time clock, free ports",
+    "$ tasking-worker simulate --speed 3600 --oneatlas-port 8701 --up42-port 8702",
+    "$ tasking-worker simulate > sim.env   # then, in another shell: set -a; . ./sim.env; tasking-worker run",
+)
+def simulate_command(
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="Simulated seconds per real second (3600: an hour per second).")
+    ] = 1.0,
+    oneatlas_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="OneAtlas simulator port (0: a free one).")
+    ] = 0,
+    up42_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="UP42 simulator port (0: a free one).")
+    ] = 0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run only the OneAtlas and UP42 simulators as HTTP servers, until Ctrl-C.
+
+    Prints the TASKING_* variables (URLs and the simulators' own test credentials) that point a
+    worker at them, one KEY=value line each on stdout, so the output can be sourced. Operator
+    controls (studies, quotations, faults, clock) are under /_sim/ on each server.
+    """
+    try:
+        asyncio.run(_simulate(speed, host, oneatlas_port, up42_port))
+    except OSError as exc:
+        errors.print(f"[red]cannot listen:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        pass
+
+
+async def _simulate(speed: float, host: str, oneatlas_port: int, up42_port: int) -> None:
+    from worker.simulators.server import start_simulators
+
+    sims = await start_simulators(speed, host, oneatlas_port, up42_port)
+    try:
+        errors.print(
+            f"OneAtlas simulator on {sims.oneatlas_url}, UP42 simulator on {sims.up42_url} "
+            f"(clock x{speed:g}); Ctrl-C stops them"
+        )
+        for name, value in sims.worker_env().items():
+            typer.echo(f"{name}={shlex.quote(value)}")
+        sys.stdout.flush()
+        await _until_signal()
+    finally:
+        await sims.stop()
+
+
+async def _until_signal() -> None:
+    """Wait for SIGINT or SIGTERM (Ctrl-C stops the servers cleanly, not with a traceback)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@command(
+    "demo",
+    "$ tasking-worker demo                       # live table; asks you at every decision",
+    "$ tasking-worker demo --auto-approve        # answers like an automated client (make demo)",
+    "$ tasking-worker demo --plain --auto-approve --timeout 110   # one line per event (CI)",
+)
+def demo_command(
+    auto_approve: Annotated[
+        bool,
+        typer.Option(
+            "--auto-approve",
+            help="Answer decisions like an automated client: approve prices within budget, reject "
+            "the over-budget one, choose the first feasibility option, accept proposed "
+            "acquisitions. Implied without a terminal.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Give up (exit 3) after this many seconds.")
+    ] = DEFAULT_TIMEOUT,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Time-lapse: simulated seconds per real second while every open order "
+            "waits on its provider (172800: two days per second).",
+        ),
+    ] = DEFAULT_SPEED,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Plain progress lines instead of the live table; never prompts.")
+    ] = False,
+) -> None:
+    """Run everything on this machine: embedded broker, both provider simulators, the worker and
+    the sample orders of worker/samples/, with a live view and a final summary.
+
+    Exits 0 when every sample ends in its expected status (docs/demo.md lists them), 1 when one
+    does not, 3 on --timeout. Logs of the worker and the broker are kept in a temporary directory
+    printed at the end.
+    """
+    from worker.demo import DemoOptions, run
+
+    options = DemoOptions(auto_approve=auto_approve, timeout=timeout, speed=speed, plain=plain)
+    terminal = sys.stdout.isatty()
+    # Without a terminal rich would wrap the summary at 80 columns; wide lines read better in logs.
+    demo_console = Console(highlight=False, width=None if terminal else 200)
+    try:
+        code = run(options, demo_console)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
     raise typer.Exit(code)

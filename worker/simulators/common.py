@@ -116,7 +116,7 @@ class SimulatorCore:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     tokens: dict[str, datetime] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
-    _token_life: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    _token_life: dict[str, float] = field(default_factory=dict)  # token -> monotonic deadline
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def inject(self, fault: Fault) -> None:
@@ -160,25 +160,23 @@ class SimulatorCore:
     def issue_token(self, lifetime_seconds: float) -> str:
         """A new opaque bearer token valid for ``lifetime_seconds``.
 
-        Token lifetimes are protocol time, not business time: they run on the real clock (plus
-        manual :meth:`SimClock.advance` jumps), not at the simulated clock's speed, so a fast clock
-        that makes weeks pass in seconds does not turn a 1 h token into a 20 ms one.
+        Token lifetimes are protocol time, not business time: they run on the real clock, not at
+        the simulated clock's speed nor with its :meth:`SimClock.advance` jumps, so a clock that
+        makes weeks pass in seconds does not turn a 1 h token into a 20 ms one.
+        :meth:`expire_tokens` expires them on demand.
         ``tokens`` maps each token to its nominal expiry (for messages and inspection).
         """
         token = f"simtok-{self.rng.getrandbits(96):024x}"
         self.tokens[token] = self.clock.now() + timedelta(seconds=lifetime_seconds)
-        self._token_life[token] = (time.monotonic() + lifetime_seconds, self.clock.offset,
-                                   lifetime_seconds)
+        self._token_life[token] = time.monotonic() + lifetime_seconds
         return token
 
     def token_expired(self, token: str) -> bool | None:
         """``None`` for an unknown token, else whether it has expired."""
-        life = self._token_life.get(token)
-        if life is None:
+        deadline = self._token_life.get(token)
+        if deadline is None:
             return None
-        deadline, offset_at_issue, lifetime = life
-        jumped = self.clock.offset - offset_at_issue
-        return time.monotonic() >= deadline - jumped or jumped >= lifetime
+        return time.monotonic() >= deadline
 
     def token_valid(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -189,8 +187,8 @@ class SimulatorCore:
     def expire_tokens(self) -> None:
         """Make every issued token expired (the client must re-authenticate)."""
         now = self.clock.now()
-        for token, (_, offset, lifetime) in self._token_life.items():
-            self._token_life[token] = (0.0, offset, lifetime)
+        for token in self._token_life:
+            self._token_life[token] = 0.0
             self.tokens[token] = now - timedelta(seconds=1)
 
 
