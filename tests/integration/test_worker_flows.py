@@ -191,3 +191,63 @@ async def test_cancel_before_placement_and_window_expiry(
             assert stack.sims.oneatlas.paid_order_count("oa-cancel") == 0
         finally:
             await worker.shutdown()
+
+
+# The attempts example's AOI (about 130 km²): ONEDAY/ONENOW need 25 km² (PHR) / 100 km² (SPOT).
+TOULOUSE_WIDE = {"type": "Polygon", "coordinates": [[
+    [1.37638, 43.54531], [1.50959, 43.54531], [1.50959, 43.65620], [1.37638, 43.65620],
+    [1.37638, 43.54531]]]}
+
+
+@pytest.mark.parametrize(
+    ("mission", "prog", "extra", "expected"),
+    [
+        ("SPOT", "ONEDAY", {"aoi": TOULOUSE_WIDE}, ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]),
+        ("PLEIADES", "ONENOW", {"aoi": TOULOUSE_WIDE}, ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]),
+        ("PLEIADES", "ONESERIES", {}, ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]),
+        ("PLEIADES", "ONEPLAN", {"constraints": {"acquisitionMode": "STEREO", "minBH": 0.3,
+                                                 "maxBH": 0.6}},
+         ["RECEIVED", "FEASIBLE", "FEASIBILITY_PENDING", "ORDERED"]),
+    ],
+    ids=["spot-oneday", "phr-onenow", "phr-oneseries", "phr-stereo-manual"],
+)
+async def test_oneatlas_programming_types_reach_ordered(
+    broker: EmbeddedBroker, unique_topics: TopicSettings, mission: str, prog: str,
+    extra: dict[str, Any], expected: list[str],
+) -> None:
+    async with stack_for(broker, unique_topics, speed=60.0) as (stack, events):
+        worker = await start_worker(stack)
+        try:
+            rid = f"oa-{mission.lower()}-{prog.lower()}"
+            await stack.publish(oneatlas_request(rid, mission=mission, prog=prog, **extra))
+            if "FEASIBILITY_PENDING" in expected:
+                await events.wait_status(rid, "FEASIBILITY_PENDING", timeout=40)
+                stack.sims.oneatlas.finish_study(rid)
+            await events.wait_status(rid, "ORDERED", timeout=40)
+            assert events.statuses(rid)[: len(expected)] == expected
+            assert stack.sims.oneatlas.paid_order_count(rid) == 1
+            if prog in ("ONEDAY", "ONENOW"):
+                feasibility = events.latest(rid)["feasibility"]
+                assert any(a["chosen"] for a in feasibility["attempts"])
+        finally:
+            await worker.shutdown()
+
+
+async def test_pleiades_neo_tracks_coverage_items_to_completion(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    async with stack_for(broker, unique_topics, speed=FAST) as (stack, events):
+        stack.sims.oneatlas.min_clear_sky = 95.0  # every acquisition clear enough to validate
+        worker = await start_worker(stack)
+        try:
+            await stack.publish(oneatlas_request(
+                "pneo-done", mission="PLEIADESNEO",
+                acquisitionPolicy={"autoAccept": {"maxCloudCover": 100}}))
+            await events.wait_status("pneo-done", "COMPLETED", timeout=90)
+            assert_contiguous(events.unique("pneo-done"))
+            await events.wait_for(lambda: len(events.acquisitions["pneo-done"]) >= 1, 20)
+            assert stack.sims.oneatlas.paid_order_count("pneo-done") == 1
+            final = events.latest("pneo-done")
+            assert final["providerRefs"]["quotationId"]
+        finally:
+            await worker.shutdown()

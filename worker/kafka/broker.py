@@ -93,7 +93,9 @@ class EmbeddedBroker:
         cmd = [str(tansu_binary()), "broker", "--listener-url", url,
                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
+        # Popen, not asyncio's subprocess API: the handle must outlive this loop (pause/resume/kill
+        # from fixtures and signal handlers), and starting a process does not block meaningfully.
+        self._process = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed binary, no shell
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         await self._wait_ready(timeout)

@@ -10,6 +10,7 @@ provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,10 +58,8 @@ class Timers:
         )
 
     def cancel(self, request_id: str, kind: TimerKind) -> None:
-        try:
+        with contextlib.suppress(JobLookupError):  # already fired or never scheduled
             self.scheduler.remove_job(_job_id(request_id, kind))
-        except JobLookupError:
-            pass  # already fired or never scheduled: nothing to cancel
 
     def cancel_orders(self, request_ids: Iterable[str]) -> None:
         """Drop every timer of these orders (their partition was revoked)."""
