@@ -34,7 +34,7 @@ from worker.providers.base import TaskingProvider
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.runtime.runner import Runner
-from worker.runtime.timers import Poller, Timers
+from worker.runtime.timers import Poller, Timers, TokenKeeper
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +148,7 @@ def _wire_runtime(
     poller = Poller(scheduler, providers, tracked, runner.deliver_snapshot, metrics,
                     settings.tracking.poll_interval_seconds, utc_now)
     poller.start()
+    TokenKeeper(scheduler, providers, metrics).start()
     return runner
 
 

@@ -82,6 +82,19 @@ class TokenSource:
             self.on_renewal(True)
         return self._token
 
+    async def refresh_if_due(self) -> bool:
+        """Renew a cached token that has reached its renewal margin; ``True`` when it renewed.
+
+        Does nothing before the first token was obtained (no eager authentication).
+        """
+        if self._token is None or self._fresh() is not None:
+            return False
+        async with self._lock:
+            if self._fresh() is None:
+                await self._renew()
+                return True
+        return False
+
     def invalidate(self, value: str) -> None:
         """Forget ``value`` after a 401 so the next :meth:`get` renews (once per bad token)."""
         if self._token is not None and self._token.value == value:

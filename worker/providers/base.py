@@ -291,5 +291,13 @@ class TaskingProvider(Protocol):
             ProviderRejected: the provider does not allow it now; the message is its reason.
         """
 
+    async def refresh_token(self) -> bool:
+        """Renew the bearer token now if it is within its renewal margin (a timer calls this, so a
+        token is renewed before it expires even between calls). Returns whether it renewed.
+
+        Raises:
+            ProviderAuthError: the credentials were refused.
+        """
+
     async def aclose(self) -> None:
         """Release the HTTP client."""

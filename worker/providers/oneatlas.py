@@ -495,7 +495,10 @@ class OneAtlasProvider:
             max_concurrency=settings.max_concurrency,
         )
         sink = metrics if metrics is not None else NullMetrics()
-        self._tokens = TokenSource(self._fetch_token, margin=TOKEN_MARGIN_SECONDS, clock=clock)
+        renewed = getattr(sink, "token_renewed", None)
+        self._tokens = TokenSource(
+            self._fetch_token, margin=TOKEN_MARGIN_SECONDS, clock=clock,
+            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None)
         self._http = ProviderHttp(PROVIDER, self._client, self._tokens, policy=policy, metrics=sink,
                                   translate=translate_error, sleep=sleep)
         self._auth_http = ProviderHttp(PROVIDER, self._client, None, policy=policy, metrics=sink,
@@ -1044,6 +1047,10 @@ class OneAtlasProvider:
             snapshot.counts.proposed + snapshot.counts.validated) > 0
         verb = "stop" if has_acquisitions else "cancel"
         await self._write("cancel", "POST", f"/api/v1/orders/{item_id}/{verb}", json={})
+
+    async def refresh_token(self) -> bool:
+        """Renew the API-key token when it is within its renewal margin (see the protocol)."""
+        return await self._tokens.refresh_if_due()
 
     async def aclose(self) -> None:
         """Close the HTTP client when this adapter created it."""

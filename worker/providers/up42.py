@@ -991,6 +991,10 @@ class Up42Provider:
                 provider=PROVIDER, operation="cancel", provider_code="NOT_CANCELLABLE")
         await self._http.write("cancel", "POST", self._url(f"/v2/orders/{order_id}/cancellation"))
 
+    async def refresh_token(self) -> bool:
+        """Renew the password-grant token when it is within its renewal margin (see the protocol)."""
+        return await self.tokens.refresh_if_due()
+
     async def aclose(self) -> None:
         """Close the HTTP client when this adapter built it."""
         if self._owns_client:

@@ -164,3 +164,32 @@ class Poller:
             return 0
         finally:
             self._running.discard(name)
+
+
+@dataclass
+class TokenKeeper:
+    """One scheduler job per provider that renews its bearer token before it expires, even while
+    no call is being made (so the first call after a quiet spell never waits for a renewal)."""
+
+    scheduler: AsyncIOScheduler
+    providers: dict[Provider, TaskingProvider]
+    metrics: TimerMetrics
+    interval: float = 15.0
+
+    def start(self) -> None:
+        for name in self.providers:
+            self.scheduler.add_job(
+                self.refresh, "interval", seconds=self.interval, args=(name,),
+                id=f"token:{name.value}", replace_existing=True, coalesce=True, max_instances=1,
+            )
+
+    async def refresh(self, name: Provider) -> bool:
+        """Renew ``name``'s token if due; failures are counted and logged, never raised."""
+        try:
+            renewed = await self.providers[name].refresh_token()
+        except Exception:
+            self.metrics.scheduler_job("token_refresh", False)
+            log.exception("token_refresh_failed", provider=name.value)
+            return False
+        self.metrics.scheduler_job("token_refresh", True)
+        return renewed
