@@ -34,7 +34,7 @@ from worker.providers.base import TaskingProvider
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.runtime.runner import Runner
-from worker.runtime.timers import Poller, Timers, TokenKeeper
+from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper
 
 log = structlog.get_logger(__name__)
 
@@ -149,6 +149,8 @@ def _wire_runtime(
                     settings.tracking.poll_interval_seconds, utc_now)
     poller.start()
     TokenKeeper(scheduler, providers, metrics).start()
+    OrderGauges(scheduler, lambda: (s for _, s in store.orders()), metrics, utc_now,
+                interval=min(10.0, settings.tracking.poll_interval_seconds * 4)).start()
     return runner
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -193,3 +193,40 @@ class TokenKeeper:
             return False
         self.metrics.scheduler_job("token_refresh", True)
         return renewed
+
+
+class GaugeMetrics(Protocol):
+    def set_open_orders(self, counts: Mapping[tuple[str, str], int]) -> None: ...
+
+    def set_status_ages(self, ages: Mapping[tuple[str, str], float]) -> None: ...
+
+
+@dataclass
+class OrderGauges:
+    """Refreshes the open-orders gauges (count and oldest age per provider and status) from the
+    owned state, on a timer: a scan is cheap next to a poll cycle and keeps the hot path free."""
+
+    scheduler: AsyncIOScheduler
+    orders: Callable[[], Iterable[OrderState]]
+    metrics: GaugeMetrics
+    clock: Callable[[], datetime]
+    interval: float = 10.0
+
+    def start(self) -> None:
+        self.scheduler.add_job(self.refresh, "interval", seconds=self.interval, id="gauges",
+                               replace_existing=True, coalesce=True, max_instances=1)
+
+    def refresh(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        oldest: dict[tuple[str, str], datetime] = {}
+        for state in self.orders():
+            if state.terminal or state.status is None:
+                continue
+            key = (state.request.provider.value, state.status.value)
+            counts[key] = counts.get(key, 0) + 1
+            since = state.status_since or state.received_at
+            if key not in oldest or since < oldest[key]:
+                oldest[key] = since
+        now = self.clock()
+        self.metrics.set_open_orders(counts)
+        self.metrics.set_status_ages({k: max(0.0, (now - t).total_seconds()) for k, t in oldest.items()})

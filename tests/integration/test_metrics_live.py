@@ -1,0 +1,78 @@
+"""Against a running worker, /metrics exposes every family of the contract with live values, and
+the probes answer over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import oneatlas_request, stack_for, start_worker
+from worker.config import TopicSettings
+from worker.kafka.broker import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+
+CONTRACT_FAMILIES = {
+    "tasking_messages_consumed": "counter",
+    "tasking_order_transitions": "counter",
+    "tasking_orders": "gauge",
+    "tasking_provider_requests": "counter",
+    "tasking_provider_request_duration_seconds": "histogram",
+    "tasking_dead_letters": "counter",
+    "tasking_events_published": "counter",
+    "tasking_consumer_lag_messages": "gauge",
+    "tasking_build_info": "gauge",
+}
+
+
+async def test_metrics_families_have_live_values(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    async with stack_for(broker, unique_topics) as (stack, events):
+        worker = await start_worker(stack, TASKING_TRACKING__POLL_INTERVAL_SECONDS="30")
+        try:
+            await stack.publish(oneatlas_request("m-1"),
+                                raw=[(unique_topics.requests, b"x", b"not json")])
+            await events.wait_status("m-1", "ORDERED", timeout=40)
+            await events.wait_for(lambda: len(events.dead_letters) == 1, 20)
+            port = worker.worker.http.port
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/readyz")).status_code == 200
+                assert (await client.get("/livez")).status_code == 200
+                samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+
+                async def scrape() -> None:
+                    text = (await client.get("/metrics")).text
+                    samples.clear()
+                    for family in text_string_to_metric_families(text):
+                        for sample in family.samples:
+                            samples.setdefault(family.name, []).append((sample.labels, sample.value))
+
+                await scrape()
+                await events.wait_for(lambda: True, 0)
+                for _ in range(80):  # the lag gauge is refreshed every few seconds
+                    if samples.get("tasking_consumer_lag_messages") and samples.get("tasking_orders"):
+                        break
+                    import asyncio
+                    await asyncio.sleep(0.25)
+                    await scrape()
+        finally:
+            await worker.shutdown()
+    for name in CONTRACT_FAMILIES:
+        assert samples.get(name), f"{name} has no sample"
+    consumed = {(labels["topic"], labels["outcome"]): value
+                for labels, value in samples["tasking_messages_consumed"]}
+    assert consumed[(unique_topics.requests, "accepted")] == 1
+    assert consumed[(unique_topics.requests, "dead_letter")] == 1
+    dead = {labels["reason"]: value for labels, value in samples["tasking_dead_letters"]}
+    assert dead["MALFORMED_JSON"] == 1
+    transitions = {labels["status"]: value for labels, value in samples["tasking_order_transitions"]
+                   if labels.get("provider") == "oneatlas"}
+    assert transitions["ORDERED"] == 1
+    ok_calls = [v for labels, v in samples["tasking_provider_requests"]
+                if labels.get("outcome") == "ok" and labels.get("provider") == "oneatlas"]
+    assert sum(ok_calls) >= 3
+    assert any(labels.get("status") == "ORDERED" and value == 1
+               for labels, value in samples["tasking_orders"])
+    assert all("m-1" not in str(labels) for series in samples.values() for labels, _ in series)
