@@ -1,0 +1,1 @@
+"""The performance benchmark (``make bench``): see ``bench/__main__.py`` and docs/performance.md."""

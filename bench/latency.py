@@ -1,0 +1,89 @@
+"""Added latency per step at a paced load (see docs/performance.md, "Added latency").
+
+Requests are written at ``rate`` per second (in slices every 50 ms) to a worker whose runner has a
+:class:`bench.probe.StepRecorder` installed (``Runner.probe``). Every step that writes state is
+timed under the order's lock: ``decide`` (pure), ``persist`` (changelog write, acks=all),
+``publish`` (outbox events, acks=all) and ``perform`` (timers, spawning the provider call). Provider
+calls run outside a step, so a step's time is the worker's own time. The ``persist`` and
+``publish`` phases include the broker round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from bench.probe import Step, StepRecorder
+from bench.stack import (
+    PARTITIONS,
+    producer,
+    request_records,
+    running_worker,
+    send_all,
+    simulators,
+    unique_topics,
+    worker_settings,
+)
+from bench.throughput import wait_ordered
+from worker.domain.model import OrderState
+from worker.events.codec import EncodedRecord
+from worker.kafka.broker import EmbeddedBroker
+
+PHASES = ("decide", "persist", "publish", "perform")
+
+
+@dataclass
+class LatencyResult:
+    offered: float  # requests/s written
+    achieved: float  # orders/s that reached ORDERED over the run
+    steps: list[Step]
+    states: list[OrderState]  # ORDERED states, reused as realistic records by the restore run
+
+    def quantile(self, q: float, phase: str | None = None) -> float:
+        values = [s.total if phase is None else s.phases.get(phase, 0.0) for s in self.steps]
+        return percentile(values, q)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
+
+
+async def measure(
+    broker: EmbeddedBroker, *, rate: float, seconds: float, latency: float, concurrency: int
+) -> LatencyResult:
+    count = int(rate * seconds)
+    topics = unique_topics("lat")
+    await broker.create_contract_topics(topics, PARTITIONS)
+    with simulators(latency) as sims:
+        settings = worker_settings(broker, topics, sims.env, concurrency)
+        async with running_worker(settings) as running, producer(broker.bootstrap_servers) as client:
+            await running.ready()
+            store = running.worker.intake.store
+            await send_all(client, topics.requests, request_records("latwarm", 20))
+            await wait_ordered(store, 20, 60, 0.05)
+            recorder = StepRecorder()
+            running.worker.runner.probe = recorder
+            started = time.perf_counter()
+            await _paced(client, topics.requests, request_records("lat", count), rate)
+            await wait_ordered(store, 20 + count, 300, 0.05)
+            elapsed = time.perf_counter() - started
+            running.worker.runner.probe = None
+            states = [s for _, s in store.orders()]
+    return LatencyResult(rate, count / elapsed, recorder.steps, states)
+
+
+async def _paced(client: AIOKafkaProducer, topic: str, records: list[EncodedRecord], rate: float) -> None:
+    """Write ``records`` at ``rate`` per second, a slice every 50 ms (on schedule, not after)."""
+    per_slice = max(1, round(rate * 0.05))
+    started = time.perf_counter()
+    for index in range(0, len(records), per_slice):
+        due = started + index / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        for record in records[index : index + per_slice]:
+            await client.send(topic, record.value, key=record.key, headers=record.headers)

@@ -1,0 +1,248 @@
+"""Tracking cost: resident memory per open order and CPU per batched poll cycle.
+
+The orders are steady-state tracked orders: a real ``ORDERED`` state from the latency run, moved
+through the domain core's own first poll (``Polled`` with an ``in progress`` tasking, then the
+empty acquisition listing it asks for), copied under new ids (request id, sales order, tasking).
+They are written to a state topic; a child process (``python -m bench.tracking``) then
+
+1. restores them with ``StateStore.restore`` and reports the growth of its resident set (after a
+   garbage collection and ``malloc_trim``) divided by the number of orders;
+2. runs the worker's :class:`~worker.runtime.timers.Poller` cycle, built as ``worker.app`` builds
+   it (``tracked`` = the open orders of the store, ``dispatch`` = ``Runner.deliver_snapshot``),
+   against an in-process provider stub whose ``poll`` builds each snapshot with the OneAtlas
+   adapter's own parser (``legacy_snapshot`` of a ``/taskings`` item). No HTTP: the figure is the
+   worker's CPU per cycle, not the provider's paging time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import gc
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bench.probe import StepRecorder
+from bench.stack import PARTITIONS
+from worker.config import TopicSettings
+from worker.domain.decide import decide
+from worker.domain.model import AcquisitionsListed, OrderState, Polled
+from worker.events.codec import EncodedRecord
+from worker.events.models import Provider
+from worker.kafka.publisher import Publisher
+from worker.kafka.statestore import StateStore
+from worker.observability.metrics import WorkerMetrics
+from worker.providers.base import OrderSnapshot
+from worker.providers.oneatlas import legacy_snapshot
+from worker.runtime.runner import Runner
+from worker.runtime.timers import Poller, Timers
+
+CONTRACT = "CTR21000001"
+
+
+def _ids(i: int) -> dict[str, str]:
+    return {
+        "request": f"trk-{i:07d}",
+        "sal": f"SAL{40000000 + i}",
+        "so": f"SO{i:07d}",
+        "icr": f"ICR_FC_{i:07d}",
+    }
+
+
+def _item(i: int) -> dict[str, object]:
+    """A ``/taskings`` list item of an order in progress with nothing acquired yet."""
+    ids = _ids(i)
+    return {
+        "sal": ids["sal"],
+        "so": ids["so"],
+        "icr": {
+            "id": ids["icr"],
+            "status": "in progress",
+            "customerRef": ids["request"],
+            "nbProposedSegments": 0,
+            "nbTotalSegments": 0,
+            "taskingProgress": {"validatedArea": 0, "orderedArea": 100},
+        },
+    }
+
+
+def steady_template(ordered: OrderState) -> OrderState:
+    """``ordered`` after its first poll and the acquisition listing that poll asks for."""
+    assert ordered.placed is not None
+    at = datetime.now(UTC)
+    item = _item(0)
+    item["sal"] = ordered.placed.tracking_key
+    item["icr"]["customerRef"] = ordered.request.reference  # type: ignore[index]
+    state, _ = decide(ordered, Polled(snapshot=legacy_snapshot(item, CONTRACT), at=at))
+    assert state is not None
+    state, _ = decide(state, AcquisitionsListed(acquisitions=[], at=at))
+    assert state is not None
+    return state.model_copy(update={"outbox": []})
+
+
+def tracked_records(template: OrderState, count: int) -> list[EncodedRecord]:
+    """``count`` copies of ``template``, each with its own request id, order and tasking ids."""
+    assert template.placed is not None
+    refs = template.placed.refs
+    raw = template.model_dump_json()
+    old = {
+        "request": template.request_id,
+        "sal": template.placed.tracking_key,
+        "so": refs.get("so", "\0"),
+        "icr": refs.get("taskingId", "\0"),
+    }
+    records = []
+    for i in range(1, count + 1):
+        new, value = _ids(i), raw
+        for name, token in old.items():
+            value = value.replace(token, new[name])
+        records.append(EncodedRecord(key=new["request"].encode(), value=value.encode(), headers=[]))
+    return records
+
+
+class SnapshotStub:
+    """The provider side of a poll, without HTTP: one adapter-built snapshot per key."""
+
+    name = Provider.ONEATLAS
+
+    async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
+        return {key: legacy_snapshot(_item(int(key[3:]) - 40000000), CONTRACT) for key in keys}
+
+
+# --------------------------------------------------------------------------- child process
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def settle_memory() -> int:
+    gc.collect()
+    with contextlib.suppress(OSError):  # not glibc: the figure only loses some precision
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_bytes()
+
+
+async def _child(bootstrap: str, topic: str, cycles: int) -> dict[str, object]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+    await producer.start()
+    store = StateStore(producer, bootstrap, topic)
+    before = settle_memory()
+    restored = await store.restore(range(PARTITIONS))
+    after = settle_memory()
+    recorder = StepRecorder()
+    poller = _poller(store, producer, recorder)
+    cycle_cpu, cycle_wall, dispatched = [], [], 0
+    for _ in range(cycles):
+        cpu, wall = time.process_time(), time.perf_counter()
+        dispatched = await poller.run_cycle(Provider.ONEATLAS)
+        cycle_cpu.append(time.process_time() - cpu)
+        cycle_wall.append(time.perf_counter() - wall)
+    await producer.stop()
+    return {
+        "orders": restored.records,
+        "rss_before": before,
+        "rss_after": after,
+        "cycle_cpu": cycle_cpu,
+        "cycle_wall": cycle_wall,
+        "dispatched": dispatched,
+        "state_writes": len(recorder.steps),
+        "unchanged": recorder.unchanged,
+    }
+
+
+def _poller(store: StateStore, producer: AIOKafkaProducer, recorder: StepRecorder) -> Poller:
+    """Runner and Poller wired like ``worker.app._wire_runtime`` (provider: the stub)."""
+    metrics = WorkerMetrics()
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def fire(request_id: str, kind: object) -> None:
+        return None
+
+    stub = SnapshotStub()
+    runner = Runner(
+        store,
+        Publisher(producer, TopicSettings(), metrics),
+        {},
+        Timers(scheduler, fire, metrics),
+        metrics,
+        probe=recorder,
+    )
+
+    def tracked(name: Provider) -> list[OrderState]:
+        return [s for _, s in store.orders() if s.request.provider is name and s.tracking]
+
+    return Poller(
+        scheduler,
+        {Provider.ONEATLAS: stub},  # type: ignore[dict-item]  # only poll() is called
+        tracked,
+        runner.deliver_snapshot,
+        metrics,
+        300.0,
+        lambda: datetime.now(UTC),
+    )
+
+
+@dataclass
+class TrackingResult:
+    orders: int
+    bytes_per_order: float
+    cycle_cpu: float  # median CPU seconds of one cycle
+    cycle_wall: float
+    dispatched: int
+    state_writes: int
+
+
+def measure_in_child(bootstrap: str, topic: str, cycles: int = 3) -> TrackingResult:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.tracking",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--cycles",
+            str(cycles),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    data = orjson.loads(out.stdout.splitlines()[-1])
+    orders = int(data["orders"])
+    cpu, wall = sorted(data["cycle_cpu"]), sorted(data["cycle_wall"])
+    return TrackingResult(
+        orders,
+        (data["rss_after"] - data["rss_before"]) / orders,
+        cpu[len(cpu) // 2],
+        wall[len(wall) // 2],
+        int(data["dispatched"]),
+        int(data["state_writes"]),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--cycles", type=int, default=3)
+    args = parser.parse_args()
+    result = asyncio.run(_child(args.bootstrap, args.topic, args.cycles))
+    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+
+
+if __name__ == "__main__":
+    main()
