@@ -52,7 +52,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         acks="all",
         enable_idempotence=settings.kafka.enable_idempotence,
-        linger_ms=2,
+        linger_ms=0,  # latency over batching: every send is awaited by a waiting step
         max_request_size=2 * 1024 * 1024,
         **producer_options(settings.kafka),
     )
