@@ -28,6 +28,7 @@ import httpx
 import orjson
 import structlog
 
+from worker.config import HttpClientSettings
 from worker.errors import (
     OutcomeUnknown,
     ProviderAuthError,
@@ -82,6 +83,26 @@ class HttpPolicy:
     backoff_max: float = 60.0
     rate_per_second: float = 10.0
     max_concurrency: int = 32
+
+
+def http_policy(settings: HttpClientSettings, rate_per_second: float, max_concurrency: int) -> HttpPolicy:
+    """The retry and pacing policy of one provider from the shared HTTP settings."""
+    return HttpPolicy(
+        max_retries=settings.max_retries, backoff_base=settings.backoff_base_seconds,
+        backoff_max=settings.backoff_max_seconds, rate_per_second=rate_per_second,
+        max_concurrency=max_concurrency,
+    )
+
+
+def build_client(settings: HttpClientSettings, max_concurrency: int) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` an adapter uses when none is injected: the configured timeouts and
+    as many pooled connections as the provider's concurrency limit allows."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
+        limits=httpx.Limits(max_connections=max_concurrency,
+                            max_keepalive_connections=max_concurrency),
+        headers={"User-Agent": "tasking-worker"},
+    )
 
 
 class RateLimiter:

@@ -70,7 +70,14 @@ from worker.providers.base import (
     QuotationDecision,
     RemotePhase,
 )
-from worker.providers.http import HttpPolicy, NullMetrics, ProviderHttp, ProviderMetrics, json_body
+from worker.providers.http import (
+    NullMetrics,
+    ProviderHttp,
+    ProviderMetrics,
+    build_client,
+    http_policy,
+    json_body,
+)
 from worker.providers.wkt import area_km2, extent_km, utm_epsg, wkt_to_geojson
 
 log = structlog.get_logger(__name__)
@@ -482,18 +489,10 @@ class OneAtlasProvider:
     ) -> None:
         self._settings = settings
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(
-            timeout=httpx.Timeout(http.timeout_seconds, connect=http.connect_timeout_seconds),
-            limits=httpx.Limits(max_connections=settings.max_concurrency,
-                                max_keepalive_connections=settings.max_concurrency),
-        )
+        self._client = client if client is not None else build_client(http, settings.max_concurrency)
         self._page_size = page_size
         self._base = str(settings.base_url).rstrip("/")
-        policy = HttpPolicy(
-            max_retries=http.max_retries, backoff_base=http.backoff_base_seconds,
-            backoff_max=http.backoff_max_seconds, rate_per_second=settings.rate_limit_per_second,
-            max_concurrency=settings.max_concurrency,
-        )
+        policy = http_policy(http, settings.rate_limit_per_second, settings.max_concurrency)
         sink = metrics if metrics is not None else NullMetrics()
         renewed = getattr(sink, "token_renewed", None)
         self._tokens = TokenSource(

@@ -65,7 +65,14 @@ from worker.providers.base import (
     StudyDecision,
     StudyOption,
 )
-from worker.providers.http import HttpPolicy, NullMetrics, ProviderHttp, ProviderMetrics, json_body
+from worker.providers.http import (
+    NullMetrics,
+    ProviderHttp,
+    ProviderMetrics,
+    build_client,
+    http_policy,
+    json_body,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -564,14 +571,9 @@ class Up42Provider:
         self._settings = settings
         self._base = str(settings.base_url).rstrip("/")
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(http.timeout_seconds, connect=http.connect_timeout_seconds),
-            headers={"User-Agent": "tasking-worker"})
+        self._client = client or build_client(http, settings.max_concurrency)
         sink: ProviderMetrics = metrics or NullMetrics()
-        policy = HttpPolicy(max_retries=http.max_retries, backoff_base=http.backoff_base_seconds,
-                            backoff_max=http.backoff_max_seconds,
-                            rate_per_second=settings.rate_limit_per_second,
-                            max_concurrency=settings.max_concurrency)
+        policy = http_policy(http, settings.rate_limit_per_second, settings.max_concurrency)
         renewed = getattr(sink, "token_renewed", None)
         self.tokens = TokenSource(
             self._fetch_token, margin=TOKEN_MARGIN_SECONDS, clock=clock,
