@@ -120,6 +120,11 @@ class Intent(DomainModel):
     accept: bool | None = None
     decided_by: DecidedBy | None = None
     outcome_unknown_at: datetime | None = None
+    # An owner stopped (crash, rebalance) with this write in flight: whether it was sent at all is
+    # unknown. Such a write is read back and re-sent without counting an attempt (attempts bound
+    # writes the provider answered ambiguously); ``interrupted`` bounds restarts of one write.
+    from_resume: bool = False
+    interrupted: int = 0
 
 
 class AcquisitionRecord(DomainModel):
@@ -381,4 +386,5 @@ class Settings(DomainModel):
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 600.0
     max_place_attempts: int = 3
+    max_interruptions: int = 10
     commands_remembered: int = 64

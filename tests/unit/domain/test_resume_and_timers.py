@@ -209,3 +209,39 @@ def test_stale_deadline_timer_is_ignored() -> None:
     assert order.send(TimerFired(timer=TimerKind.RETRY, at=at(99))) == []
     assert order.send(TimerFired(timer=TimerKind.RECONCILE, at=at(99))) == []
     assert order.s is before
+
+
+def _restart_then_not_found(order: Order, minute: float) -> list[Op]:
+    order.send(Resumed(at=at(minute)))
+    return [c.op for c in calls(order.send(OrderNotFound(at=at(minute + 1))))]
+
+
+def test_restarts_during_placement_do_not_use_up_attempts() -> None:
+    order = to_quoted(request())
+    for n in range(6):  # more restarts than max_place_attempts
+        assert _restart_then_not_found(order, 10 + 10 * n) == [Op.PLACE_ORDER]
+        assert order.s.intent is not None
+        assert order.s.intent.attempt == 1
+    assert order.s.status is S.QUOTED
+
+
+def test_a_write_interrupted_too_often_gives_up_without_placing_again() -> None:
+    order = to_quoted(request())
+    limit = 10  # Settings().max_interruptions
+    for n in range(limit):
+        _restart_then_not_found(order, 10 + 10 * n)
+    placed_before = [c.op for c in order.calls].count(Op.PLACE_ORDER)
+    assert _restart_then_not_found(order, 500) == []
+    assert order.s.status is S.FAILED
+    assert [c.op for c in order.calls].count(Op.PLACE_ORDER) == placed_before
+
+
+def test_an_ambiguous_answer_after_a_restart_still_counts_as_an_attempt() -> None:
+    order = to_quoted(request())
+    _restart_then_not_found(order, 10)
+    unknown = ErrorInfo(reason_code="PROVIDER_ERROR", message="timeout", outcome_unknown=True)
+    order.send(StepFailed(op=Op.PLACE_ORDER, error=unknown, at=at(12)))
+    assert [c.op for c in calls(order.send(TimerFired(timer=TimerKind.RECONCILE, at=at(14))))] == [Op.FIND_ORDER]
+    order.send(OrderNotFound(at=at(14.1)))
+    assert order.s.intent is not None
+    assert order.s.intent.attempt == 2

@@ -48,10 +48,16 @@ def resend(state: OrderState, at: datetime, settings: Settings, give_up: GiveUp)
     if at < settled:
         phase = Phase.RECONCILING if intent.kind is IntentKind.PLACE_ORDER else state.phase
         return update(state, phase=phase), [Schedule(timer=TimerKind.RECONCILE, at=settled)]
-    if intent.attempt >= settings.max_place_attempts:
+    if intent.from_resume:
+        # Interrupted by a restart, not answered ambiguously by the provider: not an attempt.
+        if intent.interrupted > settings.max_interruptions:
+            return give_up(state, at)
+        counted = intent.attempt
+    elif intent.attempt >= settings.max_place_attempts:
         return give_up(state, at)
-    again = intent.model_copy(
-        update={"attempt": intent.attempt + 1, "started_at": at, "outcome_unknown_at": None}
-    )
+    else:
+        counted = intent.attempt + 1
+    again = intent.model_copy(update={"attempt": counted, "started_at": at,
+                                      "outcome_unknown_at": None, "from_resume": False})
     phase = Phase.PLACING if intent.kind is IntentKind.PLACE_ORDER else state.phase
     return update(state, intent=again, phase=phase), [call_for(again)]

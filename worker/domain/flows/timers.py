@@ -110,8 +110,12 @@ def on_resumed(state: OrderState, event: Resumed) -> Step:
     """Rebuild the timers and resume the step; a write in flight is read back, never re-sent."""
     effects: list[Effect] = timers_for(state)
     if state.intent is not None and state.intent.outcome_unknown_at is None:
-        # The previous owner's write ended with it: treat its outcome as unknown from now.
-        state = update(state, intent=state.intent.model_copy(update={"outcome_unknown_at": event.at}))
+        # The previous owner's write ended with it: treat its outcome as unknown from now. Whether
+        # it was sent at all is unknown too, so a re-send after the read-back is not an attempt.
+        interrupted = state.intent.model_copy(update={
+            "outcome_unknown_at": event.at, "from_resume": True,
+            "interrupted": state.intent.interrupted + 1})
+        state = update(state, intent=interrupted)
     call = read_back(state) if state.intent is not None else None
     op = _READS.get(state.phase)
     if call is None and op is not None:
