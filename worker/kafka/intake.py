@@ -35,6 +35,7 @@ from worker.events.codec import InputKind, build_dead_letter, decode
 from worker.events.models import Command, OrderRequest, Provider
 from worker.kafka.publisher import Publisher, producer_options
 from worker.kafka.statestore import StateStore
+from worker.runtime import crashpoints
 from worker.runtime.runner import Runner
 
 log = structlog.get_logger(__name__)
@@ -159,7 +160,9 @@ class Intake:
             if next_offset is not None:
                 commits[tp] = next_offset
         if commits:
+            crashpoints.reached("before_commit")
             await self.consumer.commit(commits)
+            crashpoints.reached("after_commit")
 
     async def _process_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]

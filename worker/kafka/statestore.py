@@ -169,6 +169,11 @@ class StateStore:
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, messages in batch.items():
+                # The end is also the high watermark of the fetch itself: a broker whose
+                # ListOffsets answers the start of the last batch (the embedded broker does for
+                # multi-record batches) would otherwise make the restore stop short of the
+                # newest states, and an order would resume from an older one.
+                ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
                 for message in messages:
                     if message.offset < ends[tp]:
                         records += 1

@@ -1,0 +1,51 @@
+"""Test facility: kill this process at a named point of the paid step (reliability suite only).
+
+Inert unless the environment variable ``TASKING_TEST_CRASH_AT`` is set (read once, at import).
+It is not part of the configuration contract and is never set in production; the reliability
+suite (``tests/reliability/test_crash_boundaries.py``) sets it on a child worker to crash it at a
+deterministic boundary, then restarts a worker without it and checks that nothing was lost or
+ordered twice.
+
+When the variable names a point that is reached, the process writes one JSON line
+``{"event": "test_crash_point", "point": ...}`` to stdout (so the test can prove where it died) and
+sends itself ``SIGKILL``: no ``finally`` block, no producer flush, no group leave, exactly like a
+machine that loses power.
+
+Points (``<where>:<detail>``; the variable may name the full point or only ``<where>``):
+
+* ``before_intent_persist:<intent>`` / ``after_intent_persist:<intent>``: around the changelog
+  write of the state that first records a paid or irreversible intent (``place_order``,
+  ``accept_quotation``, ...), i.e. before and after "the intent is durable";
+* ``after_call_returned:<op>``: the provider answered a write (``place_order``, ...), its result
+  is not yet written to the state;
+* ``before_result_persist:<intent>`` / ``after_result_persist:<intent>``: around the changelog
+  write of the state that records the outcome of that write (before its status is published);
+* ``before_commit`` / ``after_commit``: around the intake's offset commit of a batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import orjson
+
+ENV_VARIABLE = "TASKING_TEST_CRASH_AT"
+_TARGET: str | None = os.environ.get(ENV_VARIABLE) or None
+
+
+def armed() -> bool:
+    """Whether a crash point is configured (callers skip computing point names otherwise)."""
+    return _TARGET is not None
+
+
+def reached(point: str | None) -> None:
+    """Kill the process if ``point`` is the configured one (or its ``<where>`` prefix)."""
+    if _TARGET is None or point is None:
+        return
+    if point != _TARGET and point.split(":", 1)[0] != _TARGET:
+        return
+    sys.stdout.write(orjson.dumps({"event": "test_crash_point", "point": point}).decode() + "\n")
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
