@@ -99,7 +99,8 @@ class Worker:
 async def build_worker(settings: Settings) -> Worker:
     """Create and start every component except the consumer loop."""
     metrics = WorkerMetrics()
-    health = Health(metrics, poll_timeout=max(30.0, settings.kafka.max_poll_interval_ms / 1000))
+    health = Health(metrics, poll_timeout=settings.health.stall_timeout_seconds,
+                    broker_timeout=settings.health.broker_timeout_seconds)
     health.start_heartbeat()
     http = await serve(create_app(metrics, health), settings.http.host, settings.http.port)
     producer = make_producer(settings)

@@ -160,6 +160,16 @@ class HttpServerSettings(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
 
 
+class HealthSettings(_Section):
+    """Probe thresholds: not ready after ``broker_timeout_seconds`` without an answer from Kafka,
+    not live after ``stall_timeout_seconds`` (long on purpose: restarting pods does not mend a
+    cluster outage, but a wedged client is restarted)."""
+
+    broker_timeout_seconds: float = Field(15.0, gt=0)
+    stall_timeout_seconds: float = Field(300.0, gt=0)
+    broker_check_interval_seconds: float = Field(2.0, gt=0)
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -182,6 +192,7 @@ class Settings(BaseSettings):
     http_client: HttpClientSettings = HttpClientSettings()
     tracking: TrackingSettings = TrackingSettings()
     http: HttpServerSettings = HttpServerSettings()
+    health: HealthSettings = HealthSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Annotated[LogFormat | None, Field(description="json or console")] = None
     ce_source: str = Field("urn:tasking-worker", min_length=1)

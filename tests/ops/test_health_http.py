@@ -90,6 +90,7 @@ async def test_not_ready_until_declared_then_ready(running: Running) -> None:
     assert body["checks"] == {
         "eventLoop": "ok",
         "consumer": "ok",
+        "broker": "ok",
         "partitions": "not assigned or not restored",
     }
     assert running.ready_gauge() == 0
@@ -135,7 +136,8 @@ async def test_stalled_consumer_fails_liveness_and_readiness(running: Running) -
     live_status, live = await probe(running.client, "/livez")
     ready_status, ready = await probe(running.client, "/readyz")
     assert (live_status, ready_status) == (503, 503)
-    assert live["checks"] == {"eventLoop": "ok", "consumer": "consumer has not polled for 31s"}
+    assert live["checks"] == {
+        "eventLoop": "ok", "consumer": "consumer has not polled for 31s", "broker": "ok"}
     assert isinstance(ready["checks"], dict)
     assert ready["checks"]["partitions"] == "ok"
     assert running.ready_gauge() == 0
@@ -151,7 +153,7 @@ async def test_silent_event_loop_fails_liveness(running: Running) -> None:
     running.health.consumer_polled()
     status, body = await probe(running.client, "/livez")
     assert status == 503
-    assert body["checks"] == {"eventLoop": "no heartbeat for 11s", "consumer": "ok"}
+    assert body["checks"] == {"eventLoop": "no heartbeat for 11s", "consumer": "ok", "broker": "ok"}
 
 
 async def test_heartbeat_task_keeps_the_loop_check_fresh() -> None:
@@ -187,3 +189,27 @@ async def test_stop_releases_the_port() -> None:
     await handle.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+async def test_unanswering_broker_fails_readiness_then_liveness(running: Running) -> None:
+    running.health.set_ready(True)
+    running.health.broker_answered()
+    running.health.consumer_polled()
+    running.clock.advance(16)  # > broker_timeout (15 s): the consumer still "polls" empty batches
+    running.health.beat()
+    running.health.consumer_polled()
+    ready_status, ready = await probe(running.client, "/readyz")
+    assert ready_status == 503
+    assert ready["checks"]["broker"] == "Kafka has not answered for 16s"  # type: ignore[index]
+    assert (await probe(running.client, "/livez"))[0] == 200  # not yet past poll_timeout (30 s)
+
+    running.clock.advance(15)
+    running.health.beat()
+    running.health.consumer_polled()
+    live_status, live = await probe(running.client, "/livez")
+    assert live_status == 503
+    assert live["checks"]["broker"] == "Kafka has not answered for 31s"  # type: ignore[index]
+
+    running.health.broker_answered()  # the cluster is back
+    assert (await probe(running.client, "/readyz"))[0] == 200
+    assert (await probe(running.client, "/livez"))[0] == 200

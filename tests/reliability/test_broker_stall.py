@@ -4,10 +4,10 @@ broker instance, never the session one.
 * The worker recovers by itself: every order completes with exactly one paid order, the status
   streams stay contiguous, the process never exits, and its HTTP probes keep answering (the event
   loop is not blocked by the stalled client).
-* ``/livez``/``/readyz`` reporting the stall while it lasts: a known gap, kept as a strict
-  expected failure (soak only, it needs a stall longer than the 30 s poll timeout). The intake
-  calls ``Health.consumer_polled`` after every ``getmany``, and aiokafka's ``getmany`` returns
-  (empty) on its timeout while the broker is unreachable, so the probes cannot see the stall.
+* ``/livez``/``/readyz`` report the stall while it lasts: the intake's broker watch makes a
+  bounded round trip to the cluster every second (an empty ``getmany`` proves nothing), so
+  readiness fails after ``TASKING_HEALTH__BROKER_TIMEOUT_SECONDS`` and liveness after
+  ``TASKING_HEALTH__STALL_TIMEOUT_SECONDS`` without an answer (lowered here), and both recover.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ from worker.kafka.broker import EmbeddedBroker
 pytestmark = pytest.mark.integration
 
 
+FAST_PROBES = {
+    "TASKING_HEALTH__BROKER_TIMEOUT_SECONDS": "3",
+    "TASKING_HEALTH__STALL_TIMEOUT_SECONDS": "6",
+    "TASKING_HEALTH__BROKER_CHECK_INTERVAL_SECONDS": "1",
+}
+
+
 async def _stall_run(unique_topics: TopicSettings, log_dir: Path, stall: float) -> dict[str, list[int]]:
     """Run orders through a stall of ``stall`` seconds; returns the probe answers seen during it."""
     seen: dict[str, list[int]] = {"/livez": [], "/readyz": []}
@@ -40,7 +47,7 @@ async def _stall_run(unique_topics: TopicSettings, log_dir: Path, stall: float) 
         EmbeddedBroker(log_path=log_dir / "broker.log") as broker,
         reliability_stack(broker, unique_topics) as (stack, events),
     ):
-        worker = spawn_worker(stack, log_dir / "worker.log")
+        worker = spawn_worker(stack, log_dir / "worker.log", **FAST_PROBES)
         try:
             await wait_ready(worker)
             requests = mixed_requests("stall", 8, stack.sims)
@@ -70,15 +77,13 @@ async def test_worker_recovers_from_a_broker_stall(unique_topics: TopicSettings,
     seen = await _stall_run(unique_topics, log_dir, stall=10.0)
     assert seen["/livez"], "no probe during the stall"
     assert 0 not in seen["/livez"], "the probes stopped answering during the stall"
+    assert 503 in seen["/readyz"], "readiness did not report the stall"
+    assert 503 in seen["/livez"], "liveness did not report the stall"
+    assert seen["/readyz"][0] == 200, "readiness failed before the broker had been silent long enough"
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Health cannot see a stalled broker: getmany returns empty "
-    "on its timeout, so consumer_polled() keeps being called (see docs/reliability.md)",
-)
 async def test_probes_report_a_long_broker_stall(unique_topics: TopicSettings, log_dir: Path) -> None:
     seen = await _stall_run(unique_topics, log_dir, stall=40.0)
     assert 503 in seen["/livez"]

@@ -16,6 +16,7 @@ work stops before the rebalance completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class IntakeMetrics(Protocol):
 
 class HealthSink(Protocol):
     def consumer_polled(self) -> None: ...
+
+    def broker_answered(self) -> None: ...
 
     def set_ready(self, ready: bool) -> None: ...
 
@@ -103,6 +106,33 @@ class Intake:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set. Returns after the last batch is committed."""
+        watch = asyncio.create_task(self._watch_broker(stop), name="broker-watch")
+        try:
+            await self._consume(stop)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """A bounded round trip to the cluster every few seconds, for the probes: a consumer
+        returns empty batches while the cluster is unreachable, so polling proves nothing."""
+        interval = self.settings.health.broker_check_interval_seconds
+        limit = max(1.0, self.settings.health.broker_timeout_seconds / 2)
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(limit):
+                    assigned = list(self.consumer.assignment())
+                    if assigned:
+                        await self.consumer.end_offsets(assigned)
+                    else:
+                        await self.consumer.topics()
+                self.health.broker_answered()
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("broker_not_answering", error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
             self.health.consumer_polled()

@@ -73,6 +73,7 @@ class Health:
         loop_stale_after: float = 10.0,
         poll_timeout: float = 300.0,
         startup_grace: float = 120.0,
+        broker_timeout: float = 15.0,
     ) -> None:
         self._metrics = metrics
         self._clock = clock
@@ -82,6 +83,8 @@ class Health:
         self._created = clock()
         self._last_beat = self._created
         self._last_poll: float | None = None
+        self._broker_timeout = broker_timeout
+        self._last_broker: float | None = None
         self._ready = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._publish()
@@ -96,6 +99,15 @@ class Health:
     def consumer_polled(self) -> None:
         """Record that the Kafka consumer polled (called by the intake loop on every poll)."""
         self._last_poll = self._clock()
+
+    def broker_answered(self) -> None:
+        """Record a completed round trip to the Kafka cluster (the intake's broker watch).
+
+        A consumer keeps "polling" (returning empty batches) while the cluster is unreachable, so
+        polls alone cannot show a stall: readiness fails after ``broker_timeout`` seconds without
+        an answer, liveness after ``poll_timeout``.
+        """
+        self._last_broker = self._clock()
 
     def set_ready(self, ready: bool) -> None:
         """Declare the instance ready (partitions assigned and restored) or not (revoked)."""
@@ -126,12 +138,14 @@ class Health:
 
     def liveness(self) -> Verdict:
         """Alive when the loop beats and the consumer polls (or is still starting)."""
-        checks = {"eventLoop": self._loop_check(), "consumer": self._consumer_check()}
+        checks = {"eventLoop": self._loop_check(), "consumer": self._consumer_check(),
+                  "broker": self._broker_check(self._poll_timeout)}
         return Verdict(all(v == OK for v in checks.values()), checks)
 
     def readiness(self) -> Verdict:
         """Ready when alive and :meth:`set_ready` ``(True)`` was the last call."""
         checks = self.liveness().checks
+        checks["broker"] = self._broker_check(self._broker_timeout)
         checks["partitions"] = OK if self._ready else "not assigned or not restored"
         verdict = Verdict(all(v == OK for v in checks.values()), checks)
         self._metrics.set_ready(verdict.ok)
@@ -153,6 +167,15 @@ class Health:
             return f"consumer has not polled {waited:.0f}s after start"
         silent = now - self._last_poll
         return OK if silent <= self._poll_timeout else f"consumer has not polled for {silent:.0f}s"
+
+
+    def _broker_check(self, limit: float) -> str:
+        now = self._clock()
+        since = self._last_broker if self._last_broker is not None else self._created
+        if self._last_broker is None and now - self._created <= self._startup_grace:
+            return OK
+        silent = now - since
+        return OK if silent <= limit else f"Kafka has not answered for {silent:.0f}s"
 
 
 def create_app(metrics: WorkerMetrics, health: Health) -> Starlette:

@@ -288,6 +288,8 @@ class Runner:
         task.add_done_callback(bucket.discard)
 
     async def _call(self, partition: int, state: OrderState, call: CallProvider) -> None:
+        # A call task inherits its creator's context (a record, a poll): log as this order only.
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(requestId=state.request_id,
                                                provider=state.request.provider.value)
         provider = self.providers.get(state.request.provider.value)

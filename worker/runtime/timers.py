@@ -71,6 +71,9 @@ class Timers:
         return len(self.scheduler.get_jobs())
 
     async def _run(self, request_id: str, kind: TimerKind) -> None:
+        # Jobs inherit the context of whatever created them: log as this order, nothing else.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(requestId=request_id, timer=kind.value)
         try:
             await self.fire(request_id, kind)
         except Exception:
@@ -144,6 +147,8 @@ class Poller:
         """Poll the due orders of one provider; returns how many snapshots were dispatched."""
         if name in self._running:
             return 0
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(provider=name.value)
         self._running.add(name)
         cycle = self._cycles[name] = self._cycles.get(name, 0) + 1  # per provider: cadences interleave
         try:
@@ -185,6 +190,8 @@ class TokenKeeper:
 
     async def refresh(self, name: Provider) -> bool:
         """Renew ``name``'s token if due; failures are counted and logged, never raised."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(provider=name.value)
         try:
             renewed = await self.providers[name].refresh_token()
         except Exception:
