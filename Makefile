@@ -37,13 +37,13 @@ test: $(STAMP) tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
-	$(VENV)/bin/ruff format --check worker tests
-	$(VENV)/bin/ruff check worker tests
+	$(VENV)/bin/ruff format --check worker tests bench
+	$(VENV)/bin/ruff check worker tests bench
 	$(VENV)/bin/mypy worker
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format worker tests
-	$(VENV)/bin/ruff check --fix worker tests
+	$(VENV)/bin/ruff format worker tests bench
+	$(VENV)/bin/ruff check --fix worker tests bench
 
 schemas: $(STAMP)
 	$(VENV)/bin/tasking-worker schemas

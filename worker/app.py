@@ -47,8 +47,9 @@ def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider
     """The configured providers; a request for a missing one is rejected PROVIDER_NOT_CONFIGURED."""
     providers: dict[Provider, TaskingProvider] = {}
     if settings.oneatlas.configured:
-        providers[Provider.ONEATLAS] = OneAtlasProvider(settings.oneatlas, settings.http_client,
-                                                        metrics=metrics)
+        providers[Provider.ONEATLAS] = OneAtlasProvider(
+            settings.oneatlas, settings.http_client, metrics=metrics
+        )
     if settings.up42.configured:
         providers[Provider.UP42] = Up42Provider(settings.up42, settings.http_client, metrics=metrics)
     return providers
@@ -99,26 +100,33 @@ class Worker:
 async def build_worker(settings: Settings) -> Worker:
     """Create and start every component except the consumer loop."""
     metrics = WorkerMetrics()
-    health = Health(metrics, poll_timeout=settings.health.stall_timeout_seconds,
-                    broker_timeout=settings.health.broker_timeout_seconds)
+    health = Health(
+        metrics,
+        poll_timeout=settings.health.stall_timeout_seconds,
+        broker_timeout=settings.health.broker_timeout_seconds,
+    )
     health.start_heartbeat()
     http = await serve(create_app(metrics, health), settings.http.host, settings.http.port)
     producer = make_producer(settings)
     await producer.start()
     if settings.kafka.create_topics:
-        created = await create_topics(settings.kafka.bootstrap_servers, settings.topics.all(),
-                                      settings.kafka.partitions, settings.kafka.replication_factor)
+        created = await create_topics(
+            settings.kafka.bootstrap_servers,
+            settings.topics.all(),
+            settings.kafka.partitions,
+            settings.kafka.replication_factor,
+        )
         log.info("topics_created", topics=created)
     security = {k: v for k, v in producer_options(settings.kafka).items() if k != "bootstrap_servers"}
-    store = StateStore(producer, settings.kafka.bootstrap_servers, settings.topics.state,
-                       consumer_options=security)
+    store = StateStore(
+        producer, settings.kafka.bootstrap_servers, settings.topics.state, consumer_options=security
+    )
     publisher = Publisher(producer, settings.topics, metrics, source=settings.ce_source)
     providers = build_providers(settings, metrics)
     scheduler = AsyncIOScheduler(timezone=UTC)
     runner = _wire_runtime(settings, store, publisher, providers, scheduler, metrics)
     scheduler.start()
-    intake = Intake(settings, make_consumer(settings), store, runner, publisher, metrics, health,
-                    utc_now)
+    intake = Intake(settings, make_consumer(settings), store, runner, publisher, metrics, health, utc_now)
     return Worker(settings, metrics, health, http, intake, runner, scheduler, providers)
 
 
@@ -139,33 +147,52 @@ def _wire_runtime(
         await runner_ref[0].fire_timer(request_id, kind)
 
     timers = Timers(scheduler, fire, metrics)
-    runner = Runner(store, publisher, {p.value: v for p, v in providers.items()}, timers, metrics,
-                    domain_settings(settings), utc_now)
+    runner = Runner(
+        store,
+        publisher,
+        {p.value: v for p, v in providers.items()},
+        timers,
+        metrics,
+        domain_settings(settings),
+        utc_now,
+    )
     runner_ref.append(runner)
 
     def tracked(name: Provider) -> list:  # type: ignore[type-arg]
         return [s for _, s in store.orders() if s.request.provider is name and s.tracking]
 
-    poller = Poller(scheduler, providers, tracked, runner.deliver_snapshot, metrics,
-                    settings.tracking.poll_interval_seconds, utc_now)
+    poller = Poller(
+        scheduler,
+        providers,
+        tracked,
+        runner.deliver_snapshot,
+        metrics,
+        settings.tracking.poll_interval_seconds,
+        utc_now,
+    )
     poller.start()
     TokenKeeper(scheduler, providers, metrics).start()
-    OrderGauges(scheduler, lambda: (s for _, s in store.orders()), metrics, utc_now,
-                interval=min(10.0, settings.tracking.poll_interval_seconds * 4)).start()
+    OrderGauges(
+        scheduler,
+        lambda: (s for _, s in store.orders()),
+        metrics,
+        utc_now,
+        interval=min(10.0, settings.tracking.poll_interval_seconds * 4),
+    ).start()
     return runner
 
 
 async def run(settings: Settings) -> int:
     """``tasking-worker run``: the service. Returns the process exit code."""
-    configure_logging(settings.log_level, settings.resolved_log_format().value,
-                      settings.secret_values())
+    configure_logging(settings.log_level, settings.resolved_log_format().value, settings.secret_values())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     worker = await build_worker(settings)
-    log.info("worker_started", providers=sorted(p.value for p in worker.providers),
-             http_port=worker.http.port)
+    log.info(
+        "worker_started", providers=sorted(p.value for p in worker.providers), http_port=worker.http.port
+    )
     await worker.run_until(stop)
     return 0

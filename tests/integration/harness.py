@@ -94,8 +94,7 @@ class Stack:
         self, *messages: OrderRequest | Command, raw: list[tuple[str, bytes | None, bytes]] | None = None
     ) -> None:
         """Publish requests/commands (binary CloudEvents) and raw (topic, key, value) records."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers,
-                                    enable_idempotence=False)
+        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers, enable_idempotence=False)
         await producer.start()
         try:
             for message in messages:
@@ -170,9 +169,13 @@ class Collector:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(self._topics.status, self._topics.acquisitions,
-                                    self._topics.dead_letter, bootstrap_servers=self._bootstrap,
-                                    auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            self._topics.status,
+            self._topics.acquisitions,
+            self._topics.dead_letter,
+            bootstrap_servers=self._bootstrap,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         self._task = asyncio.create_task(self._run(consumer))
 
@@ -212,8 +215,9 @@ class Collector:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError("condition not reached; statuses: " + repr(
-                    {k: self.statuses(k) for k in self.status}))
+                raise TimeoutError(
+                    "condition not reached; statuses: " + repr({k: self.statuses(k) for k in self.status})
+                )
             await asyncio.sleep(0.1)
 
     async def wait_status(self, request_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -222,8 +226,9 @@ class Collector:
 
 
 @contextlib.asynccontextmanager
-async def stack_for(broker: EmbeddedBroker, topics: TopicSettings, speed: float = 3600.0,
-                    partitions: int = 3) -> AsyncIterator[tuple[Stack, Collector]]:
+async def stack_for(
+    broker: EmbeddedBroker, topics: TopicSettings, speed: float = 3600.0, partitions: int = 3
+) -> AsyncIterator[tuple[Stack, Collector]]:
     """Topics + simulators + collector for one test; everything is stopped at the end."""
     await broker.create_contract_topics(topics, partitions=partitions)
     sims = await start_simulators(speed=speed)
@@ -248,13 +253,16 @@ PANAMA = [[-79.6418, 9.0727], [-79.4387, 9.0727], [-79.4388, 8.8703], [-79.6418,
 UP42_PHR_PRODUCT = "bd102407-1814-4f92-8b5a-7697b7a73f5a"
 
 
-def oneatlas_request(request_id: str, mission: str = "PLEIADES", prog: str = "ONEPLAN",
-                     **extra: Any) -> OrderRequest:
+def oneatlas_request(
+    request_id: str, mission: str = "PLEIADES", prog: str = "ONEPLAN", **extra: Any
+) -> OrderRequest:
     body: dict[str, Any] = {
-        "requestId": request_id, "provider": "oneatlas",
+        "requestId": request_id,
+        "provider": "oneatlas",
         "product": {"mission": mission, "programmingType": prog},
         "aoi": {"type": "Polygon", "coordinates": [TOULOUSE]},
-        "window": window(), "constraints": {"maxCloudCover": 20, "maxIncidenceAngle": 30},
+        "window": window(),
+        "constraints": {"maxCloudCover": 20, "maxIncidenceAngle": 30},
     }
     body.update(extra)
     return OrderRequest.model_validate(body)
@@ -262,8 +270,11 @@ def oneatlas_request(request_id: str, mission: str = "PLEIADES", prog: str = "ON
 
 def up42_request(request_id: str, **extra: Any) -> OrderRequest:
     body: dict[str, Any] = {
-        "requestId": request_id, "provider": "up42", "product": {"dataProductId": UP42_PHR_PRODUCT},
-        "aoi": {"type": "Polygon", "coordinates": [PANAMA]}, "window": window(),
+        "requestId": request_id,
+        "provider": "up42",
+        "product": {"dataProductId": UP42_PHR_PRODUCT},
+        "aoi": {"type": "Polygon", "coordinates": [PANAMA]},
+        "window": window(),
         "constraints": {"maxCloudCover": 15, "maxIncidenceAngle": 20},
     }
     body.update(extra)
@@ -295,9 +306,13 @@ def fast_lifecycle(sims: RunningSimulators) -> None:
     oneatlas.acquisition_interval = 4 * HOUR
     oneatlas.coverage_per_acquisition = 1.0
     oneatlas.min_clear_sky = 85.0  # cloud cover <= 15 < maxCloudCover 20: always validated
-    sims.up42.config = Up42SimConfig(study_delay=HOUR, quotation_delay=HOUR,
-                                     placement_delay=HOUR / 2, fulfilment_delay=HOUR / 2,
-                                     deliveries_per_order=1)
+    sims.up42.config = Up42SimConfig(
+        study_delay=HOUR,
+        quotation_delay=HOUR,
+        placement_delay=HOUR / 2,
+        fulfilment_delay=HOUR / 2,
+        deliveries_per_order=1,
+    )
 
 
 def sim_window(sims: RunningSimulators | None, length_days: float) -> dict[str, str]:
@@ -309,16 +324,16 @@ def sim_window(sims: RunningSimulators | None, length_days: float) -> dict[str, 
     return {"start": start.isoformat(), "end": (start + timedelta(days=length_days)).isoformat()}
 
 
-def fast_oneatlas_request(request_id: str, sims: RunningSimulators | None = None,
-                          **extra: Any) -> OrderRequest:
+def fast_oneatlas_request(
+    request_id: str, sims: RunningSimulators | None = None, **extra: Any
+) -> OrderRequest:
     """PLEIADES ONEPLAN, automatic feasibility, auto-approved: RECEIVED → FEASIBLE → QUOTED →
     ORDERED → IN_PROGRESS → COMPLETED with :func:`fast_lifecycle` (one paid ``POST /orders``)."""
     extra.setdefault("window", sim_window(sims, 30))
     return oneatlas_request(request_id, **extra)
 
 
-def fast_up42_request(request_id: str, sims: RunningSimulators | None = None,
-                      **extra: Any) -> OrderRequest:
+def fast_up42_request(request_id: str, sims: RunningSimulators | None = None, **extra: Any) -> OrderRequest:
     """UP42 with a 12 h window: the order and its quotation are paid once each, then COMPLETED."""
     extra.setdefault("window", sim_window(sims, 0.5))
     return up42_request(request_id, **extra)
@@ -392,8 +407,9 @@ async def wait_ready(process: WorkerProcess, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if process.process.poll() is not None:
-            raise RuntimeError(f"worker exited with {process.process.returncode}:\n"
-                               + process.log_text()[-3000:])
+            raise RuntimeError(
+                f"worker exited with {process.process.returncode}:\n" + process.log_text()[-3000:]
+            )
         status, _ = await probe(process, "/readyz")
         if status == 200:
             return
@@ -440,8 +456,16 @@ class RecordingCollector(Collector):
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         try:
             async for record in consumer:
-                self.raw.append(RawRecord(record.topic, record.partition, record.offset, record.key,
-                                          record.value, tuple(record.headers)))
+                self.raw.append(
+                    RawRecord(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        tuple(record.headers),
+                    )
+                )
                 value = orjson.loads(record.value)
                 if record.topic == self._topics.status:
                     self.status[value["requestId"]].append(value)
@@ -469,8 +493,9 @@ class RecordingCollector(Collector):
             ce_id = record.header("ce_id") or ""
             seen = by_id.setdefault((record.topic, ce_id), record.value)
             if seen != record.value:
-                problems.append(f"{ce_id}: re-published with different content: {seen!r} then "
-                                f"{record.value!r}")
+                problems.append(
+                    f"{ce_id}: re-published with different content: {seen!r} then {record.value!r}"
+                )
             if record.topic == self._topics.status:
                 value = orjson.loads(record.value or b"{}")
                 expected = f"{value.get('requestId')}:{value.get('sequence')}"
@@ -491,14 +516,17 @@ def sequence_problems(request_id: str, events: list[dict[str, Any]]) -> list[str
         if before["status"] in TERMINAL:
             problems.append(f"{request_id}: {after['status']} follows terminal {before['status']}")
         if after.get("previousStatus") != before["status"]:
-            problems.append(f"{request_id}: seq {after['sequence']} previousStatus "
-                            f"{after.get('previousStatus')} after {before['status']}")
+            problems.append(
+                f"{request_id}: seq {after['sequence']} previousStatus "
+                f"{after.get('previousStatus')} after {before['status']}"
+            )
     return problems
 
 
 @contextlib.asynccontextmanager
-async def reliability_stack(broker: EmbeddedBroker, topics: TopicSettings, speed: float = FAST_SPEED,
-                            partitions: int = 3) -> AsyncIterator[tuple[Stack, RecordingCollector]]:
+async def reliability_stack(
+    broker: EmbeddedBroker, topics: TopicSettings, speed: float = FAST_SPEED, partitions: int = 3
+) -> AsyncIterator[tuple[Stack, RecordingCollector]]:
     """Like :func:`stack_for`, with :func:`fast_lifecycle` simulators and a recording collector."""
     await broker.create_contract_topics(topics, partitions=partitions)
     sims = await start_simulators(speed=speed)
@@ -545,8 +573,9 @@ async def read_topic(bootstrap_servers: str, topic: str, timeout: float = 10.0) 
     """Every record of ``topic`` up to its current end (e.g. the state changelog)."""
     from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         await consumer.topics()  # refreshes the metadata
@@ -562,8 +591,11 @@ async def read_topic(bootstrap_servers: str, topic: str, timeout: float = 10.0) 
             batch = await consumer.getmany(*pending, timeout_ms=500)
             for tp, messages in batch.items():
                 ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)  # see StateStore._drain
-                records.extend(RawRecord(m.topic, m.partition, m.offset, m.key, m.value,
-                                         tuple(m.headers)) for m in messages if m.offset < ends[tp])
+                records.extend(
+                    RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers))
+                    for m in messages
+                    if m.offset < ends[tp]
+                )
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
         return records
@@ -611,8 +643,11 @@ class RunVerdict:
     problems: list[str]
 
     def failures(self, expected: str = "COMPLETED") -> list[str]:
-        wrong = [f"{rid}: ended {s[-1:]} not {expected}: {s}" for rid, s in self.statuses.items()
-                 if s[-1:] != [expected]]
+        wrong = [
+            f"{rid}: ended {s[-1:]} not {expected}: {s}"
+            for rid, s in self.statuses.items()
+            if s[-1:] != [expected]
+        ]
         wrong += [f"{rid}: {n} paid orders" for rid, n in self.paid.items() if n != 1]
         wrong += [f"{rid}: {n} accepted quotations" for rid, n in self.quotations.items() if n != 1]
         return wrong + self.problems
@@ -622,9 +657,14 @@ def dump_records(collector: RecordingCollector, path: Path) -> None:
     """Write every collected record (one JSON line each) for a post-mortem."""
     with path.open("wb") as out:
         for r in collector.raw:
-            line = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
-                    "key": (r.key or b"").decode(errors="replace"), "ce_id": r.header("ce_id"),
-                    "value": (r.value or b"").decode(errors="replace")}
+            line = {
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "key": (r.key or b"").decode(errors="replace"),
+                "ce_id": r.header("ce_id"),
+                "value": (r.value or b"").decode(errors="replace"),
+            }
             out.write(orjson.dumps(line) + b"\n")
 
 
@@ -634,14 +674,18 @@ async def post_mortem(stack: Stack, collector: RecordingCollector, directory: Pa
     state = await read_topic(stack.broker.bootstrap_servers, stack.topics.state)
     with (directory / "state.jsonl").open("wb") as out:
         for r in state:
-            line = {"partition": r.partition, "offset": r.offset,
-                    "key": (r.key or b"").decode(errors="replace"),
-                    "value": (r.value or b"").decode(errors="replace")}
+            line = {
+                "partition": r.partition,
+                "offset": r.offset,
+                "key": (r.key or b"").decode(errors="replace"),
+                "value": (r.value or b"").decode(errors="replace"),
+            }
             out.write(orjson.dumps(line) + b"\n")
 
 
-async def checked(stack: Stack, collector: RecordingCollector, requests: list[OrderRequest],
-                  directory: Path | None = None) -> RunVerdict:
+async def checked(
+    stack: Stack, collector: RecordingCollector, requests: list[OrderRequest], directory: Path | None = None
+) -> RunVerdict:
     """:func:`verdict`, plus a :func:`post_mortem` into ``directory`` when anything is wrong."""
     found = verdict(stack, collector, requests)
     if directory is not None and found.failures():
@@ -654,32 +698,47 @@ def verdict(stack: Stack, collector: RecordingCollector, requests: list[OrderReq
     return RunVerdict(
         statuses={r.request_id: collector.statuses(r.request_id) for r in requests},
         paid={r.request_id: paid_orders(stack.sims, r) for r in requests},
-        quotations={r.request_id: accepted_quotations(stack.sims, r) for r in requests
-                    if r.provider.value == "up42"},
+        quotations={
+            r.request_id: accepted_quotations(stack.sims, r) for r in requests if r.provider.value == "up42"
+        },
         problems=collector.event_problems(),
     )
 
 
-async def wait_all_terminal(collector: RecordingCollector, requests: list[OrderRequest],
-                            timeout: float, alive: Callable[[], None] | None = None) -> None:
+async def wait_all_terminal(
+    collector: RecordingCollector,
+    requests: list[OrderRequest],
+    timeout: float,
+    alive: Callable[[], None] | None = None,
+) -> None:
     """Wait until every request's latest status is terminal; ``alive`` may raise to stop early."""
     deadline = time.monotonic() + timeout
     while True:
-        open_ = [r.request_id for r in requests if collector.statuses(r.request_id)[-1:] == []
-                 or collector.statuses(r.request_id)[-1] not in TERMINAL]
+        open_ = [
+            r.request_id
+            for r in requests
+            if collector.statuses(r.request_id)[-1:] == []
+            or collector.statuses(r.request_id)[-1] not in TERMINAL
+        ]
         if not open_:
             return
         if alive is not None:
             alive()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(open_)} requests not terminal: "
-                               + repr({r: collector.statuses(r) for r in open_[:10]}))
+            raise TimeoutError(
+                f"{len(open_)} requests not terminal: " + repr({r: collector.statuses(r) for r in open_[:10]})
+            )
         await asyncio.sleep(0.2)
 
 
-def mixed_requests(prefix: str, count: int, sims: RunningSimulators | None = None,
-                   start: int = 0) -> list[OrderRequest]:
+def mixed_requests(
+    prefix: str, count: int, sims: RunningSimulators | None = None, start: int = 0
+) -> list[OrderRequest]:
     """``count`` fast requests alternating OneAtlas and UP42 (see :func:`fast_lifecycle`), with
     windows anchored on the simulators' clock when ``sims`` is given."""
-    return [fast_oneatlas_request(f"{prefix}-{n}", sims) if n % 2 == 0
-            else fast_up42_request(f"{prefix}-{n}", sims) for n in range(start, start + count)]
+    return [
+        fast_oneatlas_request(f"{prefix}-{n}", sims)
+        if n % 2 == 0
+        else fast_up42_request(f"{prefix}-{n}", sims)
+        for n in range(start, start + count)
+    ]

@@ -24,16 +24,12 @@ async def test_contract_topics_are_co_partitioned(
     finally:
         await admin.close()
     counts = {t["topic"]: len(t["partitions"]) for t in described}
-    assert counts == {name: 4 for name in unique_topics.all()}
+    assert counts == dict.fromkeys(unique_topics.all(), 4)
 
 
-async def test_produce_and_consume_round_trip(
-    broker: EmbeddedBroker, unique_topics: TopicSettings
-) -> None:
+async def test_produce_and_consume_round_trip(broker: EmbeddedBroker, unique_topics: TopicSettings) -> None:
     await broker.create_topics([unique_topics.status], partitions=1)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
     await producer.start()
     try:
         await producer.send_and_wait(unique_topics.status, b"hello", key=b"k")

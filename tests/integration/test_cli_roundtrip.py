@@ -40,8 +40,9 @@ async def invoke(args: list[str], env: dict[str, str]) -> Result:
 
 
 async def read_all(broker: EmbeddedBroker, topic: str, expected: int) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap_servers,
-                                group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
@@ -77,21 +78,25 @@ async def test_submit_publishes_requests_and_commands_the_codec_reads_back(
     (tmp_path / "request.json").write_text(json.dumps(request))
     (tmp_path / "command.yaml").write_text(yaml.safe_dump([command]))
 
-    result = await invoke(["submit", str(tmp_path / "request.json"),
-                           str(tmp_path / "command.yaml")], cli_env(broker, unique_topics))
+    result = await invoke(
+        ["submit", str(tmp_path / "request.json"), str(tmp_path / "command.yaml")],
+        cli_env(broker, unique_topics),
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("published") == 2
 
     (record,) = await read_all(broker, unique_topics.requests, 1)
     assert record.key == request["requestId"].encode()
     assert dict(record.headers)["ce_type"] == EventType.ORDER_REQUESTED.value.encode()
-    decoded = codec.decode(record.value, key=record.key, headers=record.headers,
-                           topic=record.topic, kind=InputKind.REQUEST)
+    decoded = codec.decode(
+        record.value, key=record.key, headers=record.headers, topic=record.topic, kind=InputKind.REQUEST
+    )
     assert decoded == OrderRequest.model_validate(request)
 
     (record,) = await read_all(broker, unique_topics.commands, 1)
-    decoded_command = codec.decode(record.value, key=record.key, headers=record.headers,
-                                   topic=record.topic, kind=InputKind.COMMAND)
+    decoded_command = codec.decode(
+        record.value, key=record.key, headers=record.headers, topic=record.topic, kind=InputKind.COMMAND
+    )
     assert decoded_command == Command.model_validate(command)
 
 
@@ -102,23 +107,27 @@ async def test_tail_prints_a_published_status_event(
     event = output_examples()["order-status-event"]
     assert isinstance(event, OrderStatusEvent)
     record = codec.encode_status(event)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers,
-                                enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
     await producer.start()
     try:
-        await producer.send_and_wait(unique_topics.status, record.value, key=record.key,
-                                     headers=record.headers)
+        await producer.send_and_wait(
+            unique_topics.status, record.value, key=record.key, headers=record.headers
+        )
     finally:
         await producer.stop()
 
-    result = await invoke(["tail", "--json", "--from-beginning", "--max-messages", "1",
-                           "--timeout", "30"], cli_env(broker, unique_topics))
+    result = await invoke(
+        ["tail", "--json", "--from-beginning", "--max-messages", "1", "--timeout", "30"],
+        cli_env(broker, unique_topics),
+    )
     assert result.exit_code == 0, result.output
     (line,) = result.stdout.splitlines()
     assert OrderStatusEvent.model_validate_json(line) == event
 
-    pretty = await invoke(["tail", "--from-beginning", "--max-messages", "1", "--timeout", "30",
-                           "--status", "ORDERED"], cli_env(broker, unique_topics))
+    pretty = await invoke(
+        ["tail", "--from-beginning", "--max-messages", "1", "--timeout", "30", "--status", "ORDERED"],
+        cli_env(broker, unique_topics),
+    )
     assert pretty.exit_code == 0, pretty.output
     assert event.request_id in pretty.stdout
     assert "QUOTED → ORDERED" in pretty.stdout

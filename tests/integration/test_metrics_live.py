@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from harness import oneatlas_request, stack_for, start_worker
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import oneatlas_request, stack_for, start_worker
 from worker.config import TopicSettings
 from worker.kafka.broker import EmbeddedBroker
 
@@ -32,8 +32,7 @@ async def test_metrics_families_have_live_values(
     async with stack_for(broker, unique_topics) as (stack, events):
         worker = await start_worker(stack, TASKING_TRACKING__POLL_INTERVAL_SECONDS="30")
         try:
-            await stack.publish(oneatlas_request("m-1"),
-                                raw=[(unique_topics.requests, b"x", b"not json")])
+            await stack.publish(oneatlas_request("m-1"), raw=[(unique_topics.requests, b"x", b"not json")])
             await events.wait_status("m-1", "ORDERED", timeout=40)
             await events.wait_for(lambda: len(events.dead_letters) == 1, 20)
             port = worker.worker.http.port
@@ -55,24 +54,33 @@ async def test_metrics_families_have_live_values(
                     if samples.get("tasking_consumer_lag_messages") and samples.get("tasking_orders"):
                         break
                     import asyncio
+
                     await asyncio.sleep(0.25)
                     await scrape()
         finally:
             await worker.shutdown()
     for name in CONTRACT_FAMILIES:
         assert samples.get(name), f"{name} has no sample"
-    consumed = {(labels["topic"], labels["outcome"]): value
-                for labels, value in samples["tasking_messages_consumed"]}
+    consumed = {
+        (labels["topic"], labels["outcome"]): value for labels, value in samples["tasking_messages_consumed"]
+    }
     assert consumed[(unique_topics.requests, "accepted")] == 1
     assert consumed[(unique_topics.requests, "dead_letter")] == 1
     dead = {labels["reason"]: value for labels, value in samples["tasking_dead_letters"]}
     assert dead["MALFORMED_JSON"] == 1
-    transitions = {labels["status"]: value for labels, value in samples["tasking_order_transitions"]
-                   if labels.get("provider") == "oneatlas"}
+    transitions = {
+        labels["status"]: value
+        for labels, value in samples["tasking_order_transitions"]
+        if labels.get("provider") == "oneatlas"
+    }
     assert transitions["ORDERED"] == 1
-    ok_calls = [v for labels, v in samples["tasking_provider_requests"]
-                if labels.get("outcome") == "ok" and labels.get("provider") == "oneatlas"]
+    ok_calls = [
+        v
+        for labels, v in samples["tasking_provider_requests"]
+        if labels.get("outcome") == "ok" and labels.get("provider") == "oneatlas"
+    ]
     assert sum(ok_calls) >= 3
-    assert any(labels.get("status") == "ORDERED" and value == 1
-               for labels, value in samples["tasking_orders"])
+    assert any(
+        labels.get("status") == "ORDERED" and value == 1 for labels, value in samples["tasking_orders"]
+    )
     assert all("m-1" not in str(labels) for series in samples.values() for labels, _ in series)

@@ -6,12 +6,11 @@ refused, a restart in the middle of tracking, and the polling load bounded by pa
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from harness import (
     oneatlas_request,
     spawn_worker,
@@ -20,12 +19,12 @@ from harness import (
     up42_request,
 )
 from test_worker_flows import command
+
 from worker.config import TopicSettings
 from worker.domain.model import OrderState, Phase
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.broker import EmbeddedBroker
-from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.runtime.timers import Poller
 
@@ -40,8 +39,11 @@ def segment_calls(sim: Any, action: str) -> int:
 
 
 def acquisition_history(events: Any, request_id: str, acquisition_id: str) -> list[tuple[str, str]]:
-    return [(e["status"], e["decidedBy"]) for e in events.acquisitions[request_id]
-            if e["acquisitionId"] == acquisition_id]
+    return [
+        (e["status"], e["decidedBy"])
+        for e in events.acquisitions[request_id]
+        if e["acquisitionId"] == acquisition_id
+    ]
 
 
 async def test_policy_and_command_decisions_are_sent_once(
@@ -55,18 +57,32 @@ async def test_policy_and_command_decisions_are_sent_once(
             sim = stack.sims.oneatlas
             clear = sim.propose_acquisition("trk-1", cloud_cover=5)
             cloudy = sim.propose_acquisition("trk-1", cloud_cover=60)
-            await events.wait_for(lambda: ("ACCEPTED", "policy") in acquisition_history(events, "trk-1", clear), 30)
-            await events.wait_for(lambda: ("PROPOSED", "provider") in acquisition_history(events, "trk-1", cloudy), 30)
+            await events.wait_for(
+                lambda: ("ACCEPTED", "policy") in acquisition_history(events, "trk-1", clear), 30
+            )
+            await events.wait_for(
+                lambda: ("PROPOSED", "provider") in acquisition_history(events, "trk-1", cloudy), 30
+            )
             await asyncio.sleep(2)  # several poll cycles: nothing more may be published
             assert acquisition_history(events, "trk-1", cloudy) == [("PROPOSED", "provider")]
-            await stack.publish(command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
-                                command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy))
-            await events.wait_for(lambda: ("REFUSED", "command") in acquisition_history(events, "trk-1", cloudy), 30)
+            await stack.publish(
+                command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
+                command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
+            )
+            await events.wait_for(
+                lambda: ("REFUSED", "command") in acquisition_history(events, "trk-1", cloudy), 30
+            )
             await asyncio.sleep(2)
             # Our acceptance, then the provider validating it (the decision taking effect): each once.
             assert acquisition_history(events, "trk-1", clear) == [
-                ("PROPOSED", "provider"), ("ACCEPTED", "policy"), ("VALIDATED", "policy")]
-            assert acquisition_history(events, "trk-1", cloudy) == [("PROPOSED", "provider"), ("REFUSED", "command")]
+                ("PROPOSED", "provider"),
+                ("ACCEPTED", "policy"),
+                ("VALIDATED", "policy"),
+            ]
+            assert acquisition_history(events, "trk-1", cloudy) == [
+                ("PROPOSED", "provider"),
+                ("REFUSED", "command"),
+            ]
             assert segment_calls(sim, "accept") == 1
             assert segment_calls(sim, "refuse") == 1
             progress = events.latest("trk-1")["progress"]["acquisitions"]
@@ -86,12 +102,21 @@ async def test_decision_expires_and_cancel_allowed_and_refused(
         worker = await start_worker(stack)
         try:
             budget = {"maxAmount": 100_000, "currency": "EUR"}
-            await stack.publish(oneatlas_request("pneo-exp", mission="PLEIADESNEO", budget=budget),
-                                oneatlas_request("oa-cancel-ok"),
-                                up42_request("up-cancel-no"))
-            await events.wait_for(lambda: events.latest("pneo-exp") is not None
-                                  and events.latest("pneo-exp")["providerRefs"].get("quotationId") is not None
-                                  or stack.sims.oneatlas.core.count("POST", "/api/v1/orders") >= 1, 40)
+            await stack.publish(
+                oneatlas_request("pneo-exp", mission="PLEIADESNEO", budget=budget),
+                oneatlas_request("oa-cancel-ok"),
+                up42_request("up-cancel-no"),
+            )
+            await events.wait_for(
+                lambda: (
+                    (
+                        events.latest("pneo-exp") is not None
+                        and events.latest("pneo-exp")["providerRefs"].get("quotationId") is not None
+                    )
+                    or stack.sims.oneatlas.core.count("POST", "/api/v1/orders") >= 1
+                ),
+                40,
+            )
             await asyncio.sleep(1)
             stack.sims.oneatlas.send_quotation("pneo-exp", amount=250_000)  # above the budget
             waiting = await events.wait_status("pneo-exp", "DECISION_REQUIRED", timeout=30)
@@ -118,11 +143,18 @@ async def test_up42_cancel_after_activation_is_refused_with_the_reason(
             await events.wait_status("up-cancel-no", "ORDERED", timeout=60)
             before = events.latest("up-cancel-no")["sequence"]
             await stack.publish(command("up-cancel-no", "cancel", "k2"))
-            await events.wait_for(lambda: any(
-                e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
-                for e in events.unique("up-cancel-no")[before:]), 30)
-            answer = next(e for e in events.unique("up-cancel-no")[before:]
-                          if e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED")
+            await events.wait_for(
+                lambda: any(
+                    e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
+                    for e in events.unique("up-cancel-no")[before:]
+                ),
+                30,
+            )
+            answer = next(
+                e
+                for e in events.unique("up-cancel-no")[before:]
+                if e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
+            )
             assert "CREATED" in answer["reason"]["message"]
             assert "CANCELLED" not in events.statuses("up-cancel-no")
         finally:
@@ -139,55 +171,88 @@ async def test_restart_in_tracking_sends_no_decision_twice(
             await events.wait_status("trk-r", "ORDERED", timeout=60)
             sim = stack.sims.oneatlas
             clear = sim.propose_acquisition("trk-r", cloud_cover=3)
-            await events.wait_for(lambda: ("VALIDATED", "policy") in acquisition_history(events, "trk-r", clear), 30)
+            await events.wait_for(
+                lambda: ("VALIDATED", "policy") in acquisition_history(events, "trk-r", clear), 30
+            )
             cloudy = sim.propose_acquisition("trk-r", cloud_cover=70)
-            await events.wait_for(lambda: ("PROPOSED", "provider") in acquisition_history(events, "trk-r", cloudy), 30)
+            await events.wait_for(
+                lambda: ("PROPOSED", "provider") in acquisition_history(events, "trk-r", cloudy), 30
+            )
         finally:
             first.kill()
         second = spawn_worker(stack, tmp_path / "w2.log")
         try:
             await stack.publish(command("trk-r", "accept-acquisition", "a1", acquisitionId=cloudy))
-            await events.wait_for(lambda: ("VALIDATED", "command") in acquisition_history(events, "trk-r", cloudy), 60)
+            await events.wait_for(
+                lambda: ("VALIDATED", "command") in acquisition_history(events, "trk-r", cloudy), 60
+            )
             await asyncio.sleep(2)
             assert segment_calls(sim, "accept") == 2  # one per acquisition, never repeated
-            distinct = {(e["acquisitionId"], e["status"], e["decidedBy"]) for e in events.acquisitions["trk-r"]}
-            assert distinct == {(clear, "PROPOSED", "provider"), (clear, "ACCEPTED", "policy"),
-                                (clear, "VALIDATED", "policy"), (cloudy, "PROPOSED", "provider"),
-                                (cloudy, "ACCEPTED", "command"), (cloudy, "VALIDATED", "command")}
+            distinct = {
+                (e["acquisitionId"], e["status"], e["decidedBy"]) for e in events.acquisitions["trk-r"]
+            }
+            assert distinct == {
+                (clear, "PROPOSED", "provider"),
+                (clear, "ACCEPTED", "policy"),
+                (clear, "VALIDATED", "policy"),
+                (cloudy, "PROPOSED", "provider"),
+                (cloudy, "ACCEPTED", "command"),
+                (cloudy, "VALIDATED", "command"),
+            }
             assert sim.paid_order_count("trk-r") == 1
-            assert [e["sequence"] for e in events.unique("trk-r")] == list(range(1, len(events.unique("trk-r")) + 1))
+            assert [e["sequence"] for e in events.unique("trk-r")] == list(
+                range(1, len(events.unique("trk-r")) + 1)
+            )
         finally:
             assert second.terminate() == 0
 
 
 async def test_polling_5000_orders_costs_pages_not_orders() -> None:
-    from harness import TOULOUSE, window
+    import httpx
+
     from worker.config import HttpClientSettings, OneAtlasSettings
     from worker.simulators.oneatlas import OneAtlasSimulator
-    import httpx
 
     sim = OneAtlasSimulator()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url="http://sim")
-    settings = OneAtlasSettings(api_key="sim-oneatlas-key", contract_id=sim.legacy_contract_id,
-                                neo_contract_id=sim.neo_contract_id, workspace_id=sim.workspace_id,
-                                base_url="http://sim", auth_url="http://sim/auth/realms/IDP/protocol/openid-connect/token",
-                                rate_limit_per_second=100_000, max_concurrency=64)
+    settings = OneAtlasSettings(
+        api_key="sim-oneatlas-key",
+        contract_id=sim.legacy_contract_id,
+        neo_contract_id=sim.neo_contract_id,
+        workspace_id=sim.workspace_id,
+        base_url="http://sim",
+        auth_url="http://sim/auth/realms/IDP/protocol/openid-connect/token",
+        rate_limit_per_second=100_000,
+        max_concurrency=64,
+    )
     provider = OneAtlasProvider(settings, HttpClientSettings(), client=client, page_size=500)
     states: list[OrderState] = []
     for i in range(5000):
         request = oneatlas_request(f"load-{i}")
         placed = await provider.place_order(request, _auto_context())
-        states.append(OrderState(request=request, received_at=datetime.now(UTC),
-                                 phase=Phase.AWAITING_PROVIDER, placed=placed,
-                                 status=OrderStatus.IN_PROGRESS))
+        states.append(
+            OrderState(
+                request=request,
+                received_at=datetime.now(UTC),
+                phase=Phase.AWAITING_PROVIDER,
+                placed=placed,
+                status=OrderStatus.IN_PROGRESS,
+            )
+        )
     delivered: list[str] = []
 
     async def dispatch(request_id: str, snapshot: Any, at: datetime) -> None:
         delivered.append(request_id)
 
-    poller = Poller(scheduler=None, providers={Provider.ONEATLAS: provider},  # type: ignore[arg-type]
-                    tracked=lambda name: states, dispatch=dispatch, metrics=_NoMetrics(),
-                    interval=1.0, clock=lambda: datetime.now(UTC))
+    poller = Poller(
+        scheduler=None,
+        providers={Provider.ONEATLAS: provider},  # type: ignore[arg-type]
+        tracked=lambda name: states,
+        dispatch=dispatch,
+        metrics=_NoMetrics(),
+        interval=1.0,
+        clock=lambda: datetime.now(UTC),
+    )
     before = len(sim.core.calls)
     await poller.run_cycle(Provider.ONEATLAS)
     cycle_calls = len(sim.core.calls) - before
@@ -200,9 +265,11 @@ def _auto_context() -> Any:
     from worker.events.models import Automation, Classification
     from worker.providers.base import FeasibilityResult, OrderContext
 
-    return OrderContext(feasibility=FeasibilityResult(programming_type="ONEPLAN",
-                                                      automation=Automation.AUTOMATIC,
-                                                      classification=Classification.EASY))
+    return OrderContext(
+        feasibility=FeasibilityResult(
+            programming_type="ONEPLAN", automation=Automation.AUTOMATIC, classification=Classification.EASY
+        )
+    )
 
 
 class _NoMetrics:

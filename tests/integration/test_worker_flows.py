@@ -4,12 +4,13 @@ process configured only through TASKING_* variables. Each flow reaches its expec
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from harness import oneatlas_request, stack_for, start_worker, up42_request
+
 from worker.config import TopicSettings
 from worker.events.models import Command, OrderRequest
 from worker.kafka.broker import EmbeddedBroker
@@ -27,7 +28,7 @@ def command(request_id: str, name: str, command_id: str, **extra: Any) -> Comman
 
 def assert_contiguous(events: list[dict[str, Any]]) -> None:
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after["previousStatus"] == before["status"]
 
 
@@ -85,15 +86,18 @@ async def test_over_budget_waits_for_approval_then_orders(
         worker = await start_worker(stack)
         try:
             cheap = {"maxAmount": 1, "currency": "EUR"}
-            await stack.publish(oneatlas_request("oa-budget-a", budget=cheap),
-                                oneatlas_request("oa-budget-r", budget=cheap))
+            await stack.publish(
+                oneatlas_request("oa-budget-a", budget=cheap), oneatlas_request("oa-budget-r", budget=cheap)
+            )
             for rid in ("oa-budget-a", "oa-budget-r"):
                 waiting = await events.wait_status(rid, "DECISION_REQUIRED", timeout=40)
                 assert waiting["decision"]["kind"] == "approve-price"
                 assert waiting["reason"]["code"] == "OVER_BUDGET"
-            await stack.publish(command("oa-budget-a", "approve", "c1"),
-                                command("oa-budget-a", "approve", "c1"),  # same commandId: once
-                                command("oa-budget-r", "reject", "c2", reason="too expensive"))
+            await stack.publish(
+                command("oa-budget-a", "approve", "c1"),
+                command("oa-budget-a", "approve", "c1"),  # same commandId: once
+                command("oa-budget-r", "reject", "c2", reason="too expensive"),
+            )
             await events.wait_status("oa-budget-a", "ORDERED", timeout=40)
             declined = await events.wait_status("oa-budget-r", "REJECTED", timeout=40)
             assert declined["reason"]["code"] == "DECLINED"
@@ -114,8 +118,11 @@ async def test_pleiades_neo_quotation_is_accepted_within_budget(
     async with stack_for(broker, unique_topics, speed=FAST) as (stack, events):
         worker = await start_worker(stack)
         try:
-            await stack.publish(oneatlas_request("pneo-1", mission="PLEIADESNEO",
-                                                 budget={"maxAmount": 1_000_000, "currency": "EUR"}))
+            await stack.publish(
+                oneatlas_request(
+                    "pneo-1", mission="PLEIADESNEO", budget={"maxAmount": 1_000_000, "currency": "EUR"}
+                )
+            )
             ordered = await events.wait_status("pneo-1", "ORDERED", timeout=60)
             assert ordered["providerRefs"]["quotationId"]
             assert stack.sims.oneatlas.paid_order_count("pneo-1") == 1
@@ -130,19 +137,26 @@ async def test_up42_manual_study_option_then_quotation(
         worker = await start_worker(stack)
         try:
             # A cloud limit of 10 % or less makes the simulator's study MANUAL, with options.
-            await stack.publish(up42_request("up-manual", constraints={"maxCloudCover": 10,
-                                                                         "maxIncidenceAngle": 20}))
+            await stack.publish(
+                up42_request("up-manual", constraints={"maxCloudCover": 10, "maxIncidenceAngle": 20})
+            )
             waiting = await events.wait_status("up-manual", "DECISION_REQUIRED", timeout=60)
             assert waiting["decision"]["kind"] == "select-feasibility-option"
             options = waiting["decision"]["options"]
             assert len(options) >= 2
-            await stack.publish(command("up-manual", "select-feasibility-option", "o1",
-                                        optionId="not-an-option"))
+            await stack.publish(
+                command("up-manual", "select-feasibility-option", "o1", optionId="not-an-option")
+            )
             await events.wait_for(
-                lambda: events.latest("up-manual")["reason"] is not None
-                and events.latest("up-manual")["reason"]["code"] == "COMMAND_REJECTED", 20)
-            await stack.publish(command("up-manual", "select-feasibility-option", "o2",
-                                        optionId=options[1]["id"]))
+                lambda: (
+                    events.latest("up-manual")["reason"] is not None
+                    and events.latest("up-manual")["reason"]["code"] == "COMMAND_REJECTED"
+                ),
+                20,
+            )
+            await stack.publish(
+                command("up-manual", "select-feasibility-option", "o2", optionId=options[1]["id"])
+            )
             ordered = await events.wait_status("up-manual", "ORDERED", timeout=60)
             assert ordered["providerRefs"]["orderId"]
             assert stack.sims.up42.paid_order_count("up-manual") == 1
@@ -179,8 +193,9 @@ async def test_cancel_before_placement_and_window_expiry(
             short = {"start": now.isoformat(), "end": (now + timedelta(seconds=6)).isoformat()}
             await stack.publish(
                 oneatlas_request("oa-cancel", autoApprove=False),
-                OrderRequest.model_validate({**oneatlas_request("oa-expire", autoApprove=False)
-                                             .to_json_dict(), "window": short}),
+                OrderRequest.model_validate(
+                    {**oneatlas_request("oa-expire", autoApprove=False).to_json_dict(), "window": short}
+                ),
             )
             await events.wait_status("oa-cancel", "DECISION_REQUIRED", timeout=40)
             await stack.publish(command("oa-cancel", "cancel", "x1", reason="no longer needed"))
@@ -194,9 +209,18 @@ async def test_cancel_before_placement_and_window_expiry(
 
 
 # The attempts example's AOI (about 130 km²): ONEDAY/ONENOW need 25 km² (PHR) / 100 km² (SPOT).
-TOULOUSE_WIDE = {"type": "Polygon", "coordinates": [[
-    [1.37638, 43.54531], [1.50959, 43.54531], [1.50959, 43.65620], [1.37638, 43.65620],
-    [1.37638, 43.54531]]]}
+TOULOUSE_WIDE = {
+    "type": "Polygon",
+    "coordinates": [
+        [
+            [1.37638, 43.54531],
+            [1.50959, 43.54531],
+            [1.50959, 43.65620],
+            [1.37638, 43.65620],
+            [1.37638, 43.54531],
+        ]
+    ],
+}
 
 
 @pytest.mark.parametrize(
@@ -205,15 +229,22 @@ TOULOUSE_WIDE = {"type": "Polygon", "coordinates": [[
         ("SPOT", "ONEDAY", {"aoi": TOULOUSE_WIDE}, ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]),
         ("PLEIADES", "ONENOW", {"aoi": TOULOUSE_WIDE}, ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]),
         ("PLEIADES", "ONESERIES", {}, ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]),
-        ("PLEIADES", "ONEPLAN", {"constraints": {"acquisitionMode": "STEREO", "minBH": 0.3,
-                                                 "maxBH": 0.6}},
-         ["RECEIVED", "FEASIBLE", "FEASIBILITY_PENDING", "ORDERED"]),
+        (
+            "PLEIADES",
+            "ONEPLAN",
+            {"constraints": {"acquisitionMode": "STEREO", "minBH": 0.3, "maxBH": 0.6}},
+            ["RECEIVED", "FEASIBLE", "FEASIBILITY_PENDING", "ORDERED"],
+        ),
     ],
     ids=["spot-oneday", "phr-onenow", "phr-oneseries", "phr-stereo-manual"],
 )
 async def test_oneatlas_programming_types_reach_ordered(
-    broker: EmbeddedBroker, unique_topics: TopicSettings, mission: str, prog: str,
-    extra: dict[str, Any], expected: list[str],
+    broker: EmbeddedBroker,
+    unique_topics: TopicSettings,
+    mission: str,
+    prog: str,
+    extra: dict[str, Any],
+    expected: list[str],
 ) -> None:
     async with stack_for(broker, unique_topics, speed=60.0) as (stack, events):
         worker = await start_worker(stack)
@@ -240,9 +271,13 @@ async def test_pleiades_neo_tracks_coverage_items_to_completion(
         stack.sims.oneatlas.min_clear_sky = 95.0  # every acquisition clear enough to validate
         worker = await start_worker(stack)
         try:
-            await stack.publish(oneatlas_request(
-                "pneo-done", mission="PLEIADESNEO",
-                acquisitionPolicy={"autoAccept": {"maxCloudCover": 100}}))
+            await stack.publish(
+                oneatlas_request(
+                    "pneo-done",
+                    mission="PLEIADESNEO",
+                    acquisitionPolicy={"autoAccept": {"maxCloudCover": 100}},
+                )
+            )
             await events.wait_status("pneo-done", "COMPLETED", timeout=90)
             assert_contiguous(events.unique("pneo-done"))
             await events.wait_for(lambda: len(events.acquisitions["pneo-done"]) >= 1, 20)

@@ -137,7 +137,10 @@ async def test_stalled_consumer_fails_liveness_and_readiness(running: Running) -
     ready_status, ready = await probe(running.client, "/readyz")
     assert (live_status, ready_status) == (503, 503)
     assert live["checks"] == {
-        "eventLoop": "ok", "consumer": "consumer has not polled for 31s", "broker": "ok"}
+        "eventLoop": "ok",
+        "consumer": "consumer has not polled for 31s",
+        "broker": "ok",
+    }
     assert isinstance(ready["checks"], dict)
     assert ready["checks"]["partitions"] == "ok"
     assert running.ready_gauge() == 0

@@ -37,8 +37,9 @@ from worker.providers.base import (
 )
 from worker.providers.oneatlas import OneAtlasProvider
 
-Answer = (tuple[int, Any] | tuple[int, Any, dict[str, str]] | Exception
-          | Callable[[httpx.Request], httpx.Response])
+Answer = (
+    tuple[int, Any] | tuple[int, Any, dict[str, str]] | Exception | Callable[[httpx.Request], httpx.Response]
+)
 
 
 class FakeApi:
@@ -59,8 +60,9 @@ class FakeApi:
         if request.url.path == oa.AUTH_PATH:
             if self.auth_answer is not None:
                 return httpx.Response(self.auth_answer[0], json=self.auth_answer[1])
-            return httpx.Response(200, json={**oa.TOKEN, "access_token": next(self._tokens),
-                                             "token_type": self.token_type})
+            return httpx.Response(
+                200, json={**oa.TOKEN, "access_token": next(self._tokens), "token_type": self.token_type}
+            )
         answers = self.routes.get((request.method, request.url.path))
         if not answers:
             return httpx.Response(404, json={"errorCode": "E404", "message": "no route"})
@@ -73,8 +75,13 @@ class FakeApi:
         return httpx.Response(answer[0], json=answer[1], headers=headers)
 
     def api(self, method: str | None = None, path: str | None = None) -> list[httpx.Request]:
-        return [r for r in self.requests if r.url.path != oa.AUTH_PATH
-                and (method is None or r.method == method) and (path is None or r.url.path == path)]
+        return [
+            r
+            for r in self.requests
+            if r.url.path != oa.AUTH_PATH
+            and (method is None or r.method == method)
+            and (path is None or r.url.path == path)
+        ]
 
     def auth(self) -> list[httpx.Request]:
         return [r for r in self.requests if r.url.path == oa.AUTH_PATH]
@@ -96,21 +103,36 @@ class Sleeps:
         self.delays.append(delay)
 
 
-def make(fake: FakeApi, *, clock: FakeClock | None = None, sleeps: Sleeps | None = None,
-         page_size: int = 100, **settings: Any) -> OneAtlasProvider:
+def make(
+    fake: FakeApi,
+    *,
+    clock: FakeClock | None = None,
+    sleeps: Sleeps | None = None,
+    page_size: int = 100,
+    **settings: Any,
+) -> OneAtlasProvider:
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
-    return OneAtlasProvider(oa.settings(**settings), oa.http_settings(), client=client,
-                            sleep=sleeps or Sleeps(), clock=clock or FakeClock(), page_size=page_size)
+    return OneAtlasProvider(
+        oa.settings(**settings),
+        oa.http_settings(),
+        client=client,
+        sleep=sleeps or Sleeps(),
+        clock=clock or FakeClock(),
+        page_size=page_size,
+    )
 
 
 def body_of(request: httpx.Request) -> Any:
     return json.loads(request.content)
 
 
-LEGACY_PLACED = PlacedOrder(tracking_key="SAL21400001", refs={
-    "salesOrderId": "SAL21400001", "taskingId": "ICR_FC_000001", "contractId": oa.LEGACY_CONTRACT})
-NEO_PLACED = PlacedOrder(tracking_key="QUO22054973", refs={
-    "quotationId": "QUO22054973", "contractId": oa.NEO_CONTRACT})
+LEGACY_PLACED = PlacedOrder(
+    tracking_key="SAL21400001",
+    refs={"salesOrderId": "SAL21400001", "taskingId": "ICR_FC_000001", "contractId": oa.LEGACY_CONTRACT},
+)
+NEO_PLACED = PlacedOrder(
+    tracking_key="QUO22054973", refs={"quotationId": "QUO22054973", "contractId": oa.NEO_CONTRACT}
+)
 TASKINGS = f"/api/v1/contracts/{oa.LEGACY_CONTRACT}/taskings"
 ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -150,7 +172,10 @@ async def test_auth_form_fields_and_token_reuse() -> None:
     assert str(auth.url) == oa.AUTH_URL
     assert auth.headers["content-type"] == "application/x-www-form-urlencoded"
     assert parse_qs(auth.content.decode()) == {
-        "apikey": [oa.API_KEY], "grant_type": ["api_key"], "client_id": ["IDP"]}
+        "apikey": [oa.API_KEY],
+        "grant_type": ["api_key"],
+        "client_id": ["IDP"],
+    }
     calls = fake.api()
     assert [str(c.url) for c in calls] == [f"{oa.BASE}/api/v1/feasibility"] * 2
     assert {c.headers["authorization"] for c in calls} == {"Bearer tok-1"}
@@ -229,13 +254,17 @@ async def test_feasibility_legacy_request_and_answer() -> None:
     req = oa.request(constraints={"maxCloudCover": 15, "maxIncidenceAngle": 25})
     result = await make(fake).check_feasibility(req)
     assert result == FeasibilityResult(
-        programming_type="ONEPLAN", automation=Automation.AUTOMATIC,
-        classification=Classification.CHALLENGING, automation_name="AutomaticTasking30")
+        programming_type="ONEPLAN",
+        automation=Automation.AUTOMATIC,
+        classification=Classification.CHALLENGING,
+        automation_name="AutomaticTasking30",
+    )
     sent = body_of(fake.api()[0])
     assert sent == {
-        "progTypeNames": ["ONEPLAN"], "mission": "PLEIADES", "contractId": oa.LEGACY_CONTRACT,
-        "acquisitionDate": {"startDate": "2021-06-18T09:04:16.284Z",
-                            "endDate": "2021-09-18T23:59:59.999Z"},
+        "progTypeNames": ["ONEPLAN"],
+        "mission": "PLEIADES",
+        "contractId": oa.LEGACY_CONTRACT,
+        "acquisitionDate": {"startDate": "2021-06-18T09:04:16.284Z", "endDate": "2021-09-18T23:59:59.999Z"},
         "optical": {"acquisitionMode": "MONO", "maxCloudCover": 15.0, "maxIncidenceAngle": 25.0},
         "aoi": {"type": "Polygon", "coordinates": oa.TOULOUSE["coordinates"]},
     }
@@ -284,7 +313,8 @@ async def test_per_prog_type_capacity_error_is_not_feasible() -> None:
     fake = FakeApi()
     body = json.loads(json.dumps(oa.FEASIBILITY_NEO))
     body["progCapacities"][0]["progTypes"][0]["errors"] = [
-        {"code": "ERR_OTHER", "locator": "UNKNOWN", "message": "7.0"}]
+        {"code": "ERR_OTHER", "locator": "UNKNOWN", "message": "7.0"}
+    ]
     fake.on("POST", "/api/v1/feasibility", (200, body))
     with pytest.raises(NotFeasible) as info:
         await make(fake).check_feasibility(oa.request("PLEIADESNEO"))
@@ -305,8 +335,11 @@ async def test_feasibility_without_entry_is_protocol_error() -> None:
 async def test_attempts_shapes_wkt_and_order(shape: str) -> None:
     fake = FakeApi()
     segments = (oa.later_segment(3), oa.SEED_SEGMENT)  # answered out of order
-    body = {"object": oa.attempts_object(*segments), "array": oa.attempts_array(*segments),
-            "missions": oa.attempts_object(*segments, mission_key="missions")}[shape]
+    body = {
+        "object": oa.attempts_object(*segments),
+        "array": oa.attempts_array(*segments),
+        "missions": oa.attempts_object(*segments, mission_key="missions"),
+    }[shape]
     fake.on("POST", "/api/v1/attempts", (200, body))
     attempts = await make(fake).find_attempts(oa.request(programming_type="ONEDAY"))
     assert [a.id for a in attempts] == ["PHR1", "PHR4"]
@@ -344,62 +377,89 @@ def _attempt() -> Attempt:
 async def test_price_201() -> None:
     fake = FakeApi()
     fake.on("POST", "/api/v1/prices", (201, oa.PRICE))
-    quote = await make(fake).price(oa.request(programming_type="ONEDAY"),
-                                   OrderContext(attempt=_attempt()))
+    quote = await make(fake).price(oa.request(programming_type="ONEDAY"), OrderContext(attempt=_attempt()))
     assert (quote.amount, quote.currency, quote.area_km2) == (7392, "EUR", 132)
 
 
 async def test_legacy_oneday_order_body_is_exact() -> None:
     fake = FakeApi()
     fake.on("POST", "/api/v1/orders", (201, oa.ORDER_LEGACY))
-    req = oa.request(programming_type="ONEDAY", customerReference="my-ref-001", comments="hi",
-                    constraints={"maxCloudCover": 10, "maxIncidenceAngle": 50},
-                    processing={"processingLevel": "ortho"})
+    req = oa.request(
+        programming_type="ONEDAY",
+        customerReference="my-ref-001",
+        comments="hi",
+        constraints={"maxCloudCover": 10, "maxIncidenceAngle": 50},
+        processing={"processingLevel": "ortho"},
+    )
     placed = await make(fake).place_order(req, OrderContext(attempt=_attempt()))
     sent = body_of(fake.api("POST", "/api/v1/orders")[0])
     assert sent == {
-        "aoi": [{"id": 1, "name": "AOI my-ref-001",
-                 "geometry": {"type": "Polygon", "coordinates": oa.TOULOUSE["coordinates"]}}],
-        "contractId": oa.LEGACY_CONTRACT, "customerReference": "my-ref-001", "primaryMarket": "AGRI",
+        "aoi": [
+            {
+                "id": 1,
+                "name": "AOI my-ref-001",
+                "geometry": {"type": "Polygon", "coordinates": oa.TOULOUSE["coordinates"]},
+            }
+        ],
+        "contractId": oa.LEGACY_CONTRACT,
+        "customerReference": "my-ref-001",
+        "primaryMarket": "AGRI",
         "endUsers": [{"endUserName": "Jack", "country": "FR"}],
-        "items": [{
-            "productTypeId": "PleiadesTaskingOneDay", "aoiId": 1, "comments": "hi",
-            "dataSourceIds": [], "segmentKey": oa.SEED_SEGMENT_KEY,
-            "properties": [
-                {"key": "acquisitionMode", "value": "MONO"},
-                {"key": "maxCloudCover", "value": 10.0},
-                {"key": "notificationThreshold", "value": 10.0},
-                {"key": "maxIncidenceAngle", "value": 50.0},
-                {"key": "acqPeriod", "value": "2021-06-18T09:04:16.284Z 2021-09-18T23:59:59.999Z"},
-                {"key": "feasibilityAutomation", "value": "AUTOMATIC"},
-            ]}],
-        "optionsPerProductType": [{"productTypeId": "PleiadesTaskingOneDay", "options": [
-            {"key": "processing_level", "value": "ortho"},
-            {"key": "spectral_processing", "value": "bundle"},
-            {"key": "radiometric_processing", "value": "basic"},
-            {"key": "pixel_coding", "value": "12bits"},
-            {"key": "image_format", "value": "dimap_jpeg2000_regular"},
-            {"key": "priority", "value": "standard"},
-            {"key": "licence", "value": "standard"},
-            {"key": "delivery_method", "value": "on_the_flow"},
-            {"key": "projection_1", "value": "32631"},
-            {"key": "dem_1", "value": "best_available"},
-        ]}],
+        "items": [
+            {
+                "productTypeId": "PleiadesTaskingOneDay",
+                "aoiId": 1,
+                "comments": "hi",
+                "dataSourceIds": [],
+                "segmentKey": oa.SEED_SEGMENT_KEY,
+                "properties": [
+                    {"key": "acquisitionMode", "value": "MONO"},
+                    {"key": "maxCloudCover", "value": 10.0},
+                    {"key": "notificationThreshold", "value": 10.0},
+                    {"key": "maxIncidenceAngle", "value": 50.0},
+                    {"key": "acqPeriod", "value": "2021-06-18T09:04:16.284Z 2021-09-18T23:59:59.999Z"},
+                    {"key": "feasibilityAutomation", "value": "AUTOMATIC"},
+                ],
+            }
+        ],
+        "optionsPerProductType": [
+            {
+                "productTypeId": "PleiadesTaskingOneDay",
+                "options": [
+                    {"key": "processing_level", "value": "ortho"},
+                    {"key": "spectral_processing", "value": "bundle"},
+                    {"key": "radiometric_processing", "value": "basic"},
+                    {"key": "pixel_coding", "value": "12bits"},
+                    {"key": "image_format", "value": "dimap_jpeg2000_regular"},
+                    {"key": "priority", "value": "standard"},
+                    {"key": "licence", "value": "standard"},
+                    {"key": "delivery_method", "value": "on_the_flow"},
+                    {"key": "projection_1", "value": "32631"},
+                    {"key": "dem_1", "value": "best_available"},
+                ],
+            }
+        ],
         "delivery": {"type": "network", "workspace": oa.WORKSPACE},
         "notificationEmails": ["ops@example.org"],
     }
     assert placed.tracking_key == "SAL21416909"
-    assert placed.refs == {"salesOrderId": "SAL21416909", "contractId": oa.LEGACY_CONTRACT,
-                           "customerReference": "my-ref-001"}
+    assert placed.refs == {
+        "salesOrderId": "SAL21416909",
+        "contractId": oa.LEGACY_CONTRACT,
+        "customerReference": "my-ref-001",
+    }
     assert (placed.amount, placed.currency) == (7600, "EUR")
 
 
 async def test_stereo_oneplan_is_manual_with_bh_and_feasibility_copied() -> None:
     fake = FakeApi()
     fake.on("POST", "/api/v1/orders", (201, oa.ORDER_LEGACY))
-    feasibility = FeasibilityResult(programming_type="ONEPLAN", automation=Automation.AUTOMATIC,
-                                    classification=Classification.EASY,
-                                    automation_name="AutomaticTasking30")
+    feasibility = FeasibilityResult(
+        programming_type="ONEPLAN",
+        automation=Automation.AUTOMATIC,
+        classification=Classification.EASY,
+        automation_name="AutomaticTasking30",
+    )
     req = oa.request("SPOT", constraints={"acquisitionMode": "STEREO", "minBH": 0.3})
     await make(fake).place_order(req, OrderContext(feasibility=feasibility))
     sent = body_of(fake.api("POST")[0])
@@ -426,19 +486,27 @@ async def test_manual_feasibility_is_copied_for_mono() -> None:
 async def test_neo_order_body_and_quotation_id() -> None:
     fake = FakeApi()
     fake.on("POST", "/api/v1/orders", (201, oa.ORDER_NEO))
-    req = oa.request("PLEIADESNEO", programming_type="ONENOWATTEMPTS",
-                    processing={"processingLevel": "projected", "projection": "2154",
-                                "pixelCoding": "8bits"},
-                    providerOptions={"licence": "background_layer", "productTypeId":
-                                     "PleiadesNeoOneNowAttemptsVrs", "extendedAngle": True})
+    req = oa.request(
+        "PLEIADESNEO",
+        programming_type="ONENOWATTEMPTS",
+        processing={"processingLevel": "projected", "projection": "2154", "pixelCoding": "8bits"},
+        providerOptions={
+            "licence": "background_layer",
+            "productTypeId": "PleiadesNeoOneNowAttemptsVrs",
+            "extendedAngle": True,
+        },
+    )
     placed = await make(fake).place_order(req, OrderContext(attempt=_attempt()))
     sent = body_of(fake.api("POST")[0])
     assert sent["contractId"] == oa.NEO_CONTRACT
     assert sent["delivery"] == {"type": "network"}
     assert "notificationEmails" not in sent
-    assert sent["notifications"] == [{
-        "channels": [{"type": "email", "addressee": {"to": ["ops@example.org"], "cc": []}}],
-        "filter": {"events": ["SALES_ORDER", "DELIVERY"]}}]
+    assert sent["notifications"] == [
+        {
+            "channels": [{"type": "email", "addressee": {"to": ["ops@example.org"], "cc": []}}],
+            "filter": {"events": ["SALES_ORDER", "DELIVERY"]},
+        }
+    ]
     [group] = sent["optionsPerProductType"]
     assert group["productTypeId"] == sent["items"][0]["productTypeId"] == "PleiadesNeoOneNowAttemptsVrs"
     options = {o["key"]: o["value"] for o in group["options"]}
@@ -455,12 +523,15 @@ async def test_neo_order_body_and_quotation_id() -> None:
     assert "salesOrderId" not in placed.refs
 
 
-@pytest.mark.parametrize(("mission", "ptype", "expected"), [
-    ("PLEIADES", "ONEPLAN", "PleiadesTaskingOnePlan"),
-    ("SPOT", "ONESERIES", "SpotTaskingOneSeries"),
-    ("PLEIADESNEO", "ONEPLAN", "PleiadesNeoOnePlan"),
-    ("PLEIADESNEO", "ONENOWWEATHER", "PleiadesNeoOneNowWeather"),
-])
+@pytest.mark.parametrize(
+    ("mission", "ptype", "expected"),
+    [
+        ("PLEIADES", "ONEPLAN", "PleiadesTaskingOnePlan"),
+        ("SPOT", "ONESERIES", "SpotTaskingOneSeries"),
+        ("PLEIADESNEO", "ONEPLAN", "PleiadesNeoOnePlan"),
+        ("PLEIADESNEO", "ONENOWWEATHER", "PleiadesNeoOneNowWeather"),
+    ],
+)
 async def test_product_type_ids(mission: str, ptype: str, expected: str) -> None:
     body = make(FakeApi()).order_body(oa.request(mission, ptype), OrderContext())
     assert body["items"][0]["productTypeId"] == expected
@@ -468,8 +539,12 @@ async def test_product_type_ids(mission: str, ptype: str, expected: str) -> None
 
 
 def test_southern_aoi_defaults_to_southern_utm_zone() -> None:
-    aoi = {"type": "Polygon", "coordinates": [[[122.68, -24.49], [122.83, -24.49], [122.83, -24.33],
-                                               [122.68, -24.33], [122.68, -24.49]]]}
+    aoi = {
+        "type": "Polygon",
+        "coordinates": [
+            [[122.68, -24.49], [122.83, -24.49], [122.83, -24.33], [122.68, -24.33], [122.68, -24.49]]
+        ],
+    }
     body = make(FakeApi()).order_body(oa.request(aoi=aoi), OrderContext())
     options = {o["key"]: o["value"] for o in body["optionsPerProductType"][0]["options"]}
     assert options["projection_1"] == "32751"
@@ -516,8 +591,11 @@ async def test_error_code_family_e2203(status: int, body: dict[str, Any]) -> Non
 
 async def test_errors_family_4xx_is_rejected() -> None:
     fake = FakeApi()
-    fake.on("POST", "/api/v1/feasibility",
-            (400, {"errors": [{"code": "ERR_INVALID_PARAMETER", "locator": "aoi", "message": "bad"}]}))
+    fake.on(
+        "POST",
+        "/api/v1/feasibility",
+        (400, {"errors": [{"code": "ERR_INVALID_PARAMETER", "locator": "aoi", "message": "bad"}]}),
+    )
     with pytest.raises(ProviderRejected) as info:
         await make(fake).check_feasibility(oa.request())
     assert info.value.provider_code == "ERR_INVALID_PARAMETER"
@@ -526,8 +604,9 @@ async def test_errors_family_4xx_is_rejected() -> None:
 
 async def test_read_5xx_retried_then_success() -> None:
     fake, sleeps = FakeApi(), Sleeps()
-    fake.on("POST", "/api/v1/feasibility", (500, oa.UNEXPECTED), (503, oa.API_ERROR),
-            (200, oa.FEASIBILITY_LEGACY))
+    fake.on(
+        "POST", "/api/v1/feasibility", (500, oa.UNEXPECTED), (503, oa.API_ERROR), (200, oa.FEASIBILITY_LEGACY)
+    )
     result = await make(fake, sleeps=sleeps).check_feasibility(oa.request())
     assert result.automation is Automation.AUTOMATIC
     assert len(fake.api()) == 3
@@ -545,8 +624,9 @@ async def test_read_5xx_gives_up_as_unavailable_with_code() -> None:
 
 async def test_429_retry_after_is_honoured() -> None:
     fake, sleeps = FakeApi(), Sleeps()
-    fake.on("POST", "/api/v1/feasibility", (429, oa.API_ERROR, {"Retry-After": "7"}),
-            (200, oa.FEASIBILITY_LEGACY))
+    fake.on(
+        "POST", "/api/v1/feasibility", (429, oa.API_ERROR, {"Retry-After": "7"}), (200, oa.FEASIBILITY_LEGACY)
+    )
     await make(fake, sleeps=sleeps).check_feasibility(oa.request())
     assert len(sleeps.delays) == 1
     assert sleeps.delays[0] >= 7
@@ -561,8 +641,10 @@ async def test_429_on_order_is_retried_because_nothing_was_done() -> None:
     assert sleeps.delays[0] >= 2
 
 
-@pytest.mark.parametrize("failure", [
-    (500, oa.UNEXPECTED), (502, None), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("gone")])
+@pytest.mark.parametrize(
+    "failure",
+    [(500, oa.UNEXPECTED), (502, None), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("gone")],
+)
 async def test_order_write_failure_is_outcome_unknown_and_not_retried(failure: Answer) -> None:
     fake, sleeps = FakeApi(), Sleeps()
     fake.on("POST", "/api/v1/orders", failure, (201, oa.ORDER_LEGACY))
@@ -588,7 +670,7 @@ def _paged_taskings(items: list[dict[str, Any]]) -> Callable[[httpx.Request], ht
         page = int(request.url.params["startPage"])
         ref = request.url.params.get("customerRef")
         selected = [i for i in items if ref is None or i["icr"]["customerRef"] == ref]
-        return httpx.Response(200, json={"taskings": selected[(page - 1) * count: page * count]})
+        return httpx.Response(200, json={"taskings": selected[(page - 1) * count : page * count]})
 
     return answer
 
@@ -602,7 +684,10 @@ async def test_poll_pages_grow_with_pages_not_orders() -> None:
     assert set(snapshots) == set(keys)
     calls = fake.api("GET", TASKINGS)
     assert [(c.url.params["startPage"], c.url.params["count"]) for c in calls] == [
-        ("1", "100"), ("2", "100"), ("3", "100")]
+        ("1", "100"),
+        ("2", "100"),
+        ("3", "100"),
+    ]
 
 
 async def test_poll_stops_early_when_every_key_is_found() -> None:
@@ -617,20 +702,38 @@ async def test_poll_stops_early_when_every_key_is_found() -> None:
     assert len(fake.api()) == 1
 
 
-@pytest.mark.parametrize(("status", "total", "phase"), [
-    ("Feasibility study in progress", 0, RemotePhase.FEASIBILITY_STUDY),
-    ("In Progress", 0, RemotePhase.ACTIVE),
-    ("In Progress", 2, RemotePhase.ACQUIRING),
-    ("Paused", 1, RemotePhase.ACQUIRING),
-    ("Canceled", 0, RemotePhase.CANCELLED),
-    ("Completed", 3, RemotePhase.COMPLETED),
-    ("Something New", 0, RemotePhase.ACTIVE),
-])
+@pytest.mark.parametrize(
+    ("status", "total", "phase"),
+    [
+        ("Feasibility study in progress", 0, RemotePhase.FEASIBILITY_STUDY),
+        ("In Progress", 0, RemotePhase.ACTIVE),
+        ("In Progress", 2, RemotePhase.ACQUIRING),
+        ("Paused", 1, RemotePhase.ACQUIRING),
+        ("Canceled", 0, RemotePhase.CANCELLED),
+        ("Completed", 3, RemotePhase.COMPLETED),
+        ("Something New", 0, RemotePhase.ACTIVE),
+    ],
+)
 async def test_icr_status_mapping(status: str, total: int, phase: RemotePhase) -> None:
     fake = FakeApi()
-    fake.on("GET", TASKINGS, (200, {"taskings": [
-        oa.tasking(1, status=status, proposed=min(total, 1), total=total,
-                  validated_area=25_000_000.0 if total else 0.0)]}))
+    fake.on(
+        "GET",
+        TASKINGS,
+        (
+            200,
+            {
+                "taskings": [
+                    oa.tasking(
+                        1,
+                        status=status,
+                        proposed=min(total, 1),
+                        total=total,
+                        validated_area=25_000_000.0 if total else 0.0,
+                    )
+                ]
+            },
+        ),
+    )
     with capture_logs() as logs:
         snap = (await make(fake).poll(["SAL21400001"]))["SAL21400001"]
     assert snap.phase is phase
@@ -639,8 +742,7 @@ async def test_icr_status_mapping(status: str, total: int, phase: RemotePhase) -
     assert snap.counts is not None
     assert snap.counts.proposed == min(total, 1)
     assert snap.coverage_pct == (25.0 if total else 0.0)
-    assert (status == "Something New") == any(e["event"] == "oneatlas_unknown_icr_status"
-                                              for e in logs)
+    assert (status == "Something New") == any(e["event"] == "oneatlas_unknown_icr_status" for e in logs)
 
 
 async def test_verbatim_completed_example_with_nothing_validated() -> None:
@@ -649,14 +751,23 @@ async def test_verbatim_completed_example_with_nothing_validated() -> None:
     snap = (await make(fake).poll(["SALXXXXXX"]))["SALXXXXXX"]
     assert snap.phase is RemotePhase.COMPLETED
     assert snap.coverage_pct == 0.0
-    assert snap.refs == {"salesOrderId": "SALXXXXXX", "so": "SOXXXXX", "taskingId": "ICR_FC_XXXXX",
-                         "contractId": oa.LEGACY_CONTRACT, "customerReference": "customer ref"}
+    assert snap.refs == {
+        "salesOrderId": "SALXXXXXX",
+        "so": "SOXXXXX",
+        "taskingId": "ICR_FC_XXXXX",
+        "contractId": oa.LEGACY_CONTRACT,
+        "customerReference": "customer ref",
+    }
 
 
 async def test_change_marker_moves_with_segments() -> None:
     fake = FakeApi()
-    fake.on("GET", TASKINGS, (200, {"taskings": [oa.tasking(1, total=1)]}),
-            (200, {"taskings": [oa.tasking(1, total=2, proposed=1)]}))
+    fake.on(
+        "GET",
+        TASKINGS,
+        (200, {"taskings": [oa.tasking(1, total=1)]}),
+        (200, {"taskings": [oa.tasking(1, total=2, proposed=1)]}),
+    )
     provider = make(fake)
     first = (await provider.poll(["SAL21400001"]))["SAL21400001"]
     second = (await provider.poll(["SAL21400001"]))["SAL21400001"]
@@ -686,10 +797,23 @@ async def test_get_order_uses_tasking_id_when_known() -> None:
 
 async def test_segments_to_acquisitions() -> None:
     fake = FakeApi()
-    fake.on("GET", f"{TASKINGS}/ICR_FC_000001/segments", (200, {"segments": [
-        *oa.SEGMENTS_EXAMPLE["segments"], oa.segment("S2", "Validated", 95.0),
-        oa.segment("S3", "Refused", 40.0), oa.segment("S4", "Rejected", 10.0),
-        oa.segment("S5", "Pending", 50.0), oa.segment("S6", "Weird", 50.0)]}))
+    fake.on(
+        "GET",
+        f"{TASKINGS}/ICR_FC_000001/segments",
+        (
+            200,
+            {
+                "segments": [
+                    *oa.SEGMENTS_EXAMPLE["segments"],
+                    oa.segment("S2", "Validated", 95.0),
+                    oa.segment("S3", "Refused", 40.0),
+                    oa.segment("S4", "Rejected", 10.0),
+                    oa.segment("S5", "Pending", 50.0),
+                    oa.segment("S6", "Weird", 50.0),
+                ]
+            },
+        ),
+    )
     acquisitions = await make(fake).list_acquisitions(LEGACY_PLACED)
     first = acquisitions[0]
     assert first.id == "AS_FC_XXXX_1_2"
@@ -700,8 +824,12 @@ async def test_segments_to_acquisitions() -> None:
     assert first.footprint == oa.SEGMENTS_EXAMPLE["segments"][0]["asDetail1"]["footprint"]
     assert first.refs["catalogId"] == "DS_PHR1B_XXXXXX"
     assert [a.status for a in acquisitions[1:]] == [
-        AcquisitionStatus.VALIDATED, AcquisitionStatus.REFUSED, AcquisitionStatus.REJECTED,
-        AcquisitionStatus.PENDING, AcquisitionStatus.PENDING]
+        AcquisitionStatus.VALIDATED,
+        AcquisitionStatus.REFUSED,
+        AcquisitionStatus.REJECTED,
+        AcquisitionStatus.PENDING,
+        AcquisitionStatus.PENDING,
+    ]
 
 
 async def test_segments_without_tasking_id_resolve_the_icr_first() -> None:
@@ -747,28 +875,36 @@ def _paged_search(lines: list[dict[str, Any]]) -> Callable[[httpx.Request], http
     def answer(request: httpx.Request) -> httpx.Response:
         paging = body_of(request)["paging"]
         start, size = paging["startIndex"], paging["itemsPerPage"]
-        return httpx.Response(200, json=oa.search_page(lines[start:start + size], start, size,
-                                                      len(lines)))
+        return httpx.Response(200, json=oa.search_page(lines[start : start + size], start, size, len(lines)))
 
     return answer
 
 
-@pytest.mark.parametrize(("status", "quotation", "total", "phase"), [
-    ("PENDING", "PENDING", 0, RemotePhase.AWAITING_QUOTATION),
-    ("PENDING", "SENT", 0, RemotePhase.QUOTATION_READY),
-    ("IN_PROGRESS", "ACCEPTED", 0, RemotePhase.ACTIVE),
-    ("IN_PROGRESS", "ACCEPTED", 2, RemotePhase.ACQUIRING),
-    ("CANCELLED", "REFUSED", 0, RemotePhase.REJECTED),
-    ("CANCELLED", "ACCEPTED", 0, RemotePhase.CANCELLED),
-    ("COMPLETED", "ACCEPTED", 2, RemotePhase.COMPLETED),
-    ("DELIVERED", "ACCEPTED", 2, RemotePhase.COMPLETED),
-    ("FAILED", "ACCEPTED", 0, RemotePhase.FAILED),
-    ("MYSTERY", "WHATEVER", 0, RemotePhase.AWAITING_QUOTATION),
-])
+@pytest.mark.parametrize(
+    ("status", "quotation", "total", "phase"),
+    [
+        ("PENDING", "PENDING", 0, RemotePhase.AWAITING_QUOTATION),
+        ("PENDING", "SENT", 0, RemotePhase.QUOTATION_READY),
+        ("IN_PROGRESS", "ACCEPTED", 0, RemotePhase.ACTIVE),
+        ("IN_PROGRESS", "ACCEPTED", 2, RemotePhase.ACQUIRING),
+        ("CANCELLED", "REFUSED", 0, RemotePhase.REJECTED),
+        ("CANCELLED", "ACCEPTED", 0, RemotePhase.CANCELLED),
+        ("COMPLETED", "ACCEPTED", 2, RemotePhase.COMPLETED),
+        ("DELIVERED", "ACCEPTED", 2, RemotePhase.COMPLETED),
+        ("FAILED", "ACCEPTED", 0, RemotePhase.FAILED),
+        ("MYSTERY", "WHATEVER", 0, RemotePhase.AWAITING_QUOTATION),
+    ],
+)
 async def test_neo_status_mapping(status: str, quotation: str, total: int, phase: RemotePhase) -> None:
     fake = FakeApi()
-    line = oa.order_line("QUO22054973", status=status, quotation_status=quotation, total=total,
-                        proposed=min(total, 1), pct=50.0 if total else 0.0)
+    line = oa.order_line(
+        "QUO22054973",
+        status=status,
+        quotation_status=quotation,
+        total=total,
+        proposed=min(total, 1),
+        pct=50.0 if total else 0.0,
+    )
     fake.on("POST", "/api/v2/orders/search", _paged_search([line]))
     snap = (await make(fake).poll(["QUO22054973"]))["QUO22054973"]
     assert snap.phase is phase
@@ -778,13 +914,28 @@ async def test_neo_status_mapping(status: str, quotation: str, total: int, phase
 
 async def test_neo_sent_quotation_is_built() -> None:
     fake = FakeApi()
-    fake.on("POST", "/api/v2/orders/search", _paged_search([
-        oa.order_line("QUO22054973", status="PENDING", quotation_status="SENT", order_item_id=None,
-                     sales_order_id=None)]))
+    fake.on(
+        "POST",
+        "/api/v2/orders/search",
+        _paged_search(
+            [
+                oa.order_line(
+                    "QUO22054973",
+                    status="PENDING",
+                    quotation_status="SENT",
+                    order_item_id=None,
+                    sales_order_id=None,
+                )
+            ]
+        ),
+    )
     snap = await make(fake).get_order(NEO_PLACED)
     assert snap.quotation is not None
     assert (snap.quotation.id, snap.quotation.amount, snap.quotation.currency) == (
-        "QUO22054973", 12345.0, "EUR")
+        "QUO22054973",
+        12345.0,
+        "EUR",
+    )
     assert snap.quotation.decision is QuotationDecision.NOT_DECIDED
     assert snap.quotation.valid_until == datetime(2022, 5, 9, 9, tzinfo=UTC)
     sent = body_of(fake.api()[0])
@@ -808,20 +959,27 @@ async def test_neo_find_order_query_escapes_reference() -> None:
     assert found is not None
     assert found.tracking_key == "QUO7"
     assert body_of(fake.api()[0])["criteria"]["q"] == (
-        f"(customerReference:a\\:b\\ c) AND (contractId:{oa.NEO_CONTRACT})")
+        f"(customerReference:a\\:b\\ c) AND (contractId:{oa.NEO_CONTRACT})"
+    )
 
 
 async def test_coverages_to_acquisitions() -> None:
     fake = FakeApi()
-    placed = PlacedOrder(tracking_key="QUO22054973", refs={
-        "quotationId": "QUO22054973", "orderItemId": "WOI_000007805_1"})
-    items = [oa.coverage_item("CIE_1", "PROPOSED", 80.0), oa.coverage_item("CIE_2", "VALIDATED", 99.0),
-             oa.coverage_item("CIE_3", "REFUSED", 60.0)]
+    placed = PlacedOrder(
+        tracking_key="QUO22054973", refs={"quotationId": "QUO22054973", "orderItemId": "WOI_000007805_1"}
+    )
+    items = [
+        oa.coverage_item("CIE_1", "PROPOSED", 80.0),
+        oa.coverage_item("CIE_2", "VALIDATED", 99.0),
+        oa.coverage_item("CIE_3", "REFUSED", 60.0),
+    ]
     fake.on("POST", "/api/v1/coverages/search", _paged_search(items))
     acquisitions = await make(fake).list_acquisitions(placed)
     assert [(a.id, a.status) for a in acquisitions] == [
-        ("CIE_1", AcquisitionStatus.PROPOSED), ("CIE_2", AcquisitionStatus.VALIDATED),
-        ("CIE_3", AcquisitionStatus.REFUSED)]
+        ("CIE_1", AcquisitionStatus.PROPOSED),
+        ("CIE_2", AcquisitionStatus.VALIDATED),
+        ("CIE_3", AcquisitionStatus.REFUSED),
+    ]
     assert acquisitions[0].cloud_cover == pytest.approx(20.0)
     assert acquisitions[0].refs["archiveId"] == "ACQ_PNEO4_0001"
     assert body_of(fake.api()[0])["criteria"]["q"] == "(orderItemId:WOI_000007805_1)"
@@ -829,8 +987,13 @@ async def test_coverages_to_acquisitions() -> None:
 
 async def test_neo_acquisitions_before_acceptance_are_empty() -> None:
     fake = FakeApi()
-    fake.on("POST", "/api/v2/orders/search", _paged_search([
-        oa.order_line("QUO22054973", status="PENDING", quotation_status="SENT", order_item_id=None)]))
+    fake.on(
+        "POST",
+        "/api/v2/orders/search",
+        _paged_search(
+            [oa.order_line("QUO22054973", status="PENDING", quotation_status="SENT", order_item_id=None)]
+        ),
+    )
     assert await make(fake).list_acquisitions(NEO_PLACED) == []
 
 
@@ -845,13 +1008,13 @@ async def test_neo_decisions(accept: bool) -> None:
     await provider.decide_acquisition(NEO_PLACED, "CIE_1", accept)
     assert [(r.method, r.url.path) for r in fake.api()] == [
         ("PUT", f"/api/v1/contracts/{oa.NEO_CONTRACT}/quotations/QUO22054973/{verb}"),
-        ("POST", f"/api/v1/coverages/CIE_1/{verb}")]
+        ("POST", f"/api/v1/coverages/CIE_1/{verb}"),
+    ]
 
 
 async def test_quotation_accept_5xx_is_outcome_unknown() -> None:
     fake = FakeApi()
-    fake.on("PUT", f"/api/v1/contracts/{oa.NEO_CONTRACT}/quotations/QUO22054973/accept",
-            (500, oa.UNEXPECTED))
+    fake.on("PUT", f"/api/v1/contracts/{oa.NEO_CONTRACT}/quotations/QUO22054973/accept", (500, oa.UNEXPECTED))
     with pytest.raises(OutcomeUnknown):
         await make(fake).decide_quotation(NEO_PLACED, "QUO22054973", True)
     assert len(fake.api()) == 1
@@ -860,8 +1023,11 @@ async def test_quotation_accept_5xx_is_outcome_unknown() -> None:
 @pytest.mark.parametrize(("total", "verb"), [(0, "cancel"), (2, "stop")])
 async def test_neo_cancel_or_stop(total: int, verb: str) -> None:
     fake = FakeApi()
-    fake.on("POST", "/api/v2/orders/search", _paged_search([
-        oa.order_line("QUO22054973", total=total, proposed=0)]))
+    fake.on(
+        "POST",
+        "/api/v2/orders/search",
+        _paged_search([oa.order_line("QUO22054973", total=total, proposed=0)]),
+    )
     fake.on("POST", f"/api/v1/orders/WOI_000007805_1/{verb}", (200, {}))
     await make(fake).cancel(NEO_PLACED)
     assert fake.api()[-1].url.path == f"/api/v1/orders/WOI_000007805_1/{verb}"
@@ -869,8 +1035,13 @@ async def test_neo_cancel_or_stop(total: int, verb: str) -> None:
 
 async def test_neo_cancel_before_acceptance_refuses_the_quotation() -> None:
     fake = FakeApi()
-    fake.on("POST", "/api/v2/orders/search", _paged_search([
-        oa.order_line("QUO22054973", status="PENDING", quotation_status="SENT", order_item_id=None)]))
+    fake.on(
+        "POST",
+        "/api/v2/orders/search",
+        _paged_search(
+            [oa.order_line("QUO22054973", status="PENDING", quotation_status="SENT", order_item_id=None)]
+        ),
+    )
     fake.on("PUT", f"/api/v1/contracts/{oa.NEO_CONTRACT}/quotations/QUO22054973/refuse", (200, {}))
     await make(fake).cancel(NEO_PLACED)
     assert fake.api()[-1].method == "PUT"
@@ -882,8 +1053,10 @@ async def test_neo_cancel_before_acceptance_refuses_the_quotation() -> None:
 async def test_validate_rules() -> None:
     provider = make(FakeApi())
     await provider.validate(oa.request(programming_type="ONEDAY"))
-    big = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.5, 43.0], [1.5, 44.0], [1.0, 44.0],
-                                               [1.0, 43.0]]]}  # about 4500 km²
+    big = {
+        "type": "Polygon",
+        "coordinates": [[[1.0, 43.0], [1.5, 43.0], [1.5, 44.0], [1.0, 44.0], [1.0, 43.0]]],
+    }  # about 4500 km²
     with pytest.raises(InvalidOrderParams, match="aoi"):
         await provider.validate(oa.request(programming_type="ONEDAY", aoi=big))
     await provider.validate(oa.request("SPOT", "ONENOW", aoi=big))  # SPOT allows up to 7200 km²
@@ -891,7 +1064,8 @@ async def test_validate_rules() -> None:
         await provider.validate(oa.request(processing={"spectralProcessing": "full_bundle"}))
     await provider.validate(oa.request("PLEIADESNEO", processing={"spectralProcessing": "full_bundle"}))
     with pytest.raises(InvalidOrderParams, match="pixelCoding"):
-        await provider.validate(oa.request(processing={"pixelCoding": "8bits",
-                                                      "radiometricProcessing": "basic"}))
+        await provider.validate(
+            oa.request(processing={"pixelCoding": "8bits", "radiometricProcessing": "basic"})
+        )
     with pytest.raises(InvalidOrderParams, match="providerOptions"):
         await provider.validate(oa.request(providerOptions={"x": {"nested": 1}}))

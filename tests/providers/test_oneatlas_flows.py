@@ -44,24 +44,51 @@ class Sleeps:
         self.delays.append(delay)
 
 
-def provider_for(sim: OneAtlasSimulator, *, api_key: str = "sim-oneatlas-key",
-                 sleeps: Sleeps | None = None, page_size: int = 100) -> OneAtlasProvider:
+def provider_for(
+    sim: OneAtlasSimulator,
+    *,
+    api_key: str = "sim-oneatlas-key",
+    sleeps: Sleeps | None = None,
+    page_size: int = 100,
+) -> OneAtlasProvider:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app))
-    settings = oa.settings(api_key=api_key, contract_id=LEGACY.contract_id,
-                          neo_contract_id=NEO.contract_id, workspace_id=LEGACY.workspace,
-                          auth_url=HOST + AUTH_PATH, base_url=HOST)
-    return OneAtlasProvider(settings, oa.http_settings(max_retries=8), client=client,
-                            sleep=sleeps or Sleeps(),
-                            page_size=page_size)
+    settings = oa.settings(
+        api_key=api_key,
+        contract_id=LEGACY.contract_id,
+        neo_contract_id=NEO.contract_id,
+        workspace_id=LEGACY.workspace,
+        auth_url=HOST + AUTH_PATH,
+        base_url=HOST,
+    )
+    return OneAtlasProvider(
+        settings,
+        oa.http_settings(max_retries=8),
+        client=client,
+        sleep=sleeps or Sleeps(),
+        page_size=page_size,
+    )
 
 
-def order_request(sim: OneAtlasSimulator, mission: str = "PLEIADES", ptype: str = "ONEPLAN", *,
-                  days: float = 70, ref: str = "ref-1", **fields: Any) -> OrderRequest:
+def order_request(
+    sim: OneAtlasSimulator,
+    mission: str = "PLEIADES",
+    ptype: str = "ONEPLAN",
+    *,
+    days: float = 70,
+    ref: str = "ref-1",
+    **fields: Any,
+) -> OrderRequest:
     start = sim.core.clock.now()
     end = start.timestamp() + days * DAY
-    return oa.request(mission, ptype, start=start.isoformat(),
-                     end=datetime.fromtimestamp(end, UTC).isoformat(), customerReference=ref,
-                     requestId=f"req-{ref}", **fields)
+    return oa.request(
+        mission,
+        ptype,
+        start=start.isoformat(),
+        end=datetime.fromtimestamp(end, UTC).isoformat(),
+        customerReference=ref,
+        requestId=f"req-{ref}",
+        **fields,
+    )
 
 
 async def place_once(provider: OneAtlasProvider, req: OrderRequest, ctx: OrderContext) -> PlacedOrder:
@@ -103,9 +130,14 @@ async def prepare(provider: OneAtlasProvider, req: OrderRequest) -> OrderContext
 
 
 async def drive(
-    sim: OneAtlasSimulator, provider: OneAtlasProvider, req: OrderRequest, *,
-    accept_quotation: bool = True, decide: Callable[[Acquisition], bool] = lambda a: True,
-    each_step: Callable[[OrderSnapshot], None] | None = None, step: float = DAY,
+    sim: OneAtlasSimulator,
+    provider: OneAtlasProvider,
+    req: OrderRequest,
+    *,
+    accept_quotation: bool = True,
+    decide: Callable[[Acquisition], bool] = lambda a: True,
+    each_step: Callable[[OrderSnapshot], None] | None = None,
+    step: float = DAY,
     max_steps: int = 200,
 ) -> Flow:
     """Drive one request to a terminal phase: poll, decide, list acquisitions, advance the clock."""
@@ -148,9 +180,14 @@ def dedupe(phases: list[RemotePhase]) -> list[RemotePhase]:
 # ============================================================================= nominal flows
 
 
-@pytest.mark.parametrize(("mission", "ptype"), [
-    ("PLEIADES", "ONEPLAN"), ("SPOT", "ONEPLAN"), ("PLEIADES", "ONESERIES"),
-])
+@pytest.mark.parametrize(
+    ("mission", "ptype"),
+    [
+        ("PLEIADES", "ONEPLAN"),
+        ("SPOT", "ONEPLAN"),
+        ("PLEIADES", "ONESERIES"),
+    ],
+)
 async def test_plan_flows_complete(mission: str, ptype: str) -> None:
     sim = OneAtlasSimulator()
     provider = provider_for(sim)
@@ -160,8 +197,7 @@ async def test_plan_flows_complete(mission: str, ptype: str) -> None:
     assert dedupe(flow.phases)[:1] == [RemotePhase.ACTIVE]
     assert RemotePhase.ACQUIRING in flow.phases
     assert flow.acquisitions
-    assert all(a.status is AcquisitionStatus.VALIDATED
-                                     for a in flow.acquisitions)
+    assert all(a.status is AcquisitionStatus.VALIDATED for a in flow.acquisitions)
     assert all(a.cloud_cover is not None and a.cloud_cover <= 20 for a in flow.acquisitions)
     assert sim.paid_order_count("ref-1") == 1
     icr = sim.order("ref-1")
@@ -194,8 +230,9 @@ async def test_stereo_manual_study_then_proposals_accepted_and_refused() -> None
     snap = await provider.get_order(placed)
     assert snap.phase is RemotePhase.FEASIBILITY_STUDY
     sim.advance(DAY)
-    assert (await provider.poll([placed.tracking_key]))[placed.tracking_key].phase is \
-        RemotePhase.FEASIBILITY_STUDY
+    assert (await provider.poll([placed.tracking_key]))[
+        placed.tracking_key
+    ].phase is RemotePhase.FEASIBILITY_STUDY
     sim.finish_study(placed.tracking_key)
     assert (await provider.get_order(placed)).phase is RemotePhase.ACTIVE
     cloudy = sim.propose_acquisition(placed.tracking_key, cloud_cover=35.0)
@@ -241,8 +278,7 @@ async def test_neo_oneplan_quotation_accepted() -> None:
     provider = provider_for(sim)
     flow = await drive(sim, provider, order_request(sim, "PLEIADESNEO", ref="neo-1"), step=DAY / 4)
     phases = dedupe(flow.phases)
-    assert phases[:3] == [RemotePhase.AWAITING_QUOTATION, RemotePhase.QUOTATION_READY,
-                          RemotePhase.ACTIVE]
+    assert phases[:3] == [RemotePhase.AWAITING_QUOTATION, RemotePhase.QUOTATION_READY, RemotePhase.ACTIVE]
     assert flow.snapshot.phase is RemotePhase.COMPLETED
     assert flow.snapshot.coverage_pct == 100.0
     assert flow.placed.tracking_key.startswith("QUO")
@@ -255,8 +291,9 @@ async def test_neo_oneplan_quotation_accepted() -> None:
 async def test_neo_quotation_refused_is_rejected_and_unpaid() -> None:
     sim = OneAtlasSimulator()
     provider = provider_for(sim)
-    flow = await drive(sim, provider, order_request(sim, "PLEIADESNEO", ref="neo-2"),
-                       accept_quotation=False, step=DAY / 4)
+    flow = await drive(
+        sim, provider, order_request(sim, "PLEIADESNEO", ref="neo-2"), accept_quotation=False, step=DAY / 4
+    )
     assert flow.snapshot.phase is RemotePhase.REJECTED
     assert sim.paid_order_count("neo-2") == 0
     assert flow.acquisitions == []
@@ -317,8 +354,7 @@ async def test_feasibility_rules_and_no_capacity() -> None:
     assert (auto.automation, auto.classification) == (Automation.AUTOMATIC, "EASY")
     short = await provider.check_feasibility(order_request(sim, days=45))
     assert (short.automation, short.classification) == (Automation.AUTOMATIC, "CHALLENGING")
-    for constraints in ({"maxCloudCover": 9}, {"maxIncidenceAngle": 19},
-                        {"acquisitionMode": "TRISTEREO"}):
+    for constraints in ({"maxCloudCover": 9}, {"maxIncidenceAngle": 19}, {"acquisitionMode": "TRISTEREO"}):
         result = await provider.check_feasibility(order_request(sim, constraints=constraints))
         assert result.automation is Automation.MANUAL, constraints
     neo = await provider.check_feasibility(order_request(sim, "PLEIADESNEO"))
@@ -340,14 +376,22 @@ async def test_no_attempt_aoi_is_not_feasible() -> None:
 async def test_attempts_answer_object_with_wkt_and_future_deadlines() -> None:
     sim = OneAtlasSimulator()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url=HOST)
-    token = (await client.post(AUTH_PATH, data={"apikey": "sim-oneatlas-key",
-                                                "grant_type": "api_key", "client_id": "IDP"})).json()
-    body = {"progTypeNames": ["ONEDAY"], "missions": ["PLEIADES"], "contractId": LEGACY.contract_id,
-            "acquisitionDate": {"startDate": "2020-01-01T00:00:00.000Z", "endDate": None},
-            "optical": {"acquisitionMode": "MONO", "maxCloudCover": 25, "maxIncidenceAngle": 30},
-            "aoi": oa.TOULOUSE["coordinates"]}  # the spec's bare coordinate array
-    answer = await client.post("/api/v1/attempts", json=body,
-                               headers={"Authorization": f"Bearer {token['access_token']}"})
+    token = (
+        await client.post(
+            AUTH_PATH, data={"apikey": "sim-oneatlas-key", "grant_type": "api_key", "client_id": "IDP"}
+        )
+    ).json()
+    body = {
+        "progTypeNames": ["ONEDAY"],
+        "missions": ["PLEIADES"],
+        "contractId": LEGACY.contract_id,
+        "acquisitionDate": {"startDate": "2020-01-01T00:00:00.000Z", "endDate": None},
+        "optical": {"acquisitionMode": "MONO", "maxCloudCover": 25, "maxIncidenceAngle": 30},
+        "aoi": oa.TOULOUSE["coordinates"],
+    }  # the spec's bare coordinate array
+    answer = await client.post(
+        "/api/v1/attempts", json=body, headers={"Authorization": f"Bearer {token['access_token']}"}
+    )
     assert answer.status_code == 200
     caps = answer.json()["progCapacities"]
     assert isinstance(caps, dict)
@@ -361,9 +405,12 @@ async def test_attempts_answer_object_with_wkt_and_future_deadlines() -> None:
 async def test_unknown_contract_is_e2203() -> None:
     sim = OneAtlasSimulator()
     provider = OneAtlasProvider(
-        oa.settings(contract_id="CTR_NOPE", auth_url=HOST + AUTH_PATH, base_url=HOST,
-                   api_key="sim-oneatlas-key"),
-        oa.http_settings(), client=httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)))
+        oa.settings(
+            contract_id="CTR_NOPE", auth_url=HOST + AUTH_PATH, base_url=HOST, api_key="sim-oneatlas-key"
+        ),
+        oa.http_settings(),
+        client=httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)),
+    )
     with pytest.raises(ProviderRejected) as info:
         await provider.check_feasibility(order_request(sim))
     assert info.value.provider_code == "E2203"
@@ -385,10 +432,14 @@ async def test_simulator_refuses_flattened_options() -> None:
     body = provider.order_body(req, OrderContext())
     body["optionsPerProductType"] = body["optionsPerProductType"][0]["options"]  # the doc bug
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url=HOST)
-    token = (await client.post(AUTH_PATH, data={"apikey": "sim-oneatlas-key",
-                                                "grant_type": "api_key", "client_id": "IDP"})).json()
-    answer = await client.post("/api/v1/orders", json=body,
-                               headers={"Authorization": f"Bearer {token['access_token']}"})
+    token = (
+        await client.post(
+            AUTH_PATH, data={"apikey": "sim-oneatlas-key", "grant_type": "api_key", "client_id": "IDP"}
+        )
+    ).json()
+    answer = await client.post(
+        "/api/v1/orders", json=body, headers={"Authorization": f"Bearer {token['access_token']}"}
+    )
     assert answer.status_code == 400
     assert "optionsPerProductType" in answer.json()["message"]
     assert sim.paid_orders() == 0
@@ -398,21 +449,37 @@ async def test_simulator_refuses_flattened_options() -> None:
 
 
 FAULTS: dict[str, list[Fault]] = {
-    "5xx": [Fault("status", path=r"/api/v1/contracts/.*/taskings", times=3, status=503),
-            Fault("status", path=r"/api/v1/feasibility", times=1),
-            Fault("status", path=r"/api/v2/orders/search", times=2, status=502),
-            Fault("status", path=r"/api/v1/orders", method="POST", times=1)],
-    "429": [Fault("status", path=".*", times=4, status=429, retry_after=3,
-                  body={"correlationId": "x", "hint": "", "internalCode": "RATE",
-                        "message": "Too many requests", "timestamp": 0})],
+    "5xx": [
+        Fault("status", path=r"/api/v1/contracts/.*/taskings", times=3, status=503),
+        Fault("status", path=r"/api/v1/feasibility", times=1),
+        Fault("status", path=r"/api/v2/orders/search", times=2, status=502),
+        Fault("status", path=r"/api/v1/orders", method="POST", times=1),
+    ],
+    "429": [
+        Fault(
+            "status",
+            path=".*",
+            times=4,
+            status=429,
+            retry_after=3,
+            body={
+                "correlationId": "x",
+                "hint": "",
+                "internalCode": "RATE",
+                "message": "Too many requests",
+                "timestamp": 0,
+            },
+        )
+    ],
     "latency": [Fault("latency", path=".*", times=10, delay=0.01)],
     "flaky": [Fault("status", path=r"/api/.*", times=None, probability=0.25, status=500)],
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-@pytest.mark.parametrize(("mission", "ptype"), [
-    ("PLEIADES", "ONEPLAN"), ("PLEIADES", "ONEDAY"), ("PLEIADESNEO", "ONEPLAN")])
+@pytest.mark.parametrize(
+    ("mission", "ptype"), [("PLEIADES", "ONEPLAN"), ("PLEIADES", "ONEDAY"), ("PLEIADESNEO", "ONEPLAN")]
+)
 async def test_flows_under_faults_pay_exactly_once(fault: str, mission: str, ptype: str) -> None:
     sim = OneAtlasSimulator()
     sleeps = Sleeps()
@@ -426,9 +493,13 @@ async def test_flows_under_faults_pay_exactly_once(fault: str, mission: str, pty
             sim.expire_tokens()
             expired.append(1)
 
-    flow = await drive(sim, provider, order_request(sim, mission, ptype, days=70 if ptype ==
-                                                    "ONEPLAN" else 7), step=DAY / 2,
-                       each_step=expire_sometimes)
+    flow = await drive(
+        sim,
+        provider,
+        order_request(sim, mission, ptype, days=70 if ptype == "ONEPLAN" else 7),
+        step=DAY / 2,
+        each_step=expire_sometimes,
+    )
     assert flow.snapshot.phase is RemotePhase.COMPLETED
     assert sim.paid_order_count("ref-1") == 1
     assert sim.paid_orders() == 1
@@ -471,8 +542,9 @@ async def test_lost_neo_order_answer_is_found_by_reference() -> None:
 async def test_poll_load_is_bounded_by_pages() -> None:
     sim = OneAtlasSimulator()
     provider = provider_for(sim, page_size=100)
-    placed = [await provider.place_order(order_request(sim, ref=f"load-{n}"), OrderContext())
-              for n in range(250)]
+    placed = [
+        await provider.place_order(order_request(sim, ref=f"load-{n}"), OrderContext()) for n in range(250)
+    ]
     before = len(sim.core.calls)
     snapshots = await provider.poll([p.tracking_key for p in placed])
     assert len(snapshots) == 250
@@ -514,16 +586,18 @@ async def test_sim_http_controls() -> None:
     assert snap.quotation is not None
     assert snap.quotation.amount == 999
     await provider.decide_quotation(placed, snap.quotation.id, accept=True)
-    added = (await client.post(f"/_sim/orders/{placed.tracking_key}/acquisitions",
-                               json={"cloudCover": 12.5, "incidenceAngle": 9})).json()
+    added = (
+        await client.post(
+            f"/_sim/orders/{placed.tracking_key}/acquisitions", json={"cloudCover": 12.5, "incidenceAngle": 9}
+        )
+    ).json()
     [acq] = await provider.list_acquisitions(placed)
     assert acq.id == added["id"]
     assert acq.incidence_angle == 9
     assert (await client.get("/_sim/paid-orders")).json() == {"count": 1, "byReference": {"ops-1": 1}}
     await client.post(f"/_sim/orders/{placed.tracking_key}/status", json={"status": "FAILED"})
     assert (await provider.get_order(placed)).phase is RemotePhase.FAILED
-    await client.post("/_sim/faults", json={"kind": "status", "path": "/api/v1/contracts",
-                                            "status": 418})
+    await client.post("/_sim/faults", json={"kind": "status", "path": "/api/v1/contracts", "status": 418})
     calls_before = len((await client.get("/_sim/calls")).json()["calls"])
     token = await provider._tokens.get()
     teapot = await client.get("/api/v1/contracts", headers={"Authorization": f"Bearer {token}"})

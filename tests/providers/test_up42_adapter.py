@@ -98,8 +98,9 @@ def sleeps() -> list[float]:
     return []
 
 
-def make(fake: FakeUp42, sleeps: list[float] | None = None, clock: Clock | None = None,
-         **overrides: Any) -> Up42Provider:
+def make(
+    fake: FakeUp42, sleeps: list[float] | None = None, clock: Clock | None = None, **overrides: Any
+) -> Up42Provider:
     async def no_sleep(delay: float) -> None:
         if sleeps is not None:
             sleeps.append(delay)
@@ -141,8 +142,12 @@ async def test_password_grant_form_and_bearer(fake: FakeUp42, client_id: str) ->
     (token_request,) = fake.token_requests()
     assert str(token_request.url) == p.AUTH
     assert token_request.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert form_of(token_request) == {"grant_type": "password", "username": p.USERNAME,
-                                      "password": p.PASSWORD, "client_id": client_id}
+    assert form_of(token_request) == {
+        "grant_type": "password",
+        "username": p.USERNAME,
+        "password": p.PASSWORD,
+        "client_id": client_id,
+    }
     (api,) = fake.sent("GET", f"/v2/orders/{p.ORDER_ID}")
     assert api.headers["authorization"] == "Bearer eyJ.sim.token-1"
     assert "authorization" not in token_request.headers
@@ -164,14 +169,14 @@ async def test_token_renewed_30s_before_its_5_minutes(fake: FakeUp42) -> None:
 
 
 async def test_one_renewal_on_401_then_success(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(401, p.LEGACY_EXPIRED),
-            reply(200, p.order(status="PLACED")))
+    fake.on(
+        "GET", f"/v2/orders/{p.ORDER_ID}", reply(401, p.LEGACY_EXPIRED), reply(200, p.order(status="PLACED"))
+    )
     snapshot = await make(fake).get_order(PLACED)
     assert snapshot.phase is RemotePhase.ACTIVE
     assert len(fake.token_requests()) == 2
     calls = fake.sent("GET", f"/v2/orders/{p.ORDER_ID}")
-    assert [c.headers["authorization"] for c in calls] == ["Bearer eyJ.sim.token-1",
-                                                           "Bearer eyJ.sim.token-2"]
+    assert [c.headers["authorization"] for c in calls] == ["Bearer eyJ.sim.token-1", "Bearer eyJ.sim.token-2"]
 
 
 async def test_persistent_401_is_an_auth_error_after_one_renewal(fake: FakeUp42) -> None:
@@ -227,10 +232,17 @@ async def test_order_body_params_geometry_display_name_tags(fake: FakeUp42) -> N
     assert placed == PlacedOrder(tracking_key=p.ORDER_ID, refs={"orderId": p.ORDER_ID})
     body = body_of(fake.sent("POST", "/v2/orders")[0])
     assert body["params"] == {
-        "acquisitionStart": "2026-08-01T00:00:00.000Z", "acquisitionEnd": "2026-10-01T00:00:00.000Z",
-        "acquisitionMode": "mono", "cloudCoverage": 10, "incidenceAngle": 10,
-        "geometricProcessing": "ortho", "spectralProcessing": "bundle", "pixelCoding": "12bits",
-        "radiometricProcessing": "reflectance", "deliveredAs": "geotiff", "projection": "4326",
+        "acquisitionStart": "2026-08-01T00:00:00.000Z",
+        "acquisitionEnd": "2026-10-01T00:00:00.000Z",
+        "acquisitionMode": "mono",
+        "cloudCoverage": 10,
+        "incidenceAngle": 10,
+        "geometricProcessing": "ortho",
+        "spectralProcessing": "bundle",
+        "pixelCoding": "12bits",
+        "radiometricProcessing": "reflectance",
+        "deliveredAs": "geotiff",
+        "projection": "4326",
         "extraDescription": "Capture high resolution images over my AOI",
     }
     assert isinstance(body["params"]["cloudCoverage"], int)
@@ -243,8 +255,9 @@ async def test_order_body_params_geometry_display_name_tags(fake: FakeUp42) -> N
 
 async def test_required_single_values_filled_from_schema(fake: FakeUp42) -> None:
     fake.on("POST", "/v2/orders", reply(200, p.CREATE_OK))
-    request = p.order_request(processing=None, comments=None,
-                              constraints={"maxCloudCover": 12.7, "maxIncidenceAngle": 30})
+    request = p.order_request(
+        processing=None, comments=None, constraints={"maxCloudCover": 12.7, "maxIncidenceAngle": 30}
+    )
     await make(fake).place_order(request, CTX)
     params = body_of(fake.sent("POST", "/v2/orders")[0])["params"]
     assert params["geometricProcessing"] == "ortho"
@@ -271,16 +284,24 @@ async def test_custom_display_name_and_unsafe_reference(fake: FakeUp42) -> None:
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
-        ({"constraints": {"maxCloudCover": 50}},
-         ["params.cloudCoverage", "constraints.maxCloudCover", "maximum"]),
+        (
+            {"constraints": {"maxCloudCover": 50}},
+            ["params.cloudCoverage", "constraints.maxCloudCover", "maximum"],
+        ),
         ({"constraints": {"maxIncidenceAngle": 2}}, ["params.incidenceAngle", "minimum"]),
-        ({"processing": {"processingLevel": "primary"}},
-         ["params.geometricProcessing", "processing.processingLevel", "anyOf", "ortho"]),
-        ({"providerOptions": {"spectralProcessing": "pansharpened"}},
-         ["params.spectralProcessing", "providerOptions.spectralProcessing"]),
+        (
+            {"processing": {"processingLevel": "primary"}},
+            ["params.geometricProcessing", "processing.processingLevel", "anyOf", "ortho"],
+        ),
+        (
+            {"providerOptions": {"spectralProcessing": "pansharpened"}},
+            ["params.spectralProcessing", "providerOptions.spectralProcessing"],
+        ),
         ({"providerOptions": {"colour": "blue"}}, ["additionalProperties", "colour"]),
-        ({"providerOptions": {"geometry": {"type": "Point", "coordinates": [0, 0]}}},
-         ["providerOptions.geometry", "featureCollection"]),
+        (
+            {"providerOptions": {"geometry": {"type": "Point", "coordinates": [0, 0]}}},
+            ["providerOptions.geometry", "featureCollection"],
+        ),
     ],
 )
 async def test_invalid_params_name_the_field_and_nothing_is_sent(
@@ -301,9 +322,12 @@ async def test_schema_drives_names_and_requirements_maxar(fake: FakeUp42) -> Non
     with pytest.raises(InvalidOrderParams, match=r"params\.spectralBands.*required"):
         await provider.validate(p.order_request(product=product, processing=None))
     fake.on("POST", "/v2/orders", reply(200, p.CREATE_OK))
-    request = p.order_request(product=product, processing=None,
-                              providerOptions={"spectralBands": "bundle_8_band"},
-                              constraints={"maxCloudCover": 25, "maxIncidenceAngle": 10})
+    request = p.order_request(
+        product=product,
+        processing=None,
+        providerOptions={"spectralBands": "bundle_8_band"},
+        constraints={"maxCloudCover": 25, "maxIncidenceAngle": 10},
+    )
     await provider.place_order(request, CTX)
     params = body_of(fake.sent("POST", "/v2/orders")[0])["params"]
     assert params["maxCloudCover"] == 25
@@ -321,9 +345,14 @@ async def test_product_without_the_parameter_or_geometry_type(fake: FakeUp42) ->
     with pytest.raises(InvalidOrderParams, match=r"constraints\.maxIncidenceAngle.*no such parameter"):
         await provider.validate(p.order_request(product=blacksky, processing=None))
     with pytest.raises(InvalidOrderParams, match=r"params\.geometry\.type"):
-        await provider.validate(p.order_request(
-            product=blacksky, processing=None, comments=None,
-            constraints={"maxCloudCover": 40, "maxIncidenceAngle": None}))
+        await provider.validate(
+            p.order_request(
+                product=blacksky,
+                processing=None,
+                comments=None,
+                constraints={"maxCloudCover": 40, "maxIncidenceAngle": None},
+            )
+        )
 
 
 # ------------------------------------------------------------------------------ estimate, create
@@ -378,8 +407,12 @@ async def test_write_5xx_is_outcome_unknown_never_resent(fake: FakeUp42, status:
 async def test_find_order_walks_pages_and_matches_the_exact_tag(fake: FakeUp42) -> None:
     other = p.order("00000000-0000-4000-8000-00000000000a", tags=["req-panama-001-old"])
     match = p.order(tags=["req-panama-001", "team"])
-    fake.on("GET", "/v2/orders", reply(200, p.page([other], number=0, size=1, total=2)),
-            reply(200, p.page([match], number=1, size=1, total=2)))
+    fake.on(
+        "GET",
+        "/v2/orders",
+        reply(200, p.page([other], number=0, size=1, total=2)),
+        reply(200, p.page([match], number=1, size=1, total=2)),
+    )
     found = await make(fake).find_order(p.order_request())
     assert found == PlacedOrder(tracking_key=p.ORDER_ID, refs={"orderId": p.ORDER_ID})
     pages = fake.sent("GET", "/v2/orders")
@@ -441,9 +474,13 @@ async def test_status_mapping_without_extra_reads(
 
 @pytest.mark.parametrize(
     ("status", "sub"),
-    [("BEING_FULFILLED", "FEASIBILITY_WAITING_UPLOAD"), ("DOWNLOADED", None),
-     ("DELIVERY_INITIALIZATION_FAILED", None), ("DOWNLOAD_FAILED", "QUOTATION_ACCEPTED"),
-     ("FULFILLED", "QUOTATION_ACCEPTED")],
+    [
+        ("BEING_FULFILLED", "FEASIBILITY_WAITING_UPLOAD"),
+        ("DOWNLOADED", None),
+        ("DELIVERY_INITIALIZATION_FAILED", None),
+        ("DOWNLOAD_FAILED", "QUOTATION_ACCEPTED"),
+        ("FULFILLED", "QUOTATION_ACCEPTED"),
+    ],
 )
 async def test_acquiring_and_completed_read_coverage(fake: FakeUp42, status: str, sub: str | None) -> None:
     fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(200, p.order(status=status, sub_status=sub)))
@@ -457,8 +494,7 @@ async def test_acquiring_and_completed_read_coverage(fake: FakeUp42, status: str
 
 
 async def test_manual_study_waiting_for_an_option(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}",
-            reply(200, p.order(sub_status="FEASIBILITY_WAITING_RESPONSE")))
+    fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(200, p.order(sub_status="FEASIBILITY_WAITING_RESPONSE")))
     fake.on("GET", STUDIES, reply(200, p.page([p.MANUAL_STUDY_OPEN])))
     snapshot = await make(fake).get_order(PLACED)
     assert snapshot.phase is RemotePhase.AWAITING_OPTION
@@ -472,8 +508,7 @@ async def test_manual_study_waiting_for_an_option(fake: FakeUp42) -> None:
 
 
 async def test_quotation_ready_with_auto_study(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}",
-            reply(200, p.order(sub_status="QUOTATION_WAITING_RESPONSE")))
+    fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(200, p.order(sub_status="QUOTATION_WAITING_RESPONSE")))
     fake.on("GET", STUDIES, reply(200, p.page([p.AUTO_STUDY])))
     fake.on("GET", QUOTES, reply(200, p.page([p.quotation()])))
     snapshot = await make(fake).get_order(PLACED)
@@ -490,9 +525,12 @@ async def test_quotation_ready_with_auto_study(fake: FakeUp42) -> None:
 
 
 async def test_lagging_sub_status_is_corrected_by_the_objects(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}",
-            reply(200, p.order(sub_status="FEASIBILITY_WAITING_RESPONSE")),
-            reply(200, p.order(sub_status="QUOTATION_WAITING_RESPONSE")))
+    fake.on(
+        "GET",
+        f"/v2/orders/{p.ORDER_ID}",
+        reply(200, p.order(sub_status="FEASIBILITY_WAITING_RESPONSE")),
+        reply(200, p.order(sub_status="QUOTATION_WAITING_RESPONSE")),
+    )
     fake.on("GET", STUDIES, reply(200, p.page([p.manual_study_decided()])))
     fake.on("GET", QUOTES, reply(200, p.page([])))
     provider = make(fake)
@@ -505,9 +543,12 @@ async def test_lagging_sub_status_is_corrected_by_the_objects(fake: FakeUp42) ->
 
 
 async def test_unknown_status_keeps_the_previous_phase(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}",
-            reply(200, p.order(status="BEING_FULFILLED", sub_status=None)),
-            reply(200, p.order(status="FUTURE_STATUS", sub_status=None)))
+    fake.on(
+        "GET",
+        f"/v2/orders/{p.ORDER_ID}",
+        reply(200, p.order(status="BEING_FULFILLED", sub_status=None)),
+        reply(200, p.order(status="FUTURE_STATUS", sub_status=None)),
+    )
     fake.on("GET", f"/v2/coverage/orders/{p.ORDER_ID}", reply(200, p.COVERAGE))
     provider = make(fake)
     assert (await provider.get_order(PLACED)).phase is RemotePhase.ACQUIRING
@@ -526,8 +567,9 @@ def _fleet(n: int) -> list[dict[str, Any]]:
         if i % 50 == 0:
             orders.append(p.order(order_id, sub_status="FEASIBILITY_WAITING_RESPONSE"))
         elif i % 3 == 0:
-            orders.append(p.order(order_id, status="BEING_FULFILLED",
-                                  sub_status="FEASIBILITY_WAITING_UPLOAD"))
+            orders.append(
+                p.order(order_id, status="BEING_FULFILLED", sub_status="FEASIBILITY_WAITING_UPLOAD")
+            )
         else:
             orders.append(p.order(order_id, status="PLACED", sub_status="QUOTATION_ACCEPTED"))
     return orders
@@ -536,7 +578,7 @@ def _fleet(n: int) -> list[dict[str, Any]]:
 def _paged(orders: list[dict[str, Any]]) -> Callable[[httpx.Request], httpx.Response]:
     def listing(request: httpx.Request) -> httpx.Response:
         number, size = int(request.url.params["page"]), int(request.url.params["size"])
-        chunk = orders[number * size:(number + 1) * size]
+        chunk = orders[number * size : (number + 1) * size]
         return reply(200, p.page(chunk, number=number, size=size, total=len(orders)))
 
     return listing
@@ -584,9 +626,19 @@ async def test_poll_stops_once_every_key_was_seen(fake: FakeUp42) -> None:
 
 
 async def test_deliveries_from_stac_search_with_paging(fake: FakeUp42) -> None:
-    first = {"type": "FeatureCollection", "features": [p.stac_item("item-1", 4.5)],
-             "links": [{"rel": "next", "href": f"{p.BASE}/v2/assets/stac/search", "method": "POST",
-                        "body": {"token": "page-2"}, "merge": True}]}
+    first = {
+        "type": "FeatureCollection",
+        "features": [p.stac_item("item-1", 4.5)],
+        "links": [
+            {
+                "rel": "next",
+                "href": f"{p.BASE}/v2/assets/stac/search",
+                "method": "POST",
+                "body": {"token": "page-2"},
+                "merge": True,
+            }
+        ],
+    }
     second = {"type": "FeatureCollection", "features": [p.stac_item("item-2", 12.0)], "links": []}
     fake.on("POST", "/v2/assets/stac/search", reply(200, first), reply(200, second))
     acquisitions = await make(fake).list_acquisitions(PLACED)
@@ -684,8 +736,10 @@ async def test_already_accepted_quotation_sends_no_patch(fake: FakeUp42) -> None
 
 @pytest.mark.parametrize(
     ("status", "body", "fragment"),
-    [(405, p.QUOTATION_405, "write-protected"),
-     (403, {"status": 403, "title": "Forbidden", "detail": {}}, "Viewer and Member")],
+    [
+        (405, p.QUOTATION_405, "write-protected"),
+        (403, {"status": 403, "title": "Forbidden", "detail": {}}, "Viewer and Member"),
+    ],
 )
 async def test_quotation_patch_refusals(fake: FakeUp42, status: int, body: Any, fragment: str) -> None:
     fake.on("GET", QUOTES, reply(200, p.page([p.quotation()])))
@@ -710,21 +764,29 @@ async def test_quotation_patch_5xx_is_outcome_unknown(fake: FakeUp42) -> None:
 @pytest.mark.parametrize("status", ["CREATED", "PLACEMENT_FAILED"])
 async def test_cancel_allowed(fake: FakeUp42, status: str) -> None:
     fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(200, p.order(status=status)))
-    fake.on("POST", f"/v2/orders/{p.ORDER_ID}/cancellation",
-            reply(200, {"orderId": p.ORDER_ID, "status": "CANCELED"}))
+    fake.on(
+        "POST",
+        f"/v2/orders/{p.ORDER_ID}/cancellation",
+        reply(200, {"orderId": p.ORDER_ID, "status": "CANCELED"}),
+    )
     await make(fake).cancel(PLACED)
     (post,) = fake.sent("POST", f"/v2/orders/{p.ORDER_ID}/cancellation")
     assert post.content == b""
 
 
 async def test_cancel_refused_and_idempotent(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(200, p.order(status="BEING_FULFILLED")),
-            reply(200, p.order(status="CANCELED")))
+    fake.on(
+        "GET",
+        f"/v2/orders/{p.ORDER_ID}",
+        reply(200, p.order(status="BEING_FULFILLED")),
+        reply(200, p.order(status="CANCELED")),
+    )
     provider = make(fake)
     with pytest.raises(ProviderRejected) as info:
         await provider.cancel(PLACED)
-    assert info.value.message == ("UP42 allows cancellation only while CREATED or PLACEMENT_FAILED; "
-                                  "order is BEING_FULFILLED")
+    assert info.value.message == (
+        "UP42 allows cancellation only while CREATED or PLACEMENT_FAILED; order is BEING_FULFILLED"
+    )
     await provider.cancel(PLACED)  # already CANCELED
     assert fake.sent("POST", f"/v2/orders/{p.ORDER_ID}/cancellation") == []
 
@@ -741,17 +803,31 @@ async def test_cancel_refused_and_idempotent(fake: FakeUp42) -> None:
         (422, p.LEGACY_422, "search", ProviderRejected, "Invalid search", "VALIDATION_ERROR"),
         (401, p.LEGACY_EXPIRED, "get_order", ProviderAuthError, "ACCESS_TOKEN_EXPIRED", "UNAUTHORIZED"),
         (401, p.KEYCLOAK_401, "token", ProviderAuthError, "Invalid user credentials", "invalid_grant"),
-        (400, {"error": "invalid_request", "error_description": "Missing grant"}, "token",
-         ProviderAuthError, "Missing grant", "invalid_request"),
-        (403, {"code": 403, "message": "Plan does not include tasking"}, "place_order",
-         ProviderRejected, "Plan does not include tasking", "403"),
+        (
+            400,
+            {"error": "invalid_request", "error_description": "Missing grant"},
+            "token",
+            ProviderAuthError,
+            "Missing grant",
+            "invalid_request",
+        ),
+        (
+            403,
+            {"code": 403, "message": "Plan does not include tasking"},
+            "place_order",
+            ProviderRejected,
+            "Plan does not include tasking",
+            "403",
+        ),
         (409, "plain text conflict", "cancel", ProviderRejected, "plain text conflict", None),
     ],
 )
-def test_translate_every_envelope(status: int, body: Any, operation: str, kind: type[Exception],
-                                  fragment: str, code: str | None) -> None:
-    response = (httpx.Response(status, text=body) if isinstance(body, str)
-                else httpx.Response(status, json=body))
+def test_translate_every_envelope(
+    status: int, body: Any, operation: str, kind: type[Exception], fragment: str, code: str | None
+) -> None:
+    response = (
+        httpx.Response(status, text=body) if isinstance(body, str) else httpx.Response(status, json=body)
+    )
     error = translate_error(response, operation)
     assert type(error) is kind
     assert fragment in error.message
@@ -764,8 +840,13 @@ def test_translate_leaves_5xx_and_429_to_the_shared_layer(status: int) -> None:
 
 
 async def test_reads_retry_5xx_and_524(fake: FakeUp42) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(524, None), reply(502, {"code": 502}),
-            reply(200, p.order(status="PLACED")))
+    fake.on(
+        "GET",
+        f"/v2/orders/{p.ORDER_ID}",
+        reply(524, None),
+        reply(502, {"code": 502}),
+        reply(200, p.order(status="PLACED")),
+    )
     snapshot = await make(fake).get_order(PLACED)
     assert snapshot.phase is RemotePhase.ACTIVE
     assert len(fake.sent("GET", f"/v2/orders/{p.ORDER_ID}")) == 3
@@ -779,8 +860,12 @@ async def test_reads_give_up_after_max_retries(fake: FakeUp42) -> None:
 
 
 async def test_429_retry_after_is_honoured(fake: FakeUp42, sleeps: list[float]) -> None:
-    fake.on("GET", f"/v2/orders/{p.ORDER_ID}", reply(429, None, {"Retry-After": "7"}),
-            reply(200, p.order(status="PLACED")))
+    fake.on(
+        "GET",
+        f"/v2/orders/{p.ORDER_ID}",
+        reply(429, None, {"Retry-After": "7"}),
+        reply(200, p.order(status="PLACED")),
+    )
     await make(fake, sleeps).get_order(PLACED)
     assert sleeps
     assert sleeps[0] >= 7

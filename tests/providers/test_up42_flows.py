@@ -49,20 +49,23 @@ def sim() -> Up42Simulator:
     return Up42Simulator(config=Up42SimConfig(deliveries_per_order=2))
 
 
-def adapter(sim: Up42Simulator, *, password: str = "sim-up42-password", timeout: float = 2.0,
-            max_retries: int = 8) -> Up42Provider:
+def adapter(
+    sim: Up42Simulator, *, password: str = "sim-up42-password", timeout: float = 2.0, max_retries: int = 8
+) -> Up42Provider:
     transport = TimeoutTransport(httpx.ASGITransport(app=sim.app), timeout)
     client = httpx.AsyncClient(transport=transport)
     settings = Up42Settings(
-        username=sim.username, password=SecretStr(password), base_url="http://up42.sim",
+        username=sim.username,
+        password=SecretStr(password),
+        base_url="http://up42.sim",
         auth_url="http://up42.sim/realms/public/protocol/openid-connect/token",
-        rate_limit_per_second=100_000.0)
+        rate_limit_per_second=100_000.0,
+    )
 
     async def no_sleep(_: float) -> None:
         return None
 
-    return Up42Provider(settings, p.http_settings(max_retries=max_retries), client=client,
-                        sleep=no_sleep)
+    return Up42Provider(settings, p.http_settings(max_retries=max_retries), client=client, sleep=no_sleep)
 
 
 def request_for(sim: Up42Simulator, reference: str, **overrides: Any) -> OrderRequest:
@@ -75,12 +78,11 @@ AUTO = {"constraints": {"maxCloudCover": 15}}  # above the 10 % threshold: an AU
 
 FAULTS: dict[str, Callable[[Up42Simulator], None]] = {
     "none": lambda sim: None,
-    "5xx": lambda sim: sim.inject(Fault("status", method="GET", status=502, times=None,
-                                        probability=0.3)),
-    "524": lambda sim: sim.inject(Fault("status", method="GET", status=524, times=None,
-                                        probability=0.3, body={"code": 524})),
-    "429": lambda sim: sim.inject(Fault("status", status=429, retry_after=0, times=None,
-                                        probability=0.3)),
+    "5xx": lambda sim: sim.inject(Fault("status", method="GET", status=502, times=None, probability=0.3)),
+    "524": lambda sim: sim.inject(
+        Fault("status", method="GET", status=524, times=None, probability=0.3, body={"code": 524})
+    ),
+    "429": lambda sim: sim.inject(Fault("status", status=429, retry_after=0, times=None, probability=0.3)),
     "latency": lambda sim: sim.inject(Fault("latency", delay=0.005, times=None)),
     "token": lambda sim: sim.expire_tokens(),
 }
@@ -156,8 +158,9 @@ async def test_auto_study_accept_fulfilled_with_deliveries(sim: Up42Simulator, f
 async def test_manual_study_choose_option_then_accept(sim: Up42Simulator, fault: str) -> None:
     provider = adapter(sim)
     inject = FAULTS[fault]
-    request = request_for(sim, f"manual-{fault}", constraints={"acquisitionMode": "STEREO",
-                                                                 "maxCloudCover": 15})
+    request = request_for(
+        sim, f"manual-{fault}", constraints={"acquisitionMode": "STEREO", "maxCloudCover": 15}
+    )
     inject(sim)
     placed = await provider.place_order(request, CTX)
     sim.advance(4 * HOUR + 1)
@@ -236,13 +239,23 @@ async def test_simulator_refuses_cancellation_outside_the_rule(sim: Up42Simulato
     provider = adapter(sim)
     placed = await provider.place_order(request_for(sim, "cancel-direct", **AUTO), CTX)
     sim.set_status(placed.tracking_key, "BEING_FULFILLED")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app),
-                                 base_url="http://up42.sim") as raw:
-        token = (await raw.post("/realms/public/protocol/openid-connect/token", data={
-            "grant_type": "password", "username": sim.username,
-            "password": "sim-up42-password", "client_id": "up42-sdk"})).json()["access_token"]
-        answer = await raw.post(f"/v2/orders/{placed.tracking_key}/cancellation",
-                                headers={"Authorization": f"Bearer {token}"})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sim.app), base_url="http://up42.sim"
+    ) as raw:
+        token = (
+            await raw.post(
+                "/realms/public/protocol/openid-connect/token",
+                data={
+                    "grant_type": "password",
+                    "username": sim.username,
+                    "password": "sim-up42-password",
+                    "client_id": "up42-sdk",
+                },
+            )
+        ).json()["access_token"]
+        answer = await raw.post(
+            f"/v2/orders/{placed.tracking_key}/cancellation", headers={"Authorization": f"Bearer {token}"}
+        )
     assert answer.status_code == 409
     assert answer.json()["title"].startswith("Order cannot be canceled in status BEING_FULFILLED")
 
@@ -315,22 +328,41 @@ async def test_workspace_comes_from_userinfo(sim: Up42Simulator) -> None:
 
 
 async def test_simulator_validates_params_server_side(sim: Up42Simulator) -> None:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app),
-                                 base_url="http://up42.sim") as raw:
-        token = (await raw.post("/realms/public/protocol/openid-connect/token", data={
-            "grant_type": "password", "username": sim.username,
-            "password": "sim-up42-password", "client_id": "up42-api"})).json()["access_token"]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sim.app), base_url="http://up42.sim"
+    ) as raw:
+        token = (
+            await raw.post(
+                "/realms/public/protocol/openid-connect/token",
+                data={
+                    "grant_type": "password",
+                    "username": sim.username,
+                    "password": "sim-up42-password",
+                    "client_id": "up42-api",
+                },
+            )
+        ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [p.PANAMA_RING]}}
         point = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-79.5, 9.0]}}
         params: dict[str, Any] = {
-            "acquisitionStart": "2026-08-01T00:00:00Z", "acquisitionEnd": "2026-09-01T00:00:00Z",
-            "acquisitionMode": "mono", "cloudCoverage": 10, "incidenceAngle": 10,
-            "geometricProcessing": "ortho", "spectralProcessing": "bundle", "pixelCoding": "12bits",
-            "radiometricProcessing": "reflectance", "deliveredAs": "geotiff"}
+            "acquisitionStart": "2026-08-01T00:00:00Z",
+            "acquisitionEnd": "2026-09-01T00:00:00Z",
+            "acquisitionMode": "mono",
+            "cloudCoverage": 10,
+            "incidenceAngle": 10,
+            "geometricProcessing": "ortho",
+            "spectralProcessing": "bundle",
+            "pixelCoding": "12bits",
+            "radiometricProcessing": "reflectance",
+            "deliveredAs": "geotiff",
+        }
         body: dict[str, Any] = {
-            "dataProduct": PLEIADES_TASKING_PRODUCT_ID, "displayName": "raw", "params": params,
-            "featureCollection": {"type": "FeatureCollection", "features": [feature, point]}}
+            "dataProduct": PLEIADES_TASKING_PRODUCT_ID,
+            "displayName": "raw",
+            "params": params,
+            "featureCollection": {"type": "FeatureCollection", "features": [feature, point]},
+        }
         ws = {"workspaceId": sim.workspace_id}
         partial = await raw.post("/v2/orders", params=ws, json=body, headers=auth)
         assert partial.status_code == 200
@@ -355,8 +387,7 @@ async def test_simulator_validates_params_server_side(sim: Up42Simulator) -> Non
 
 async def test_poll_250_orders_is_bounded_by_pages(sim: Up42Simulator) -> None:
     provider = adapter(sim)
-    placed = [await provider.place_order(request_for(sim, f"load-{i:03d}"), CTX)
-              for i in range(250)]
+    placed = [await provider.place_order(request_for(sim, f"load-{i:03d}"), CTX) for i in range(250)]
     keys = [o.tracking_key for o in placed]
     for order_id in keys[:5]:
         sim.upload_study(order_id, manual=True, options=3)
@@ -371,8 +402,10 @@ async def test_poll_250_orders_is_bounded_by_pages(sim: Up42Simulator) -> None:
     assert all(s.phase is RemotePhase.AWAITING_OPTION for s in waiting)
     assert all(s.study is not None and len(s.study.options) == 3 for s in waiting)
     assert all(snapshots[k].phase is RemotePhase.FEASIBILITY_STUDY for k in keys[5:])
-    assert all(s.quotation is None or s.quotation.decision is QuotationDecision.NOT_DECIDED
-               for s in snapshots.values())
+    assert all(
+        s.quotation is None or s.quotation.decision is QuotationDecision.NOT_DECIDED
+        for s in snapshots.values()
+    )
 
 
 # ------------------------------------------------------------------------------ operator console
@@ -384,13 +417,15 @@ async def test_operator_console_drives_a_manual_order(sim: Up42Simulator) -> Non
     request = request_for(sim, "console-1")
     placed = await provider.place_order(request, CTX)
     order_id = placed.tracking_key
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app),
-                                 base_url="http://up42.sim") as console:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sim.app), base_url="http://up42.sim"
+    ) as console:
         await console.post("/_sim/clock", json={"advance": 30 * DAY})
         assert await phase_of(provider, placed) is RemotePhase.FEASIBILITY_STUDY
 
-        study = (await console.post(f"/_sim/orders/{order_id}/study",
-                                    json={"type": "MANUAL", "options": 3})).json()
+        study = (
+            await console.post(f"/_sim/orders/{order_id}/study", json={"type": "MANUAL", "options": 3})
+        ).json()
         snapshot = await provider.get_order(placed)
         assert snapshot.phase is RemotePhase.AWAITING_OPTION
         assert snapshot.study is not None
@@ -408,28 +443,32 @@ async def test_operator_console_drives_a_manual_order(sim: Up42Simulator) -> Non
             await provider.decide_quotation(placed, quotation.id, accept=True)
         await console.post("/_sim/role", json={"role": "ADMIN"})
         credits = sim.credits
-        await console.post("/_sim/faults", json={"kind": "status", "path": "/v2/orders/.*",
-                                                 "method": "GET", "status": 503, "times": 2})
+        await console.post(
+            "/_sim/faults",
+            json={"kind": "status", "path": "/v2/orders/.*", "method": "GET", "status": 503, "times": 2},
+        )
         await provider.decide_quotation(placed, quotation.id, accept=True)
         assert sim.credits == credits - 4321
 
-        await console.post(f"/_sim/orders/{order_id}/status",
-                           json={"status": "BEING_FULFILLED", "resume": True})
-        delivered = (await console.post(f"/_sim/orders/{order_id}/deliveries",
-                                        json={"cloudCover": 3.5, "coveragePct": 60})).json()
+        await console.post(
+            f"/_sim/orders/{order_id}/status", json={"status": "BEING_FULFILLED", "resume": True}
+        )
+        delivered = (
+            await console.post(
+                f"/_sim/orders/{order_id}/deliveries", json={"cloudCover": 3.5, "coveragePct": 60}
+            )
+        ).json()
         snapshot = await provider.get_order(placed)
         assert snapshot.phase is RemotePhase.ACQUIRING
         assert snapshot.coverage_pct == 60.0
         (acquisition,) = await provider.list_acquisitions(placed)
         assert acquisition.id == delivered["id"]
         assert acquisition.cloud_cover == 3.5
-        await console.post(f"/_sim/orders/{order_id}/deliveries",
-                           json={"cloudCover": 1.0, "coveragePct": 40})
+        await console.post(f"/_sim/orders/{order_id}/deliveries", json={"cloudCover": 1.0, "coveragePct": 40})
         assert await phase_of(provider, placed) is RemotePhase.COMPLETED
 
         paid = (await console.get("/_sim/paid", params={"reference": request.reference})).json()
-        assert paid == {"reference": request.reference, "paidOrderCount": 1,
-                        "acceptedQuotations": 1}
+        assert paid == {"reference": request.reference, "paidOrderCount": 1, "acceptedQuotations": 1}
         calls = (await console.get("/_sim/calls", params={"method": "PATCH"})).json()["calls"]
         assert [c["status"] for c in calls] == [200, 403, 200]
         assert sum(1 for c in sim.core.calls if c.fault == "status") == 2

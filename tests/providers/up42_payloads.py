@@ -30,15 +30,22 @@ USERNAME = "pilot@example.org"
 PASSWORD = "correct horse battery staple"
 
 PANAMA_RING = [
-    [-79.64181869909564, 9.072695881506306], [-79.43872941845207, 9.072695881506306],
-    [-79.43878601941417, 8.870349117277087], [-79.64176209813355, 8.870349117277087],
+    [-79.64181869909564, 9.072695881506306],
+    [-79.43872941845207, 9.072695881506306],
+    [-79.43878601941417, 8.870349117277087],
+    [-79.64176209813355, 8.870349117277087],
     [-79.64181869909564, 9.072695881506306],
 ]
 
 
 def settings(**overrides: Any) -> Up42Settings:
-    values: Json = {"username": USERNAME, "password": SecretStr(PASSWORD), "auth_url": AUTH,
-                    "base_url": BASE, "rate_limit_per_second": 10_000.0}
+    values: Json = {
+        "username": USERNAME,
+        "password": SecretStr(PASSWORD),
+        "auth_url": AUTH,
+        "base_url": BASE,
+        "rate_limit_per_second": 10_000.0,
+    }
     values.update(overrides)
     return Up42Settings(**values)
 
@@ -58,9 +65,14 @@ def order_request(**overrides: Any) -> OrderRequest:
         "aoi": {"type": "Polygon", "coordinates": [PANAMA_RING]},
         "window": {"start": "2026-08-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"},
         "constraints": {"maxCloudCover": 10, "maxIncidenceAngle": 10, "acquisitionMode": "MONO"},
-        "processing": {"processingLevel": "ortho", "spectralProcessing": "bundle",
-                       "radiometricProcessing": "reflectance", "pixelCoding": "12bits",
-                       "imageFormat": "geotiff", "projection": "4326"},
+        "processing": {
+            "processingLevel": "ortho",
+            "spectralProcessing": "bundle",
+            "radiometricProcessing": "reflectance",
+            "pixelCoding": "12bits",
+            "imageFormat": "geotiff",
+            "projection": "4326",
+        },
         "comments": "Capture high resolution images over my AOI",
     }
     for key, value in overrides.items():
@@ -73,9 +85,16 @@ def order_request(**overrides: Any) -> OrderRequest:
     return OrderRequest.model_validate(raw)
 
 
-TOKEN = {"access_token": "eyJ.sim.token-1", "expires_in": 300, "refresh_expires_in": 1800,
-         "refresh_token": "refresh-unused", "token_type": "Bearer", "not-before-policy": 0,
-         "session_state": "3bf00b63-0000-4000-8000-000000000000", "scope": "ACCOUNT_ADMIN USER"}
+TOKEN = {
+    "access_token": "eyJ.sim.token-1",
+    "expires_in": 300,
+    "refresh_expires_in": 1800,
+    "refresh_token": "refresh-unused",
+    "token_type": "Bearer",
+    "not-before-policy": 0,
+    "session_state": "3bf00b63-0000-4000-8000-000000000000",
+    "scope": "ACCOUNT_ADMIN USER",
+}
 
 
 def token(n: int) -> Json:
@@ -89,11 +108,22 @@ def page(content: list[Json], *, number: int = 0, size: int = 10, total: int | N
     sort = {"sorted": True, "unsorted": False, "empty": False}
     return {
         "content": content,
-        "pageable": {"sort": sort, "pageNumber": number, "pageSize": size, "offset": number * size,
-                     "paged": True, "unpaged": False},
-        "totalPages": total_pages, "totalElements": total_elements,
-        "last": number >= total_pages - 1, "first": number == 0,
-        "numberOfElements": len(content), "size": size, "number": number, "sort": sort,
+        "pageable": {
+            "sort": sort,
+            "pageNumber": number,
+            "pageSize": size,
+            "offset": number * size,
+            "paged": True,
+            "unpaged": False,
+        },
+        "totalPages": total_pages,
+        "totalElements": total_elements,
+        "last": number >= total_pages - 1,
+        "first": number == 0,
+        "numberOfElements": len(content),
+        "size": size,
+        "number": number,
+        "sort": sort,
         "empty": not content,
     }
 
@@ -101,44 +131,81 @@ def page(content: list[Json], *, number: int = 0, size: int = 10, total: int | N
 # The recorded envelope (3 pages, 23 elements) exactly as the reference quotes it.
 RECORDED_PAGE_ENVELOPE: Json = {
     "content": [],
-    "pageable": {"sort": {"sorted": True, "unsorted": False, "empty": False}, "pageNumber": 0,
-                 "pageSize": 10, "offset": 0, "paged": True, "unpaged": False},
-    "totalPages": 3, "totalElements": 23, "last": False, "first": True, "numberOfElements": 10,
-    "size": 10, "number": 0, "sort": {"sorted": True, "unsorted": False, "empty": False},
+    "pageable": {
+        "sort": {"sorted": True, "unsorted": False, "empty": False},
+        "pageNumber": 0,
+        "pageSize": 10,
+        "offset": 0,
+        "paged": True,
+        "unpaged": False,
+    },
+    "totalPages": 3,
+    "totalElements": 23,
+    "last": False,
+    "first": True,
+    "numberOfElements": 10,
+    "size": 10,
+    "number": 0,
+    "sort": {"sorted": True, "unsorted": False, "empty": False},
     "empty": False,
 }
 
 
-def order(order_id: str = ORDER_ID, status: str = "CREATED",
-          sub_status: str | None = "FEASIBILITY_WAITING_UPLOAD", **extra: Any) -> Json:
+def order(
+    order_id: str = ORDER_ID,
+    status: str = "CREATED",
+    sub_status: str | None = "FEASIBILITY_WAITING_UPLOAD",
+    **extra: Any,
+) -> Json:
     body: Json = {
-        "id": order_id, "displayName": "req-panama-001", "workspaceId": WORKSPACE,
-        "accountId": "3c86279b-0000-4000-8000-000000000001", "type": "TASKING", "status": status,
+        "id": order_id,
+        "displayName": "req-panama-001",
+        "workspaceId": WORKSPACE,
+        "accountId": "3c86279b-0000-4000-8000-000000000001",
+        "type": "TASKING",
+        "status": status,
         "dataProductId": PLEIADES_TASKING_PRODUCT_ID,
-        "createdAt": "2023-03-17T08:53:18.272834Z", "updatedAt": "2023-03-17T09:42:31.213565Z",
+        "createdAt": "2023-03-17T08:53:18.272834Z",
+        "updatedAt": "2023-03-17T09:42:31.213565Z",
         "createdBy": {"id": "e49786fb-0000-4000-8000-000000000002", "type": "API_KEY"},
-        "updatedBy": {"id": "system", "type": "INTERNAL"}, "tags": ["req-panama-001"],
-        "orderDetails": {"acquisitionStart": "2026-08-01T00:00:00.000Z",
-                         "acquisitionEnd": "2026-10-01T00:00:00.000Z",
-                         "geometry": {"type": "Polygon", "coordinates": [PANAMA_RING]},
-                         "subStatus": sub_status, "acquisitionMode": "mono",
-                         "cloudCoverage": "10", "incidenceAngle": "10"},
+        "updatedBy": {"id": "system", "type": "INTERNAL"},
+        "tags": ["req-panama-001"],
+        "orderDetails": {
+            "acquisitionStart": "2026-08-01T00:00:00.000Z",
+            "acquisitionEnd": "2026-10-01T00:00:00.000Z",
+            "geometry": {"type": "Polygon", "coordinates": [PANAMA_RING]},
+            "subStatus": sub_status,
+            "acquisitionMode": "mono",
+            "cloudCoverage": "10",
+            "incidenceAngle": "10",
+        },
     }
     body.update(extra)
     return body
 
 
-_OPTION = {"createdAt": "2023-05-09T13:21:26.736889Z", "updatedAt": "2023-05-09T13:21:26.736889Z",
-           "studyId": STUDY_ID}
+_OPTION = {
+    "createdAt": "2023-05-09T13:21:26.736889Z",
+    "updatedAt": "2023-05-09T13:21:26.736889Z",
+    "studyId": STUDY_ID,
+}
 
 MANUAL_STUDY_OPEN: Json = {
-    "id": STUDY_ID, "createdAt": "2023-05-09T13:21:26.736889Z",
+    "id": STUDY_ID,
+    "createdAt": "2023-05-09T13:21:26.736889Z",
     "updatedAt": "2023-05-09T13:21:26.736889Z",
-    "accountId": "3c86279b-0000-4000-8000-000000000001", "workspaceId": WORKSPACE,
-    "orderId": ORDER_ID, "type": "MANUAL",
-    "options": [{**_OPTION, "id": OPTION_A, "description": "Feasibility option A"},
-                {**_OPTION, "id": OPTION_B, "description": "Option 2: increase cloud cover percentage"}],
-    "decision": "NOT_DECIDED", "decisionById": None, "decisionByType": None, "decisionAt": None,
+    "accountId": "3c86279b-0000-4000-8000-000000000001",
+    "workspaceId": WORKSPACE,
+    "orderId": ORDER_ID,
+    "type": "MANUAL",
+    "options": [
+        {**_OPTION, "id": OPTION_A, "description": "Feasibility option A"},
+        {**_OPTION, "id": OPTION_B, "description": "Option 2: increase cloud cover percentage"},
+    ],
+    "decision": "NOT_DECIDED",
+    "decisionById": None,
+    "decisionByType": None,
+    "decisionAt": None,
     "decisionOption": None,
 }
 
@@ -146,67 +213,111 @@ MANUAL_STUDY_OPEN: Json = {
 def manual_study_decided(option_id: str = OPTION_B) -> Json:
     study = copy.deepcopy(MANUAL_STUDY_OPEN)
     chosen = next(o for o in study["options"] if o["id"] == option_id)
-    study.update(decision="ACCEPTED", decisionById="80357ed6-0000-4000-8000-000000000003",
-                 decisionByType="USER", decisionAt="2023-05-09T13:29:18.885491Z",
-                 decisionOption=chosen, updatedAt="2023-05-09T13:29:18.896470Z")
+    study.update(
+        decision="ACCEPTED",
+        decisionById="80357ed6-0000-4000-8000-000000000003",
+        decisionByType="USER",
+        decisionAt="2023-05-09T13:29:18.885491Z",
+        decisionOption=chosen,
+        updatedAt="2023-05-09T13:29:18.896470Z",
+    )
     return study
 
 
 AUTO_STUDY: Json = {
-    **MANUAL_STUDY_OPEN, "type": "AUTO", "options": [], "decision": "ACCEPTED",
-    "decisionByType": None, "decisionOption": None, "decisionAt": "2023-05-09T13:21:27.000000Z",
+    **MANUAL_STUDY_OPEN,
+    "type": "AUTO",
+    "options": [],
+    "decision": "ACCEPTED",
+    "decisionByType": None,
+    "decisionOption": None,
+    "decisionAt": "2023-05-09T13:21:27.000000Z",
 }
 
 
 def quotation(decision: str = "NOT_DECIDED", credits_price: int = 300) -> Json:
     decided = decision != "NOT_DECIDED"
     return {
-        "id": QUOTATION_ID, "createdAt": "2023-05-01T17:05:41.749425Z",
+        "id": QUOTATION_ID,
+        "createdAt": "2023-05-01T17:05:41.749425Z",
         "updatedAt": "2023-05-01T17:06:04.115594Z",
-        "accountId": "3c86279b-0000-4000-8000-000000000001", "workspaceId": WORKSPACE,
-        "orderId": ORDER_ID, "creditsPrice": credits_price, "decision": decision,
+        "accountId": "3c86279b-0000-4000-8000-000000000001",
+        "workspaceId": WORKSPACE,
+        "orderId": ORDER_ID,
+        "creditsPrice": credits_price,
+        "decision": decision,
         "decisionById": "80357ed6-0000-4000-8000-000000000003" if decided else None,
         "decisionByType": "USER" if decided else None,
         "decisionAt": "2023-05-01T17:06:04.115594Z" if decided else None,
     }
 
 
-ESTIMATE_OK: Json = {"summary": {"totalCredits": 10, "totalSize": 50, "unit": "SQ_KM"},
-                     "results": [{"index": 0, "credits": 10, "size": 50, "unit": "SQ_KM"}],
-                     "errors": []}
-ITEM_ERROR: Json = {"results": [], "errors": [{"index": 0, "message": "Failed",
-                                              "details": "Invalid geometry"}]}
+ESTIMATE_OK: Json = {
+    "summary": {"totalCredits": 10, "totalSize": 50, "unit": "SQ_KM"},
+    "results": [{"index": 0, "credits": 10, "size": 50, "unit": "SQ_KM"}],
+    "errors": [],
+}
+ITEM_ERROR: Json = {
+    "results": [],
+    "errors": [{"index": 0, "message": "Failed", "details": "Invalid geometry"}],
+}
 CREATE_OK: Json = {"results": [{"index": 0, "id": ORDER_ID}], "errors": []}
 
 COVERAGE: Json = {
-    "covered": {"sqKmArea": 78.5, "percentage": 85.0,
-                "geometry": {"type": "FeatureCollection", "features": []}},
-    "remainder": {"sqKmArea": 13.8, "percentage": 15.0,
-                  "geometry": {"type": "FeatureCollection", "features": []}},
+    "covered": {
+        "sqKmArea": 78.5,
+        "percentage": 85.0,
+        "geometry": {"type": "FeatureCollection", "features": []},
+    },
+    "remainder": {
+        "sqKmArea": 13.8,
+        "percentage": 15.0,
+        "geometry": {"type": "FeatureCollection", "features": []},
+    },
 }
 
 
 def stac_item(item_id: str, cloud: float, when: str = "2026-08-12T15:30:00.000Z") -> Json:
-    return {"type": "Feature", "stac_version": "1.0.0", "id": item_id,
-            "geometry": {"type": "Polygon", "coordinates": [PANAMA_RING]},
-            "properties": {"datetime": when, "eo:cloud_cover": cloud, "view:incidence_angle": 7.5,
-                           "up42-order:order_id": ORDER_ID,
-                           "up42-system:asset_id": f"asset-{item_id}"},
-            "assets": {}, "links": []}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "geometry": {"type": "Polygon", "coordinates": [PANAMA_RING]},
+        "properties": {
+            "datetime": when,
+            "eo:cloud_cover": cloud,
+            "view:incidence_angle": 7.5,
+            "up42-order:order_id": ORDER_ID,
+            "up42-system:asset_id": f"asset-{item_id}",
+        },
+        "assets": {},
+        "links": [],
+    }
 
 
 # The error bodies of reference §5.2.
-TASKING_404: Json = {"status": 404, "title": "Resource (FeasibilityStudy) not found with "
-                     f"Id='{STUDY_ID}'.", "detail": {}}
-QUOTATION_405: Json = {"status": 405, "title": "Resource (Quotation) is write-protected.",
-                       "detail": {}}
-STUDY_405: Json = {"status": 405, "title": "Resource (FeasibilityStudy) is write-protected.",
-                   "detail": {}}
-BASIC_400: Json = {"code": 400, "message": "Order parameters errors",
-                   "details": "params.cloudCoverage must be an integer"}
-LEGACY_422: Json = {"data": None, "error": {"code": "VALIDATION_ERROR",
-                                            "message": "Invalid search", "details": None}}
-LEGACY_EXPIRED: Json = {"error": {"code": "UNAUTHORIZED",
-                                  "message": "ACCESS_TOKEN_EXPIRED: JWT expired at 2026-01-01T00:00:00Z",
-                                  "details": None}, "data": None}
+TASKING_404: Json = {
+    "status": 404,
+    "title": f"Resource (FeasibilityStudy) not found with Id='{STUDY_ID}'.",
+    "detail": {},
+}
+QUOTATION_405: Json = {"status": 405, "title": "Resource (Quotation) is write-protected.", "detail": {}}
+STUDY_405: Json = {"status": 405, "title": "Resource (FeasibilityStudy) is write-protected.", "detail": {}}
+BASIC_400: Json = {
+    "code": 400,
+    "message": "Order parameters errors",
+    "details": "params.cloudCoverage must be an integer",
+}
+LEGACY_422: Json = {
+    "data": None,
+    "error": {"code": "VALIDATION_ERROR", "message": "Invalid search", "details": None},
+}
+LEGACY_EXPIRED: Json = {
+    "error": {
+        "code": "UNAUTHORIZED",
+        "message": "ACCESS_TOKEN_EXPIRED: JWT expired at 2026-01-01T00:00:00Z",
+        "details": None,
+    },
+    "data": None,
+}
 KEYCLOAK_401: Json = {"error": "invalid_grant", "error_description": "Invalid user credentials"}

@@ -81,8 +81,7 @@ def test_acquisition_event_id_carries_acquisition_and_n() -> None:
 
 def test_outputs_are_readable_by_the_cloudevents_sdk() -> None:
     record = codec.encode_status(status_event())
-    message = ce_kafka.KafkaMessage(headers=dict(record.headers), key=record.key,
-                                    value=record.value)
+    message = ce_kafka.KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
     event = ce_kafka.from_binary(message, JSONFormat())
     assert event.get_type() == EventType.ORDER_STATUS
     assert event.get_id() == status_event().ce_id
@@ -91,8 +90,9 @@ def test_outputs_are_readable_by_the_cloudevents_sdk() -> None:
 
 def test_dead_letter_keeps_original_key_and_deterministic_id() -> None:
     error = DecodeError(DeadLetterCode.MALFORMED_JSON, "value is not UTF-8 JSON")
-    dead = codec.build_dead_letter(error, value=b"{oops", key=b"k-1", headers=[("x", b"y")],
-                                   topic=TOPIC, partition=2, offset=41)
+    dead = codec.build_dead_letter(
+        error, value=b"{oops", key=b"k-1", headers=[("x", b"y")], topic=TOPIC, partition=2, offset=41
+    )
     record = codec.encode_dead_letter(dead, key=b"k-1", request_id="req-9")
     headers = dict(record.headers)
     assert record.key == b"k-1"
@@ -107,8 +107,9 @@ def test_dead_letter_keeps_original_key_and_deterministic_id() -> None:
 
 def test_dead_letter_without_request_id_has_no_subject_and_null_key() -> None:
     error = DecodeError(DeadLetterCode.MALFORMED_JSON, "empty")
-    dead = codec.build_dead_letter(error, value=None, key=None, headers=[], topic=TOPIC,
-                                   partition=0, offset=0)
+    dead = codec.build_dead_letter(
+        error, value=None, key=None, headers=[], topic=TOPIC, partition=0, offset=0
+    )
     record = codec.encode_dead_letter(dead, key=None)
     assert record.key is None
     assert "ce_subject" not in dict(record.headers)
@@ -119,8 +120,9 @@ def test_dead_letter_of_binary_payload_is_base64() -> None:
     raw = b"\xff\x00\xfebinary"
     with pytest.raises(DecodeError) as caught:
         codec.decode(raw, key=None, headers=[], topic=TOPIC, kind=InputKind.REQUEST)
-    dead = codec.build_dead_letter(caught.value, value=raw, key=b"\xff", headers=[],
-                                   topic=TOPIC, partition=1, offset=5)
+    dead = codec.build_dead_letter(
+        caught.value, value=raw, key=b"\xff", headers=[], topic=TOPIC, partition=1, offset=5
+    )
     assert dead.payload_encoding == "base64"
     assert base64.b64decode(dead.payload or "") == raw
     assert dead.source.key == "\\xff"
@@ -129,11 +131,11 @@ def test_dead_letter_of_binary_payload_is_base64() -> None:
 def test_dead_letter_leaves_out_a_payload_too_big_for_one_message() -> None:
     raw = b'{"requestId": "r1", "comments": "' + b"x" * 5000 + b'"}'
     error = DecodeError(DeadLetterCode.TOO_LARGE, "too large", details={"size": len(raw)})
-    dead = codec.build_dead_letter(error, value=raw, key=None, headers=[], topic=TOPIC,
-                                   partition=0, offset=9, max_payload_chars=1000)
+    dead = codec.build_dead_letter(
+        error, value=raw, key=None, headers=[], topic=TOPIC, partition=0, offset=9, max_payload_chars=1000
+    )
     assert dead.payload is None
-    assert dead.error.details == {"size": len(raw), "payloadOmitted": True,
-                                  "payloadChars": len(raw)}
+    assert dead.error.details == {"size": len(raw), "payloadOmitted": True, "payloadChars": len(raw)}
 
 
 def test_input_encoder_round_trips_commands_in_binary_mode() -> None:
@@ -143,40 +145,44 @@ def test_input_encoder_round_trips_commands_in_binary_mode() -> None:
     assert headers["ce_type"] == EventType.ORDER_COMMAND.value.encode()
     assert headers["ce_id"] == f"{command.request_id}:{command.command_id}".encode()
     assert record.key == command.request_id.encode()
-    decoded = codec.decode(record.value, key=record.key, headers=record.headers,
-                           topic="tasking.commands", kind=InputKind.COMMAND)
+    decoded = codec.decode(
+        record.value, key=record.key, headers=record.headers, topic="tasking.commands", kind=InputKind.COMMAND
+    )
     assert decoded == command
 
 
 def test_header_names_are_case_insensitive_and_may_carry_parameters() -> None:
     record = codec.encode_input(a_request(), structured=True)
     headers = [("Content-Type", b"application/cloudevents+json; charset=utf-8")]
-    decoded = codec.decode(record.value, key=None, headers=headers, topic=TOPIC,
-                           kind=InputKind.REQUEST)
+    decoded = codec.decode(record.value, key=None, headers=headers, topic=TOPIC, kind=InputKind.REQUEST)
     assert decoded == a_request()
 
 
 def test_structured_mode_with_data_base64() -> None:
     data = orjson.dumps(a_request().to_json_dict())
-    event = {"specversion": "1.0", "id": "1", "source": "s", "type": EventType.ORDER_REQUESTED,
-             "data_base64": base64.b64encode(data).decode()}
-    decoded = codec.decode(orjson.dumps(event), key=None,
-                           headers=[("content-type", b"application/cloudevents+json")],
-                           topic=TOPIC, kind=InputKind.REQUEST)
+    event = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "s",
+        "type": EventType.ORDER_REQUESTED,
+        "data_base64": base64.b64encode(data).decode(),
+    }
+    decoded = codec.decode(
+        orjson.dumps(event),
+        key=None,
+        headers=[("content-type", b"application/cloudevents+json")],
+        topic=TOPIC,
+        kind=InputKind.REQUEST,
+    )
     assert decoded == a_request()
 
 
-@pytest.mark.parametrize(
-    ("header", "value"), [("ce_type", b"com.example.other"), ("ce_specversion", b"0.3")]
-)
-def test_foreign_type_or_specversion_is_unknown_type_with_request_id(
-    header: str, value: bytes
-) -> None:
+@pytest.mark.parametrize(("header", "value"), [("ce_type", b"com.example.other"), ("ce_specversion", b"0.3")])
+def test_foreign_type_or_specversion_is_unknown_type_with_request_id(header: str, value: bytes) -> None:
     record = codec.encode_input(a_request())
     headers = [(n, value if n == header else v) for n, v in record.headers]
     with pytest.raises(DecodeError) as caught:
-        codec.decode(record.value, key=record.key, headers=headers, topic=TOPIC,
-                     kind=InputKind.REQUEST)
+        codec.decode(record.value, key=record.key, headers=headers, topic=TOPIC, kind=InputKind.REQUEST)
     assert caught.value.code == DeadLetterCode.UNKNOWN_TYPE
     assert caught.value.request_id == a_request().request_id
 
@@ -184,18 +190,26 @@ def test_foreign_type_or_specversion_is_unknown_type_with_request_id(
 def test_structured_event_of_wrong_type_is_unknown_type() -> None:
     record = codec.encode_input(a_command(), structured=True)
     with pytest.raises(DecodeError) as caught:
-        codec.decode(record.value, key=None, headers=record.headers, topic=TOPIC,
-                     kind=InputKind.REQUEST)
+        codec.decode(record.value, key=None, headers=record.headers, topic=TOPIC, kind=InputKind.REQUEST)
     assert caught.value.code == DeadLetterCode.UNKNOWN_TYPE
 
 
 def test_structured_event_without_object_data_is_malformed() -> None:
-    event = {"specversion": "1.0", "id": "1", "source": "s",
-             "type": EventType.ORDER_REQUESTED, "data": "text"}
+    event = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "s",
+        "type": EventType.ORDER_REQUESTED,
+        "data": "text",
+    }
     with pytest.raises(DecodeError) as caught:
-        codec.decode(orjson.dumps(event), key=None,
-                     headers=[("content-type", b"application/cloudevents+json")],
-                     topic=TOPIC, kind=InputKind.REQUEST)
+        codec.decode(
+            orjson.dumps(event),
+            key=None,
+            headers=[("content-type", b"application/cloudevents+json")],
+            topic=TOPIC,
+            kind=InputKind.REQUEST,
+        )
     assert caught.value.code == DeadLetterCode.MALFORMED_JSON
 
 
@@ -208,17 +222,20 @@ def test_tombstone_is_malformed() -> None:
 def test_size_limit_is_configurable_and_checked_first() -> None:
     value = b"{" * 200  # not JSON either: the size decides
     with pytest.raises(DecodeError) as caught:
-        codec.decode(value, key=None, headers=[], topic=TOPIC, kind=InputKind.REQUEST,
-                     max_bytes=100)
+        codec.decode(value, key=None, headers=[], topic=TOPIC, kind=InputKind.REQUEST, max_bytes=100)
     assert caught.value.code == DeadLetterCode.TOO_LARGE
 
 
 _headers = st.lists(
     st.tuples(
         st.sampled_from(["ce_type", "ce_specversion", "content-type", "Content-Type", "x"]),
-        st.one_of(st.none(), st.binary(max_size=40),
-                  st.sampled_from([b"application/cloudevents+json", b"1.0",
-                                   EventType.ORDER_REQUESTED.value.encode()])),
+        st.one_of(
+            st.none(),
+            st.binary(max_size=40),
+            st.sampled_from(
+                [b"application/cloudevents+json", b"1.0", EventType.ORDER_REQUESTED.value.encode()]
+            ),
+        ),
     ),
     max_size=4,
 )
@@ -227,20 +244,42 @@ _values = st.one_of(
     st.binary(max_size=300),
     st.recursive(
         st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(st.sampled_from(["requestId", "data", "aoi", "coordinates", "type",
-                                           "specversion", "data_base64", "window", "start"]),
-                          children, max_size=5),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "requestId",
+                        "data",
+                        "aoi",
+                        "coordinates",
+                        "type",
+                        "specversion",
+                        "data_base64",
+                        "window",
+                        "start",
+                    ]
+                ),
+                children,
+                max_size=5,
+            )
+        ),
         max_leaves=20,
     ).map(lambda v: json.dumps(v).encode()),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=_values, key=st.none() | st.binary(max_size=10), headers=_headers,
-       kind=st.sampled_from(list(InputKind)))
+@given(
+    value=_values,
+    key=st.none() | st.binary(max_size=10),
+    headers=_headers,
+    kind=st.sampled_from(list(InputKind)),
+)
 def test_decode_raises_nothing_but_decode_error(
-    value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes | None]],
+    value: bytes | None,
+    key: bytes | None,
+    headers: list[tuple[str, bytes | None]],
     kind: InputKind,
 ) -> None:
     outcome: object

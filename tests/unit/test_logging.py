@@ -41,13 +41,18 @@ def test_json_line_shape(stream: io.StringIO) -> None:
 
 
 def test_context_variables_are_in_every_line(stream: io.StringIO) -> None:
-    structlog.contextvars.bind_contextvars(requestId="req-1", provider="up42", topic="t",
-                                           partition=2, offset=17)
+    structlog.contextvars.bind_contextvars(
+        requestId="req-1", provider="up42", topic="t", partition=2, offset=17
+    )
     structlog.get_logger().info("one")
     logging.getLogger("aiokafka.consumer").info("two")
     for line in lines(stream):
         assert (line["requestId"], line["provider"], line["partition"], line["offset"]) == (
-            "req-1", "up42", 2, 17)
+            "req-1",
+            "up42",
+            2,
+            17,
+        )
 
 
 def test_stdlib_loggers_are_routed_and_filtered_by_level(stream: io.StringIO) -> None:
@@ -60,12 +65,14 @@ def test_stdlib_loggers_are_routed_and_filtered_by_level(stream: io.StringIO) ->
 
 def test_secret_values_and_tokens_are_redacted(stream: io.StringIO) -> None:
     log = structlog.get_logger()
-    log.info(f"calling with key {SECRET}",
-             headers={"Authorization": "Bearer eyJhbGciOi.payload.sig", "Accept": "json"},
-             body='{"access_token": "tok-123", "expires_in": 300}',
-             url="https://x.example/token?apikey=abc123&b=1",
-             password="hunter2",
-             nested=[{"text": f"Authorization: Basic {SECRET}"}])
+    log.info(
+        f"calling with key {SECRET}",
+        headers={"Authorization": "Bearer eyJhbGciOi.payload.sig", "Accept": "json"},
+        body='{"access_token": "tok-123", "expires_in": 300}',
+        url="https://x.example/token?apikey=abc123&b=1",
+        password="hunter2",
+        nested=[{"text": f"Authorization: Basic {SECRET}"}],
+    )
     logging.getLogger("aiokafka").warning("sasl password=%s", "kafka-pw")
     text = stream.getvalue()
     for leaked in (SECRET, "eyJhbGciOi", "tok-123", "abc123", "hunter2", "kafka-pw"):
@@ -121,9 +128,7 @@ def test_redactor_works_with_capture_logs() -> None:
     assert captured[0]["items"] == [REDACTED, 1]
 
 
-def test_failed_write_never_dumps_the_record(
-    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_failed_write_never_dumps_the_record(stream: io.StringIO, capsys: pytest.CaptureFixture[str]) -> None:
     stream.close()  # every write now fails
     structlog.get_logger().info("lost", password="hunter2", detail=SECRET)
     err = capsys.readouterr().err

@@ -24,9 +24,7 @@ def request(name: str = TOULOUSE) -> dict[str, Any]:
     return copy.deepcopy(input_examples()[name])
 
 
-def refuse(
-    message: Any, kind: InputKind = InputKind.REQUEST, *, key: bytes | None = None
-) -> DecodeError:
+def refuse(message: Any, kind: InputKind = InputKind.REQUEST, *, key: bytes | None = None) -> DecodeError:
     value = message if isinstance(message, bytes) else orjson.dumps(message)
     with pytest.raises(DecodeError) as caught:
         codec.decode(value, key=key, headers=[], topic=TOPIC, kind=kind)
@@ -86,12 +84,9 @@ INVALID_REQUESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] =
         "aoi.coordinates",
         "latitude 95",
     ),
-    "3 positions": (
-        _set("aoi.coordinates", [[[1, 43], [2, 43], [1, 43]]]), "aoi.coordinates", "4..999"
-    ),
+    "3 positions": (_set("aoi.coordinates", [[[1, 43], [2, 43], [1, 43]]]), "aoi.coordinates", "4..999"),
     "1000 positions": (
-        _set("aoi.coordinates", [[[i / 1000, 43 + (i % 2) / 1e6] for i in range(999)]
-                                 + [[0, 43]]]),
+        _set("aoi.coordinates", [[[i / 1000, 43 + (i % 2) / 1e6] for i in range(999)] + [[0, 43]]]),
         "aoi.coordinates",
         "4..999",
     ),
@@ -101,16 +96,16 @@ INVALID_REQUESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] =
         "after",
     ),
     "window without zone": (_set("window.start", "2025-06-01T00:00:00"), "window.start", "zone"),
-    "cloud cover 150": (
-        _set("constraints.maxCloudCover", 150), "constraints.maxCloudCover", "100"
-    ),
+    "cloud cover 150": (_set("constraints.maxCloudCover", 150), "constraints.maxCloudCover", "100"),
     "unknown field": (_set("colour", "blue"), "colour", "Extra inputs"),
     "unknown nested field": (_set("budget.tax", 1), "budget.tax", "Extra inputs"),
     "space in requestId": (_set("requestId", "req 1"), "requestId", "pattern"),
     "129-char requestId": (_set("requestId", "r" * 129), "requestId", "pattern"),
     "BH on MONO": (_set("constraints.minBH", 0.3), "constraints", "STEREO"),
     "programming type not offered": (
-        _set("product.programmingType", "ONENOWATTEMPTS"), "product.oneatlas", "not offered"
+        _set("product.programmingType", "ONENOWATTEMPTS"),
+        "product.oneatlas",
+        "not offered",
     ),
     "up42 product for oneatlas": (
         _set("product", {"dataProductId": "bd102407-1814-4f92-8b5a-7697b7a73f5a"}),
@@ -175,8 +170,13 @@ def test_two_megabyte_payload_is_too_large() -> None:
 def test_request_on_the_command_topic_is_an_unknown_type() -> None:
     record = codec.encode_input(OrderRequest.model_validate(request()))
     with pytest.raises(DecodeError) as caught:
-        codec.decode(record.value, key=record.key, headers=record.headers, topic="tasking.commands",
-                     kind=InputKind.COMMAND)
+        codec.decode(
+            record.value,
+            key=record.key,
+            headers=record.headers,
+            topic="tasking.commands",
+            kind=InputKind.COMMAND,
+        )
     assert caught.value.code == DeadLetterCode.UNKNOWN_TYPE
 
 
@@ -186,8 +186,7 @@ def test_valid_request_is_accepted_in_all_three_forms(form: str, stem: str) -> N
     expected = OrderRequest.model_validate(request(stem))
     record = codec.encode_input(expected, structured=form == "structured")
     headers = [] if form == "bare" else record.headers
-    decoded = codec.decode(record.value, key=record.key, headers=headers, topic=TOPIC,
-                           kind=InputKind.REQUEST)
+    decoded = codec.decode(record.value, key=record.key, headers=headers, topic=TOPIC, kind=InputKind.REQUEST)
     assert decoded == expected
     if stem == PANAMA:
         assert isinstance(decoded.product, Up42Product)
@@ -195,8 +194,11 @@ def test_valid_request_is_accepted_in_all_three_forms(form: str, stem: str) -> N
 
 @pytest.mark.parametrize(
     ("command", "missing"),
-    [("select-feasibility-option", "optionId"), ("accept-acquisition", "acquisitionId"),
-     ("refuse-acquisition", "acquisitionId")],
+    [
+        ("select-feasibility-option", "optionId"),
+        ("accept-acquisition", "acquisitionId"),
+        ("refuse-acquisition", "acquisitionId"),
+    ],
 )
 def test_command_without_its_argument_is_refused(command: str, missing: str) -> None:
     message = {"requestId": "req-1", "commandId": "cmd-1", "command": command}

@@ -63,12 +63,15 @@ def test_every_example_fits_its_json_schema(path: Path) -> None:
 
 def test_json_schema_refuses_what_the_model_refuses() -> None:
     validator = _validator("order-request.json")
-    request = json.loads(
-        (SCHEMAS / "examples" / "order-request.up42-pleiades-panama.json").read_text()
-    )
+    request = json.loads((SCHEMAS / "examples" / "order-request.up42-pleiades-panama.json").read_text())
     wrong_product = {**request, "product": {"mission": "SPOT", "programmingType": "ONEDAY"}}
-    with_hole = {**request, "aoi": {"type": "Polygon", "coordinates": [
-        request["aoi"]["coordinates"][0], request["aoi"]["coordinates"][0]]}}
+    with_hole = {
+        **request,
+        "aoi": {
+            "type": "Polygon",
+            "coordinates": [request["aoi"]["coordinates"][0], request["aoi"]["coordinates"][0]],
+        },
+    }
     unknown_field = {**request, "colour": "blue"}
     for bad in (wrong_product, with_hole, unknown_field):
         assert not validator.is_valid(bad)
@@ -79,11 +82,18 @@ def test_asyncapi_lists_every_contract_topic() -> None:
     addresses = {c["address"] for c in document["channels"].values()}
     assert document["asyncapi"] == "3.0.0"
     assert addresses == {
-        "tasking.order-requests", "tasking.commands", "tasking.order-status",
-        "tasking.acquisitions", "tasking.dead-letter", "tasking.worker-state",
+        "tasking.order-requests",
+        "tasking.commands",
+        "tasking.order-status",
+        "tasking.acquisitions",
+        "tasking.dead-letter",
+        "tasking.worker-state",
     }
-    actions = {o["channel"]["$ref"].rsplit("/", 1)[1]: o["action"]
-               for o in document["operations"].values() if o["action"] == "receive"}
+    actions = {
+        o["channel"]["$ref"].rsplit("/", 1)[1]: o["action"]
+        for o in document["operations"].values()
+        if o["action"] == "receive"
+    }
     assert set(actions) == {"orderRequests", "commands", "workerState"}
 
 
@@ -94,14 +104,20 @@ def test_asyncapi_document_passes_the_asyncapi_parser(tmp_path: Path) -> None:
     if not (ASYNCAPI_TOOL / "node_modules" / "@asyncapi" / "parser").is_dir():
         pytest.fail("run `npm ci` in tools/asyncapi first (the Makefile does)")
     script = str(ASYNCAPI_TOOL / "validate.mjs")
-    ok = subprocess.run([node, script, str(SCHEMAS / "asyncapi.yaml")],
-                        capture_output=True, text=True, timeout=120, check=False)
+    ok = subprocess.run(
+        [node, script, str(SCHEMAS / "asyncapi.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     broken = tmp_path / "asyncapi.yaml"
     shutil.copytree(SCHEMAS, tmp_path, dirs_exist_ok=True)
     broken.write_text(broken.read_text().replace("action: send", "action: publish", 1))
-    failed = subprocess.run([node, script, str(broken)], capture_output=True, text=True,
-                            timeout=120, check=False)
+    failed = subprocess.run(
+        [node, script, str(broken)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert failed.returncode != 0
     assert "action" in failed.stdout
 

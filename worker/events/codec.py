@@ -316,14 +316,14 @@ def validate_input(data: Any, kind: InputKind) -> OrderRequest | Command:
         raise _validation_error(exc, kind, lambda: _request_id_of(data)) from None
 
 
-def _validation_error(
-    exc: ValidationError, kind: InputKind, request_id: RequestIdReader
-) -> DecodeError:
+def _validation_error(exc: ValidationError, kind: InputKind, request_id: RequestIdReader) -> DecodeError:
     """Translate a pydantic error; field paths are camelCase, the input is never copied."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     if len(errors) == 1 and errors[0]["type"] in ("json_invalid", "model_type"):
-        message = "value is not UTF-8 JSON" if errors[0]["type"] == "json_invalid" else (
-            "value is not a JSON object"
+        message = (
+            "value is not UTF-8 JSON"
+            if errors[0]["type"] == "json_invalid"
+            else ("value is not a JSON object")
         )
         return DecodeError(DeadLetterCode.MALFORMED_JSON, message, request_id=request_id())
     fields = [
@@ -383,9 +383,7 @@ def encode_status(event: OrderStatusEvent, *, source: str = DEFAULT_SOURCE) -> E
     )
 
 
-def encode_acquisition(
-    event: AcquisitionEvent, n: int, *, source: str = DEFAULT_SOURCE
-) -> EncodedRecord:
+def encode_acquisition(event: AcquisitionEvent, n: int, *, source: str = DEFAULT_SOURCE) -> EncodedRecord:
     """Binary-mode record of an acquisition event; ``ce_id`` is ``{requestId}:{acquisitionId}:{n}``.
 
     ``n`` numbers the events of one acquisition (1 for the first sighting).
@@ -549,4 +547,3 @@ def _payload_text(value: bytes | None) -> tuple[str | None, Literal["utf-8", "ba
         return value.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         return base64.b64encode(value).decode("ascii"), "base64"
-

@@ -22,9 +22,7 @@ def validate_polygon_rings(rings: Sequence[Sequence[tuple[float, float]]]) -> No
     """
     if len(rings) != 1:
         raise ValueError(
-            "aoi must have exactly one ring (holes are not allowed)"
-            if len(rings) > 1
-            else "aoi has no ring"
+            "aoi must have exactly one ring (holes are not allowed)" if len(rings) > 1 else "aoi has no ring"
         )
     ring = rings[0]
     if not MIN_POSITIONS <= len(ring) <= MAX_POSITIONS:

@@ -92,16 +92,18 @@ class ProgrammingType(StrEnum):
 
 _PROG_TYPES_BY_MISSION: dict[Mission, frozenset[ProgrammingType]] = {
     Mission.PLEIADES: frozenset(
-        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW,
-         ProgrammingType.ONESERIES}
+        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW, ProgrammingType.ONESERIES}
     ),
     Mission.SPOT: frozenset(
-        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW,
-         ProgrammingType.ONESERIES}
+        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW, ProgrammingType.ONESERIES}
     ),
     Mission.PLEIADESNEO: frozenset(
-        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOWATTEMPTS,
-         ProgrammingType.ONENOWWEATHER}
+        {
+            ProgrammingType.ONEPLAN,
+            ProgrammingType.ONEDAY,
+            ProgrammingType.ONENOWATTEMPTS,
+            ProgrammingType.ONENOWWEATHER,
+        }
     ),
 }
 
@@ -115,9 +117,7 @@ class OneAtlasProduct(ContractModel):
     @model_validator(mode="after")
     def _type_fits_mission(self) -> Self:
         if self.programming_type not in _PROG_TYPES_BY_MISSION[self.mission]:
-            raise ValueError(
-                f"programmingType {self.programming_type} is not offered for {self.mission}"
-            )
+            raise ValueError(f"programmingType {self.programming_type} is not offered for {self.mission}")
         return self
 
 
@@ -242,9 +242,7 @@ class OrderRequest(ContractModel):
     budget: Budget | None = None
     auto_approve: bool = True
     dry_run: bool = False
-    customer_reference: (
-        Annotated[str, StringConstraints(min_length=1, max_length=128)] | None
-    ) = None
+    customer_reference: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     acquisition_policy: AcquisitionPolicy | None = None
     display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     comments: Annotated[str, StringConstraints(max_length=2000)] | None = None

@@ -60,13 +60,18 @@ class SchemaSpec:
 
 
 SPECS: Final = (
-    SchemaSpec("order-request", OrderRequest, EventType.ORDER_REQUESTED, "validation",
-               "OrderRequest"),
+    SchemaSpec("order-request", OrderRequest, EventType.ORDER_REQUESTED, "validation", "OrderRequest"),
     SchemaSpec("command", Command, EventType.ORDER_COMMAND, "validation", "Command"),
-    SchemaSpec("order-status-event", OrderStatusEvent, EventType.ORDER_STATUS, "serialization",
-               "OrderStatusEvent"),
-    SchemaSpec("acquisition-event", AcquisitionEvent, EventType.ACQUISITION_STATUS,
-               "serialization", "AcquisitionEvent"),
+    SchemaSpec(
+        "order-status-event", OrderStatusEvent, EventType.ORDER_STATUS, "serialization", "OrderStatusEvent"
+    ),
+    SchemaSpec(
+        "acquisition-event",
+        AcquisitionEvent,
+        EventType.ACQUISITION_STATUS,
+        "serialization",
+        "AcquisitionEvent",
+    ),
     SchemaSpec("dead-letter", DeadLetter, EventType.DEAD_LETTER, "serialization", "DeadLetter"),
 )
 SPEC_BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -121,8 +126,7 @@ def _tighten_order_request(schema: dict[str, Any]) -> None:
         "minItems": 2,
         "maxItems": 2,
     }
-    ring = {"type": "array", "items": position, "minItems": MIN_POSITIONS,
-            "maxItems": MAX_POSITIONS}
+    ring = {"type": "array", "items": position, "minItems": MIN_POSITIONS, "maxItems": MAX_POSITIONS}
     polygon = schema["$defs"]["Polygon"]["properties"]
     polygon["coordinates"] = {
         "type": "array",
@@ -153,8 +157,7 @@ TOULOUSE: Final = [
     [[1.3600, 43.5700], [1.5000, 43.5700], [1.5000, 43.6700], [1.3600, 43.6700], [1.3600, 43.5700]]
 ]
 PANAMA: Final = [
-    [[-79.5800, 8.9300], [-79.4500, 8.9300], [-79.4500, 9.0500], [-79.5800, 9.0500],
-     [-79.5800, 8.9300]]
+    [[-79.5800, 8.9300], [-79.4500, 8.9300], [-79.4500, 9.0500], [-79.5800, 9.0500], [-79.5800, 8.9300]]
 ]
 UP42_PLEIADES_PRODUCT: Final = "bd102407-1814-4f92-8b5a-7697b7a73f5a"
 
@@ -173,9 +176,13 @@ def input_examples() -> dict[str, dict[str, Any]]:
             "aoi": {"type": "Polygon", "coordinates": TOULOUSE},
             "window": _window(28),
             "constraints": {"maxCloudCover": 20, "maxIncidenceAngle": 30},
-            "processing": {"processingLevel": "ortho", "spectralProcessing": "bundle",
-                           "pixelCoding": "12bits", "imageFormat": "image/jp2",
-                           "projection": "32631"},
+            "processing": {
+                "processingLevel": "ortho",
+                "spectralProcessing": "bundle",
+                "pixelCoding": "12bits",
+                "imageFormat": "image/jp2",
+                "projection": "32631",
+            },
             "budget": {"maxAmount": 2500, "currency": "EUR"},
             "customerReference": "toulouse-urban-2025",
             "acquisitionPolicy": {"autoAccept": {"maxCloudCover": 15}, "autoRefuse": False},
@@ -210,64 +217,107 @@ def input_examples() -> dict[str, dict[str, Any]]:
             ("cancel", {"reason": "no longer needed", "issuedBy": "ops@example.org"}),
             ("select-feasibility-option", {"optionId": "attempt-2"}),
             ("accept-acquisition", {"acquisitionId": "DS_PHR1A_202506101045"}),
-            ("refuse-acquisition", {"acquisitionId": "DS_PHR1A_202506081052",
-                                    "reason": "haze over the AOI"}),
+            ("refuse-acquisition", {"acquisitionId": "DS_PHR1A_202506081052", "reason": "haze over the AOI"}),
         )
     }
     return {**requests, **commands}
 
 
 def _command(name: str, extra: dict[str, Any]) -> dict[str, Any]:
-    return {"requestId": "req-toulouse-2025-06-001", "commandId": f"cmd-{name}-0001",
-            "command": name, **extra}
+    return {
+        "requestId": "req-toulouse-2025-06-001",
+        "commandId": f"cmd-{name}-0001",
+        "command": name,
+        **extra,
+    }
 
 
 def output_examples() -> dict[str, ContractModel]:
     """Example outputs as the worker publishes them (file stem -> model)."""
     return {
-        "order-status-event": OrderStatusEvent.model_validate({
-            "requestId": "req-toulouse-2025-06-001", "provider": "oneatlas", "sequence": 4,
-            "status": "ORDERED", "previousStatus": "QUOTED",
-            "stapiStatus": stapi_status(OrderStatus.ORDERED), "occurredAt": _T0,
-            "providerRefs": {"quotationId": "Q-20250602-0042", "salesOrderId": "SO-771203",
-                             "taskingId": "ICR-0063311"},
-            "feasibility": {"automation": "AUTOMATIC", "classification": "EASY",
-                            "programmingType": "ONEPLAN"},
-            "price": {"amount": 1830.5, "currency": "EUR", "areaKm2": 125.4},
-        }),
-        "order-status-event.decision-required": OrderStatusEvent.model_validate({
-            "requestId": "req-panama-2025-06-001", "provider": "up42", "sequence": 3,
-            "status": "DECISION_REQUIRED", "previousStatus": "QUOTED",
-            "stapiStatus": stapi_status(OrderStatus.DECISION_REQUIRED), "occurredAt": _T0,
-            "providerRefs": {"orderId": "b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11"},
-            "price": {"amount": 312000, "currency": "CREDITS", "areaKm2": 171.6},
-            "decision": {"kind": "approve-price",
-                         "options": [{"id": "approve", "description": "order at 312000 CREDITS"}],
-                         "deadline": "2025-06-04T08:00:00Z"},
-        }),
-        "acquisition-event": AcquisitionEvent.model_validate({
-            "requestId": "req-toulouse-2025-06-001", "provider": "oneatlas",
-            "acquisitionId": "DS_PHR1A_202506101045", "status": "PROPOSED",
-            "decidedBy": "provider", "acquiredAt": "2025-06-10T10:45:12Z", "cloudCover": 8.5,
-            "incidenceAngle": 14.2,
-            "footprint": {"type": "Polygon", "coordinates": TOULOUSE},
-            "providerRefs": {"taskingId": "ICR-0063311", "satellite": "PHR1A"},
-            "occurredAt": "2025-06-10T12:00:00Z",
-        }),
-        "dead-letter": DeadLetter.model_validate({
-            "error": {"code": "SCHEMA_VIOLATION",
-                      "message": "invalid request: window: Value error, window.end must be after"
-                                 " window.start",
-                      "details": {"errorCount": 1, "errors": [
-                          {"field": "window", "type": "value_error",
-                           "message": "Value error, window.end must be after window.start"}]}},
-            "source": {"topic": "tasking.order-requests", "partition": 3, "offset": 1204,
-                       "key": "req-bad-window-1",
-                       "headers": {"ce_type": EventType.ORDER_REQUESTED.value}},
-            "payload": '{"requestId":"req-bad-window-1","provider":"up42","window":{"start":'
-                       '"2025-06-10T00:00:00Z","end":"2025-06-01T00:00:00Z"}}',
-            "receivedAt": _T0,
-        }),
+        "order-status-event": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-001",
+                "provider": "oneatlas",
+                "sequence": 4,
+                "status": "ORDERED",
+                "previousStatus": "QUOTED",
+                "stapiStatus": stapi_status(OrderStatus.ORDERED),
+                "occurredAt": _T0,
+                "providerRefs": {
+                    "quotationId": "Q-20250602-0042",
+                    "salesOrderId": "SO-771203",
+                    "taskingId": "ICR-0063311",
+                },
+                "feasibility": {
+                    "automation": "AUTOMATIC",
+                    "classification": "EASY",
+                    "programmingType": "ONEPLAN",
+                },
+                "price": {"amount": 1830.5, "currency": "EUR", "areaKm2": 125.4},
+            }
+        ),
+        "order-status-event.decision-required": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-panama-2025-06-001",
+                "provider": "up42",
+                "sequence": 3,
+                "status": "DECISION_REQUIRED",
+                "previousStatus": "QUOTED",
+                "stapiStatus": stapi_status(OrderStatus.DECISION_REQUIRED),
+                "occurredAt": _T0,
+                "providerRefs": {"orderId": "b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11"},
+                "price": {"amount": 312000, "currency": "CREDITS", "areaKm2": 171.6},
+                "decision": {
+                    "kind": "approve-price",
+                    "options": [{"id": "approve", "description": "order at 312000 CREDITS"}],
+                    "deadline": "2025-06-04T08:00:00Z",
+                },
+            }
+        ),
+        "acquisition-event": AcquisitionEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-001",
+                "provider": "oneatlas",
+                "acquisitionId": "DS_PHR1A_202506101045",
+                "status": "PROPOSED",
+                "decidedBy": "provider",
+                "acquiredAt": "2025-06-10T10:45:12Z",
+                "cloudCover": 8.5,
+                "incidenceAngle": 14.2,
+                "footprint": {"type": "Polygon", "coordinates": TOULOUSE},
+                "providerRefs": {"taskingId": "ICR-0063311", "satellite": "PHR1A"},
+                "occurredAt": "2025-06-10T12:00:00Z",
+            }
+        ),
+        "dead-letter": DeadLetter.model_validate(
+            {
+                "error": {
+                    "code": "SCHEMA_VIOLATION",
+                    "message": "invalid request: window: Value error, window.end must be after window.start",
+                    "details": {
+                        "errorCount": 1,
+                        "errors": [
+                            {
+                                "field": "window",
+                                "type": "value_error",
+                                "message": "Value error, window.end must be after window.start",
+                            }
+                        ],
+                    },
+                },
+                "source": {
+                    "topic": "tasking.order-requests",
+                    "partition": 3,
+                    "offset": 1204,
+                    "key": "req-bad-window-1",
+                    "headers": {"ce_type": EventType.ORDER_REQUESTED.value},
+                },
+                "payload": '{"requestId":"req-bad-window-1","provider":"up42","window":{"start":'
+                '"2025-06-10T00:00:00Z","end":"2025-06-01T00:00:00Z"}}',
+                "receivedAt": _T0,
+            }
+        ),
     }
 
 
@@ -293,8 +343,9 @@ def spec_for(example_stem: str) -> SchemaSpec:
 class Channel:
     """A topic of CONTRACT §1 as the AsyncAPI document shows it."""
 
-    def __init__(self, cid: str, address: str, spec: SchemaSpec | None, action: str,
-                 description: str) -> None:
+    def __init__(
+        self, cid: str, address: str, spec: SchemaSpec | None, action: str, description: str
+    ) -> None:
         self.cid = cid
         self.address = address
         self.spec = spec
@@ -303,19 +354,44 @@ class Channel:
 
 
 CHANNELS: Final = (
-    Channel("orderRequests", "tasking.order-requests", SPEC_BY_NAME["order-request"], "receive",
-            "Tasking requests. Keyed by requestId; co-partitioned with commands and worker-state."),
-    Channel("commands", "tasking.commands", SPEC_BY_NAME["command"], "receive",
-            "Customer decisions about a request (approve, cancel, accept an acquisition, ...). "
-            "Keyed by requestId; co-partitioned with order-requests."),
-    Channel("orderStatus", "tasking.order-status", SPEC_BY_NAME["order-status-event"], "send",
-            "One event per status transition of a request, in order, sequence from 1."),
-    Channel("acquisitions", "tasking.acquisitions", SPEC_BY_NAME["acquisition-event"], "send",
-            "Acquisitions (OneAtlas segments, Pléiades Neo coverage items, UP42 deliveries) "
-            "when first seen and on every change of their status."),
-    Channel("deadLetter", "tasking.dead-letter", SPEC_BY_NAME["dead-letter"], "send",
-            "Input messages that could not be used, with the reason and the original bytes. "
-            "Keyed by the original key (may be null)."),
+    Channel(
+        "orderRequests",
+        "tasking.order-requests",
+        SPEC_BY_NAME["order-request"],
+        "receive",
+        "Tasking requests. Keyed by requestId; co-partitioned with commands and worker-state.",
+    ),
+    Channel(
+        "commands",
+        "tasking.commands",
+        SPEC_BY_NAME["command"],
+        "receive",
+        "Customer decisions about a request (approve, cancel, accept an acquisition, ...). "
+        "Keyed by requestId; co-partitioned with order-requests.",
+    ),
+    Channel(
+        "orderStatus",
+        "tasking.order-status",
+        SPEC_BY_NAME["order-status-event"],
+        "send",
+        "One event per status transition of a request, in order, sequence from 1.",
+    ),
+    Channel(
+        "acquisitions",
+        "tasking.acquisitions",
+        SPEC_BY_NAME["acquisition-event"],
+        "send",
+        "Acquisitions (OneAtlas segments, Pléiades Neo coverage items, UP42 deliveries) "
+        "when first seen and on every change of their status.",
+    ),
+    Channel(
+        "deadLetter",
+        "tasking.dead-letter",
+        SPEC_BY_NAME["dead-letter"],
+        "send",
+        "Input messages that could not be used, with the reason and the original bytes. "
+        "Keyed by the original key (may be null).",
+    ),
 )
 
 
@@ -325,23 +401,26 @@ def asyncapi_document() -> dict[str, Any]:
     channels["workerState"] = _worker_state_channel()
     operations: dict[str, Any] = {}
     for c in CHANNELS:
-        operations[f"{c.action}{c.cid[0].upper()}{c.cid[1:]}"] = _operation(c.cid, c.action,
-                                                                             c.description)
+        operations[f"{c.action}{c.cid[0].upper()}{c.cid[1:]}"] = _operation(c.cid, c.action, c.description)
     operations["sendWorkerState"] = _operation(
-        "workerState", "send", "Record the durable state of each order before acting on it.")
+        "workerState", "send", "Record the durable state of each order before acting on it."
+    )
     operations["receiveWorkerState"] = _operation(
-        "workerState", "receive", "Restore the state of the orders of newly assigned partitions.")
+        "workerState", "receive", "Restore the state of the orders of newly assigned partitions."
+    )
     return {
         "asyncapi": "3.0.0",
         "id": "urn:tasking-worker",
         "info": _info(),
         "defaultContentType": "application/json",
-        "servers": {"kafka": {
-            "host": "localhost:9092",
-            "protocol": "kafka",
-            "description": "Any Kafka cluster (TASKING_KAFKA__BOOTSTRAP_SERVERS). Topic names "
-                           "are defaults; each can be changed with TASKING_TOPICS__*.",
-        }},
+        "servers": {
+            "kafka": {
+                "host": "localhost:9092",
+                "protocol": "kafka",
+                "description": "Any Kafka cluster (TASKING_KAFKA__BOOTSTRAP_SERVERS). Topic names "
+                "are defaults; each can be changed with TASKING_TOPICS__*.",
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": _components(),
@@ -354,8 +433,9 @@ def _channel(channel: Channel) -> dict[str, Any]:
         "address": channel.address,
         "title": channel.address,
         "description": channel.description,
-        "messages": {_message_id(channel.spec): {
-            "$ref": f"#/components/messages/{_message_id(channel.spec)}"}},
+        "messages": {
+            _message_id(channel.spec): {"$ref": f"#/components/messages/{_message_id(channel.spec)}"}
+        },
         "bindings": {"kafka": {"topic": channel.address, "bindingVersion": "0.5.0"}},
     }
 
@@ -365,22 +445,25 @@ def _worker_state_channel() -> dict[str, Any]:
         "address": "tasking.worker-state",
         "title": "tasking.worker-state",
         "description": "Internal: the worker's own durable order state, one record per "
-                       "requestId, compacted. Co-partitioned with order-requests and commands. "
-                       "Its format belongs to the worker and may change without notice; other "
-                       "systems must not read or write it.",
+        "requestId, compacted. Co-partitioned with order-requests and commands. "
+        "Its format belongs to the worker and may change without notice; other "
+        "systems must not read or write it.",
         "messages": {"workerState": {"$ref": "#/components/messages/workerState"}},
-        "bindings": {"kafka": {
-            "topic": "tasking.worker-state",
-            "topicConfiguration": {"cleanup.policy": ["compact"]},
-            "bindingVersion": "0.5.0",
-        }},
+        "bindings": {
+            "kafka": {
+                "topic": "tasking.worker-state",
+                "topicConfiguration": {"cleanup.policy": ["compact"]},
+                "bindingVersion": "0.5.0",
+            }
+        },
     }
 
 
 def _operation(cid: str, action: str, summary: str) -> dict[str, Any]:
     channel = f"#/channels/{cid}"
-    message = "workerState" if cid == "workerState" else _message_id(
-        next(c for c in CHANNELS if c.cid == cid).spec)
+    message = (
+        "workerState" if cid == "workerState" else _message_id(next(c for c in CHANNELS if c.cid == cid).spec)
+    )
     operation: dict[str, Any] = {
         "action": action,
         "channel": {"$ref": channel},
@@ -388,11 +471,16 @@ def _operation(cid: str, action: str, summary: str) -> dict[str, Any]:
         "messages": [{"$ref": f"{channel}/messages/{message}"}],
     }
     if action == "receive":
-        operation["bindings"] = {"kafka": {
-            "groupId": {"type": "string", "default": "tasking-worker",
-                        "description": "TASKING_KAFKA__GROUP_ID"},
-            "bindingVersion": "0.5.0",
-        }}
+        operation["bindings"] = {
+            "kafka": {
+                "groupId": {
+                    "type": "string",
+                    "default": "tasking-worker",
+                    "description": "TASKING_KAFKA__GROUP_ID",
+                },
+                "bindingVersion": "0.5.0",
+            }
+        }
     return operation
 
 
@@ -417,8 +505,10 @@ def _components() -> dict[str, Any]:
 def _message(spec: SchemaSpec) -> dict[str, Any]:
     key = _key_schema()
     if spec.model is DeadLetter:
-        key = {"type": ["string", "null"],
-               "description": "The original record's key, unchanged (may be null)."}
+        key = {
+            "type": ["string", "null"],
+            "description": "The original record's key, unchanged (may be null).",
+        }
     message: dict[str, Any] = {
         "name": spec.title,
         "title": spec.title,
@@ -435,8 +525,7 @@ def _message(spec: SchemaSpec) -> dict[str, Any]:
 
 
 def _key_schema() -> dict[str, Any]:
-    return {"type": "string", "pattern": REQUEST_ID_PATTERN,
-            "description": "The requestId, UTF-8."}
+    return {"type": "string", "pattern": REQUEST_ID_PATTERN, "description": "The requestId, UTF-8."}
 
 
 def _headers_schema(spec: SchemaSpec) -> dict[str, Any]:
@@ -452,11 +541,14 @@ def _headers_schema(spec: SchemaSpec) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if spec.mode == "validation":
         properties["content-type"] = {
-            "type": "string", "enum": ["application/json", "application/cloudevents+json"]}
+            "type": "string",
+            "enum": ["application/json", "application/cloudevents+json"],
+        }
         schema["description"] = (
             "Binary content mode as shown. Also accepted: structured mode (content-type "
             "application/cloudevents+json, the whole event in the value) and a bare JSON value "
-            "with no ce_ headers, whose type is implied by the topic.")
+            "with no ce_ headers, whose type is implied by the topic."
+        )
     else:
         required = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"]
         schema["required"] = required if spec.model is DeadLetter else [*required, "ce_subject"]
@@ -478,8 +570,7 @@ def _message_examples(spec: SchemaSpec) -> list[dict[str, Any]]:
     for stem, payload in sorted(example_payloads().items()):
         if spec_for(stem) is spec:
             name = stem.split(".", 1)[1] if "." in stem else stem
-            examples.append({"name": name, "headers": _example_headers(spec, payload),
-                             "payload": payload})
+            examples.append({"name": name, "headers": _example_headers(spec, payload), "payload": payload})
     return examples
 
 
@@ -514,8 +605,7 @@ def _info() -> dict[str, Any]:
         "title": "tasking-worker",
         "version": "1.0.0",
         "description": _DESCRIPTION + _status_table() + _dead_letter_table(),
-        "license": {"name": "Apache-2.0",
-                    "url": "https://www.apache.org/licenses/LICENSE-2.0"},
+        "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
     }
 
 
@@ -538,16 +628,19 @@ _STATUS_MEANING: Final = {
     OrderStatus.IN_PROGRESS: "acquisitions are being made",
     OrderStatus.COMPLETED: "the tasking finished at the provider",
     OrderStatus.REJECTED: "invalid, infeasible, declined, over budget and refused",
-    OrderStatus.CANCELLED: "cancelled by a command (`user_cancelled`) or by the provider "
-                           "(`cancelled`)",
+    OrderStatus.CANCELLED: "cancelled by a command (`user_cancelled`) or by the provider (`cancelled`)",
     OrderStatus.FAILED: "unrecoverable provider or worker failure after retries",
     OrderStatus.EXPIRED: "the window or a decision deadline passed",
 }
 
 
 def _status_table() -> str:
-    rows = ["## Order statuses and their STAPI codes", "",
-            "| status | terminal | STAPI | meaning |", "| --- | --- | --- | --- |"]
+    rows = [
+        "## Order statuses and their STAPI codes",
+        "",
+        "| status | terminal | STAPI | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
     for status in OrderStatus:
         stapi = f"`{stapi_status(status).value}`"
         if status is OrderStatus.CANCELLED:
@@ -560,11 +653,10 @@ def _status_table() -> str:
 _DEAD_LETTER_MEANING: Final = {
     DeadLetterCode.MALFORMED_JSON: "the value is empty, not UTF-8 JSON, or not a JSON object",
     DeadLetterCode.SCHEMA_VIOLATION: "the JSON breaks the message schema "
-                                     "(`error.details.errors` lists the camelCase field paths)",
+    "(`error.details.errors` lists the camelCase field paths)",
     DeadLetterCode.KEY_MISMATCH: "the Kafka key is present and differs from `requestId`",
     DeadLetterCode.UNKNOWN_TYPE: "`ce_type` (or `ce_specversion`) is not the one of the topic",
-    DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default); "
-                              "checked before parsing",
+    DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default); checked before parsing",
 }
 
 
@@ -584,8 +676,9 @@ def _json_text(value: Any) -> str:
 def _yaml_text(value: Any) -> str:
     # Round-trip through JSON so YAML sees only plain types (no anchors, no Python tags).
     plain = json.loads(json.dumps(value))
-    return yaml.dump(plain, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100,
-                     default_flow_style=False)
+    return yaml.dump(
+        plain, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False
+    )
 
 
 class _BlockDumper(yaml.SafeDumper):
@@ -636,4 +729,3 @@ def differences(out: Path) -> list[str]:
             if f"{EXAMPLES_DIR}/{path.name}" not in expected:
                 problems.append(f"{EXAMPLES_DIR}/{path.name}: not generated (stale)")
     return problems
-

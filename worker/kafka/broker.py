@@ -90,8 +90,16 @@ class EmbeddedBroker:
             BrokerError: when the process exits or does not answer within ``timeout`` seconds.
         """
         url = f"tcp://127.0.0.1:{self.port}"
-        cmd = [str(tansu_binary()), "broker", "--listener-url", url,
-               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        cmd = [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         # Popen, not asyncio's subprocess API: the handle must outlive this loop (pause/resume/kill
         # from fixtures and signal handlers), and starting a process does not block meaningfully.
@@ -113,9 +121,7 @@ class EmbeddedBroker:
             await asyncio.sleep(0.1)
         raise BrokerError(f"broker did not answer on {self.bootstrap_servers} in {timeout}s")
 
-    async def create_topics(
-        self, names: Iterable[str], partitions: int = DEFAULT_PARTITIONS
-    ) -> None:
+    async def create_topics(self, names: Iterable[str], partitions: int = DEFAULT_PARTITIONS) -> None:
         """Create topics (an existing topic is left as it is)."""
         await create_topics(self.bootstrap_servers, names, partitions)
 
@@ -168,9 +174,7 @@ async def create_topics(
         existing = set(await admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if missing:
-            await admin.create_topics(
-                [NewTopic(n, partitions, replication) for n in missing]
-            )
+            await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
         return missing
     finally:
         await admin.close()

@@ -203,8 +203,13 @@ class Intake:
         results = await asyncio.gather(*(self._handle(r) for r in records), return_exceptions=True)
         for record, result in zip(records, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("record_not_durable", topic=tp.topic, partition=tp.partition,
-                          offset=record.offset, error=type(result).__name__)
+                log.error(
+                    "record_not_durable",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=record.offset,
+                    error=type(result).__name__,
+                )
                 self.consumer.seek(tp, record.offset)
                 failed: int = record.offset
                 return failed if failed > records[0].offset else None
@@ -214,8 +219,9 @@ class Intake:
     async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
         kind = InputKind.REQUEST if record.topic == self.settings.topics.requests else InputKind.COMMAND
         try:
-            message = decode(record.value, key=record.key, headers=record.headers,
-                             topic=record.topic, kind=kind)
+            message = decode(
+                record.value, key=record.key, headers=record.headers, topic=record.topic, kind=kind
+            )
         except DecodeError as exc:
             await self._dead_letter(record, exc, kind)
             return
@@ -225,22 +231,25 @@ class Intake:
             await self._command(record, message)
 
     async def _request(self, record: ConsumerRecord[Any, Any], request: OrderRequest) -> None:
-        structlog.contextvars.bind_contextvars(requestId=request.request_id, topic=record.topic,
-                                               partition=record.partition, offset=record.offset)
+        structlog.contextvars.bind_contextvars(
+            requestId=request.request_id, topic=record.topic, partition=record.partition, offset=record.offset
+        )
         accepted = await self.runner.accept_request(record.partition, request, self.clock())
         self.metrics.message_consumed(record.topic, "accepted" if accepted else "duplicate")
         if not accepted:
             log.info("duplicate_request", requestId=request.request_id)
 
     async def _command(self, record: ConsumerRecord[Any, Any], command: Command) -> None:
-        structlog.contextvars.bind_contextvars(requestId=command.request_id, topic=record.topic,
-                                               partition=record.partition, offset=record.offset)
+        structlog.contextvars.bind_contextvars(
+            requestId=command.request_id, topic=record.topic, partition=record.partition, offset=record.offset
+        )
         known = await self.runner.apply_command(record.partition, command, self.clock())
         if known:
             self.metrics.message_consumed(record.topic, "command")
             return
-        error = DecodeError("UNKNOWN_REQUEST", f"no request {command.request_id!r} is known",
-                            request_id=command.request_id)
+        error = DecodeError(
+            "UNKNOWN_REQUEST", f"no request {command.request_id!r} is known", request_id=command.request_id
+        )
         await self._dead_letter(record, error, InputKind.COMMAND, publish_status=False)
 
     async def _dead_letter(
@@ -250,17 +259,31 @@ class Intake:
         kind: InputKind,
         publish_status: bool = True,
     ) -> None:
-        dead = build_dead_letter(error, value=record.value, key=record.key, headers=record.headers,
-                                 topic=record.topic, partition=record.partition,
-                                 offset=record.offset, received_at=self.clock())
+        dead = build_dead_letter(
+            error,
+            value=record.value,
+            key=record.key,
+            headers=record.headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            received_at=self.clock(),
+        )
         await self.publisher.dead_letter(dead, key=record.key, request_id=error.request_id)
         if publish_status and kind is InputKind.REQUEST and error.request_id:
-            await self.runner.reject_invalid(record.partition, error.request_id, error, self.clock(),
-                                             provider=_provider_of(record.value))
+            await self.runner.reject_invalid(
+                record.partition, error.request_id, error, self.clock(), provider=_provider_of(record.value)
+            )
         self.metrics.dead_letter(error.code)
         self.metrics.message_consumed(record.topic, "dead_letter")
-        log.warning("dead_lettered", topic=record.topic, partition=record.partition,
-                    offset=record.offset, code=error.code, reason=error.message)
+        log.warning(
+            "dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            code=error.code,
+            reason=error.message,
+        )
 
     # ------------------------------------------------------------------ lag
 

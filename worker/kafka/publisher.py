@@ -66,9 +66,7 @@ class Publisher:
     source: str = "urn:tasking-worker"
 
     async def _send(self, topic: str, record: EncodedRecord) -> None:
-        await self.producer.send_and_wait(
-            topic, record.value, key=record.key, headers=record.headers
-        )
+        await self.producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
         self.metrics.event_published(topic)
 
     async def status(self, event: OrderStatusEvent) -> None:
@@ -85,14 +83,13 @@ class Publisher:
                 topic = self.topics.acquisitions
                 record = encode_acquisition(item.event, item.n, source=self.source)
             # send() keeps the order of one key within a partition; await all acks together.
-            futures.append((topic, await self.producer.send(
-                topic, record.value, key=record.key, headers=record.headers)))
+            futures.append(
+                (topic, await self.producer.send(topic, record.value, key=record.key, headers=record.headers))
+            )
         for topic, future in futures:
             await asyncio.shield(future)
             self.metrics.event_published(topic)
 
-    async def dead_letter(
-        self, dead: DeadLetter, *, key: bytes | None, request_id: str | None
-    ) -> None:
+    async def dead_letter(self, dead: DeadLetter, *, key: bytes | None, request_id: str | None) -> None:
         record = encode_dead_letter(dead, key=key, request_id=request_id, source=self.source)
         await self._send(self.topics.dead_letter, record)

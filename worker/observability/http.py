@@ -138,8 +138,11 @@ class Health:
 
     def liveness(self) -> Verdict:
         """Alive when the loop beats and the consumer polls (or is still starting)."""
-        checks = {"eventLoop": self._loop_check(), "consumer": self._consumer_check(),
-                  "broker": self._broker_check(self._poll_timeout)}
+        checks = {
+            "eventLoop": self._loop_check(),
+            "consumer": self._consumer_check(),
+            "broker": self._broker_check(self._poll_timeout),
+        }
         return Verdict(all(v == OK for v in checks.values()), checks)
 
     def readiness(self) -> Verdict:
@@ -167,7 +170,6 @@ class Health:
             return f"consumer has not polled {waited:.0f}s after start"
         silent = now - self._last_poll
         return OK if silent <= self._poll_timeout else f"consumer has not polled for {silent:.0f}s"
-
 
     def _broker_check(self, limit: float) -> str:
         now = self._clock()

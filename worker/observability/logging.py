@@ -146,8 +146,11 @@ def render_processors(fmt: LogFormat, redactor: Redactor) -> list[Processor]:
     """The formatter's tail: traceback without locals, redaction, then the renderer."""
     if fmt is LogFormat.CONSOLE:
         # Rendered to text first so the redactor sees it; the console prints it as it is.
-        return [structlog.processors.format_exc_info, redactor,
-                structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]
+        return [
+            structlog.processors.format_exc_info,
+            redactor,
+            structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()),
+        ]
     return [
         structlog.processors.ExceptionRenderer(
             structlog.tracebacks.ExceptionDictTransformer(show_locals=False)

@@ -258,9 +258,7 @@ class TaskingProvider(Protocol):
     async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
         """All acquisitions of one order (segments, coverage items, deliveries)."""
 
-    async def decide_acquisition(
-        self, placed: PlacedOrder, acquisition_id: str, accept: bool
-    ) -> None:
+    async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
         """Accept or refuse a proposed acquisition.
 
         Raises:

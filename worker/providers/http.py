@@ -61,9 +61,7 @@ class ProviderMetrics(Protocol):
 class NullMetrics:
     """Metrics sink that records nothing (for tools and tests that do not look at metrics)."""
 
-    def provider_request(
-        self, provider: str, operation: str, outcome: str, duration_seconds: float
-    ) -> None:
+    def provider_request(self, provider: str, operation: str, outcome: str, duration_seconds: float) -> None:
         return None
 
     def provider_retry(self, provider: str, operation: str) -> None:
@@ -88,8 +86,10 @@ class HttpPolicy:
 def http_policy(settings: HttpClientSettings, rate_per_second: float, max_concurrency: int) -> HttpPolicy:
     """The retry and pacing policy of one provider from the shared HTTP settings."""
     return HttpPolicy(
-        max_retries=settings.max_retries, backoff_base=settings.backoff_base_seconds,
-        backoff_max=settings.backoff_max_seconds, rate_per_second=rate_per_second,
+        max_retries=settings.max_retries,
+        backoff_base=settings.backoff_base_seconds,
+        backoff_max=settings.backoff_max_seconds,
+        rate_per_second=rate_per_second,
         max_concurrency=max_concurrency,
     )
 
@@ -99,8 +99,7 @@ def build_client(settings: HttpClientSettings, max_concurrency: int) -> httpx.As
     as many pooled connections as the provider's concurrency limit allows."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
-        limits=httpx.Limits(max_connections=max_concurrency,
-                            max_keepalive_connections=max_concurrency),
+        limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
         headers={"User-Agent": "tasking-worker"},
     )
 
@@ -218,13 +217,17 @@ class ProviderHttp:
                 attempt += 1
 
     async def _backoff(self, operation: str, attempt: int, exc: ProviderError) -> None:
-        delay = random.uniform(0, min(self.policy.backoff_max,
-                                      self.policy.backoff_base * 2**attempt))
+        delay = random.uniform(0, min(self.policy.backoff_max, self.policy.backoff_base * 2**attempt))
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         self.metrics.provider_retry(self.provider, operation)
-        log.info("provider_retry", operation=operation, attempt=attempt + 1,
-                 delay_s=round(delay, 3), error=exc.message)
+        log.info(
+            "provider_retry",
+            operation=operation,
+            attempt=attempt + 1,
+            delay_s=round(delay, 3),
+            error=exc.message,
+        )
         await self.sleep(delay)
 
     async def _once(self, operation: str, method: str, url: str, *, write: bool, **kw: Any) -> Any:
@@ -281,14 +284,12 @@ class ProviderHttp:
         except httpx.TransportError as exc:
             raise self._lost(operation, write, "connection lost", exc) from exc
 
-    def _lost(
-        self, operation: str, write: bool, what: str, exc: Exception
-    ) -> ProviderError:
+    def _lost(self, operation: str, write: bool, what: str, exc: Exception) -> ProviderError:
         if write:
-            return OutcomeUnknown(f"{operation}: {what} after sending; outcome unknown",
-                                  **self._ids(operation))
-        return ProviderUnavailable(f"{operation}: {what} ({type(exc).__name__})",
-                                   **self._ids(operation))
+            return OutcomeUnknown(
+                f"{operation}: {what} after sending; outcome unknown", **self._ids(operation)
+            )
+        return ProviderUnavailable(f"{operation}: {what} ({type(exc).__name__})", **self._ids(operation))
 
     def _ids(self, operation: str) -> dict[str, Any]:
         return {"provider": self.provider, "operation": operation}
@@ -298,8 +299,10 @@ class ProviderHttp:
             body = json_body(response)
             if isinstance(body, str):
                 raise ProviderProtocolError(
-                    f"{operation}: answer is not JSON", status_code=response.status_code,
-                    **self._ids(operation))
+                    f"{operation}: answer is not JSON",
+                    status_code=response.status_code,
+                    **self._ids(operation),
+                )
             return body
         raise self._error(operation, response, write)
 
@@ -313,9 +316,7 @@ class ProviderHttp:
         return default_error(self.provider, operation, response, write)
 
 
-def default_error(
-    provider: str, operation: str, response: httpx.Response, write: bool
-) -> ProviderError:
+def default_error(provider: str, operation: str, response: httpx.Response, write: bool) -> ProviderError:
     """The generic mapping of an HTTP error status to the error tree."""
     status = response.status_code
     ids: dict[str, Any] = {"provider": provider, "operation": operation, "status_code": status}

@@ -107,10 +107,19 @@ _PROG_SUFFIX: Final = {
     ProgrammingType.ONENOWWEATHER: "OneNowWeather",
 }
 _SPECTRAL: Final = {
-    "legacy": frozenset({"pansharpened_natural_color", "panchromatic", "pansharpened",
-                         "multispectral", "pansharpened_false_color", "bundle"}),
-    "neo": frozenset({"panchromatic", "pansharpened", "multispectral", "bundle", "full_bundle",
-                      "full_pms", "full_ms"}),
+    "legacy": frozenset(
+        {
+            "pansharpened_natural_color",
+            "panchromatic",
+            "pansharpened",
+            "multispectral",
+            "pansharpened_false_color",
+            "bundle",
+        }
+    ),
+    "neo": frozenset(
+        {"panchromatic", "pansharpened", "multispectral", "bundle", "full_bundle", "full_pms", "full_ms"}
+    ),
 }
 # §6 AOI limits for automatic OneDay/OneNow tasking: (min km², max km²); OnePlan: min 5 km².
 _ATTEMPT_AOI_KM2: Final = {
@@ -120,15 +129,30 @@ _ATTEMPT_AOI_KM2: Final = {
 }
 _ONEPLAN_MIN_AOI_KM2: Final = 5.0
 # Item properties a caller may set through ``providerOptions`` (everything else is an option key).
-ITEM_PROPERTY_KEYS: Final = frozenset({
-    "acquisitionMode", "maxCloudCover", "notificationThreshold", "maxIncidenceAngle", "acqPeriod",
-    "feasibilityAutomation", "feasibilityAutomationName", "classification",
-    "acquisitionModeMinBH", "acquisitionModeMaxBH", "extendedAngle",
-})
+ITEM_PROPERTY_KEYS: Final = frozenset(
+    {
+        "acquisitionMode",
+        "maxCloudCover",
+        "notificationThreshold",
+        "maxIncidenceAngle",
+        "acqPeriod",
+        "feasibilityAutomation",
+        "feasibilityAutomationName",
+        "classification",
+        "acquisitionModeMinBH",
+        "acquisitionModeMaxBH",
+        "extendedAngle",
+    }
+)
 # Operations that change something at the provider: a 5xx there means "outcome unknown".
-WRITE_OPERATIONS: Final = frozenset({
-    "place_order", "decide_quotation", "decide_acquisition", "cancel",
-})
+WRITE_OPERATIONS: Final = frozenset(
+    {
+        "place_order",
+        "decide_quotation",
+        "decide_acquisition",
+        "cancel",
+    }
+)
 # Error codes (``errors[].code``) that say "no capacity": the request is valid but cannot be tasked.
 _CAPACITY_CODES: Final = frozenset({"ERR_NO_SENSOR_AVAILABLE", "ERR_OTHER", "ERR_NO_CAPACITY"})
 
@@ -253,8 +277,11 @@ def provider_error_fields(body: Any) -> tuple[str | None, str | None]:
     if isinstance(errors, list) and errors:
         first = _dict(errors[0])
         message = "; ".join(
-            f"{_dict(e).get('code')} ({_dict(e).get('locator')}): {_dict(e).get('message') or ''}"
-            .rstrip(": ") for e in errors)
+            f"{_dict(e).get('code')} ({_dict(e).get('locator')}): {_dict(e).get('message') or ''}".rstrip(
+                ": "
+            )
+            for e in errors
+        )
         return _str_or_none(first.get("code")), message
     code = body.get("errorCode") or body.get("internalCode") or body.get("code")
     return _str_or_none(code), _str_or_none(body.get("message") or body.get("hint"))
@@ -276,8 +303,7 @@ def translate_error(response: httpx.Response, operation: str) -> ProviderError |
     if status == 429:
         return None
     code, message = provider_error_fields(json_body(response))
-    text = f"{operation}: HTTP {status}" + (f" {code}" if code else "") + (
-        f": {message}" if message else "")
+    text = f"{operation}: HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     if code == "ERR_NO_SENSOR_AVAILABLE":
         return NotFeasible(text, provider_code=code)
     if status >= 500:
@@ -382,8 +408,13 @@ def legacy_snapshot(item: Mapping[str, Any], contract_id: str) -> OrderSnapshot:
     validated_area = _float(progress.get("validatedArea")) or 0.0
     ordered_area = _float(progress.get("orderedArea")) or 0.0
     coverage = min(100.0, 100.0 * validated_area / ordered_area) if ordered_area > 0 else None
-    refs = _refs(salesOrderId=item.get("sal"), so=item.get("so"), taskingId=icr.get("id"),
-                 contractId=contract_id, customerReference=icr.get("customerRef"))
+    refs = _refs(
+        salesOrderId=item.get("sal"),
+        so=item.get("so"),
+        taskingId=icr.get("id"),
+        contractId=contract_id,
+        customerReference=icr.get("customerRef"),
+    )
     return OrderSnapshot(
         tracking_key=str(item.get("sal") or ""),
         refs=refs,
@@ -410,15 +441,21 @@ def neo_snapshot(line: Mapping[str, Any]) -> OrderSnapshot:
     amount = _float(line.get("orderLineAmount"))
     if key and amount is not None and quotation_status:
         quotation = Quotation(
-            id=key, amount=amount, currency=str(line.get("currency") or "EUR"),
+            id=key,
+            amount=amount,
+            currency=str(line.get("currency") or "EUR"),
             decision=_quotation_decision(quotation_status),
             valid_until=parse_time(line.get("quotationEndOfValidityDate")),
         )
     return OrderSnapshot(
         tracking_key=key,
-        refs=_refs(quotationId=key, salesOrderId=line.get("salesOrderId"),
-                   orderItemId=line.get("orderItemId"), contractId=line.get("contractId"),
-                   customerReference=line.get("customerReference")),
+        refs=_refs(
+            quotationId=key,
+            salesOrderId=line.get("salesOrderId"),
+            orderItemId=line.get("orderItemId"),
+            contractId=line.get("contractId"),
+            customerReference=line.get("customerReference"),
+        ),
         provider_status=f"{status}/{quotation_status}" if quotation_status else status,
         phase=neo_phase(status, quotation_status, total > 0 or bool(pct)),
         quotation=quotation,
@@ -496,13 +533,29 @@ class OneAtlasProvider:
         sink = metrics if metrics is not None else NullMetrics()
         renewed = getattr(sink, "token_renewed", None)
         self._tokens = TokenSource(
-            self._fetch_token, margin=TOKEN_MARGIN_SECONDS, clock=clock,
-            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None)
-        self._http = ProviderHttp(PROVIDER, self._client, self._tokens, policy=policy, metrics=sink,
-                                  translate=translate_error, sleep=sleep)
-        self._auth_http = ProviderHttp(PROVIDER, self._client, None, policy=policy, metrics=sink,
-                                       translate=_auth_translate(self._api_key_or_empty()),
-                                       sleep=sleep)
+            self._fetch_token,
+            margin=TOKEN_MARGIN_SECONDS,
+            clock=clock,
+            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None,
+        )
+        self._http = ProviderHttp(
+            PROVIDER,
+            self._client,
+            self._tokens,
+            policy=policy,
+            metrics=sink,
+            translate=translate_error,
+            sleep=sleep,
+        )
+        self._auth_http = ProviderHttp(
+            PROVIDER,
+            self._client,
+            None,
+            policy=policy,
+            metrics=sink,
+            translate=_auth_translate(self._api_key_or_empty()),
+            sleep=sleep,
+        )
         # Which backend a tracking key belongs to, learnt when this process placed or found it.
         self._backends: dict[str, str] = {}
 
@@ -520,8 +573,7 @@ class OneAtlasProvider:
         if backend == "neo":
             contract = self._settings.neo_contract_id or contract
         if not contract:
-            raise ProviderNotConfigured(f"no OneAtlas {backend} contract configured",
-                                        provider=PROVIDER)
+            raise ProviderNotConfigured(f"no OneAtlas {backend} contract configured", provider=PROVIDER)
         return contract
 
     async def _fetch_token(self) -> tuple[str, float]:
@@ -530,14 +582,19 @@ class OneAtlasProvider:
         if not api_key:
             raise ProviderNotConfigured("OneAtlas API key is not configured", provider=PROVIDER)
         body = await self._auth_http.read(
-            "authenticate", "POST", str(self._settings.auth_url),
+            "authenticate",
+            "POST",
+            str(self._settings.auth_url),
             data={"apikey": api_key, "grant_type": "api_key", "client_id": "IDP"},
         )
         body = _dict(body)
         token, token_type = body.get("access_token"), str(body.get("token_type") or "bearer")
         if not isinstance(token, str) or not token or token_type.lower() != "bearer":
-            raise ProviderProtocolError("authenticate: no bearer access_token in the answer",
-                                        provider=PROVIDER, operation="authenticate")
+            raise ProviderProtocolError(
+                "authenticate: no bearer access_token in the answer",
+                provider=PROVIDER,
+                operation="authenticate",
+            )
         return token, _float(body.get("expires_in")) or 3600.0
 
     def _url(self, path: str) -> str:
@@ -564,12 +621,12 @@ class OneAtlasProvider:
         self._check_aoi_size(request, product)
         for key, value in request.provider_options.items():
             if not isinstance(value, str | int | float | bool):
-                raise InvalidOrderParams(f"providerOptions.{key}: must be a scalar",
-                                         provider=PROVIDER, operation="validate")
+                raise InvalidOrderParams(
+                    f"providerOptions.{key}: must be a scalar", provider=PROVIDER, operation="validate"
+                )
 
     def _product(self, request: OrderRequest) -> OneAtlasProduct:
-        if request.provider is not Provider.ONEATLAS or not isinstance(request.product,
-                                                                        OneAtlasProduct):
+        if request.provider is not Provider.ONEATLAS or not isinstance(request.product, OneAtlasProduct):
             raise InvalidOrderParams("product: not a OneAtlas product", provider=PROVIDER)
         return request.product
 
@@ -579,11 +636,13 @@ class OneAtlasProvider:
         if processing.spectral_processing and processing.spectral_processing not in allowed:
             raise InvalidOrderParams(
                 f"processing.spectralProcessing: {processing.spectral_processing!r} is not offered "
-                f"for {product.mission} (one of {', '.join(sorted(allowed))})", provider=PROVIDER)
-        if processing.pixel_coding == "8bits" and processing.radiometric_processing not in (
-                None, "display"):
+                f"for {product.mission} (one of {', '.join(sorted(allowed))})",
+                provider=PROVIDER,
+            )
+        if processing.pixel_coding == "8bits" and processing.radiometric_processing not in (None, "display"):
             raise InvalidOrderParams(
-                "processing.pixelCoding: 8bits needs radiometricProcessing=display", provider=PROVIDER)
+                "processing.pixelCoding: 8bits needs radiometricProcessing=display", provider=PROVIDER
+            )
 
     def _check_aoi_size(self, request: OrderRequest, product: OneAtlasProduct) -> None:
         aoi = request.aoi.model_dump(mode="json")
@@ -595,7 +654,10 @@ class OneAtlasProvider:
         if not low <= area <= high:
             raise InvalidOrderParams(
                 f"aoi: {area:.1f} km² is outside {low:g}..{high:g} km² for {product.mission} "
-                f"{product.programming_type}", provider=PROVIDER, operation="validate")
+                f"{product.programming_type}",
+                provider=PROVIDER,
+                operation="validate",
+            )
         width, height = extent_km(aoi)
         if max(width, height) > 10_000:
             raise InvalidOrderParams("aoi: wider or higher than 10000 km", provider=PROVIDER)
@@ -609,8 +671,10 @@ class OneAtlasProvider:
             "progTypeNames": [prog_type],
             "mission": product.mission.value,
             "contractId": self._contract(backend_of(product.mission)),
-            "acquisitionDate": {"startDate": iso_millis(request.window.start),
-                                "endDate": iso_millis(request.window.end)},
+            "acquisitionDate": {
+                "startDate": iso_millis(request.window.start),
+                "endDate": iso_millis(request.window.end),
+            },
             "optical": {
                 "acquisitionMode": constraints.acquisition_mode.value,
                 "maxCloudCover": _max_cloud(request),
@@ -628,8 +692,9 @@ class OneAtlasProvider:
         """
         product = self._product(request)
         prog = product.programming_type.value
-        body = await self._read("feasibility", "POST", "/api/v1/feasibility",
-                                json=self._search_body(request, prog))
+        body = await self._read(
+            "feasibility", "POST", "/api/v1/feasibility", json=self._search_body(request, prog)
+        )
         entry = _prog_type_entry(body, prog, "feasibility")
         feasibility = _dict(entry.get("feasibility"))
         return FeasibilityResult(
@@ -654,15 +719,17 @@ class OneAtlasProvider:
         if product.programming_type not in ATTEMPT_TYPES:
             raise InvalidOrderParams(
                 f"product.programmingType: {product.programming_type} has no attempts",
-                provider=PROVIDER, operation="attempts")
+                provider=PROVIDER,
+                operation="attempts",
+            )
         prog = product.programming_type.value
-        body = await self._read("attempts", "POST", "/api/v1/attempts",
-                                json=self._search_body(request, prog))
+        body = await self._read("attempts", "POST", "/api/v1/attempts", json=self._search_body(request, prog))
         entry = _prog_type_entry(body, prog, "attempts")
         attempts = [a for a in (_attempt(s) for s in _list(entry.get("segments"))) if a is not None]
         if not attempts:
-            raise NotFeasible("attempts: no acquisition attempt offered", provider=PROVIDER,
-                              operation="attempts")
+            raise NotFeasible(
+                "attempts: no acquisition attempt offered", provider=PROVIDER, operation="attempts"
+            )
         return sorted(attempts, key=_soonest)
 
     # ------------------------------------------------------------------ price and order
@@ -672,8 +739,9 @@ class OneAtlasProvider:
         product = self._product(request)
         backend = backend_of(product.mission)
         options = dict(request.provider_options)
-        ptype = str(options.pop("productTypeId", None)
-                    or product_type_id(product.mission, product.programming_type))
+        ptype = str(
+            options.pop("productTypeId", None) or product_type_id(product.mission, product.programming_type)
+        )
         prop_overrides = {k: options.pop(k) for k in list(options) if k in ITEM_PROPERTY_KEYS}
         item: dict[str, Any] = {
             "productTypeId": ptype,
@@ -686,20 +754,29 @@ class OneAtlasProvider:
             if context.attempt is None:
                 raise InvalidOrderParams(
                     f"{product.programming_type} needs a chosen attempt (segmentKey)",
-                    provider=PROVIDER, operation="order")
+                    provider=PROVIDER,
+                    operation="order",
+                )
             item["segmentKey"] = context.attempt.segment_key
         body: dict[str, Any] = {
-            "aoi": [{"id": AOI_ID, "name": request.display_name or f"AOI {request.reference}",
-                     "geometry": request.aoi.model_dump(mode="json")}],
+            "aoi": [
+                {
+                    "id": AOI_ID,
+                    "name": request.display_name or f"AOI {request.reference}",
+                    "geometry": request.aoi.model_dump(mode="json"),
+                }
+            ],
             "contractId": self._contract(backend),
             "customerReference": request.reference,
             "primaryMarket": self._settings.primary_market,
             "endUsers": [u.model_dump() for u in self._settings.end_users],
             "items": [item],
-            "optionsPerProductType": [{
-                "productTypeId": ptype,
-                "options": _kv({**self._default_options(request, backend), **options}),
-            }],
+            "optionsPerProductType": [
+                {
+                    "productTypeId": ptype,
+                    "options": _kv({**self._default_options(request, backend), **options}),
+                }
+            ],
         }
         body.update(self._delivery(backend))
         return body
@@ -723,10 +800,12 @@ class OneAtlasProvider:
         if feasibility is not None and feasibility.automation_name:
             props["feasibilityAutomationName"] = feasibility.automation_name
         if stereo:
-            props["acquisitionModeMinBH"] = constraints.min_bh if constraints.min_bh is not None \
-                else DEFAULT_BH[0]
-            props["acquisitionModeMaxBH"] = constraints.max_bh if constraints.max_bh is not None \
-                else DEFAULT_BH[1]
+            props["acquisitionModeMinBH"] = (
+                constraints.min_bh if constraints.min_bh is not None else DEFAULT_BH[0]
+            )
+            props["acquisitionModeMaxBH"] = (
+                constraints.max_bh if constraints.max_bh is not None else DEFAULT_BH[1]
+            )
         return props
 
     def _default_options(self, request: OrderRequest, backend: str) -> dict[str, Any]:
@@ -736,8 +815,7 @@ class OneAtlasProvider:
         radiometric = p.radiometric_processing or ("display" if p.pixel_coding == "8bits" else "basic")
         options: dict[str, Any] = {
             "processing_level": level,
-            "spectral_processing": p.spectral_processing
-            or ("full_bundle" if backend == "neo" else "bundle"),
+            "spectral_processing": p.spectral_processing or ("full_bundle" if backend == "neo" else "bundle"),
             "radiometric_processing": radiometric,
             "pixel_coding": p.pixel_coding or ("8bits" if radiometric == "display" else "12bits"),
             "image_format": p.image_format or "dimap_jpeg2000_regular",
@@ -747,7 +825,8 @@ class OneAtlasProvider:
         }
         if level in ("ortho", "projected"):
             options[f"projection_{AOI_ID}"] = str(
-                p.projection or utm_epsg(request.aoi.model_dump(mode="json")))
+                p.projection or utm_epsg(request.aoi.model_dump(mode="json"))
+            )
         if level == "ortho":
             options[f"dem_{AOI_ID}"] = p.dem or "best_available"
         return options
@@ -757,11 +836,17 @@ class OneAtlasProvider:
         if backend == "neo":
             notifications = []
             if settings.notification_emails:
-                notifications.append({
-                    "channels": [{"type": "email",
-                                  "addressee": {"to": list(settings.notification_emails), "cc": []}}],
-                    "filter": {"events": ["SALES_ORDER", "DELIVERY"]},
-                })
+                notifications.append(
+                    {
+                        "channels": [
+                            {
+                                "type": "email",
+                                "addressee": {"to": list(settings.notification_emails), "cc": []},
+                            }
+                        ],
+                        "filter": {"events": ["SALES_ORDER", "DELIVERY"]},
+                    }
+                )
             return {"delivery": {"type": settings.delivery_type}, "notifications": notifications}
         delivery: dict[str, Any] = {"type": settings.delivery_type}
         if settings.workspace_id:
@@ -774,17 +859,18 @@ class OneAtlasProvider:
         Raises:
             ProviderRejected: the provider refused to price it (4xx, provider code attached).
         """
-        body = await self._read("price", "POST", "/api/v1/prices",
-                                json=self.order_body(request, context))
+        body = await self._read("price", "POST", "/api/v1/prices", json=self.order_body(request, context))
         body = _dict(body)
         amount = _float(body.get("totalAmount"))
         if amount is None:
-            raise ProviderProtocolError("price: no totalAmount in the answer", provider=PROVIDER,
-                                        operation="price")
+            raise ProviderProtocolError(
+                "price: no totalAmount in the answer", provider=PROVIDER, operation="price"
+            )
         areas = [_float(_dict(p).get("areaKm2")) for p in _list(body.get("productTypes"))]
         known = [a for a in areas if a is not None]
-        return PriceQuote(amount=amount, currency=str(body.get("currency") or "EUR"),
-                          area_km2=sum(known) if known else None)
+        return PriceQuote(
+            amount=amount, currency=str(body.get("currency") or "EUR"), area_km2=sum(known) if known else None
+        )
 
     async def place_order(self, request: OrderRequest, context: OrderContext) -> PlacedOrder:
         """``POST /api/v1/orders`` (201): never retried once it may have been sent.
@@ -802,13 +888,24 @@ class OneAtlasProvider:
         key_field = "salesOrderId" if backend == "legacy" else "quotationId"
         key = answer.get(key_field)
         if not key:
-            raise OutcomeUnknown(f"place_order: answer has no {key_field}; reconcile",
-                                 provider=PROVIDER, operation="place_order")
-        refs = _refs(salesOrderId=answer.get("salesOrderId"), quotationId=answer.get("quotationId"),
-                     contractId=body["contractId"], customerReference=request.reference)
+            raise OutcomeUnknown(
+                f"place_order: answer has no {key_field}; reconcile",
+                provider=PROVIDER,
+                operation="place_order",
+            )
+        refs = _refs(
+            salesOrderId=answer.get("salesOrderId"),
+            quotationId=answer.get("quotationId"),
+            contractId=body["contractId"],
+            customerReference=request.reference,
+        )
         self._backends[str(key)] = backend
-        return PlacedOrder(tracking_key=str(key), refs=refs, amount=_float(answer.get("totalAmount")),
-                           currency=_str_or_none(answer.get("currency")))
+        return PlacedOrder(
+            tracking_key=str(key),
+            refs=refs,
+            amount=_float(answer.get("totalAmount")),
+            currency=_str_or_none(answer.get("currency")),
+        )
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -861,15 +958,20 @@ class OneAtlasProvider:
             item = await self._find_tasking(contract, placed)
             if item is not None:
                 return legacy_snapshot(item, contract)
-        raise ProviderRejected(f"get_order: order {key} not found", provider=PROVIDER,
-                               operation="get_order", provider_code="NOT_FOUND")
+        raise ProviderRejected(
+            f"get_order: order {key} not found",
+            provider=PROVIDER,
+            operation="get_order",
+            provider_code="NOT_FOUND",
+        )
 
     async def _find_tasking(self, contract: str, placed: PlacedOrder) -> dict[str, Any] | None:
         """The ``{sal, so, icr}`` item of a legacy order (one GET when the ICR id is known)."""
         tasking_id = placed.refs.get("taskingId")
         if tasking_id:
-            item = _dict(await self._read(
-                "get_order", "GET", f"/api/v1/contracts/{contract}/taskings/{tasking_id}"))
+            item = _dict(
+                await self._read("get_order", "GET", f"/api/v1/contracts/{contract}/taskings/{tasking_id}")
+            )
             return item if item.get("icr") else None
         ref = placed.refs.get("customerReference")
         params = {"customerRef": ref} if ref else {}
@@ -907,8 +1009,9 @@ class OneAtlasProvider:
         contract = self._contract("neo")
         found: dict[str, OrderSnapshot] = {}
         query = f"(contractId:{lucene_escape(contract)})"
-        async for line in self._search("poll", "/api/v2/orders/search", query,
-                                       until=lambda: len(found) == len(keys)):
+        async for line in self._search(
+            "poll", "/api/v2/orders/search", query, until=lambda: len(found) == len(keys)
+        ):
             key = neo_quotation_id(line)
             if key in keys:
                 found[key] = neo_snapshot(line)
@@ -921,8 +1024,9 @@ class OneAtlasProvider:
         page = 1
         while True:
             params = {**filters, "count": str(self._page_size), "startPage": str(page)}
-            body = _dict(await self._read("poll", "GET", f"/api/v1/contracts/{contract}/taskings",
-                                          params=params))
+            body = _dict(
+                await self._read("poll", "GET", f"/api/v1/contracts/{contract}/taskings", params=params)
+            )
             items = [i for i in _list(body.get("taskings")) if isinstance(i, dict)]
             for item in items:
                 yield item
@@ -936,8 +1040,10 @@ class OneAtlasProvider:
         """Every feature of a PNEO search (``paging`` with ``pagingMode: item``, 0-based index)."""
         start = 0
         while True:
-            request = {"paging": {"itemsPerPage": self._page_size, "startIndex": start,
-                                  "pagingMode": "item"}, "criteria": {"q": query}}
+            request = {
+                "paging": {"itemsPerPage": self._page_size, "startIndex": start, "pagingMode": "item"},
+                "criteria": {"q": query},
+            }
             body = _dict(await self._read(operation, "POST", path, json=request))
             features = [f for f in _list(body.get("features")) if isinstance(f, dict)]
             for feature in features:
@@ -958,18 +1064,24 @@ class OneAtlasProvider:
                 return []
             refs = _refs(orderItemId=item_id, quotationId=placed.tracking_key)
             query = f"(orderItemId:{lucene_escape(item_id)})"
-            return [acquisition_from(c, id_key="coverageItemId", refs=refs)
-                    async for c in self._search("list_acquisitions", "/api/v1/coverages/search",
-                                                query)]
+            return [
+                acquisition_from(c, id_key="coverageItemId", refs=refs)
+                async for c in self._search("list_acquisitions", "/api/v1/coverages/search", query)
+            ]
         contract, tasking_id = await self._tasking_id(placed, required=False)
         if tasking_id is None:
             return []
-        body = _dict(await self._read(
-            "list_acquisitions", "GET",
-            f"/api/v1/contracts/{contract}/taskings/{tasking_id}/segments"))
+        body = _dict(
+            await self._read(
+                "list_acquisitions", "GET", f"/api/v1/contracts/{contract}/taskings/{tasking_id}/segments"
+            )
+        )
         refs = _refs(taskingId=tasking_id, salesOrderId=placed.tracking_key)
-        return [acquisition_from(s, id_key="id", refs=refs)
-                for s in _list(body.get("segments")) if isinstance(s, dict)]
+        return [
+            acquisition_from(s, id_key="id", refs=refs)
+            for s in _list(body.get("segments"))
+            if isinstance(s, dict)
+        ]
 
     async def _tasking_id(self, placed: PlacedOrder, *, required: bool) -> tuple[str, str | None]:
         contract = placed.refs.get("contractId") or self._contract("legacy")
@@ -978,8 +1090,11 @@ class OneAtlasProvider:
             item = await self._find_tasking(contract, placed)
             tasking_id = _str_or_none(_dict(_dict(item).get("icr")).get("id"))
         if tasking_id is None and required:
-            raise ProviderRejected(f"no tasking (ICR) exists yet for {placed.tracking_key}",
-                                   provider=PROVIDER, provider_code="NOT_FOUND")
+            raise ProviderRejected(
+                f"no tasking (ICR) exists yet for {placed.tracking_key}",
+                provider=PROVIDER,
+                provider_code="NOT_FOUND",
+            )
         return contract, tasking_id
 
     async def _order_item_id(self, placed: PlacedOrder, *, required: bool) -> str | None:
@@ -987,29 +1102,30 @@ class OneAtlasProvider:
         if not item_id:
             item_id = (await self.get_order(placed)).refs.get("orderItemId")
         if item_id is None and required:
-            raise ProviderRejected(f"quotation {placed.tracking_key} has no order item yet",
-                                   provider=PROVIDER, provider_code="NOT_FOUND")
+            raise ProviderRejected(
+                f"quotation {placed.tracking_key} has no order item yet",
+                provider=PROVIDER,
+                provider_code="NOT_FOUND",
+            )
         return item_id
 
-    async def decide_acquisition(
-        self, placed: PlacedOrder, acquisition_id: str, accept: bool
-    ) -> None:
+    async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
         """Accept or refuse a proposed segment / coverage item (a write)."""
         verb = "accept" if accept else "refuse"
         if self._backend_for_key(placed.tracking_key, placed.refs) == "neo":
             path = f"/api/v1/coverages/{acquisition_id}/{verb}"
         else:
             contract, tasking_id = await self._tasking_id(placed, required=True)
-            path = (f"/api/v1/contracts/{contract}/taskings/{tasking_id}/segments/"
-                    f"{acquisition_id}/{verb}")
+            path = f"/api/v1/contracts/{contract}/taskings/{tasking_id}/segments/{acquisition_id}/{verb}"
         await self._write("decide_acquisition", "POST", path, json={})
 
     async def decide_quotation(self, placed: PlacedOrder, quotation_id: str, accept: bool) -> None:
         """PNEO: ``PUT /api/v1/contracts/{cid}/quotations/{id}/accept|refuse`` (a write)."""
         contract = placed.refs.get("contractId") or self._contract("neo")
         verb = "accept" if accept else "refuse"
-        await self._write("decide_quotation", "PUT",
-                          f"/api/v1/contracts/{contract}/quotations/{quotation_id}/{verb}")
+        await self._write(
+            "decide_quotation", "PUT", f"/api/v1/contracts/{contract}/quotations/{quotation_id}/{verb}"
+        )
 
     async def choose_option(self, placed: PlacedOrder, study_id: str, option_id: str) -> None:
         """OneAtlas has no feasibility-study options to choose from.
@@ -1019,8 +1135,10 @@ class OneAtlasProvider:
         """
         raise ProviderRejected(
             "OneAtlas does not offer feasibility study options: a manual study ends in a tasking "
-            "(SPOT/Pléiades) or a quotation (Pléiades Neo)", provider=PROVIDER,
-            operation="choose_option")
+            "(SPOT/Pléiades) or a quotation (Pléiades Neo)",
+            provider=PROVIDER,
+            operation="choose_option",
+        )
 
     async def cancel(self, placed: PlacedOrder) -> None:
         """Cancel the order.
@@ -1034,16 +1152,18 @@ class OneAtlasProvider:
         """
         if self._backend_for_key(placed.tracking_key, placed.refs) == "legacy":
             contract, tasking_id = await self._tasking_id(placed, required=True)
-            await self._write("cancel", "POST",
-                              f"/api/v1/contracts/{contract}/taskings/{tasking_id}/cancel", json={})
+            await self._write(
+                "cancel", "POST", f"/api/v1/contracts/{contract}/taskings/{tasking_id}/cancel", json={}
+            )
             return
         snapshot = await self.get_order(placed)
         item_id = snapshot.refs.get("orderItemId")
         if item_id is None:
             await self.decide_quotation(placed, placed.tracking_key, accept=False)
             return
-        has_acquisitions = snapshot.counts is not None and (
-            snapshot.counts.proposed + snapshot.counts.validated) > 0
+        has_acquisitions = (
+            snapshot.counts is not None and (snapshot.counts.proposed + snapshot.counts.validated) > 0
+        )
         verb = "stop" if has_acquisitions else "cancel"
         await self._write("cancel", "POST", f"/api/v1/orders/{item_id}/{verb}", json={})
 
@@ -1086,20 +1206,23 @@ def _prog_type_entry(body: Any, prog: str, operation: str) -> dict[str, Any]:
         ProviderProtocolError: no entry for the programming type.
     """
     entries = [
-        _dict(t) for cap in _list(_dict(body).get("progCapacities"))
+        _dict(t)
+        for cap in _list(_dict(body).get("progCapacities"))
         for t in _list(_dict(cap).get("progTypes"))
     ]
     matching = [e for e in entries if str(e.get("name") or "").upper() == prog.upper()]
     if not matching:
-        raise ProviderProtocolError(f"{operation}: no progTypes entry for {prog}",
-                                    provider=PROVIDER, operation=operation)
+        raise ProviderProtocolError(
+            f"{operation}: no progTypes entry for {prog}", provider=PROVIDER, operation=operation
+        )
     entry = matching[0]
     errors = [_dict(e) for e in _list(entry.get("errors"))]
     if errors:
         raise _capability_error(errors, operation)
     if entry.get("available") is False:
-        raise NotFeasible(f"{operation}: {prog} is not available for this request",
-                          provider=PROVIDER, operation=operation)
+        raise NotFeasible(
+            f"{operation}: {prog} is not available for this request", provider=PROVIDER, operation=operation
+        )
     return entry
 
 
@@ -1141,5 +1264,3 @@ def _attempt(segment: Any) -> Attempt | None:
         incidence_angle=_float(seg.get("incidenceAngle")),
         footprint=footprint,
     )
-
-

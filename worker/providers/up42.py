@@ -112,8 +112,9 @@ _SUB_PHASE: dict[str, RemotePhase] = {
 }
 
 # While CREATED, which sub-statuses make the study / the quotation worth reading.
-_READ_STUDY = frozenset({"FEASIBILITY_WAITING_RESPONSE", "QUOTATION_WAITING_UPLOAD",
-                         "QUOTATION_WAITING_RESPONSE"})
+_READ_STUDY = frozenset(
+    {"FEASIBILITY_WAITING_RESPONSE", "QUOTATION_WAITING_UPLOAD", "QUOTATION_WAITING_RESPONSE"}
+)
 _READ_QUOTATION = frozenset({"QUOTATION_WAITING_RESPONSE", "QUOTATION_REJECTED"})
 _WITH_COVERAGE = frozenset({RemotePhase.ACQUIRING, RemotePhase.COMPLETED})
 
@@ -148,9 +149,7 @@ def order_phase(
     return _STATUS_PHASE.get(status, previous or RemotePhase.ACTIVE)
 
 
-def _refine(
-    phase: RemotePhase, study: FeasibilityStudy | None, quotation: Quotation | None
-) -> RemotePhase:
+def _refine(phase: RemotePhase, study: FeasibilityStudy | None, quotation: Quotation | None) -> RemotePhase:
     if phase is RemotePhase.AWAITING_OPTION:
         if study is None:
             return RemotePhase.FEASIBILITY_STUDY
@@ -207,16 +206,22 @@ def translate_error(response: httpx.Response, operation: str) -> ProviderError |
     text = f"{operation}: HTTP {status}" + (f": {message}" if message else "")
     extra = {"details": details} if details not in (None, {}, []) else {}
     if operation == "token" or status == 401:
-        return ProviderAuthError(f"{text} (UP42 refused the credentials or token)",
-                                 provider_code=code, details=extra)
+        return ProviderAuthError(
+            f"{text} (UP42 refused the credentials or token)", provider_code=code, details=extra
+        )
     if status == 403:
-        hint = ("only an admin-type role may decide quotations (Viewer and Member may not)"
-                if operation == "decide_quotation"
-                else "the account's role or plan does not allow this")
+        hint = (
+            "only an admin-type role may decide quotations (Viewer and Member may not)"
+            if operation == "decide_quotation"
+            else "the account's role or plan does not allow this"
+        )
         return ProviderRejected(f"{text} ({hint})", provider_code=code or "FORBIDDEN", details=extra)
     if status == 405:
-        return ProviderRejected(f"{text} (already decided: write-protected)",
-                                provider_code=code or "WRITE_PROTECTED", details=extra)
+        return ProviderRejected(
+            f"{text} (already decided: write-protected)",
+            provider_code=code or "WRITE_PROTECTED",
+            details=extra,
+        )
     return ProviderRejected(text, provider_code=code, details=extra)
 
 
@@ -259,8 +264,7 @@ def _wanted(request: OrderRequest) -> list[_Wanted]:
         _Wanted(("geometricProcessing",), p.processing_level, "processing.processingLevel"),
         _Wanted(_SPECTRAL_NAMES, p.spectral_processing, "processing.spectralProcessing"),
         _Wanted(("pixelCoding",), p.pixel_coding, "processing.pixelCoding"),
-        _Wanted(("radiometricProcessing",), p.radiometric_processing,
-                "processing.radiometricProcessing"),
+        _Wanted(("radiometricProcessing",), p.radiometric_processing, "processing.radiometricProcessing"),
         _Wanted(("deliveredAs",), p.image_format, "processing.imageFormat"),
         _Wanted(("projection",), p.projection, "processing.projection"),
         _Wanted(("priority",), p.priority, "processing.priority"),
@@ -289,8 +293,10 @@ def _consts(prop: Mapping[str, Any]) -> list[Any]:
         return list(prop["enum"])
     for key in ("anyOf", "oneOf"):
         options = prop.get(key)
-        if isinstance(options, list) and options and all(
-            isinstance(o, dict) and "const" in o for o in options
+        if (
+            isinstance(options, list)
+            and options
+            and all(isinstance(o, dict) and "const" in o for o in options)
         ):
             return [o["const"] for o in options]
     return []
@@ -315,9 +321,10 @@ def _coerce(value: Any, prop: Mapping[str, Any]) -> Any:
 def _unsupported(item: _Wanted, product: str) -> InvalidOrderParams:
     names = ", ".join(item.names)
     return InvalidOrderParams(
-        f"{item.source}: UP42 product {product} has no such parameter (its schema declares none "
-        f"of: {names})",
-        provider=PROVIDER, operation="validate", provider_code="UNSUPPORTED_PARAMETER",
+        f"{item.source}: UP42 product {product} has no such parameter (its schema declares none of: {names})",
+        provider=PROVIDER,
+        operation="validate",
+        provider_code="UNSUPPORTED_PARAMETER",
         details={"field": item.source, "rule": "unsupported"},
     )
 
@@ -366,14 +373,19 @@ def build_params(request: OrderRequest, schema: Mapping[str, Any]) -> BuiltParam
             raise InvalidOrderParams(
                 f"providerOptions.{key}: not allowed; UP42 takes "
                 + ("the AOI in featureCollection" if key == "geometry" else "displayName at top level"),
-                provider=PROVIDER, operation="validate", details={"field": f"providerOptions.{key}"})
+                provider=PROVIDER,
+                operation="validate",
+                details={"field": f"providerOptions.{key}"},
+            )
         params[key] = value
         sources[key] = f"providerOptions.{key}"
     return BuiltParams(params, sources)
 
 
 def _fill_required(
-    schema: Mapping[str, Any], declared: Mapping[str, Any], params: dict[str, Any],
+    schema: Mapping[str, Any],
+    declared: Mapping[str, Any],
+    params: dict[str, Any],
     sources: dict[str, str],
 ) -> None:
     required = schema.get("required")
@@ -403,8 +415,11 @@ def _schema_error_text(error: SchemaError) -> tuple[str, str]:
 
 
 def validate_params(
-    schema: Mapping[str, Any], instance: Mapping[str, Any], sources: Mapping[str, str],
-    *, operation: str = "validate",
+    schema: Mapping[str, Any],
+    instance: Mapping[str, Any],
+    sources: Mapping[str, str],
+    *,
+    operation: str = "validate",
 ) -> None:
     """Validate ``instance`` with ``Draft7Validator``; the first error names its field and rule.
 
@@ -419,10 +434,15 @@ def validate_params(
     origin = sources.get(field.split(".")[0]) if field else None
     label = "params" + (f".{field}" if field else "") + (f" (from {origin})" if origin else "")
     raise InvalidOrderParams(
-        f"{label}: {why}", provider=PROVIDER, operation=operation,
+        f"{label}: {why}",
+        provider=PROVIDER,
+        operation=operation,
         provider_code="SCHEMA_VIOLATION",
-        details={"field": field, "rule": str(errors[0].validator),
-                 "errors": [_schema_error_text(e)[0] for e in errors[:10]]},
+        details={
+            "field": field,
+            "rule": str(errors[0].validator),
+            "errors": [_schema_error_text(e)[0] for e in errors[:10]],
+        },
     )
 
 
@@ -452,8 +472,9 @@ def display_name(request: OrderRequest) -> str:
 def _page_items(body: Any, operation: str) -> tuple[list[dict[str, Any]], int]:
     """``(content, totalPages)`` of a Spring page; the SDK reads nothing else."""
     if not isinstance(body, dict) or not isinstance(body.get("content"), list):
-        raise ProviderProtocolError(f"{operation}: answer is not a page", provider=PROVIDER,
-                                    operation=operation)
+        raise ProviderProtocolError(
+            f"{operation}: answer is not a page", provider=PROVIDER, operation=operation
+        )
     total = body.get("totalPages")
     return [i for i in body["content"] if isinstance(i, dict)], total if isinstance(total, int) else 1
 
@@ -471,8 +492,11 @@ def to_study(raw: Mapping[str, Any]) -> FeasibilityStudy:
         id=str(raw["id"]),
         automation=Automation.AUTOMATIC if raw.get("type") == "AUTO" else Automation.MANUAL,
         decision=StudyDecision.ACCEPTED if decision == "ACCEPTED" else StudyDecision.NOT_DECIDED,
-        options=[StudyOption(id=str(o["id"]), description=str(o.get("description") or ""))
-                 for o in raw.get("options") or [] if isinstance(o, dict) and "id" in o],
+        options=[
+            StudyOption(id=str(o["id"]), description=str(o.get("description") or ""))
+            for o in raw.get("options") or []
+            if isinstance(o, dict) and "id" in o
+        ],
         chosen_option_id=str(chosen["id"]) if isinstance(chosen, dict) and "id" in chosen else None,
     )
 
@@ -566,8 +590,9 @@ class Up42Provider:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not settings.configured:
-            raise ProviderNotConfigured("UP42 username/password are not configured",
-                                        provider=PROVIDER, operation="configure")
+            raise ProviderNotConfigured(
+                "UP42 username/password are not configured", provider=PROVIDER, operation="configure"
+            )
         self._settings = settings
         self._base = str(settings.base_url).rstrip("/")
         self._owns_client = client is None
@@ -576,10 +601,17 @@ class Up42Provider:
         policy = http_policy(http, settings.rate_limit_per_second, settings.max_concurrency)
         renewed = getattr(sink, "token_renewed", None)
         self.tokens = TokenSource(
-            self._fetch_token, margin=TOKEN_MARGIN_SECONDS, clock=clock,
-            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None)
-        common: dict[str, Any] = {"policy": policy, "metrics": sink, "translate": translate_error,
-                                  "sleep": sleep}
+            self._fetch_token,
+            margin=TOKEN_MARGIN_SECONDS,
+            clock=clock,
+            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None,
+        )
+        common: dict[str, Any] = {
+            "policy": policy,
+            "metrics": sink,
+            "translate": translate_error,
+            "sleep": sleep,
+        }
         self._auth = ProviderHttp(PROVIDER, self._client, None, **common)
         self._http = ProviderHttp(PROVIDER, self._client, self.tokens, **common)
         self._schemas: dict[str, dict[str, Any]] = {}
@@ -594,13 +626,16 @@ class Up42Provider:
         """Password grant; the form carries the secret, so it is never logged or echoed."""
         password = self._settings.password
         assert password is not None  # checked in __init__
-        form = {"grant_type": "password", "username": self._settings.username or "",
-                "password": password.get_secret_value(), "client_id": self._settings.client_id}
+        form = {
+            "grant_type": "password",
+            "username": self._settings.username or "",
+            "password": password.get_secret_value(),
+            "client_id": self._settings.client_id,
+        }
         body = await self._auth.read("token", "POST", str(self._settings.auth_url), data=form)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise ProviderAuthError("token: answer has no access_token", provider=PROVIDER,
-                                    operation="token")
+            raise ProviderAuthError("token: answer has no access_token", provider=PROVIDER, operation="token")
         expires_in = _number(body.get("expires_in")) or 300.0
         return token, expires_in
 
@@ -610,12 +645,12 @@ class Up42Provider:
             return self._workspace
         async with self._workspace_lock:
             if self._workspace is None:
-                body = await self._http.read("userinfo", "GET",
-                                             self._settings.resolved_userinfo_url())
+                body = await self._http.read("userinfo", "GET", self._settings.resolved_userinfo_url())
                 sub = body.get("sub") if isinstance(body, dict) else None
                 if not isinstance(sub, str) or not sub:
-                    raise ProviderProtocolError("userinfo: no sub claim", provider=PROVIDER,
-                                                operation="userinfo")
+                    raise ProviderProtocolError(
+                        "userinfo: no sub claim", provider=PROVIDER, operation="userinfo"
+                    )
                 self._workspace = sub
             return self._workspace
 
@@ -630,11 +665,13 @@ class Up42Provider:
             return self._schemas[product_id]
         async with self._schema_lock:
             if product_id not in self._schemas:
-                body = await self._http.read("product_schema", "GET",
-                                             self._url(f"/orders/schema/{product_id}"))
+                body = await self._http.read(
+                    "product_schema", "GET", self._url(f"/orders/schema/{product_id}")
+                )
                 if not isinstance(body, dict):
-                    raise ProviderProtocolError("product_schema: not a JSON Schema",
-                                                provider=PROVIDER, operation="product_schema")
+                    raise ProviderProtocolError(
+                        "product_schema: not a JSON Schema", provider=PROVIDER, operation="product_schema"
+                    )
                 self._schemas[product_id] = body
             return self._schemas[product_id]
 
@@ -679,12 +716,19 @@ class Up42Provider:
         """UP42 has no synchronous feasibility: studies arrive after the order is created."""
         raise ProviderRejected(
             "UP42 has no synchronous feasibility check; a study follows order creation",
-            provider=PROVIDER, operation="check_feasibility", provider_code="UNSUPPORTED")
+            provider=PROVIDER,
+            operation="check_feasibility",
+            provider_code="UNSUPPORTED",
+        )
 
     async def find_attempts(self, request: OrderRequest) -> list[Attempt]:
         """UP42 offers no acquisition attempts to choose from."""
-        raise ProviderRejected("UP42 has no acquisition attempts", provider=PROVIDER,
-                               operation="find_attempts", provider_code="UNSUPPORTED")
+        raise ProviderRejected(
+            "UP42 has no acquisition attempts",
+            provider=PROVIDER,
+            operation="find_attempts",
+            provider_code="UNSUPPORTED",
+        )
 
     # ------------------------------------------------------------------ price and order
 
@@ -697,10 +741,12 @@ class Up42Provider:
         message = _text(first.get("message")) or "Failed"
         details = _text(first.get("details"))
         return ProviderRejected(
-            f"{operation}: UP42 refused the order item: {message}"
-            + (f" ({details})" if details else ""),
-            provider=PROVIDER, operation=operation, status_code=200,
-            details={"index": first.get("index"), "details": details})
+            f"{operation}: UP42 refused the order item: {message}" + (f" ({details})" if details else ""),
+            provider=PROVIDER,
+            operation=operation,
+            status_code=200,
+            details={"index": first.get("index"), "details": details},
+        )
 
     async def price(self, request: OrderRequest, context: OrderContext) -> PriceQuote:
         """``POST /v2/orders/estimate``: indicative credits (the quotation is the binding price).
@@ -710,15 +756,15 @@ class Up42Provider:
             ProviderRejected: the estimate has a per-item error (HTTP 200) or a 4xx.
         """
         body = await self._order_body(request, "estimate")
-        answer = await self._http.read("estimate", "POST", self._url("/v2/orders/estimate"),
-                                       json=body)
+        answer = await self._http.read("estimate", "POST", self._url("/v2/orders/estimate"), json=body)
         if (error := self._item_error(answer, "estimate")) is not None:
             raise error
         summary = answer.get("summary") if isinstance(answer, dict) else None
         credits = _number(summary.get("totalCredits")) if isinstance(summary, dict) else None
         if not isinstance(summary, dict) or credits is None:
-            raise ProviderProtocolError("estimate: answer has no summary.totalCredits",
-                                        provider=PROVIDER, operation="estimate")
+            raise ProviderProtocolError(
+                "estimate: answer has no summary.totalCredits", provider=PROVIDER, operation="estimate"
+            )
         area = _number(summary.get("totalSize")) if summary.get("unit") == "SQ_KM" else None
         return PriceQuote(amount=credits, currency=CREDITS, area_km2=area, indicative=True)
 
@@ -732,21 +778,28 @@ class Up42Provider:
         """
         body = await self._order_body(request, "place_order")
         workspace = await self.workspace_id()
-        answer = await self._http.write("place_order", "POST", self._url("/v2/orders"),
-                                        params={"workspaceId": workspace}, json=body)
+        answer = await self._http.write(
+            "place_order", "POST", self._url("/v2/orders"), params={"workspaceId": workspace}, json=body
+        )
         if (error := self._item_error(answer, "place_order")) is not None:
             raise error
         results = answer.get("results") if isinstance(answer, dict) else None
         first = results[0] if isinstance(results, list) and results else None
         if not isinstance(first, dict) or not first.get("id"):
-            raise ProviderProtocolError("place_order: answer has neither results nor errors",
-                                        provider=PROVIDER, operation="place_order")
+            raise ProviderProtocolError(
+                "place_order: answer has neither results nor errors",
+                provider=PROVIDER,
+                operation="place_order",
+            )
         order_id = str(first["id"])
         log.info("up42_order_created", order_id=order_id)
         return PlacedOrder(tracking_key=order_id, refs={"orderId": order_id})
 
-    async def _orders(self, operation: str, query: list[tuple[str, str]],
-                      ) -> AsyncGenerator[dict[str, Any], None]:
+    async def _orders(
+        self,
+        operation: str,
+        query: list[tuple[str, str]],
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Walk ``GET /v2/orders`` page by page (0-based) in creation order.
 
         Ascending ``createdAt`` keeps pages stable while new orders are created meanwhile.
@@ -754,8 +807,13 @@ class Up42Provider:
         workspace = await self.workspace_id()
         page, total = 0, 1
         while page < total:
-            params = [("workspaceId", workspace), *query, ("sort", "createdAt,asc"),
-                      ("page", str(page)), ("size", str(PAGE_SIZE))]
+            params = [
+                ("workspaceId", workspace),
+                *query,
+                ("sort", "createdAt,asc"),
+                ("page", str(page)),
+                ("size", str(PAGE_SIZE)),
+            ]
             body = await self._http.read(operation, "GET", self._url("/v2/orders"), params=params)
             items, total = _page_items(body, operation)
             for item in items:
@@ -771,18 +829,21 @@ class Up42Provider:
         tags = reference_tags(request.reference)
         name = display_name(request)
         found = await self._first(
-            "find_order", [("tags", tags[0])],
-            lambda o: all(t in (o.get("tags") or []) for t in tags))
+            "find_order", [("tags", tags[0])], lambda o: all(t in (o.get("tags") or []) for t in tags)
+        )
         if found is None and name == request.reference:
-            found = await self._first("find_order", [("displayName", name)],
-                                      lambda o: o.get("displayName") == name)
+            found = await self._first(
+                "find_order", [("displayName", name)], lambda o: o.get("displayName") == name
+            )
         if found is None:
             return None
         order_id = str(found["id"])
         return PlacedOrder(tracking_key=order_id, refs={"orderId": order_id})
 
     async def _first(
-        self, operation: str, query: list[tuple[str, str]],
+        self,
+        operation: str,
+        query: list[tuple[str, str]],
         match: Callable[[dict[str, Any]], bool],
     ) -> dict[str, Any] | None:
         async with aclosing(self._orders(operation, query)) as orders:
@@ -794,21 +855,27 @@ class Up42Provider:
     # ------------------------------------------------------------------ tracking
 
     async def _study(self, order_id: str) -> FeasibilityStudy | None:
-        body = await self._http.read("get_study", "GET",
-                                     self._url("/v2/tasking/feasibility-studies"),
-                                     params={"orderId": order_id, "sort": "createdAt,desc"})
+        body = await self._http.read(
+            "get_study",
+            "GET",
+            self._url("/v2/tasking/feasibility-studies"),
+            params={"orderId": order_id, "sort": "createdAt,desc"},
+        )
         latest = _latest(_page_items(body, "get_study")[0])
         return to_study(latest) if latest else None
 
     async def _quotation(self, order_id: str) -> Quotation | None:
-        body = await self._http.read("get_quotation", "GET", self._url("/v2/tasking/quotation"),
-                                     params={"orderId": order_id, "sort": "createdAt,desc"})
+        body = await self._http.read(
+            "get_quotation",
+            "GET",
+            self._url("/v2/tasking/quotation"),
+            params={"orderId": order_id, "sort": "createdAt,desc"},
+        )
         latest = _latest(_page_items(body, "get_quotation")[0])
         return to_quotation(latest) if latest else None
 
     async def _coverage(self, order_id: str) -> float | None:
-        body = await self._http.read("get_coverage", "GET",
-                                     self._url(f"/v2/coverage/orders/{order_id}"))
+        body = await self._http.read("get_coverage", "GET", self._url(f"/v2/coverage/orders/{order_id}"))
         covered = body.get("covered") if isinstance(body, dict) else None
         return _number(covered.get("percentage")) if isinstance(covered, dict) else None
 
@@ -820,8 +887,7 @@ class Up42Provider:
         study = await self._study(order_id) if sub in _READ_STUDY else None
         quotation = await self._quotation(order_id) if sub in _READ_QUOTATION else None
         seen = self._seen.get(order_id)
-        phase = order_phase(status, _sub_status(order), study, quotation,
-                            seen.phase if seen else None)
+        phase = order_phase(status, _sub_status(order), study, quotation, seen.phase if seen else None)
         if status != CREATED and status not in _STATUS_PHASE:
             log.warning("up42_unknown_status", order_id=order_id, status=status, phase=phase.value)
         coverage, marker = await self._progress(order_id, order, phase, seen)
@@ -831,9 +897,15 @@ class Up42Provider:
         if quotation is not None:
             refs["quotationId"] = quotation.id
         return OrderSnapshot(
-            tracking_key=order_id, refs=refs,
-            provider_status=f"{status}/{sub}" if sub else status, phase=phase,
-            study=study, quotation=quotation, coverage_pct=coverage, change_marker=marker)
+            tracking_key=order_id,
+            refs=refs,
+            provider_status=f"{status}/{sub}" if sub else status,
+            phase=phase,
+            study=study,
+            quotation=quotation,
+            coverage_pct=coverage,
+            change_marker=marker,
+        )
 
     async def _progress(
         self, order_id: str, order: Mapping[str, Any], phase: RemotePhase, seen: _Seen | None
@@ -852,11 +924,9 @@ class Up42Provider:
     async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
         """``GET /v2/orders/{id}`` plus, while ``CREATED``, its study/quotation; coverage while
         acquiring."""
-        order = await self._http.read("get_order", "GET",
-                                      self._url(f"/v2/orders/{placed.tracking_key}"))
+        order = await self._http.read("get_order", "GET", self._url(f"/v2/orders/{placed.tracking_key}"))
         if not isinstance(order, dict) or not order.get("id"):
-            raise ProviderProtocolError("get_order: not an order", provider=PROVIDER,
-                                        operation="get_order")
+            raise ProviderProtocolError("get_order: not an order", provider=PROVIDER, operation="get_order")
         return await self._snapshot(order)
 
     async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
@@ -894,34 +964,44 @@ class Up42Provider:
             answer = await self._http.read("list_acquisitions", "POST", url, json=body)
             features = answer.get("features") if isinstance(answer, dict) else None
             if not isinstance(features, list):
-                raise ProviderProtocolError("list_acquisitions: not a STAC FeatureCollection",
-                                            provider=PROVIDER, operation="list_acquisitions")
-            acquisitions += [to_acquisition(f, order_id) for f in features
-                             if isinstance(f, dict) and f.get("id")]
+                raise ProviderProtocolError(
+                    "list_acquisitions: not a STAC FeatureCollection",
+                    provider=PROVIDER,
+                    operation="list_acquisitions",
+                )
+            acquisitions += [
+                to_acquisition(f, order_id) for f in features if isinstance(f, dict) and f.get("id")
+            ]
             follow = _next_link(answer, body)
             if follow is None:
                 break
             url, body = follow
         return acquisitions
 
-    async def decide_acquisition(
-        self, placed: PlacedOrder, acquisition_id: str, accept: bool
-    ) -> None:
+    async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
         """UP42 delivers what it acquires: there is nothing to accept or refuse."""
-        raise ProviderRejected("UP42 has no per-acquisition decision", provider=PROVIDER,
-                               operation="decide_acquisition", provider_code="UNSUPPORTED")
+        raise ProviderRejected(
+            "UP42 has no per-acquisition decision",
+            provider=PROVIDER,
+            operation="decide_acquisition",
+            provider_code="UNSUPPORTED",
+        )
 
     # ------------------------------------------------------------------ decisions
 
-    async def _find_one(self, operation: str, path: str, item_id: str, order_id: str
-                        ) -> dict[str, Any]:
-        body = await self._http.read(operation, "GET", self._url(path),
-                                     params={"id": item_id, "orderId": order_id})
+    async def _find_one(self, operation: str, path: str, item_id: str, order_id: str) -> dict[str, Any]:
+        body = await self._http.read(
+            operation, "GET", self._url(path), params={"id": item_id, "orderId": order_id}
+        )
         for item in _page_items(body, operation)[0]:
             if str(item.get("id")) == item_id:
                 return item
-        raise ProviderRejected(f"{operation}: UP42 has no {item_id!r} for order {order_id}",
-                               provider=PROVIDER, operation=operation, provider_code="NOT_FOUND")
+        raise ProviderRejected(
+            f"{operation}: UP42 has no {item_id!r} for order {order_id}",
+            provider=PROVIDER,
+            operation=operation,
+            provider_code="NOT_FOUND",
+        )
 
     async def choose_option(self, placed: PlacedOrder, study_id: str, option_id: str) -> None:
         """Choose a study option: read first, PATCH only while ``NOT_DECIDED``.
@@ -932,24 +1012,37 @@ class Up42Provider:
             ProviderRejected: decided with another option, unknown option, or 405 write-protected.
             OutcomeUnknown: the PATCH got no answer; read the study again.
         """
-        raw = await self._find_one("choose_option", "/v2/tasking/feasibility-studies", study_id,
-                                   placed.tracking_key)
+        raw = await self._find_one(
+            "choose_option", "/v2/tasking/feasibility-studies", study_id, placed.tracking_key
+        )
         study = to_study(raw)
         if study.decision is StudyDecision.ACCEPTED:
             if study.chosen_option_id == option_id:
                 return
             raise ProviderRejected(
                 f"choose_option: study {study_id} is already decided"
-                + (f" with option {study.chosen_option_id}" if study.chosen_option_id else
-                   " (automatic study)"),
-                provider=PROVIDER, operation="choose_option", provider_code="ALREADY_DECIDED")
+                + (
+                    f" with option {study.chosen_option_id}"
+                    if study.chosen_option_id
+                    else " (automatic study)"
+                ),
+                provider=PROVIDER,
+                operation="choose_option",
+                provider_code="ALREADY_DECIDED",
+            )
         if option_id not in {o.id for o in study.options}:
-            raise ProviderRejected(f"choose_option: study {study_id} has no option {option_id}",
-                                   provider=PROVIDER, operation="choose_option",
-                                   provider_code="UNKNOWN_OPTION")
-        await self._http.write("choose_option", "PATCH",
-                               self._url(f"/v2/tasking/feasibility-studies/{study_id}"),
-                               json={"acceptedOptionId": option_id})
+            raise ProviderRejected(
+                f"choose_option: study {study_id} has no option {option_id}",
+                provider=PROVIDER,
+                operation="choose_option",
+                provider_code="UNKNOWN_OPTION",
+            )
+        await self._http.write(
+            "choose_option",
+            "PATCH",
+            self._url(f"/v2/tasking/feasibility-studies/{study_id}"),
+            json={"acceptedOptionId": option_id},
+        )
 
     async def decide_quotation(self, placed: PlacedOrder, quotation_id: str, accept: bool) -> None:
         """Accept (spends credits, irreversible) or refuse: read first, PATCH only while
@@ -960,18 +1053,25 @@ class Up42Provider:
             OutcomeUnknown: the PATCH got no answer; read the quotation again.
         """
         wanted = QuotationDecision.ACCEPTED if accept else QuotationDecision.REJECTED
-        raw = await self._find_one("decide_quotation", "/v2/tasking/quotation", quotation_id,
-                                   placed.tracking_key)
+        raw = await self._find_one(
+            "decide_quotation", "/v2/tasking/quotation", quotation_id, placed.tracking_key
+        )
         current = to_quotation(raw).decision
         if current is wanted:
             return
         if current is not QuotationDecision.NOT_DECIDED:
             raise ProviderRejected(
                 f"decide_quotation: quotation {quotation_id} is already {current.value}",
-                provider=PROVIDER, operation="decide_quotation", provider_code="ALREADY_DECIDED")
-        await self._http.write("decide_quotation", "PATCH",
-                               self._url(f"/v2/tasking/quotation/{quotation_id}"),
-                               json={"decision": wanted.value})
+                provider=PROVIDER,
+                operation="decide_quotation",
+                provider_code="ALREADY_DECIDED",
+            )
+        await self._http.write(
+            "decide_quotation",
+            "PATCH",
+            self._url(f"/v2/tasking/quotation/{quotation_id}"),
+            json={"decision": wanted.value},
+        )
 
     async def cancel(self, placed: PlacedOrder) -> None:
         """``POST /v2/orders/{id}/cancellation``, only while ``CREATED`` or ``PLACEMENT_FAILED``
@@ -988,9 +1088,11 @@ class Up42Provider:
             return
         if status not in CANCELLABLE:
             raise ProviderRejected(
-                "UP42 allows cancellation only while CREATED or PLACEMENT_FAILED; "
-                f"order is {status}",
-                provider=PROVIDER, operation="cancel", provider_code="NOT_CANCELLABLE")
+                f"UP42 allows cancellation only while CREATED or PLACEMENT_FAILED; order is {status}",
+                provider=PROVIDER,
+                operation="cancel",
+                provider_code="NOT_CANCELLABLE",
+            )
         await self._http.write("cancel", "POST", self._url(f"/v2/orders/{order_id}/cancellation"))
 
     async def refresh_token(self) -> bool:
@@ -1003,8 +1105,7 @@ class Up42Provider:
             await self._client.aclose()
 
 
-def _next_link(answer: Mapping[str, Any], body: dict[str, Any]
-               ) -> tuple[str, dict[str, Any]] | None:
+def _next_link(answer: Mapping[str, Any], body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The STAC API ``next`` link of a POST search: its href and the body to send (merged)."""
     for link in answer.get("links") or []:
         if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):

@@ -60,8 +60,11 @@ async def perform(
         return StepFailed(op=call.op, error=error_info(exc), target=call.target, at=clock())
     except Exception as exc:  # an adapter bug must not kill the worker: retry, bounded
         log.exception("provider_call_crashed", op=call.op.value)
-        info = ErrorInfo(reason_code="PROVIDER_ERROR", retriable=True,
-                         message=f"{call.op.value} failed unexpectedly ({type(exc).__name__})")
+        info = ErrorInfo(
+            reason_code="PROVIDER_ERROR",
+            retriable=True,
+            message=f"{call.op.value} failed unexpectedly ({type(exc).__name__})",
+        )
         return StepFailed(op=call.op, error=info, target=call.target, at=clock())
 
 

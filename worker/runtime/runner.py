@@ -47,10 +47,10 @@ from worker.domain.model import (
     TimerKind,
     Unschedule,
 )
-from worker.kafka.publisher import Publisher
 from worker.errors import DecodeError
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
 from worker.events.status import OrderStatus, stapi_status
+from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import BurntId, StateStore
 from worker.providers.base import OrderSnapshot, TaskingProvider
 from worker.runtime import crashpoints
@@ -104,7 +104,7 @@ class Runner:
     providers: dict[str, TaskingProvider]
     timers: Timers
     metrics: RunnerMetrics
-    settings: Settings = Settings()
+    settings: Settings = field(default_factory=Settings)
     clock: Callable[[], datetime] = utc_now
     probe: StepProbe | None = None  # benchmark instrumentation; None in production
     _locks: dict[str, list[Any]] = field(default_factory=dict)
@@ -290,8 +290,9 @@ class Runner:
     async def _call(self, partition: int, state: OrderState, call: CallProvider) -> None:
         # A call task inherits its creator's context (a record, a poll): log as this order only.
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(requestId=state.request_id,
-                                               provider=state.request.provider.value)
+        structlog.contextvars.bind_contextvars(
+            requestId=state.request_id, provider=state.request.provider.value
+        )
         provider = self.providers.get(state.request.provider.value)
         if provider is None:
             event: DomainEvent = _not_configured(call, self.clock())
@@ -331,8 +332,11 @@ def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:
 
 
 def _not_configured(call: CallProvider, at: datetime) -> StepFailed:
-    info = ErrorInfo(reason_code="PROVIDER_NOT_CONFIGURED", rejected=True,
-                     message="this provider has no credentials configured")
+    info = ErrorInfo(
+        reason_code="PROVIDER_NOT_CONFIGURED",
+        rejected=True,
+        message="this provider has no credentials configured",
+    )
     return StepFailed(op=call.op, error=info, target=call.target, at=at)
 
 
@@ -348,8 +352,12 @@ def invalid_request_event(
     if provider is None:
         details["providerUnknown"] = True
     return OrderStatusEvent(
-        request_id=request_id, provider=provider or Provider.ONEATLAS, sequence=1, status=OrderStatus.REJECTED,
-        previous_status=None, stapi_status=stapi_status(OrderStatus.REJECTED), occurred_at=at,
-        reason=Reason(code="INVALID_REQUEST", message=error.message,
-                      details=details),
+        request_id=request_id,
+        provider=provider or Provider.ONEATLAS,
+        sequence=1,
+        status=OrderStatus.REJECTED,
+        previous_status=None,
+        stapi_status=stapi_status(OrderStatus.REJECTED),
+        occurred_at=at,
+        reason=Reason(code="INVALID_REQUEST", message=error.message, details=details),
     )

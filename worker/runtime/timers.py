@@ -52,9 +52,14 @@ class Timers:
     def schedule(self, request_id: str, kind: TimerKind, at: datetime) -> None:
         """Fire ``kind`` for ``request_id`` at ``at`` (now if ``at`` is past), replacing any twin."""
         self.scheduler.add_job(
-            self._run, "date", run_date=at, args=(request_id, kind),
-            id=_job_id(request_id, kind), replace_existing=True,
-            misfire_grace_time=None, coalesce=True,
+            self._run,
+            "date",
+            run_date=at,
+            args=(request_id, kind),
+            id=_job_id(request_id, kind),
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
         )
 
     def cancel(self, request_id: str, kind: TimerKind) -> None:
@@ -128,9 +133,15 @@ class Poller:
     def start(self) -> None:
         for name in self.providers:
             self.scheduler.add_job(
-                self.run_cycle, "interval", seconds=self.interval, args=(name,),
-                id=f"poll:{name.value}", replace_existing=True, coalesce=True,
-                max_instances=1, misfire_grace_time=None,
+                self.run_cycle,
+                "interval",
+                seconds=self.interval,
+                args=(name,),
+                id=f"poll:{name.value}",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
             )
 
     def due(self, name: Provider, cycle: int) -> dict[str, str]:
@@ -158,8 +169,7 @@ class Poller:
                 return 0
             snapshots = await self.providers[name].poll(keys.keys())
             now = self.clock()
-            await asyncio.gather(*(self.dispatch(keys[k], s, now) for k, s in snapshots.items()
-                                   if k in keys))
+            await asyncio.gather(*(self.dispatch(keys[k], s, now) for k, s in snapshots.items() if k in keys))
             self.metrics.poll_succeeded(name.value)
             self.metrics.scheduler_job("poll", True)
             return len(snapshots)
@@ -184,8 +194,14 @@ class TokenKeeper:
     def start(self) -> None:
         for name in self.providers:
             self.scheduler.add_job(
-                self.refresh, "interval", seconds=self.interval, args=(name,),
-                id=f"token:{name.value}", replace_existing=True, coalesce=True, max_instances=1,
+                self.refresh,
+                "interval",
+                seconds=self.interval,
+                args=(name,),
+                id=f"token:{name.value}",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
             )
 
     async def refresh(self, name: Provider) -> bool:
@@ -220,8 +236,15 @@ class OrderGauges:
     interval: float = 10.0
 
     def start(self) -> None:
-        self.scheduler.add_job(self.refresh, "interval", seconds=self.interval, id="gauges",
-                               replace_existing=True, coalesce=True, max_instances=1)
+        self.scheduler.add_job(
+            self.refresh,
+            "interval",
+            seconds=self.interval,
+            id="gauges",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
 
     def refresh(self) -> None:
         counts: dict[tuple[str, str], int] = {}

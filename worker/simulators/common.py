@@ -138,13 +138,19 @@ class SimulatorCore:
                 return fault
         return None
 
-    def record(
-        self, request: Request, status: int, body: Any, fault: str | None = None
-    ) -> None:
+    def record(self, request: Request, status: int, body: Any, fault: str | None = None) -> None:
         with self._lock:
             self.calls.append(
-                CallRecord(next(self._seq), request.method, request.url.path,
-                           request.url.query, status, body, self.clock.now(), fault)
+                CallRecord(
+                    next(self._seq),
+                    request.method,
+                    request.url.path,
+                    request.url.query,
+                    status,
+                    body,
+                    self.clock.now(),
+                    fault,
+                )
             )
 
     def count(self, method: str, path_regex: str, status_ok: bool = True) -> int:
@@ -202,7 +208,9 @@ async def apply_faults(core: SimulatorCore, request: Request, handler: Handler) 
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
         response: Response = JSONResponse(
             fault.body if fault.body is not None else {"code": "UNEXPECTED_SERVER_ERROR"},
-            status_code=fault.status, headers=headers)
+            status_code=fault.status,
+            headers=headers,
+        )
         core.record(request, fault.status, None, fault="status")
         return response
     if fault is not None and fault.kind == "latency":

@@ -58,18 +58,29 @@ LEGACY_PROG_TYPES = ("ONEPLAN", "ONEDAY", "ONENOW", "ONESERIES")
 NEO_PROG_TYPES = ("ONEPLAN", "ONEDAY", "ONENOWATTEMPTS", "ONENOWWEATHER")
 ATTEMPT_PROG_TYPES = {"legacy": ("ONEDAY", "ONENOW"), "neo": ("ONEDAY", "ONENOWATTEMPTS")}
 ATTEMPT_TYPES = frozenset({"ONEDAY", "ONENOW", "ONENOWATTEMPTS"})
-CAMEL = {"ONEPLAN": "OnePlan", "ONEDAY": "OneDay", "ONENOW": "OneNow", "ONESERIES": "OneSeries",
-         "ONENOWATTEMPTS": "OneNowAttempts", "ONENOWWEATHER": "OneNowWeather"}
+CAMEL = {
+    "ONEPLAN": "OnePlan",
+    "ONEDAY": "OneDay",
+    "ONENOW": "OneNow",
+    "ONESERIES": "OneSeries",
+    "ONENOWATTEMPTS": "OneNowAttempts",
+    "ONENOWWEATHER": "OneNowWeather",
+}
 PREFIX = {"PLEIADES": "PleiadesTasking", "SPOT": "SpotTasking", "PLEIADESNEO": "PleiadesNeo"}
 SATELLITE = {"PLEIADES": "PHR", "SPOT": "SPOT", "PLEIADESNEO": "PNEO"}
 RATE_PER_KM2 = {"PLEIADES": 56.0, "SPOT": 6.9, "PLEIADESNEO": 23.0}
 MIN_KM2 = {"PLEIADES": 100.0, "SPOT": 500.0, "PLEIADESNEO": 100.0}
 ATTEMPT_AOI_KM2 = {"PLEIADESNEO": (24.5, 400.0), "PLEIADES": (25.0, 800.0), "SPOT": (100.0, 7200.0)}
 SPECTRAL = {
-    "legacy": {"pansharpened_natural_color", "panchromatic", "pansharpened", "multispectral",
-               "pansharpened_false_color", "bundle"},
-    "neo": {"panchromatic", "pansharpened", "multispectral", "bundle", "full_bundle", "full_pms",
-            "full_ms"},
+    "legacy": {
+        "pansharpened_natural_color",
+        "panchromatic",
+        "pansharpened",
+        "multispectral",
+        "pansharpened_false_color",
+        "bundle",
+    },
+    "neo": {"panchromatic", "pansharpened", "multispectral", "bundle", "full_bundle", "full_pms", "full_ms"},
 }
 
 ICR_STUDY, ICR_ACTIVE, ICR_PAUSED = "Feasibility study in progress", "In Progress", "Paused"
@@ -89,9 +100,16 @@ class SimError(Exception):
 
 def api_error(status: int, message: str, internal_code: str = "SIM") -> SimError:
     """The foundation ApiError family."""
-    return SimError(status, {"correlationId": f"sim-{abs(hash(message)) % 10**8:08d}",
-                             "hint": message, "internalCode": internal_code, "message": message,
-                             "timestamp": 0})
+    return SimError(
+        status,
+        {
+            "correlationId": f"sim-{abs(hash(message)) % 10**8:08d}",
+            "hint": message,
+            "internalCode": internal_code,
+            "message": message,
+            "timestamp": 0,
+        },
+    )
 
 
 def code_error(status: int, code: str, message: str) -> SimError:
@@ -179,8 +197,7 @@ class SimOrder:
 
     def ids(self) -> set[str]:
         """Every id an operator may use to name this order."""
-        ids = {self.sales_order_id, self.tasking_id, self.quotation_id, self.order_item_id,
-               self.customer_ref}
+        ids = {self.sales_order_id, self.tasking_id, self.quotation_id, self.order_item_id, self.customer_ref}
         return {i for i in ids if i}
 
 
@@ -345,10 +362,17 @@ class OneAtlasSimulator:
         if form.get("apikey") != self.api_key:
             raise api_error(self.auth_failure_status, "Invalid API key", "AUTH-403")
         token = self.core.issue_token(self.token_lifetime)
-        return JSONResponse({
-            "access_token": token, "expires_in": int(self.token_lifetime), "refresh_expires_in": 0,
-            "token_type": "Bearer", "not-before-policy": 0,
-            "session_state": f"sim-{token[-12:]}", "scope": ""})
+        return JSONResponse(
+            {
+                "access_token": token,
+                "expires_in": int(self.token_lifetime),
+                "refresh_expires_in": 0,
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "session_state": f"sim-{token[-12:]}",
+                "scope": "",
+            }
+        )
 
     def _check_token(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -392,12 +416,25 @@ class OneAtlasSimulator:
     # ================================================================== catalogue
 
     def _contracts(self, request: Request, raw: bytes) -> Response:
-        return JSONResponse({"contracts": [{
-            "contractId": c.contract_id, "customerId": "CUS-SIM", "name": c.name or c.contract_id,
-            "tradeAgreementUrl": "", "creditRemaining": "1000000", "currency": c.currency,
-            "language": "en", "contractType": "PPO",
-            "delivery": [{"deliveryPlatformId": "PublicMOC", "deliveryWorkspace": c.workspace}],
-            "backendSource": c.backend} for c in self.contracts.values()]})
+        return JSONResponse(
+            {
+                "contracts": [
+                    {
+                        "contractId": c.contract_id,
+                        "customerId": "CUS-SIM",
+                        "name": c.name or c.contract_id,
+                        "tradeAgreementUrl": "",
+                        "creditRemaining": "1000000",
+                        "currency": c.currency,
+                        "language": "en",
+                        "contractType": "PPO",
+                        "delivery": [{"deliveryPlatformId": "PublicMOC", "deliveryWorkspace": c.workspace}],
+                        "backendSource": c.backend,
+                    }
+                    for c in self.contracts.values()
+                ]
+            }
+        )
 
     def product_types(self, backend: str) -> list[str]:
         """The ``productTypeId`` values a contract of this backend can order."""
@@ -408,13 +445,26 @@ class OneAtlasSimulator:
 
     def _product_types(self, request: Request, raw: bytes) -> Response:
         contract = self._contract(request.path_params["cid"])
-        return JSONResponse({"productTypes": [{
-            "productTypeId": p,
-            "technicalProduct": {"id": p, "label": p, "source": {"id": "tasking", "label": "Tasking"},
-                                 "sensor": {"id": _sensor(p), "label": _sensor(p)},
-                                 "target": {"id": _target(p), "label": _target(p)}, "licences": []},
-            "minimumOrderAreaApplied": 500 if p.startswith("Spot") else 100,
-            "descriptionUrl": ""} for p in self.product_types(contract.backend)]})
+        return JSONResponse(
+            {
+                "productTypes": [
+                    {
+                        "productTypeId": p,
+                        "technicalProduct": {
+                            "id": p,
+                            "label": p,
+                            "source": {"id": "tasking", "label": "Tasking"},
+                            "sensor": {"id": _sensor(p), "label": _sensor(p)},
+                            "target": {"id": _target(p), "label": _target(p)},
+                            "licences": [],
+                        },
+                        "minimumOrderAreaApplied": 500 if p.startswith("Spot") else 100,
+                        "descriptionUrl": "",
+                    }
+                    for p in self.product_types(contract.backend)
+                ]
+            }
+        )
 
     def _options(self, request: Request, raw: bytes) -> Response:
         contract = self._contract(request.path_params["cid"])
@@ -426,21 +476,38 @@ class OneAtlasSimulator:
         geometry = _dict(polygons[0]).get("geometry") if polygons else None
         projection = utm_epsg(geometry) if isinstance(geometry, dict) else "4326"
         default_spectral = "full_bundle" if contract.backend == "neo" else "bundle"
-        return JSONResponse({"availableOptions": [
-            _option("processing_level", "primary", ["ortho", "projected", "primary"]),
-            _option("spectral_processing", default_spectral, sorted(SPECTRAL[contract.backend])),
-            _option("radiometric_processing", "basic", ["basic", "reflectance", "display"]),
-            _option("pixel_coding", "12bits", ["8bits", "12bits"]),
-            _option("image_format", "dimap_jpeg2000_regular",
-                    ["dimap_jpeg2000_regular", "dimap_jpeg2000_optimized", "dimap_geotiff"]),
-            _option(f"projection_{aoi_id}", projection, [projection, "4326", "3857"],
-                    mandatory="constraint", condition="processing_level:(ortho|projected)"),
-            _option(f"dem_{aoi_id}", "best_available", ["best_available", "SRTMV4"],
-                    mandatory="constraint", condition="processing_level:(ortho)"),
-            _option("priority", "standard", ["standard", "rush"]),
-            _option("licence", "standard", ["standard", "background_layer"]),
-            _option("delivery_method", "on_the_flow", ["on_the_flow", "at_the_end"]),
-        ]})
+        return JSONResponse(
+            {
+                "availableOptions": [
+                    _option("processing_level", "primary", ["ortho", "projected", "primary"]),
+                    _option("spectral_processing", default_spectral, sorted(SPECTRAL[contract.backend])),
+                    _option("radiometric_processing", "basic", ["basic", "reflectance", "display"]),
+                    _option("pixel_coding", "12bits", ["8bits", "12bits"]),
+                    _option(
+                        "image_format",
+                        "dimap_jpeg2000_regular",
+                        ["dimap_jpeg2000_regular", "dimap_jpeg2000_optimized", "dimap_geotiff"],
+                    ),
+                    _option(
+                        f"projection_{aoi_id}",
+                        projection,
+                        [projection, "4326", "3857"],
+                        mandatory="constraint",
+                        condition="processing_level:(ortho|projected)",
+                    ),
+                    _option(
+                        f"dem_{aoi_id}",
+                        "best_available",
+                        ["best_available", "SRTMV4"],
+                        mandatory="constraint",
+                        condition="processing_level:(ortho)",
+                    ),
+                    _option("priority", "standard", ["standard", "rush"]),
+                    _option("licence", "standard", ["standard", "background_layer"]),
+                    _option("delivery_method", "on_the_flow", ["on_the_flow", "at_the_end"]),
+                ]
+            }
+        )
 
     # ================================================================== feasibility / attempts
 
@@ -450,33 +517,52 @@ class OneAtlasSimulator:
             if body.get(name) in (None, "", []):
                 raise errors_error(400, "ERR_MISSING_PARAMETER", name, f"{name} is required")
         missions = body.get("missions")
-        mission = body.get("mission") or (missions[0] if isinstance(missions, list) and missions
-                                          else None)
+        mission = body.get("mission") or (missions[0] if isinstance(missions, list) and missions else None)
         if mission not in PREFIX:
             raise errors_error(400, "ERR_INVALID_PARAMETER", "mission", f"unknown mission {mission}")
         contract = self._contract(body["contractId"])
         backend = "neo" if mission == "PLEIADESNEO" else "legacy"
         if contract.backend != backend:
-            raise errors_error(400, "ERR_OTHER", "contractId",
-                               f"{mission} cannot be ordered on a {contract.backend} contract")
-        names = body["progTypeNames"] if isinstance(body["progTypeNames"], list) \
-            else [body["progTypeNames"]]
-        allowed = (ATTEMPT_PROG_TYPES[backend] if endpoint == "attempts"
-                   else (NEO_PROG_TYPES if backend == "neo" else LEGACY_PROG_TYPES))
+            raise errors_error(
+                400,
+                "ERR_OTHER",
+                "contractId",
+                f"{mission} cannot be ordered on a {contract.backend} contract",
+            )
+        names = body["progTypeNames"] if isinstance(body["progTypeNames"], list) else [body["progTypeNames"]]
+        allowed = (
+            ATTEMPT_PROG_TYPES[backend]
+            if endpoint == "attempts"
+            else (NEO_PROG_TYPES if backend == "neo" else LEGACY_PROG_TYPES)
+        )
         for name in names:
             if name not in allowed:
-                raise errors_error(400, "ERR_INVALID_PARAMETER", "progTypeNames",
-                                   f"{name} is not one of {', '.join(allowed)}")
+                raise errors_error(
+                    400,
+                    "ERR_INVALID_PARAMETER",
+                    "progTypeNames",
+                    f"{name} is not one of {', '.join(allowed)}",
+                )
         dates, optical = _dict(body["acquisitionDate"]), _dict(body["optical"])
         start = _time(dates.get("startDate"), "acquisitionDate.startDate")
-        end = _time(dates["endDate"], "acquisitionDate.endDate") if dates.get("endDate") \
+        end = (
+            _time(dates["endDate"], "acquisitionDate.endDate")
+            if dates.get("endDate")
             else start + timedelta(days=7)
+        )
         aoi = _aoi(body["aoi"])
-        return {"mission": mission, "backend": backend, "names": names, "start": start, "end": end,
-                "aoi": aoi, "mode": str(optical.get("acquisitionMode") or "MONO"),
-                "cloud": float(optical.get("maxCloudCover", 100)),
-                "incidence": float(optical.get("maxIncidenceAngle", 90)),
-                "contract": contract}
+        return {
+            "mission": mission,
+            "backend": backend,
+            "names": names,
+            "start": start,
+            "end": end,
+            "aoi": aoi,
+            "mode": str(optical.get("acquisitionMode") or "MONO"),
+            "cloud": float(optical.get("maxCloudCover", 100)),
+            "incidence": float(optical.get("maxIncidenceAngle", 90)),
+            "contract": contract,
+        }
 
     def _feasibility(self, request: Request, raw: bytes) -> Response:
         q = self._search_request(self._json(raw), "feasibility")
@@ -492,8 +578,13 @@ class OneAtlasSimulator:
         if blocked:
             return {**entry, "available": False}
         days = (q["end"] - q["start"]).total_seconds() / DAY
-        manual = (q["mode"] != "MONO" or q["cloud"] < 10 or q["incidence"] < 20
-                  or (name == "ONEPLAN" and days < 30) or (name == "ONENOWWEATHER" and days < 3))
+        manual = (
+            q["mode"] != "MONO"
+            or q["cloud"] < 10
+            or q["incidence"] < 20
+            or (name == "ONEPLAN" and days < 30)
+            or (name == "ONENOWWEATHER" and days < 3)
+        )
         feasibility: dict[str, Any] = {
             "classification": "EASY" if name != "ONEPLAN" or days >= 60 else "CHALLENGING",
             "automation": "MANUAL" if manual else "AUTOMATIC",
@@ -512,12 +603,20 @@ class OneAtlasSimulator:
         for name in q["names"]:
             size_error = _aoi_size_error(q["mission"], name, q["aoi"])
             if size_error is not None:
-                prog_types.append({"name": name, "mission": q["mission"], "errors": [size_error],
-                                   "segments": [], "available": False})
+                prog_types.append(
+                    {
+                        "name": name,
+                        "mission": q["mission"],
+                        "errors": [size_error],
+                        "segments": [],
+                        "available": False,
+                    }
+                )
                 continue
             segments = [self._attempt_segment(q, name, k) for k in range(3)]
-            prog_types.append({"name": name, "mission": q["mission"], "available": True,
-                               "segments": segments})
+            prog_types.append(
+                {"name": name, "mission": q["mission"], "available": True, "segments": segments}
+            )
         # The example answers progCapacities as an object, not the array of the schema.
         return JSONResponse({"progCapacities": {"mission": q["mission"], "progTypes": prog_types}})
 
@@ -530,21 +629,34 @@ class OneAtlasSimulator:
         lon, lat = centroid(q["aoi"])
         rng = self._rng("attempt", wkt, iso(acq_start))
         incidence = round(rng.uniform(2.0, min(q["incidence"], 45.0)), 2)
-        meta = [{"key": "orderDeadLine", "value": iso(deadline)},
-                {"key": "acqPeriod", "value": f"{iso(acq_start)} {iso(acq_end)}"},
-                {"key": "maxIncidenceAngle", "value": f"{q['incidence']:.1f}"},
-                {"key": "geometryWkt", "value": wkt}]
+        meta = [
+            {"key": "orderDeadLine", "value": iso(deadline)},
+            {"key": "acqPeriod", "value": f"{iso(acq_start)} {iso(acq_end)}"},
+            {"key": "maxIncidenceAngle", "value": f"{q['incidence']:.1f}"},
+            {"key": "geometryWkt", "value": wkt},
+        ]
         digest = hashlib.sha512(f"{self.seed}|{name}|{wkt}|{iso(acq_start)}".encode()).hexdigest()
         key = f"{digest}::{json.dumps(meta, separators=(',', ':'))}"
-        self._segment_keys[key] = {"start": acq_start, "end": acq_end, "deadline": deadline,
-                                   "incidence": incidence, "prog": name, "mission": q["mission"]}
+        self._segment_keys[key] = {
+            "start": acq_start,
+            "end": acq_end,
+            "deadline": deadline,
+            "incidence": incidence,
+            "prog": name,
+            "mission": q["mission"],
+        }
         return {
             "id": f"{SATELLITE[q['mission']]}{k + 1}",
             "footprint": {"geometry": wkt, "center": f"POINT({lon:.6f} {lat:.6f})"},
-            "instrumentMode": "THR", "orderDeadline": iso(deadline), "extendedAngle": False,
-            "acquisitionStartDate": iso(acq_start), "acquisitionEndDate": iso(acq_end),
-            "incidenceAngle": incidence, "acrossTrackIncidenceAngle": round(-incidence / 3, 6),
-            "maxIncidenceAngle": q["incidence"], "segmentKey": key,
+            "instrumentMode": "THR",
+            "orderDeadline": iso(deadline),
+            "extendedAngle": False,
+            "acquisitionStartDate": iso(acq_start),
+            "acquisitionEndDate": iso(acq_end),
+            "incidenceAngle": incidence,
+            "acrossTrackIncidenceAngle": round(-incidence / 3, 6),
+            "maxIncidenceAngle": q["incidence"],
+            "segmentKey": key,
         }
 
     # ================================================================== price / order
@@ -556,8 +668,14 @@ class OneAtlasSimulator:
         ApiError 400 for a schema problem, an ``errors`` body for a bad segment key.
         """
         contract = self._contract(body.get("contractId"))
-        required = ["aoi", "items", "customerReference", "optionsPerProductType", "endUsers",
-                    "primaryMarket"] + (["notificationEmails"] if contract.backend == "legacy" else [])
+        required = [
+            "aoi",
+            "items",
+            "customerReference",
+            "optionsPerProductType",
+            "endUsers",
+            "primaryMarket",
+        ] + (["notificationEmails"] if contract.backend == "legacy" else [])
         for name in required:
             if name not in body or body[name] is None:
                 raise api_error(400, f"Field '{name}' is required", "ORDER-400")
@@ -568,8 +686,11 @@ class OneAtlasSimulator:
         item = _dict(items[0])
         ptype = str(item.get("productTypeId"))
         if ptype not in self.product_types(contract.backend):
-            raise api_error(400, f"Product type '{ptype}' is not available on contract "
-                                 f"{contract.contract_id}", "ORDER-400")
+            raise api_error(
+                400,
+                f"Product type '{ptype}' is not available on contract {contract.contract_id}",
+                "ORDER-400",
+            )
         if item.get("aoiId") not in aois:
             raise api_error(400, "items[0].aoiId does not refer to an aoi[].id", "ORDER-400")
         self._check_delivery(body, contract)
@@ -581,10 +702,19 @@ class OneAtlasSimulator:
         if len(period) != 2:
             raise api_error(400, "property acqPeriod must be '<start> <end>'", "ORDER-400")
         attempt = self._check_segment_key(item, prog)
-        return {"contract": contract, "ptype": ptype, "mission": mission, "prog": prog,
-                "aoi": aois[item["aoiId"]], "props": props, "options": options,
-                "start": _time(period[0], "acqPeriod"), "end": _time(period[1], "acqPeriod"),
-                "attempt": attempt, "ref": str(body["customerReference"])}
+        return {
+            "contract": contract,
+            "ptype": ptype,
+            "mission": mission,
+            "prog": prog,
+            "aoi": aois[item["aoiId"]],
+            "props": props,
+            "options": options,
+            "start": _time(period[0], "acqPeriod"),
+            "end": _time(period[1], "acqPeriod"),
+            "attempt": attempt,
+            "ref": str(body["customerReference"]),
+        }
 
     def _check_delivery(self, body: dict[str, Any], contract: SimContract) -> None:
         delivery = _dict(body.get("delivery"))
@@ -594,19 +724,24 @@ class OneAtlasSimulator:
         if workspace is not None and workspace != contract.workspace:
             raise code_error(400, "E2203", f"Unable to access workspace '{workspace}'")
 
-    def _check_options(self, body: dict[str, Any], ptype: str, aoi_id: Any, backend: str
-                       ) -> dict[str, Any]:
+    def _check_options(self, body: dict[str, Any], ptype: str, aoi_id: Any, backend: str) -> dict[str, Any]:
         groups = [_dict(g) for g in _list(body["optionsPerProductType"])]
         group = next((g for g in groups if g.get("productTypeId") == ptype), None)
         if group is None or not isinstance(group.get("options"), list):
-            raise api_error(400, "optionsPerProductType needs {productTypeId, options:[{key,value}]} "
-                                 f"for {ptype}", "ORDER-400")
+            raise api_error(
+                400,
+                f"optionsPerProductType needs {{productTypeId, options:[{{key,value}}]}} for {ptype}",
+                "ORDER-400",
+            )
         options = {str(_dict(o).get("key")): _dict(o).get("value") for o in group["options"]}
         level = options.get("processing_level", "primary")
         projection = options.get(f"projection_{aoi_id}")
         if level in ("ortho", "projected") and not isinstance(projection, str):
-            raise api_error(400, f"projection_{aoi_id} (an EPSG code string) is mandatory for "
-                                 f"processing_level {level}", "ORDER-400")
+            raise api_error(
+                400,
+                f"projection_{aoi_id} (an EPSG code string) is mandatory for processing_level {level}",
+                "ORDER-400",
+            )
         spectral = options.get("spectral_processing")
         if spectral is not None and spectral not in SPECTRAL[backend]:
             raise api_error(400, f"spectral_processing '{spectral}' is not allowed", "ORDER-400")
@@ -621,8 +756,9 @@ class OneAtlasSimulator:
         if attempt is None:
             raise errors_error(400, "ERR_INVALID_SEGMENT_KEY", "segmentKey", "unknown segmentKey")
         if self._now() >= attempt["deadline"]:
-            raise errors_error(400, "ERR_ORDER_DEADLINE_PASSED", "segmentKey",
-                               "the attempt's orderDeadline has passed")
+            raise errors_error(
+                400, "ERR_ORDER_DEADLINE_PASSED", "segmentKey", "the attempt's orderDeadline has passed"
+            )
         return attempt
 
     def _amount(self, mission: str, area: float) -> tuple[float, float]:
@@ -632,19 +768,38 @@ class OneAtlasSimulator:
     def _prices(self, request: Request, raw: bytes) -> Response:
         o = self._order_request(self._json(raw))
         amount, billed = self._amount(o["mission"], area_km2(o["aoi"]))
-        return JSONResponse({
-            "contractId": o["contract"].contract_id, "currency": o["contract"].currency,
-            "discountPercentage": 0, "discountValue": 0,
-            "productTypes": [{"amount": amount, "areaKm2": billed, "discountPercentage": 0,
-                              "discountValue": 0, "price": amount, "productTypeId": o["ptype"],
-                              "items": [{"datastripIds": []}], "voucherCode": None}],
-            "totalAmount": amount}, status_code=201)
+        return JSONResponse(
+            {
+                "contractId": o["contract"].contract_id,
+                "currency": o["contract"].currency,
+                "discountPercentage": 0,
+                "discountValue": 0,
+                "productTypes": [
+                    {
+                        "amount": amount,
+                        "areaKm2": billed,
+                        "discountPercentage": 0,
+                        "discountValue": 0,
+                        "price": amount,
+                        "productTypeId": o["ptype"],
+                        "items": [{"datastripIds": []}],
+                        "voucherCode": None,
+                    }
+                ],
+                "totalAmount": amount,
+            },
+            status_code=201,
+        )
 
     def _orders(self, request: Request, raw: bytes) -> Response:
         o = self._order_request(self._json(raw))
         order = self._create_order(o)
-        answer: dict[str, Any] = {"currency": order.currency, "discountPercentage": 0,
-                                  "discountValue": 0, "totalAmount": order.amount}
+        answer: dict[str, Any] = {
+            "currency": order.currency,
+            "discountPercentage": 0,
+            "discountValue": 0,
+            "totalAmount": order.amount,
+        }
         if order.backend == "legacy":
             answer = {"salesOrderId": order.sales_order_id, **answer}
         else:
@@ -658,15 +813,29 @@ class OneAtlasSimulator:
         area = area_km2(o["aoi"])
         amount, _ = self._amount(o["mission"], area)
         order = SimOrder(
-            seq=n, backend=contract.backend, contract_id=contract.contract_id, customer_ref=o["ref"],
-            mission=o["mission"], prog_type=o["prog"], product_type=o["ptype"], aoi=o["aoi"],
-            area_km2=area, start=o["start"], end=o["end"], max_cloud=cloud,
+            seq=n,
+            backend=contract.backend,
+            contract_id=contract.contract_id,
+            customer_ref=o["ref"],
+            mission=o["mission"],
+            prog_type=o["prog"],
+            product_type=o["ptype"],
+            aoi=o["aoi"],
+            area_km2=area,
+            start=o["start"],
+            end=o["end"],
+            max_cloud=cloud,
             threshold=float(props.get("notificationThreshold", cloud)),
             max_incidence=float(props.get("maxIncidenceAngle", 90)),
             mode=str(props.get("acquisitionMode") or "MONO"),
             automation=str(props.get("feasibilityAutomation") or "AUTOMATIC").upper(),
-            created=now, amount=amount, currency=contract.currency, rng=self._rng("order", n),
-            attempt=o["attempt"], last_change=now)
+            created=now,
+            amount=amount,
+            currency=contract.currency,
+            rng=self._rng("order", n),
+            attempt=o["attempt"],
+            last_change=now,
+        )
         self.orders.append(order)
         if order.backend == "legacy":
             self._open_legacy(order, n)
@@ -675,8 +844,11 @@ class OneAtlasSimulator:
         return order
 
     def _open_legacy(self, order: SimOrder, n: int) -> None:
-        order.sales_order_id, order.so, order.tasking_id = f"SAL{21400000 + n}", f"SO{n:06d}", \
-            f"ICR_FC_{n:06d}"
+        order.sales_order_id, order.so, order.tasking_id = (
+            f"SAL{21400000 + n}",
+            f"SO{n:06d}",
+            f"ICR_FC_{n:06d}",
+        )
         self._paid[order.customer_ref] += 1
         if order.automation == "MANUAL":
             order.status = ICR_STUDY
@@ -732,11 +904,17 @@ class OneAtlasSimulator:
         if now >= order.end:
             self._complete(order, order.end)
 
-    def _acquire(self, order: SimOrder, at: datetime, clear_sky: float | None, auto: bool,
-                 incidence: float | None = None, status: str | None = None) -> SimAcquisition | None:
+    def _acquire(
+        self,
+        order: SimOrder,
+        at: datetime,
+        clear_sky: float | None,
+        auto: bool,
+        incidence: float | None = None,
+        status: str | None = None,
+    ) -> SimAcquisition | None:
         """One acquisition attempt: validated, proposed or (too cloudy) discarded (§4.5)."""
-        clear = clear_sky if clear_sky is not None else round(
-            order.rng.uniform(self.min_clear_sky, 100.0), 4)
+        clear = clear_sky if clear_sky is not None else round(order.rng.uniform(self.min_clear_sky, 100.0), 4)
         cloud = 100.0 - clear
         if status is None:
             if auto or cloud <= order.max_cloud:
@@ -751,11 +929,17 @@ class OneAtlasSimulator:
             id=f"CIE_{order.seq:09d}_1_{k}_1" if neo else f"AS_FC_{order.seq:06d}_1_{k}",
             status=status.upper() if neo else status.capitalize(),
             clear_sky=clear,
-            incidence=incidence if incidence is not None else round(
-                order.rng.uniform(1.0, order.max_incidence), 4),
-            acquired_at=at, footprint=order.aoi,
-            catalog_id=(f"ACQ_PNEO{3 + k % 2}_{order.seq:06d}{k:03d}" if neo
-                        else f"DS_{SATELLITE[order.mission]}1B_{order.seq:06d}{k:03d}"))
+            incidence=incidence
+            if incidence is not None
+            else round(order.rng.uniform(1.0, order.max_incidence), 4),
+            acquired_at=at,
+            footprint=order.aoi,
+            catalog_id=(
+                f"ACQ_PNEO{3 + k % 2}_{order.seq:06d}{k:03d}"
+                if neo
+                else f"DS_{SATELLITE[order.mission]}1B_{order.seq:06d}{k:03d}"
+            ),
+        )
         order.acquisitions.append(acquisition)
         order.last_change = at
         if acquisition.status.upper() == "VALIDATED":
@@ -770,8 +954,9 @@ class OneAtlasSimulator:
         order.next_acq_at = None
         order.last_change = at
 
-    def _send_quotation(self, order: SimOrder, at: datetime, amount: float,
-                        currency: str | None = None) -> None:
+    def _send_quotation(
+        self, order: SimOrder, at: datetime, amount: float, currency: str | None = None
+    ) -> None:
         order.quotation_status, order.amount = "SENT", amount
         order.currency = currency or order.currency
         order.quotation_valid_until = at + timedelta(seconds=self.quotation_validity)
@@ -792,45 +977,71 @@ class OneAtlasSimulator:
         mode = {"MONO": "MONOSCOPIC", "STEREO": "STEREOSCOPIC", "TRISTEREO": "TRISTEREOSCOPIC"}
         billed = max(order.area_km2, MIN_KM2[order.mission])
         return {
-            "contractId": order.contract_id, "customerReference": order.customer_ref,
-            "quotationId": order.quotation_id, "salesOrderId": order.sales_order_id,
-            "cis": {"quotation": order.quotation_id}, "productType": order.product_type,
-            "licence": "standard", "aoi": {"name": "AOI 1", "geometry": order.aoi},
-            "mission": "pleiadesneo", "source": "tasking", "target": _target(order.product_type),
-            "status": order.status, "quotationStatus": order.quotation_status,
-            "orderItemId": order.order_item_id, "orderLineId": order.order_item_id,
+            "contractId": order.contract_id,
+            "customerReference": order.customer_ref,
+            "quotationId": order.quotation_id,
+            "salesOrderId": order.sales_order_id,
+            "cis": {"quotation": order.quotation_id},
+            "productType": order.product_type,
+            "licence": "standard",
+            "aoi": {"name": "AOI 1", "geometry": order.aoi},
+            "mission": "pleiadesneo",
+            "source": "tasking",
+            "target": _target(order.product_type),
+            "status": order.status,
+            "quotationStatus": order.quotation_status,
+            "orderItemId": order.order_item_id,
+            "orderLineId": order.order_item_id,
             "quotationVersion": 1,
             "orderLineAmount": order.amount if order.quotation_status != "PENDING" else None,
-            "initialOrderLineAmount": order.amount, "currency": order.currency,
+            "initialOrderLineAmount": order.amount,
+            "currency": order.currency,
             "priceCalculationArea": round(billed, 2),
             "orderMinimumApplied": order.area_km2 < MIN_KM2[order.mission],
             "requestedArea": round(order.area_km2, 3),
             "quotationCreationDate": iso(order.created),
             "orderCreationDate": iso(order.created) if order.sales_order_id else None,
-            "quotationEndOfValidityDate": (iso(order.quotation_valid_until)
-                                           if order.quotation_valid_until else None),
+            "quotationEndOfValidityDate": (
+                iso(order.quotation_valid_until) if order.quotation_valid_until else None
+            ),
             "cancelationDeadlineDate": iso(order.start),
             "lastStatusChangeDate": iso(order.last_change or order.created),
-            "deliveryType": "network", "deliveryPlatformId": "PublicMOC",
+            "deliveryType": "network",
+            "deliveryPlatformId": "PublicMOC",
             "deliveryWorkspace": self.contracts[order.contract_id].workspace,
             "tasking": {
-                "maxIncidenceAngle": order.max_incidence, "acquisitionMode": mode.get(order.mode),
+                "maxIncidenceAngle": order.max_incidence,
+                "acquisitionMode": mode.get(order.mode),
                 "cloudCoverageThresholdForProposition": order.threshold,
                 "maxCloudCoverage": order.max_cloud,
                 "period": [{"startDate": iso(order.start), "endDate": iso(order.end)}],
                 "validatedArea": round(order.validated_fraction * order.area_km2, 3),
-                "validatedAreaPct": validated_pct, "receivingStationType": "vrs",
-                "nbProposedCoverageItems": proposed, "totalCoverageItems": len(order.acquisitions)},
+                "validatedAreaPct": validated_pct,
+                "receivingStationType": "vrs",
+                "nbProposedCoverageItems": proposed,
+                "totalCoverageItems": len(order.acquisitions),
+            },
         }
 
     def _coverage_item(self, order: SimOrder, a: SimAcquisition) -> dict[str, Any]:
         return {
-            "contractId": order.contract_id, "coverageItemId": a.id, "orderItemId": order.order_item_id,
-            "status": a.status, "clearSkyRate": a.clear_sky, "catalogPlatformId": "MMCAT",
-            "archiveId": a.catalog_id, "satellite": a.catalog_id.split("_")[1], "mission": "pleiadesneo",
-            "incidenceAngle": a.incidence, "bh": None, "customerId": "CUS-SIM",
-            "quotationId": order.quotation_id, "salesOrderId": order.sales_order_id,
-            "footprint": a.footprint, "acquisitionDate": iso(a.acquired_at)}
+            "contractId": order.contract_id,
+            "coverageItemId": a.id,
+            "orderItemId": order.order_item_id,
+            "status": a.status,
+            "clearSkyRate": a.clear_sky,
+            "catalogPlatformId": "MMCAT",
+            "archiveId": a.catalog_id,
+            "satellite": a.catalog_id.split("_")[1],
+            "mission": "pleiadesneo",
+            "incidenceAngle": a.incidence,
+            "bh": None,
+            "customerId": "CUS-SIM",
+            "quotationId": order.quotation_id,
+            "salesOrderId": order.sales_order_id,
+            "footprint": a.footprint,
+            "acquisitionDate": iso(a.acquired_at),
+        }
 
     def _orders_search(self, request: Request, raw: bytes) -> Response:
         body = self._json(raw)
@@ -839,8 +1050,7 @@ class OneAtlasSimulator:
 
     def _coverages_search(self, request: Request, raw: bytes) -> Response:
         body = self._json(raw)
-        items = [self._coverage_item(o, a) for o in self.orders if o.backend == "neo"
-                 for a in o.acquisitions]
+        items = [self._coverage_item(o, a) for o in self.orders if o.backend == "neo" for a in o.acquisitions]
         return self._paged(body, [i for i in items if _query_match(body, i)])
 
     @staticmethod
@@ -848,10 +1058,17 @@ class OneAtlasSimulator:
         paging = _dict(body.get("paging"))
         size = max(1, int(paging.get("itemsPerPage") or 10))
         start = max(0, int(paging.get("startIndex") or 0))
-        return JSONResponse({
-            "paging": {"itemsPerPage": size, "startIndex": start, "pagingMode": "item",
-                       "totalResults": len(records)},
-            "features": records[start:start + size]})
+        return JSONResponse(
+            {
+                "paging": {
+                    "itemsPerPage": size,
+                    "startIndex": start,
+                    "pagingMode": "item",
+                    "totalResults": len(records),
+                },
+                "features": records[start : start + size],
+            }
+        )
 
     def _neo_order(self, predicate: Callable[[SimOrder], bool], what: str) -> SimOrder:
         for order in self.orders:
@@ -865,11 +1082,15 @@ class OneAtlasSimulator:
         verb = p["verb"]
         if verb not in ("accept", "refuse"):
             raise api_error(404, "Not found", "NOT-FOUND")
-        order = self._neo_order(lambda o: o.quotation_id == p["qid"] and o.contract_id == p["cid"],
-                                f"Quotation {p['qid']}")
+        order = self._neo_order(
+            lambda o: o.quotation_id == p["qid"] and o.contract_id == p["cid"], f"Quotation {p['qid']}"
+        )
         if order.quotation_status != "SENT":
-            raise api_error(400, f"Quotation {order.quotation_id} is {order.quotation_status}, not "
-                                 "SENT", "QUOTATION-STATE")
+            raise api_error(
+                400,
+                f"Quotation {order.quotation_id} is {order.quotation_status}, not SENT",
+                "QUOTATION-STATE",
+            )
         if verb == "accept":
             self._accept_quotation(order, self._now())
         else:
@@ -905,11 +1126,14 @@ class OneAtlasSimulator:
             raise api_error(404, "Not found", "NOT-FOUND")
         order = self._neo_order(lambda o: o.order_item_id == item_id, f"Order item {item_id}")
         if order.status != "IN_PROGRESS":
-            raise code_error(400, "E3001", f"Order item {item_id} is {order.status}; it cannot be "
-                                           f"{'stopped' if verb == 'stop' else 'cancelled'}")
+            raise code_error(
+                400,
+                "E3001",
+                f"Order item {item_id} is {order.status}; it cannot be "
+                f"{'stopped' if verb == 'stop' else 'cancelled'}",
+            )
         if verb == "cancel" and order.acquisitions:
-            raise code_error(400, "E3002", f"Order item {item_id} already has acquisitions; stop it "
-                                           "instead")
+            raise code_error(400, "E3002", f"Order item {item_id} already has acquisitions; stop it instead")
         order.status = "STOPPED" if verb == "stop" else "CANCELLED"
         order.next_acq_at, order.last_change = None, self._now()
         return JSONResponse({})
@@ -919,15 +1143,19 @@ class OneAtlasSimulator:
     def _tasking_item(self, order: SimOrder) -> dict[str, Any]:
         ordered = order.area_km2 * 1e6  # m², as the example's orderedArea suggests
         icr: dict[str, Any] = {
-            "id": order.tasking_id, "aoi": order.aoi, "progTypeName": CAMEL[order.prog_type],
+            "id": order.tasking_id,
+            "aoi": order.aoi,
+            "progTypeName": CAMEL[order.prog_type],
             "status": order.status,
             "nbProposedSegments": sum(1 for a in order.acquisitions if a.status == "Proposed"),
             "nbTotalSegments": len(order.acquisitions),
-            "period": {"startDate": iso(order.start).replace(".000Z", "Z"),
-                       "endDate": iso(order.end).replace(".000Z", "Z")},
-            "seriesInformation": None, "customerRef": order.customer_ref,
-            "taskingProgress": {"orderedArea": ordered,
-                                "validatedArea": order.validated_fraction * ordered},
+            "period": {
+                "startDate": iso(order.start).replace(".000Z", "Z"),
+                "endDate": iso(order.end).replace(".000Z", "Z"),
+            },
+            "seriesInformation": None,
+            "customerRef": order.customer_ref,
+            "taskingProgress": {"orderedArea": ordered, "validatedArea": order.validated_fraction * ordered},
         }
         if order.attempt is not None:
             icr["attempts"] = f"{iso(order.attempt['start'])} {iso(order.attempt['end'])}"
@@ -945,18 +1173,21 @@ class OneAtlasSimulator:
         progs = _multi(query.getlist("progTypeNames"))
         has_proposed = query.get("hasProposedSegments")
         selected = [
-            o for o in orders
+            o
+            for o in orders
             if (not query.get("customerRef") or o.customer_ref == query["customerRef"])
             and (not statuses or o.status in statuses)
             and (not ids or o.tasking_id in ids)
             and (not progs or o.prog_type in progs)
             and (not query.get("mission") or o.mission == query["mission"])
-            and (has_proposed is None
-                 or any(a.status == "Proposed" for a in o.acquisitions) == (has_proposed == "true"))
+            and (
+                has_proposed is None
+                or any(a.status == "Proposed" for a in o.acquisitions) == (has_proposed == "true")
+            )
         ]
         count = _positive(query.get("count"), 10, "count")
         page = _positive(query.get("startPage"), 1, "startPage")
-        chosen = selected[(page - 1) * count: page * count]
+        chosen = selected[(page - 1) * count : page * count]
         return JSONResponse({"taskings": [self._tasking_item(o) for o in chosen]})
 
     def _legacy_order(self, cid: str, tid: str) -> SimOrder:
@@ -973,20 +1204,33 @@ class OneAtlasSimulator:
         p = request.path_params
         order = self._legacy_order(p["cid"], p["tid"])
         if order.status not in ICR_OPEN:
-            raise api_error(400, f"Tasking {order.tasking_id} is {order.status} and cannot be "
-                                 "cancelled", "ICR-STATE")
+            raise api_error(
+                400, f"Tasking {order.tasking_id} is {order.status} and cannot be cancelled", "ICR-STATE"
+            )
         order.status, order.next_acq_at, order.last_change = ICR_CANCELED, None, self._now()
         return JSONResponse({})
 
     def _segments(self, request: Request, raw: bytes) -> Response:
         p = request.path_params
         order = self._legacy_order(p["cid"], p["tid"])
-        return JSONResponse({"segments": [{
-            "id": a.id, "status": a.status,
-            "asDetail1": {"catalogId": a.catalog_id, "footprint": a.footprint,
-                          "incidenceAngle": a.incidence, "clearSkyRate": a.clear_sky,
-                          "acquisitionDate": iso(a.acquired_at).replace(".000Z", "Z")},
-        } for a in order.acquisitions]})
+        return JSONResponse(
+            {
+                "segments": [
+                    {
+                        "id": a.id,
+                        "status": a.status,
+                        "asDetail1": {
+                            "catalogId": a.catalog_id,
+                            "footprint": a.footprint,
+                            "incidenceAngle": a.incidence,
+                            "clearSkyRate": a.clear_sky,
+                            "acquisitionDate": iso(a.acquired_at).replace(".000Z", "Z"),
+                        },
+                    }
+                    for a in order.acquisitions
+                ]
+            }
+        )
 
     def _segment_decision(self, request: Request, raw: bytes) -> Response:
         p = request.path_params
@@ -1040,34 +1284,38 @@ class OneAtlasSimulator:
             else:
                 order.quotation_status, order.status, order.last_change = "REFUSED", "CANCELLED", now
 
-    def send_quotation(self, key: str, amount: float | None = None, currency: str | None = None
-                       ) -> None:
+    def send_quotation(self, key: str, amount: float | None = None, currency: str | None = None) -> None:
         """Send a PNEO quotation now, optionally with a chosen amount."""
         with self._lock:
             self._advance_all()
             order = self.order(key)
             if order.backend != "neo":
                 raise ValueError("quotations exist for Pléiades Neo orders only")
-            self._send_quotation(order, self._now(), order.amount if amount is None else amount,
-                                 currency)
+            self._send_quotation(order, self._now(), order.amount if amount is None else amount, currency)
 
-    def propose_acquisition(self, key: str, cloud_cover: float, incidence_angle: float = 15.0,
-                            status: str = "Proposed") -> str:
+    def propose_acquisition(
+        self, key: str, cloud_cover: float, incidence_angle: float = 15.0, status: str = "Proposed"
+    ) -> str:
         """Add an acquisition to an open order with a chosen cloud cover; returns its id."""
         with self._lock:
             self._advance_all()
             order = self.order(key)
             if order.status not in (ICR_ACTIVE, ICR_PAUSED, "IN_PROGRESS"):
                 raise ValueError(f"{key} is not acquiring ({order.status})")
-            acquisition = self._acquire(order, self._now(), clear_sky=100.0 - cloud_cover,
-                                        auto=False, incidence=incidence_angle, status=status)
+            acquisition = self._acquire(
+                order,
+                self._now(),
+                clear_sky=100.0 - cloud_cover,
+                auto=False,
+                incidence=incidence_angle,
+                status=status,
+            )
             assert acquisition is not None  # a status was given, so it is always kept
             if order.validated_fraction >= 1.0 - 1e-9:
                 self._complete(order, self._now())
             return acquisition.id
 
-    def set_status(self, key: str, status: str | None = None,
-                   quotation_status: str | None = None) -> None:
+    def set_status(self, key: str, status: str | None = None, quotation_status: str | None = None) -> None:
         """Move an order to any status (and PNEO quotation status), as the provider might."""
         with self._lock:
             order = self.order(key)
@@ -1110,8 +1358,7 @@ class OneAtlasSimulator:
     # ================================================================== /_sim endpoints
 
     def _sim_routes(self) -> list[Route]:
-        def route(path: str, method: str, fn: Callable[[dict[str, Any], Mapping[str, str]], Any]
-                  ) -> Route:
+        def route(path: str, method: str, fn: Callable[[dict[str, Any], Mapping[str, str]], Any]) -> Route:
             async def endpoint(request: Request) -> Response:
                 body = self._json(await request.body()) if method != "GET" else {}
                 try:
@@ -1128,22 +1375,42 @@ class OneAtlasSimulator:
             route("/_sim/faults", "POST", lambda b, p: self.inject(b)),
             route("/_sim/faults", "DELETE", lambda b, p: self.core.clear_faults()),
             route("/_sim/calls", "GET", lambda b, p: {"calls": self.calls()}),
-            route("/_sim/paid-orders", "GET", lambda b, p: {
-                "count": self.paid_orders(), "byReference": dict(self._paid)}),
+            route(
+                "/_sim/paid-orders",
+                "GET",
+                lambda b, p: {"count": self.paid_orders(), "byReference": dict(self._paid)},
+            ),
             route("/_sim/tokens/expire", "POST", lambda b, p: self.expire_tokens()),
             route("/_sim/no-capacity", "POST", lambda b, p: self.add_no_capacity_aoi(b["aoi"])),
             route("/_sim/no-attempts", "POST", lambda b, p: self.add_no_attempt_aoi(b["aoi"])),
             route("/_sim/orders", "GET", lambda b, p: {"orders": self._summaries()}),
-            route("/_sim/orders/{key}/study", "POST", lambda b, p: self.finish_study(
-                p["key"], feasible=b.get("outcome", "feasible") == "feasible")),
-            route("/_sim/orders/{key}/quotation", "POST", lambda b, p: self.send_quotation(
-                p["key"], b.get("amount"), b.get("currency"))),
-            route("/_sim/orders/{key}/acquisitions", "POST", lambda b, p: {
-                "id": self.propose_acquisition(p["key"], float(b["cloudCover"]),
-                                               float(b.get("incidenceAngle", 15.0)),
-                                               str(b.get("status", "Proposed")))}),
-            route("/_sim/orders/{key}/status", "POST", lambda b, p: self.set_status(
-                p["key"], b.get("status"), b.get("quotationStatus"))),
+            route(
+                "/_sim/orders/{key}/study",
+                "POST",
+                lambda b, p: self.finish_study(p["key"], feasible=b.get("outcome", "feasible") == "feasible"),
+            ),
+            route(
+                "/_sim/orders/{key}/quotation",
+                "POST",
+                lambda b, p: self.send_quotation(p["key"], b.get("amount"), b.get("currency")),
+            ),
+            route(
+                "/_sim/orders/{key}/acquisitions",
+                "POST",
+                lambda b, p: {
+                    "id": self.propose_acquisition(
+                        p["key"],
+                        float(b["cloudCover"]),
+                        float(b.get("incidenceAngle", 15.0)),
+                        str(b.get("status", "Proposed")),
+                    )
+                },
+            ),
+            route(
+                "/_sim/orders/{key}/status",
+                "POST",
+                lambda b, p: self.set_status(p["key"], b.get("status"), b.get("quotationStatus")),
+            ),
         ]
 
     def _clock_state(self) -> dict[str, Any]:
@@ -1159,12 +1426,20 @@ class OneAtlasSimulator:
     def _summaries(self) -> list[dict[str, Any]]:
         with self._lock:
             self._advance_all()
-            return [{"customerReference": o.customer_ref, "backend": o.backend,
-                     "status": o.status, "quotationStatus": o.quotation_status or None,
-                     "salesOrderId": o.sales_order_id, "taskingId": o.tasking_id,
-                     "quotationId": o.quotation_id, "orderItemId": o.order_item_id,
-                     "acquisitions": [{"id": a.id, "status": a.status} for a in o.acquisitions]}
-                    for o in self.orders]
+            return [
+                {
+                    "customerReference": o.customer_ref,
+                    "backend": o.backend,
+                    "status": o.status,
+                    "quotationStatus": o.quotation_status or None,
+                    "salesOrderId": o.sales_order_id,
+                    "taskingId": o.tasking_id,
+                    "quotationId": o.quotation_id,
+                    "orderItemId": o.order_item_id,
+                    "acquisitions": [{"id": a.id, "status": a.status} for a in o.acquisitions],
+                }
+                for o in self.orders
+            ]
 
 
 # ====================================================================== module helpers
@@ -1204,8 +1479,9 @@ def _time(value: Any, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise errors_error(400, "ERR_INVALID_PARAMETER", name,
-                           "expected yyyy-MM-dd'T'HH:mm:ss.SSS'Z'") from None
+        raise errors_error(
+            400, "ERR_INVALID_PARAMETER", name, "expected yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+        ) from None
     if parsed.tzinfo is None:
         raise errors_error(400, "ERR_INVALID_PARAMETER", name, "a UTC time ending in Z is required")
     return parsed
@@ -1280,18 +1556,29 @@ def _value_match(pattern: str, value: str) -> bool:
     return re.fullmatch(regex, value) is not None
 
 
-def _option(name: str, default: str, values: list[str], mandatory: str = "true",
-            condition: str | None = None) -> dict[str, Any]:
-    return {"category": "production_option", "label": name.replace("_", " ").title(),
-            "name": name, "mandatory": mandatory, "defaultValue": default,
-            "constraint": {"condition": condition} if condition else None,
-            "values": [{"id": v, "label": v} for v in values], "type": "list", "hidden": False,
-            "property": True}
+def _option(
+    name: str, default: str, values: list[str], mandatory: str = "true", condition: str | None = None
+) -> dict[str, Any]:
+    return {
+        "category": "production_option",
+        "label": name.replace("_", " ").title(),
+        "name": name,
+        "mandatory": mandatory,
+        "defaultValue": default,
+        "constraint": {"condition": condition} if condition else None,
+        "values": [{"id": v, "label": v} for v in values],
+        "type": "list",
+        "hidden": False,
+        "property": True,
+    }
 
 
 def _sensor(product_type: str) -> str:
-    return "pleiadesneo" if "Neo" in product_type else ("spot" if product_type.startswith("Spot")
-                                                        else "pleiades")
+    return (
+        "pleiadesneo"
+        if "Neo" in product_type
+        else ("spot" if product_type.startswith("Spot") else "pleiades")
+    )
 
 
 def _target(product_type: str) -> str:

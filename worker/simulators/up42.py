@@ -120,8 +120,9 @@ def _tasking_error(status: int, title: str) -> JSONResponse:
 
 
 def _legacy_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "details": None}, "data": None},
-                        status_code=status)
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": None}, "data": None}, status_code=status
+    )
 
 
 def _keycloak_error(status: int, error: str, description: str) -> JSONResponse:
@@ -131,15 +132,27 @@ def _keycloak_error(status: int, error: str, description: str) -> JSONResponse:
 def spring_page(items: list[Json], page: int, size: int) -> Json:
     """A Spring-Data page exactly shaped like the recorded UP42 envelope."""
     total_pages = math.ceil(len(items) / size) if size else 0
-    content = items[page * size:(page + 1) * size]
+    content = items[page * size : (page + 1) * size]
     sort = {"sorted": True, "unsorted": False, "empty": False}
     return {
         "content": content,
-        "pageable": {"sort": sort, "pageNumber": page, "pageSize": size, "offset": page * size,
-                     "paged": True, "unpaged": False},
-        "totalPages": total_pages, "totalElements": len(items),
-        "last": page >= total_pages - 1, "first": page == 0, "numberOfElements": len(content),
-        "size": size, "number": page, "sort": sort, "empty": not content,
+        "pageable": {
+            "sort": sort,
+            "pageNumber": page,
+            "pageSize": size,
+            "offset": page * size,
+            "paged": True,
+            "unpaged": False,
+        },
+        "totalPages": total_pages,
+        "totalElements": len(items),
+        "last": page >= total_pages - 1,
+        "first": page == 0,
+        "numberOfElements": len(content),
+        "size": size,
+        "number": page,
+        "sort": sort,
+        "empty": not content,
     }
 
 
@@ -197,10 +210,14 @@ class Up42Simulator:
     def _routes(self) -> list[Route]:
         api, sim = self._api, self._operator
         return [
-            Route("/realms/public/protocol/openid-connect/token", api(self._token, auth=False),
-                  methods=["POST"]),
-            Route("/realms/public/protocol/openid-connect/userinfo",
-                  api(self._userinfo, auth=False), methods=["GET"]),
+            Route(
+                "/realms/public/protocol/openid-connect/token", api(self._token, auth=False), methods=["POST"]
+            ),
+            Route(
+                "/realms/public/protocol/openid-connect/userinfo",
+                api(self._userinfo, auth=False),
+                methods=["GET"],
+            ),
             Route("/v2/collections", api(self._collections, auth=False), methods=["GET"]),
             Route("/orders/schema/{product_id}", api(self._schema), methods=["GET"]),
             Route("/v2/orders/estimate", api(self._estimate), methods=["POST"]),
@@ -208,11 +225,9 @@ class Up42Simulator:
             Route("/v2/orders/{order_id}", api(self._order_item), methods=["GET", "PATCH"]),
             Route("/v2/orders/{order_id}/cancellation", api(self._cancel), methods=["POST"]),
             Route("/v2/tasking/feasibility-studies", api(self._list_studies), methods=["GET"]),
-            Route("/v2/tasking/feasibility-studies/{study_id}", api(self._decide_study),
-                  methods=["PATCH"]),
+            Route("/v2/tasking/feasibility-studies/{study_id}", api(self._decide_study), methods=["PATCH"]),
             Route("/v2/tasking/quotation", api(self._list_quotations), methods=["GET"]),
-            Route("/v2/tasking/quotation/{quotation_id}", api(self._decide_quotation),
-                  methods=["PATCH"]),
+            Route("/v2/tasking/quotation/{quotation_id}", api(self._decide_quotation), methods=["PATCH"]),
             Route("/v2/coverage/orders/{order_id}", api(self._coverage), methods=["GET"]),
             Route("/v2/assets/stac/search", api(self._stac_search), methods=["POST"]),
             Route("/_sim/orders/{order_id}/study", sim(self._sim_study), methods=["POST"]),
@@ -280,17 +295,23 @@ class Up42Simulator:
             return _keycloak_error(401, "invalid_client", "Invalid client or Invalid client credentials")
         if form.get("username") != self.username or form.get("password") != self.password:
             return _keycloak_error(401, "invalid_grant", "Invalid user credentials")
-        return JSONResponse({
-            "access_token": self.core.issue_token(TOKEN_LIFETIME), "expires_in": int(TOKEN_LIFETIME),
-            "refresh_expires_in": 1800, "refresh_token": f"simrefresh-{self._rng.getrandbits(64):016x}",
-            "token_type": "Bearer", "not-before-policy": 0, "session_state": self._uuid(),
-            "scope": "ACCOUNT_ADMIN USER"})
+        return JSONResponse(
+            {
+                "access_token": self.core.issue_token(TOKEN_LIFETIME),
+                "expires_in": int(TOKEN_LIFETIME),
+                "refresh_expires_in": 1800,
+                "refresh_token": f"simrefresh-{self._rng.getrandbits(64):016x}",
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "session_state": self._uuid(),
+                "scope": "ACCOUNT_ADMIN USER",
+            }
+        )
 
     async def _userinfo(self, request: Request) -> Response:
         if not self.core.token_valid(request):
             return _keycloak_error(401, "invalid_token", "Token verification failed")
-        return JSONResponse({"sub": self.workspace_id, "email": self.username,
-                             "email_verified": True})
+        return JSONResponse({"sub": self.workspace_id, "email": self.username, "email_verified": True})
 
     # ------------------------------------------------------------------ catalogue
 
@@ -335,8 +356,13 @@ class Up42Simulator:
             if common:
                 return _error(400, "Order parameters errors", [self._describe(e) for e in common]), [], []
             if found:
-                errors.append({"index": index, "message": "Failed",
-                               "details": "Invalid geometry: " + self._describe(found[0])})
+                errors.append(
+                    {
+                        "index": index,
+                        "message": "Failed",
+                        "details": "Invalid geometry: " + self._describe(found[0]),
+                    }
+                )
             else:
                 good.append({"index": index, "geometry": geometry})
         return None, good, errors
@@ -362,8 +388,11 @@ class Up42Simulator:
     @staticmethod
     def _tags_ok(tags: Any) -> bool:
         # An empty list was answered 400 by UP42 (SDK CHANGELOG 2.2.0); null is no better.
-        return (isinstance(tags, list) and 1 <= len(tags) <= 30
-                and all(isinstance(t, str) and TAG_PATTERN.match(t) for t in tags))
+        return (
+            isinstance(tags, list)
+            and 1 <= len(tags) <= 30
+            and all(isinstance(t, str) and TAG_PATTERN.match(t) for t in tags)
+        )
 
     @staticmethod
     def _about_geometry(error: Any) -> bool:
@@ -394,10 +423,14 @@ class Up42Simulator:
         results = []
         for item in good:
             size = round(self._feature_area(item["geometry"]), 2)
-            results.append({"index": item["index"], "credits": self._credits_for(size), "size": size,
-                            "unit": "SQ_KM"})
-        summary = {"totalCredits": sum(r["credits"] for r in results),
-                   "totalSize": round(sum(r["size"] for r in results), 2), "unit": "SQ_KM"}
+            results.append(
+                {"index": item["index"], "credits": self._credits_for(size), "size": size, "unit": "SQ_KM"}
+            )
+        summary = {
+            "totalCredits": sum(r["credits"] for r in results),
+            "totalSize": round(sum(r["size"] for r in results), 2),
+            "unit": "SQ_KM",
+        }
         return JSONResponse({"summary": summary, "results": results, "errors": errors})
 
     async def _orders_root(self, request: Request) -> Response:
@@ -427,11 +460,20 @@ class Up42Simulator:
         start = _parse_time(params.get("acquisitionStart")) or now
         end = _parse_time(params.get("acquisitionEnd")) or now + timedelta(days=30)
         order = SimOrder(
-            id=self._uuid(), seq=len(self.orders), display_name=name,
-            data_product_id=body["dataProduct"], params=dict(params), geometry=geometry,
-            tags=list(body.get("tags") or []), area_km2=self._feature_area(geometry),
-            created_at=now, updated_at=now, window=(start, end), manual=self._is_manual(params),
-            study_due=now + timedelta(seconds=self.config.study_delay))
+            id=self._uuid(),
+            seq=len(self.orders),
+            display_name=name,
+            data_product_id=body["dataProduct"],
+            params=dict(params),
+            geometry=geometry,
+            tags=list(body.get("tags") or []),
+            area_km2=self._feature_area(geometry),
+            created_at=now,
+            updated_at=now,
+            window=(start, end),
+            manual=self._is_manual(params),
+            study_due=now + timedelta(seconds=self.config.study_delay),
+        )
         self.orders[order.id] = order
         return order
 
@@ -449,13 +491,20 @@ class Up42Simulator:
         """The v2 order shape (tasking ``orderDetails`` with the product's own param names)."""
         details = {**order.params, "geometry": order.geometry, "subStatus": order.sub_status}
         return {
-            "id": order.id, "displayName": order.display_name, "workspaceId": self.workspace_id,
-            "accountId": DEFAULT_ACCOUNT_ID, "type": "TASKING", "status": order.status,
-            "dataProductId": order.data_product_id, "createdAt": iso(order.created_at),
+            "id": order.id,
+            "displayName": order.display_name,
+            "workspaceId": self.workspace_id,
+            "accountId": DEFAULT_ACCOUNT_ID,
+            "type": "TASKING",
+            "status": order.status,
+            "dataProductId": order.data_product_id,
+            "createdAt": iso(order.created_at),
             "updatedAt": iso(order.updated_at),
             "createdBy": {"id": DEFAULT_USER_ID, "type": "USER"},
             "updatedBy": {"id": "system", "type": "INTERNAL"},
-            "tags": list(order.tags), "orderDetails": details, "assets": list(order.assets),
+            "tags": list(order.tags),
+            "orderDetails": details,
+            "assets": list(order.assets),
         }
 
     async def _order_item(self, request: Request) -> Response:
@@ -480,12 +529,15 @@ class Up42Simulator:
         statuses, subs, tags = q.getlist("status"), q.getlist("subStatus"), q.getlist("tags")
         name = (q.get("displayName") or "").lower()
         kind = q.get("type")
-        items = [o for o in self.orders.values()
-                 if (not kind or kind == "TASKING")
-                 and (not statuses or o.status in statuses)
-                 and (not subs or o.sub_status in subs)
-                 and (not tags or any(t in o.tags for t in tags))  # any of the tags [I]
-                 and name in o.display_name.lower()]  # substring, case-insensitive [I]
+        items = [
+            o
+            for o in self.orders.values()
+            if (not kind or kind == "TASKING")
+            and (not statuses or o.status in statuses)
+            and (not subs or o.sub_status in subs)
+            and (not tags or any(t in o.tags for t in tags))  # any of the tags [I]
+            and name in o.display_name.lower()
+        ]  # substring, case-insensitive [I]
         items = self._sorted(items, q.get("sort", "createdAt,desc"))
         page, size = self._paging(request)
         return JSONResponse(spring_page([self.order_json(o) for o in items], page, size))
@@ -494,8 +546,11 @@ class Up42Simulator:
     def _sorted(items: list[SimOrder], sort: str) -> list[SimOrder]:
         field_name, _, direction = sort.partition(",")
         keys: dict[str, Callable[[SimOrder], Any]] = {
-            "createdAt": lambda o: (o.created_at, o.seq), "updatedAt": lambda o: (o.updated_at, o.seq),
-            "status": lambda o: (o.status, o.seq), "type": lambda o: o.seq}
+            "createdAt": lambda o: (o.created_at, o.seq),
+            "updatedAt": lambda o: (o.updated_at, o.seq),
+            "status": lambda o: (o.status, o.seq),
+            "type": lambda o: o.seq,
+        }
         key = keys.get(field_name, keys["createdAt"])
         return sorted(items, key=key, reverse=direction.lower() != "asc")
 
@@ -513,11 +568,14 @@ class Up42Simulator:
     def _list_filtered(self, request: Request, items: list[Json], decisions: set[str]) -> Response:
         q = request.query_params
         selected = [
-            i for i in items
-            if q.get("id") in (None, i["id"]) and q.get("orderId") in (None, i["orderId"])
+            i
+            for i in items
+            if q.get("id") in (None, i["id"])
+            and q.get("orderId") in (None, i["orderId"])
             and q.get("workspaceId") in (None, i["workspaceId"])
             # Unknown decision values are ignored by UP42 (a recording returned everything).
-            and (q.get("decision") not in decisions or i["decision"] == q.get("decision"))]
+            and (q.get("decision") not in decisions or i["decision"] == q.get("decision"))
+        ]
         field_name, _, direction = q.get("sort", "createdAt,desc").partition(",")
         selected.sort(key=lambda i: str(i.get(field_name) or ""), reverse=direction != "asc")
         page, size = self._paging(request)
@@ -527,8 +585,9 @@ class Up42Simulator:
         return self._list_filtered(request, list(self.studies.values()), {"NOT_DECIDED", "ACCEPTED"})
 
     async def _list_quotations(self, request: Request) -> Response:
-        return self._list_filtered(request, list(self.quotations.values()),
-                                   {"NOT_DECIDED", "ACCEPTED", "REJECTED"})
+        return self._list_filtered(
+            request, list(self.quotations.values()), {"NOT_DECIDED", "ACCEPTED", "REJECTED"}
+        )
 
     async def _decide_study(self, request: Request) -> Response:
         study_id = request.path_params["study_id"]
@@ -543,8 +602,14 @@ class Up42Simulator:
         if option is None:
             return _tasking_error(400, f"Option '{option_id}' does not belong to the study.")
         now = self._now()
-        study.update(decision="ACCEPTED", decisionById=DEFAULT_USER_ID, decisionByType="USER",
-                     decisionAt=iso(now), decisionOption=option, updatedAt=iso(now))
+        study.update(
+            decision="ACCEPTED",
+            decisionById=DEFAULT_USER_ID,
+            decisionByType="USER",
+            decisionAt=iso(now),
+            decisionOption=option,
+            updatedAt=iso(now),
+        )
         self._await_quotation(self.orders[study["orderId"]], now)
         return JSONResponse(study)
 
@@ -568,8 +633,13 @@ class Up42Simulator:
 
     def _apply_decision(self, quotation: Json, decision: str) -> None:
         now, order = self._now(), self.orders[quotation["orderId"]]
-        quotation.update(decision=decision, decisionById=DEFAULT_USER_ID, decisionByType="USER",
-                         decisionAt=iso(now), updatedAt=iso(now))
+        quotation.update(
+            decision=decision,
+            decisionById=DEFAULT_USER_ID,
+            decisionByType="USER",
+            decisionAt=iso(now),
+            updatedAt=iso(now),
+        )
         order.updated_at = now
         if decision == "ACCEPTED":
             self.credits -= int(quotation["creditsPrice"])  # irreversible
@@ -586,15 +656,25 @@ class Up42Simulator:
             return _error(404, f"Order {request.path_params['order_id']} not found")
         pct = round(order.covered_pct, 2)
         covered = [i for i in self.stac_items if i["properties"]["up42-order:order_id"] == order.id]
-        return JSONResponse({
-            "covered": {"sqKmArea": round(order.area_km2 * pct / 100, 3), "percentage": pct,
-                        "geometry": {"type": "FeatureCollection", "features": [
-                            {"type": "Feature", "properties": {}, "geometry": i["geometry"]}
-                            for i in covered]}},
-            "remainder": {"sqKmArea": round(order.area_km2 * (100 - pct) / 100, 3),
-                          "percentage": round(100 - pct, 2),
-                          "geometry": {"type": "FeatureCollection", "features": []}},
-        })
+        return JSONResponse(
+            {
+                "covered": {
+                    "sqKmArea": round(order.area_km2 * pct / 100, 3),
+                    "percentage": pct,
+                    "geometry": {
+                        "type": "FeatureCollection",
+                        "features": [
+                            {"type": "Feature", "properties": {}, "geometry": i["geometry"]} for i in covered
+                        ],
+                    },
+                },
+                "remainder": {
+                    "sqKmArea": round(order.area_km2 * (100 - pct) / 100, 3),
+                    "percentage": round(100 - pct, 2),
+                    "geometry": {"type": "FeatureCollection", "features": []},
+                },
+            }
+        )
 
     async def _stac_search(self, request: Request) -> Response:
         body = await self._json(request) or {}
@@ -606,13 +686,26 @@ class Up42Simulator:
             return _error(400, f"Unsupported filter: {exc}")
         limit = max(1, min(int(body.get("limit", 10)), 1000))
         start = int(body.get("token") or 0)
-        page = matches[start:start + limit]
+        page = matches[start : start + limit]
         links: list[Json] = []
         if start + limit < len(matches):
-            links.append({"rel": "next", "href": str(request.url), "method": "POST",
-                          "body": {"token": str(start + limit)}, "merge": True})
-        return JSONResponse({"type": "FeatureCollection", "features": page, "links": links,
-                             "context": {"returned": len(page), "matched": len(matches)}})
+            links.append(
+                {
+                    "rel": "next",
+                    "href": str(request.url),
+                    "method": "POST",
+                    "body": {"token": str(start + limit)},
+                    "merge": True,
+                }
+            )
+        return JSONResponse(
+            {
+                "type": "FeatureCollection",
+                "features": page,
+                "links": links,
+                "context": {"returned": len(page), "matched": len(matches)},
+            }
+        )
 
     def _cql2(self, expr: Any, item: Json) -> bool:
         """The CQL2-JSON subset the simulator understands: ``=``, ``in``, ``and`` [I]."""
@@ -700,20 +793,35 @@ class Up42Simulator:
 
     # ------------------------------------------------------------------ operator controls
 
-    def upload_study(self, order_id: str, *, manual: bool, options: int = 2,
-                     at: datetime | None = None) -> Json:
+    def upload_study(
+        self, order_id: str, *, manual: bool, options: int = 2, at: datetime | None = None
+    ) -> Json:
         """Upload a feasibility study: AUTO (accepted at once) or MANUAL with ``options`` options."""
         order, at = self.orders[order_id], at or self._now()
         study_id, stamp = self._uuid(), iso(at)
         study: Json = {
-            "id": study_id, "createdAt": stamp, "updatedAt": stamp, "accountId": DEFAULT_ACCOUNT_ID,
-            "workspaceId": self.workspace_id, "orderId": order.id,
+            "id": study_id,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "accountId": DEFAULT_ACCOUNT_ID,
+            "workspaceId": self.workspace_id,
+            "orderId": order.id,
             "type": "MANUAL" if manual else "AUTO",
-            "options": [{"id": self._uuid(), "createdAt": stamp, "updatedAt": stamp,
-                         "studyId": study_id, "description": f"Feasibility option {chr(65 + k)}"}
-                        for k in range(options if manual else 0)],
-            "decision": "NOT_DECIDED" if manual else "ACCEPTED", "decisionById": None,
-            "decisionByType": None, "decisionAt": None if manual else stamp, "decisionOption": None,
+            "options": [
+                {
+                    "id": self._uuid(),
+                    "createdAt": stamp,
+                    "updatedAt": stamp,
+                    "studyId": study_id,
+                    "description": f"Feasibility option {chr(65 + k)}",
+                }
+                for k in range(options if manual else 0)
+            ],
+            "decision": "NOT_DECIDED" if manual else "ACCEPTED",
+            "decisionById": None,
+            "decisionByType": None,
+            "decisionAt": None if manual else stamp,
+            "decisionOption": None,
         }
         self.studies[study_id] = study
         if manual:
@@ -722,34 +830,57 @@ class Up42Simulator:
             self._await_quotation(order, at)
         return study
 
-    def upload_quotation(self, order_id: str, credits_price: int, *, at: datetime | None = None
-                         ) -> Json:
+    def upload_quotation(self, order_id: str, credits_price: int, *, at: datetime | None = None) -> Json:
         """Upload a quotation (``creditsPrice``) and ask the customer to decide."""
         order, at = self.orders[order_id], at or self._now()
         stamp = iso(at)
         quotation: Json = {
-            "id": self._uuid(), "createdAt": stamp, "updatedAt": stamp,
-            "accountId": DEFAULT_ACCOUNT_ID, "workspaceId": self.workspace_id, "orderId": order.id,
-            "creditsPrice": int(credits_price), "decision": "NOT_DECIDED", "decisionById": None,
-            "decisionByType": None, "decisionAt": None}
+            "id": self._uuid(),
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "accountId": DEFAULT_ACCOUNT_ID,
+            "workspaceId": self.workspace_id,
+            "orderId": order.id,
+            "creditsPrice": int(credits_price),
+            "decision": "NOT_DECIDED",
+            "decisionById": None,
+            "decisionByType": None,
+            "decisionAt": None,
+        }
         self.quotations[quotation["id"]] = quotation
         order.sub_status, order.updated_at = "QUOTATION_WAITING_RESPONSE", at
         return quotation
 
-    def deliver(self, order_id: str, *, cloud_cover: float, incidence_angle: float = 10.0,
-                coverage_pct: float | None = None, at: datetime | None = None) -> Json:
+    def deliver(
+        self,
+        order_id: str,
+        *,
+        cloud_cover: float,
+        incidence_angle: float = 10.0,
+        coverage_pct: float | None = None,
+        at: datetime | None = None,
+    ) -> Json:
         """Deliver one acquisition as a STAC item; coverage grows, 100 % fulfils the order."""
         order, at = self.orders[order_id], at or self._now()
         asset_id = self._uuid()
         item: Json = {
-            "type": "Feature", "stac_version": "1.0.0", "id": self._uuid(),
-            "collection": order.data_product_id, "geometry": order.geometry,
-            "properties": {"datetime": iso(at), "eo:cloud_cover": cloud_cover,
-                           "view:incidence_angle": incidence_angle,
-                           "up42-order:order_id": order.id, "up42-system:asset_id": asset_id,
-                           "up42-product:product_id": order.data_product_id,
-                           "up42-user:title": order.display_name},
-            "assets": {}, "links": []}
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": self._uuid(),
+            "collection": order.data_product_id,
+            "geometry": order.geometry,
+            "properties": {
+                "datetime": iso(at),
+                "eo:cloud_cover": cloud_cover,
+                "view:incidence_angle": incidence_angle,
+                "up42-order:order_id": order.id,
+                "up42-system:asset_id": asset_id,
+                "up42-product:product_id": order.data_product_id,
+                "up42-user:title": order.display_name,
+            },
+            "assets": {},
+            "links": [],
+        }
         self.stac_items.append(item)
         order.assets.append(asset_id)
         share = coverage_pct if coverage_pct is not None else 100.0 / max(1, self.config.deliveries_per_order)
@@ -761,8 +892,9 @@ class Up42Simulator:
             order.status, order.deliveries_due = "FULFILLED", []
         return item
 
-    def set_status(self, order_id: str, status: str, sub_status: str | None = None, *,
-                   resume: bool = False) -> None:
+    def set_status(
+        self, order_id: str, status: str, sub_status: str | None = None, *, resume: bool = False
+    ) -> None:
         """Force a status (any value, also unknown ones); the lifecycle stops unless ``resume``."""
         order, now = self.orders[order_id], self._now()
         order.status, order.updated_at, order.frozen = status, now, not resume
@@ -791,9 +923,13 @@ class Up42Simulator:
         clock.advance((now - clock.now()).total_seconds())
 
     def _orders_for(self, reference: str) -> list[SimOrder]:
-        return [o for o in self.orders.values()
-                if o.display_name == reference or reference in o.tags
-                or o.display_name.startswith(f"{reference} Order ")]
+        return [
+            o
+            for o in self.orders.values()
+            if o.display_name == reference
+            or reference in o.tags
+            or o.display_name.startswith(f"{reference} Order ")
+        ]
 
     def paid_order_count(self, reference: str) -> int:
         """Orders created (POST /v2/orders answered 2xx, even if the answer was lost) for
@@ -803,46 +939,58 @@ class Up42Simulator:
     def accepted_quotations(self, reference: str) -> int:
         """Quotations accepted (credits spent) for ``reference``'s orders."""
         ids = {o.id for o in self._orders_for(reference)}
-        return sum(1 for q in self.quotations.values()
-                   if q["orderId"] in ids and q["decision"] == "ACCEPTED")
+        return sum(1 for q in self.quotations.values() if q["orderId"] in ids and q["decision"] == "ACCEPTED")
 
     def calls(self, method: str | None = None, path: str = ".*") -> list[Json]:
         """The call record (method, path, query, status, fault), oldest first."""
-        return [{"method": c.method, "path": c.path, "query": c.query, "status": c.status,
-                 "fault": c.fault, "at": iso(c.at)}
-                for c in self.core.calls
-                if (method is None or c.method == method) and re.fullmatch(path, c.path)]
+        return [
+            {
+                "method": c.method,
+                "path": c.path,
+                "query": c.query,
+                "status": c.status,
+                "fault": c.fault,
+                "at": iso(c.at),
+            }
+            for c in self.core.calls
+            if (method is None or c.method == method) and re.fullmatch(path, c.path)
+        ]
 
     # ------------------------------------------------------------------ /_sim endpoints
 
     async def _sim_study(self, request: Request) -> Response:
         body = await self._json(request) or {}
         self.tick()
-        study = self.upload_study(request.path_params["order_id"],
-                                  manual=body.get("type", "MANUAL") == "MANUAL",
-                                  options=int(body.get("options", 2)))
+        study = self.upload_study(
+            request.path_params["order_id"],
+            manual=body.get("type", "MANUAL") == "MANUAL",
+            options=int(body.get("options", 2)),
+        )
         return JSONResponse(study)
 
     async def _sim_quotation(self, request: Request) -> Response:
         body = await self._json(request) or {}
         self.tick()
-        return JSONResponse(self.upload_quotation(request.path_params["order_id"],
-                                                  int(body["creditsPrice"])))
+        return JSONResponse(self.upload_quotation(request.path_params["order_id"], int(body["creditsPrice"])))
 
     async def _sim_deliver(self, request: Request) -> Response:
         body = await self._json(request) or {}
         self.tick()
-        item = self.deliver(request.path_params["order_id"], cloud_cover=float(body["cloudCover"]),
-                            incidence_angle=float(body.get("incidenceAngle", 10.0)),
-                            coverage_pct=body.get("coveragePct"))
+        item = self.deliver(
+            request.path_params["order_id"],
+            cloud_cover=float(body["cloudCover"]),
+            incidence_angle=float(body.get("incidenceAngle", 10.0)),
+            coverage_pct=body.get("coveragePct"),
+        )
         return JSONResponse(item)
 
     async def _sim_status(self, request: Request) -> Response:
         body = await self._json(request) or {}
         self.tick()
         order_id = request.path_params["order_id"]
-        self.set_status(order_id, str(body["status"]), body.get("subStatus"),
-                        resume=bool(body.get("resume", False)))
+        self.set_status(
+            order_id, str(body["status"]), body.get("subStatus"), resume=bool(body.get("resume", False))
+        )
         return JSONResponse(self.order_json(self.orders[order_id]))
 
     async def _sim_expire(self, request: Request) -> Response:
@@ -858,14 +1006,19 @@ class Up42Simulator:
         return JSONResponse({"faults": len(self.core.faults)})
 
     async def _sim_calls(self, request: Request) -> Response:
-        return JSONResponse({"calls": self.calls(request.query_params.get("method"),
-                                                 request.query_params.get("path", ".*"))})
+        return JSONResponse(
+            {"calls": self.calls(request.query_params.get("method"), request.query_params.get("path", ".*"))}
+        )
 
     async def _sim_paid(self, request: Request) -> Response:
         reference = request.query_params["reference"]
-        return JSONResponse({"reference": reference,
-                             "paidOrderCount": self.paid_order_count(reference),
-                             "acceptedQuotations": self.accepted_quotations(reference)})
+        return JSONResponse(
+            {
+                "reference": reference,
+                "paidOrderCount": self.paid_order_count(reference),
+                "acceptedQuotations": self.accepted_quotations(reference),
+            }
+        )
 
     async def _sim_clock(self, request: Request) -> Response:
         body = await self._json(request) or {}

@@ -24,8 +24,9 @@ def _choices(title: str, *values: tuple[str, str]) -> dict[str, Any]:
     return {"title": title, "anyOf": [{"const": value, "title": label} for value, label in values]}
 
 
-def _when(prop: str, value: str, then: dict[str, Any], otherwise: dict[str, Any] | None = None
-          ) -> dict[str, Any]:
+def _when(
+    prop: str, value: str, then: dict[str, Any], otherwise: dict[str, Any] | None = None
+) -> dict[str, Any]:
     rule: dict[str, Any] = {
         "if": {"properties": {prop: {"const": value}}, "required": [prop]},
         "then": then,
@@ -57,9 +58,18 @@ PLEIADES_TASKING_SCHEMA: dict[str, Any] = {
     "title": "Pléiades tasking order parameters",
     "type": "object",
     "required": [
-        "geometry", "displayName", "acquisitionStart", "acquisitionEnd", "acquisitionMode",
-        "cloudCoverage", "incidenceAngle", "geometricProcessing", "spectralProcessing",
-        "pixelCoding", "radiometricProcessing", "deliveredAs",
+        "geometry",
+        "displayName",
+        "acquisitionStart",
+        "acquisitionEnd",
+        "acquisitionMode",
+        "cloudCoverage",
+        "incidenceAngle",
+        "geometricProcessing",
+        "spectralProcessing",
+        "pixelCoding",
+        "radiometricProcessing",
+        "deliveredAs",
     ],
     "properties": {
         "displayName": _DISPLAY_NAME,
@@ -68,10 +78,18 @@ PLEIADES_TASKING_SCHEMA: dict[str, Any] = {
         "acquisitionEnd": {"title": "End of the acquisition window", **_DATE_TIME},
         "geometry": _geometry("Polygon", "MultiPolygon"),
         "acquisitionMode": {"$ref": "#/definitions/acquisitionMode"},
-        "cloudCoverage": {"title": "Maximum cloud coverage (%)", "type": "integer",
-                          "minimum": 5, "maximum": 20},
-        "incidenceAngle": {"title": "Maximum incidence angle (°)", "type": "integer",
-                           "minimum": 5, "maximum": 50},
+        "cloudCoverage": {
+            "title": "Maximum cloud coverage (%)",
+            "type": "integer",
+            "minimum": 5,
+            "maximum": 20,
+        },
+        "incidenceAngle": {
+            "title": "Maximum incidence angle (°)",
+            "type": "integer",
+            "minimum": 5,
+            "maximum": 50,
+        },
         "geometricProcessing": {"$ref": "#/definitions/geometricProcessing"},
         "projection": {"$ref": "#/definitions/projection"},
         "spectralProcessing": {"$ref": "#/definitions/spectralProcessing"},
@@ -83,7 +101,8 @@ PLEIADES_TASKING_SCHEMA: dict[str, Any] = {
     },
     "definitions": {
         "acquisitionMode": _choices(
-            "Acquisition mode", ("mono", "Mono"), ("stereo", "Stereo"), ("tristereo", "Tri-stereo")),
+            "Acquisition mode", ("mono", "Mono"), ("stereo", "Stereo"), ("tristereo", "Tri-stereo")
+        ),
         "geometricProcessing": _choices("Geometric processing", ("ortho", "Ortho")),
         "projection": _choices("Projection", ("4326", "WGS 84 (EPSG:4326)")),
         "spectralProcessing": _choices("Spectral processing", ("bundle", "Bundle")),
@@ -93,10 +112,15 @@ PLEIADES_TASKING_SCHEMA: dict[str, Any] = {
     },
     "allOf": [
         _when("geometricProcessing", "primary", {"properties": {"projection": {"type": "null"}}}),
-        _when("acquisitionMode", "stereo", _bh_defaults(0.4, 0.7),
-              _when("acquisitionMode", "tristereo", _bh_defaults(0.2, 0.35))),
-        _when("pixelCoding", "8bits",
-              {"properties": {"radiometricProcessing": {"enum": ["basic", "display"]}}}),
+        _when(
+            "acquisitionMode",
+            "stereo",
+            _bh_defaults(0.4, 0.7),
+            _when("acquisitionMode", "tristereo", _bh_defaults(0.2, 0.35)),
+        ),
+        _when(
+            "pixelCoding", "8bits", {"properties": {"radiometricProcessing": {"enum": ["basic", "display"]}}}
+        ),
     ],
     "additionalProperties": False,
 }
@@ -106,9 +130,18 @@ MAXAR_TASKING_SCHEMA: dict[str, Any] = {
     "title": "Maxar 30 cm tasking order parameters",
     "type": "object",
     "required": [
-        "geometry", "displayName", "acquisitionStart", "acquisitionEnd", "acquisitionMode",
-        "maxCloudCover", "maxIncidenceAngle", "geometricProcessing", "pixelCoding",
-        "spectralBands", "priority", "radiometricProcessing",
+        "geometry",
+        "displayName",
+        "acquisitionStart",
+        "acquisitionEnd",
+        "acquisitionMode",
+        "maxCloudCover",
+        "maxIncidenceAngle",
+        "geometricProcessing",
+        "pixelCoding",
+        "spectralBands",
+        "priority",
+        "radiometricProcessing",
     ],
     "properties": {
         "displayName": _DISPLAY_NAME,
@@ -116,24 +149,33 @@ MAXAR_TASKING_SCHEMA: dict[str, Any] = {
         "acquisitionStart": _DATE_TIME,
         "acquisitionEnd": _DATE_TIME,
         "geometry": _geometry("Polygon"),
-        "acquisitionMode": {**_choices("Acquisition mode", ("mono", "Mono"), ("stereo", "Stereo")),
-                            "default": "mono"},
+        "acquisitionMode": {
+            **_choices("Acquisition mode", ("mono", "Mono"), ("stereo", "Stereo")),
+            "default": "mono",
+        },
         "maxCloudCover": {"type": "integer", "minimum": 0, "maximum": 100, "default": 20},
         "maxIncidenceAngle": {"type": "integer", "minimum": 0, "maximum": 60, "default": 30},
         "geometricProcessing": {
-            **_choices("Geometric processing", ("georectified", "Georectified"),
-                       ("orthorectified", "Orthorectified")),
-            "default": "georectified"},
+            **_choices(
+                "Geometric processing", ("georectified", "Georectified"), ("orthorectified", "Orthorectified")
+            ),
+            "default": "georectified",
+        },
         "pixelCoding": _choices("Pixel coding", ("16bit", "16 bit")),
         "spectralBands": _choices(
-            "Spectral bands", ("bundle_8_band", "8-band bundle"),
+            "Spectral bands",
+            ("bundle_8_band", "8-band bundle"),
             ("pansharpened_3_band_true_color", "Pansharpened true colour"),
-            ("pansharpened_4_band", "Pansharpened 4 band")),
-        "priority": {**_choices("Priority", ("standard", "Standard"), ("priority", "Priority")),
-                     "default": "standard"},
+            ("pansharpened_4_band", "Pansharpened 4 band"),
+        ),
+        "priority": {
+            **_choices("Priority", ("standard", "Standard"), ("priority", "Priority")),
+            "default": "standard",
+        },
         "radiometricProcessing": {
             **_choices("Radiometric processing", ("toa", "Top of atmosphere"), ("display", "Display")),
-            "default": "toa"},
+            "default": "toa",
+        },
     },
     "additionalProperties": False,
 }
@@ -142,16 +184,29 @@ BLACKSKY_TASKING_SCHEMA: dict[str, Any] = {
     "$schema": DRAFT_07,
     "title": "BlackSky tasking order parameters",
     "type": "object",
-    "required": ["geometry", "displayName", "acquisitionStart", "acquisitionEnd",
-                 "acquisitionMode", "cloudCoverage"],
+    "required": [
+        "geometry",
+        "displayName",
+        "acquisitionStart",
+        "acquisitionEnd",
+        "acquisitionMode",
+        "cloudCoverage",
+    ],
     "properties": {
         "displayName": _DISPLAY_NAME,
         "acquisitionStart": _DATE_TIME,
         "acquisitionEnd": _DATE_TIME,
         "geometry": _geometry("Point"),
-        "acquisitionMode": {**_choices("Acquisition mode", ("Standard", "Standard"),
-                                       ("Burst", "Burst"), ("Area", "Area"), ("Stereo", "Stereo")),
-                            "default": "Standard"},
+        "acquisitionMode": {
+            **_choices(
+                "Acquisition mode",
+                ("Standard", "Standard"),
+                ("Burst", "Burst"),
+                ("Area", "Area"),
+                ("Stereo", "Stereo"),
+            ),
+            "default": "Standard",
+        },
         "cloudCoverage": {"type": "integer", "minimum": 30, "maximum": 100, "default": 30},
     },
     "additionalProperties": False,
@@ -163,29 +218,56 @@ PRODUCT_SCHEMAS: dict[str, dict[str, Any]] = {
     BLACKSKY_TASKING_PRODUCT_ID: BLACKSKY_TASKING_SCHEMA,
 }
 
-_TASKING_INTEGRATIONS = ["FEASIBILITY_STUDY_MAY_BE_REQUIRED", "QUOTATION_REQUIRED",
-                         "PRICE_ESTIMATION_AVAILABLE"]
+_TASKING_INTEGRATIONS = [
+    "FEASIBILITY_STUDY_MAY_BE_REQUIRED",
+    "QUOTATION_REQUIRED",
+    "PRICE_ESTIMATION_AVAILABLE",
+]
 
 COLLECTIONS: list[dict[str, Any]] = [
     {
-        "name": "phr-tasking", "title": "Pléiades Tasking", "type": "TASKING",
+        "name": "phr-tasking",
+        "title": "Pléiades Tasking",
+        "type": "TASKING",
         "integrations": _TASKING_INTEGRATIONS,
         "providers": [{"name": "oneatlas", "title": "Airbus", "roles": ["PRODUCER", "HOST"]}],
-        "dataProducts": [{"id": PLEIADES_TASKING_PRODUCT_ID, "name": "phr-tasking-analytic",
-                          "title": "Analytic", "productConfiguration": {"title": "Analytic"}}],
+        "dataProducts": [
+            {
+                "id": PLEIADES_TASKING_PRODUCT_ID,
+                "name": "phr-tasking-analytic",
+                "title": "Analytic",
+                "productConfiguration": {"title": "Analytic"},
+            }
+        ],
     },
     {
-        "name": "maxar-tasking", "title": "Maxar 30 cm Tasking", "type": "TASKING",
+        "name": "maxar-tasking",
+        "title": "Maxar 30 cm Tasking",
+        "type": "TASKING",
         "integrations": ["FEASIBILITY_STUDY_REQUIRED", "QUOTATION_REQUIRED"],
         "providers": [{"name": "maxar", "title": "Maxar", "roles": ["PRODUCER"]}],
-        "dataProducts": [{"id": MAXAR_TASKING_PRODUCT_ID, "name": "maxar-tasking-30cm",
-                          "title": "30 cm", "productConfiguration": {"title": "30 cm"}}],
+        "dataProducts": [
+            {
+                "id": MAXAR_TASKING_PRODUCT_ID,
+                "name": "maxar-tasking-30cm",
+                "title": "30 cm",
+                "productConfiguration": {"title": "30 cm"},
+            }
+        ],
     },
     {
-        "name": "blacksky-tasking", "title": "BlackSky Tasking", "type": "TASKING",
+        "name": "blacksky-tasking",
+        "title": "BlackSky Tasking",
+        "type": "TASKING",
         "integrations": ["QUOTATION_REQUIRED"],
         "providers": [{"name": "blacksky", "title": "BlackSky", "roles": ["PRODUCER"]}],
-        "dataProducts": [{"id": BLACKSKY_TASKING_PRODUCT_ID, "name": "blacksky-tasking",
-                          "title": "Standard", "productConfiguration": {"title": "Standard"}}],
+        "dataProducts": [
+            {
+                "id": BLACKSKY_TASKING_PRODUCT_ID,
+                "name": "blacksky-tasking",
+                "title": "Standard",
+                "productConfiguration": {"title": "Standard"},
+            }
+        ],
     },
 ]

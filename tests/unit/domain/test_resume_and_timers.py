@@ -241,7 +241,9 @@ def test_an_ambiguous_answer_after_a_restart_still_counts_as_an_attempt() -> Non
     _restart_then_not_found(order, 10)
     unknown = ErrorInfo(reason_code="PROVIDER_ERROR", message="timeout", outcome_unknown=True)
     order.send(StepFailed(op=Op.PLACE_ORDER, error=unknown, at=at(12)))
-    assert [c.op for c in calls(order.send(TimerFired(timer=TimerKind.RECONCILE, at=at(14))))] == [Op.FIND_ORDER]
+    assert [c.op for c in calls(order.send(TimerFired(timer=TimerKind.RECONCILE, at=at(14))))] == [
+        Op.FIND_ORDER
+    ]
     order.send(OrderNotFound(at=at(14.1)))
     assert order.s.intent is not None
     assert order.s.intent.attempt == 2

@@ -13,15 +13,28 @@ from worker.runtime.timers import OrderGauges
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
 
-def state(rid: str, status: OrderStatus, since_hours: float, phase: Phase = Phase.AWAITING_PROVIDER) -> OrderState:
-    request = OrderRequest.model_validate({
-        "requestId": rid, "provider": "oneatlas",
-        "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"},
-        "aoi": {"type": "Polygon", "coordinates": [[[1, 43], [1.1, 43], [1.1, 43.1], [1, 43.1], [1, 43]]]},
-        "window": {"start": "2026-05-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"},
-    })
-    return OrderState(request=request, received_at=NOW - timedelta(days=9), status=status,
-                      status_since=NOW - timedelta(hours=since_hours), phase=phase)
+def state(
+    rid: str, status: OrderStatus, since_hours: float, phase: Phase = Phase.AWAITING_PROVIDER
+) -> OrderState:
+    request = OrderRequest.model_validate(
+        {
+            "requestId": rid,
+            "provider": "oneatlas",
+            "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"},
+            "aoi": {
+                "type": "Polygon",
+                "coordinates": [[[1, 43], [1.1, 43], [1.1, 43.1], [1, 43.1], [1, 43]]],
+            },
+            "window": {"start": "2026-05-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"},
+        }
+    )
+    return OrderState(
+        request=request,
+        received_at=NOW - timedelta(days=9),
+        status=status,
+        status_since=NOW - timedelta(hours=since_hours),
+        phase=phase,
+    )
 
 
 class Sink:
@@ -45,4 +58,7 @@ def test_counts_and_oldest_age_per_status() -> None:
     sink = Sink()
     OrderGauges(scheduler=None, orders=lambda: orders, metrics=sink, clock=lambda: NOW).refresh()  # type: ignore[arg-type]
     assert sink.counts == {("oneatlas", "IN_PROGRESS"): 2, ("oneatlas", "DECISION_REQUIRED"): 1}
-    assert sink.ages == {("oneatlas", "IN_PROGRESS"): 5 * 3600.0, ("oneatlas", "DECISION_REQUIRED"): 2 * 3600.0}
+    assert sink.ages == {
+        ("oneatlas", "IN_PROGRESS"): 5 * 3600.0,
+        ("oneatlas", "DECISION_REQUIRED"): 2 * 3600.0,
+    }

@@ -57,7 +57,8 @@ def resend(state: OrderState, at: datetime, settings: Settings, give_up: GiveUp)
         return give_up(state, at)
     else:
         counted = intent.attempt + 1
-    again = intent.model_copy(update={"attempt": counted, "started_at": at,
-                                      "outcome_unknown_at": None, "from_resume": False})
+    again = intent.model_copy(
+        update={"attempt": counted, "started_at": at, "outcome_unknown_at": None, "from_resume": False}
+    )
     phase = Phase.PLACING if intent.kind is IntentKind.PLACE_ORDER else state.phase
     return update(state, intent=again, phase=phase), [call_for(again)]

@@ -112,9 +112,13 @@ def on_resumed(state: OrderState, event: Resumed) -> Step:
     if state.intent is not None and state.intent.outcome_unknown_at is None:
         # The previous owner's write ended with it: treat its outcome as unknown from now. Whether
         # it was sent at all is unknown too, so a re-send after the read-back is not an attempt.
-        interrupted = state.intent.model_copy(update={
-            "outcome_unknown_at": event.at, "from_resume": True,
-            "interrupted": state.intent.interrupted + 1})
+        interrupted = state.intent.model_copy(
+            update={
+                "outcome_unknown_at": event.at,
+                "from_resume": True,
+                "interrupted": state.intent.interrupted + 1,
+            }
+        )
         state = update(state, intent=interrupted)
     call = read_back(state) if state.intent is not None else None
     op = _READS.get(state.phase)
