@@ -115,6 +115,7 @@ async def build_worker(settings: Settings) -> Worker:
             settings.topics.all(),
             settings.kafka.partitions,
             settings.kafka.replication_factor,
+            compacted=[settings.topics.state],
         )
         log.info("topics_created", topics=created)
     security = {k: v for k, v in producer_options(settings.kafka).items() if k != "bootstrap_servers"}

@@ -286,3 +286,33 @@ async def test_pleiades_neo_tracks_coverage_items_to_completion(
             assert final["providerRefs"]["quotationId"]
         finally:
             await worker.shutdown()
+
+
+async def test_worker_creates_missing_topics_co_partitioned(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from harness import Collector, Stack
+    from worker.simulators.server import start_simulators
+
+    sims = await start_simulators()
+    stack = Stack(broker, sims, unique_topics, group_id="g-create")
+    await broker.create_topics([unique_topics.requests], partitions=4)  # "already exists" is fine
+    worker = await start_worker(stack, TASKING_KAFKA__CREATE_TOPICS="true", TASKING_KAFKA__PARTITIONS="4")
+    events = Collector(broker.bootstrap_servers, unique_topics)
+    try:
+        await events.start()
+        await stack.publish(oneatlas_request("created-1", dryRun=True))
+        await events.wait_status("created-1", "QUOTED", timeout=40)
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(unique_topics.all())
+        finally:
+            await admin.close()
+        assert {t["topic"]: len(t["partitions"]) for t in described} == {n: 4 for n in unique_topics.all()}
+    finally:
+        await worker.shutdown()
+        await events.stop()
+        await sims.stop()

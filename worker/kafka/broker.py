@@ -7,7 +7,10 @@ knows which one it talks to.
 
 Known limits of this broker (none of them exist on real Kafka): the idempotent producer is refused
 (so clients set ``enable_idempotence=False`` against it), memory storage does not compact, and a
-consumer group's first join takes about five seconds.
+consumer group's first join takes about five seconds, and its ``ListOffsets`` (latest) answers
+the start of the last batch plus one when that batch holds several records, so a reader bounded
+by ``end_offsets()`` alone can stop short (the state store also reads to the fetch high
+watermark).
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ class EmbeddedBroker:
         self, topics: TopicSettings | None = None, partitions: int = DEFAULT_PARTITIONS
     ) -> None:
         """Create every topic of CONTRACT §1, all with the same partition count."""
-        await self.create_topics((topics or TopicSettings()).all(), partitions)
+        chosen = topics or TopicSettings()
+        await create_topics(self.bootstrap_servers, chosen.all(), partitions, compacted=[chosen.state])
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP), to simulate a stalled cluster."""
@@ -162,19 +166,31 @@ class EmbeddedBroker:
 
 
 async def create_topics(
-    bootstrap_servers: str, names: Iterable[str], partitions: int, replication: int = 1
+    bootstrap_servers: str,
+    names: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    compacted: Iterable[str] = (),
 ) -> list[str]:
     """Create the missing topics among ``names``; returns the names it created.
 
-    Existing topics are not an error (their partition count is left as it is).
+    Topics in ``compacted`` get ``cleanup.policy=compact`` (the state changelog keeps the latest
+    record per key forever). Existing topics are not an error (left as they are).
     """
+    compact = set(compacted)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if missing:
-            await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
+            configs = {"cleanup.policy": "compact"}
+            await admin.create_topics(
+                [
+                    NewTopic(n, partitions, replication, topic_configs=configs if n in compact else None)
+                    for n in missing
+                ]
+            )
         return missing
     finally:
         await admin.close()
