@@ -292,8 +292,8 @@ async def test_worker_creates_missing_topics_co_partitioned(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
-
     from harness import Collector, Stack
+
     from worker.simulators.server import start_simulators
 
     sims = await start_simulators()
@@ -311,7 +311,7 @@ async def test_worker_creates_missing_topics_co_partitioned(
             described = await admin.describe_topics(unique_topics.all())
         finally:
             await admin.close()
-        assert {t["topic"]: len(t["partitions"]) for t in described} == {n: 4 for n in unique_topics.all()}
+        assert {t["topic"]: len(t["partitions"]) for t in described} == dict.fromkeys(unique_topics.all(), 4)
     finally:
         await worker.shutdown()
         await events.stop()
