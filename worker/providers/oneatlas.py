@@ -1,6 +1,6 @@
 """Airbus OneAtlas tasking adapter (SPOT / Pléiades on the ``legacy`` backend, Pléiades Neo on ``neo``).
 
-It speaks the real API (``/work/shared/reference/oneatlas-api.md``, summarised in
+It speaks the real API (Airbus's published tasking API, summarised in
 ``docs/providers/oneatlas.md``) and nothing else: every call goes through :class:`ProviderHttp`
 (``read`` for calls without side effects, ``write`` for the ones that create or decide something),
 with a bearer token obtained from the API key (1 h, no refresh token, renewed 60 s early and once on

@@ -1,4 +1,4 @@
-"""UP42 adapter: the v2 tasking API (``reference/up42-api.md``) behind :class:`TaskingProvider`.
+"""UP42 adapter: the v2 tasking API (``docs/providers/up42.md``) behind :class:`TaskingProvider`.
 
 Flow at UP42: ``POST /v2/orders`` creates an order in ``CREATED``; UP42 Operations upload a
 feasibility study (``AUTO``: accepted by itself; ``MANUAL``: the customer chooses an option), then a

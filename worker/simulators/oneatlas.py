@@ -1,6 +1,6 @@
 """A faithful simulator of the Airbus OneAtlas tasking API (auth + order.api on one ASGI app).
 
-It serves the real paths, status codes and payload shapes of ``reference/oneatlas-api.md`` §3,
+It serves the real paths, status codes and payload shapes of the OneAtlas order API,
 including the quirks a client must survive: ``/attempts`` answers ``progCapacities`` as an *object*
 with WKT footprints, ``mission`` and ``missions`` are both accepted, prices and orders answer 201,
 ICRs use camel-case ``progTypeName`` (``OneDay``), and errors come in the three body families

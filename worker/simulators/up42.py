@@ -1,4 +1,4 @@
-"""UP42 simulator: the v2 tasking API (``reference/up42-api.md``) as one starlette app.
+"""UP42 simulator: the v2 tasking API (``docs/providers/up42.md``) as one starlette app.
 
 It serves the Keycloak token and user-info endpoints and the API paths on one app, with the
 payloads, error bodies and quirks of the reference: HTTP 200 with per-item ``errors`` on create
