@@ -7,6 +7,9 @@ of the id in the JSON is replaced). Then, on the same topic and partitions:
 - *raw*: an ``AIOKafkaConsumer`` with the state store's fetch settings reads every partition to
   its end offset and only counts the records;
 - *worker*: ``StateStore.restore`` (the code a worker runs on assignment) loads them.
+
+The records carry the index header ``StateStore.persist`` writes with every state (records
+without it, e.g. from an older version, are indexed from their JSON instead: slower).
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from bench.stack import PARTITIONS, producer
 from worker.domain.model import OrderState
 from worker.events.codec import EncodedRecord
 from worker.kafka.broker import EmbeddedBroker
+from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import StateStore
+
+
+def state_record(key: bytes, value: bytes) -> EncodedRecord:
+    """A state record as ``StateStore.persist`` writes it: the value and its index header."""
+    return EncodedRecord(key=key, value=value, headers=[OrderIndex.of_json(key.decode(), value).header()])
 
 
 def state_records(template: OrderState, count: int, prefix: str) -> list[EncodedRecord]:
@@ -30,7 +39,7 @@ def state_records(template: OrderState, count: int, prefix: str) -> list[Encoded
     records = []
     for i in range(1, count + 1):
         new = f"{prefix}-{i:07d}".encode()
-        records.append(EncodedRecord(key=new, value=raw.replace(old, new), headers=[]))
+        records.append(state_record(new, raw.replace(old, new)))
     return records
 
 
@@ -45,7 +54,7 @@ async def write_states(broker: EmbeddedBroker, topic: str, records: list[Encoded
     async with producer(broker.bootstrap_servers, batch_size=4096) as client:
         for start in range(0, len(records), 3000):
             futures = [
-                await client.send(topic, r.value, key=r.key, partition=i % PARTITIONS)
+                await client.send(topic, r.value, key=r.key, headers=r.headers, partition=i % PARTITIONS)
                 for i, r in enumerate(records[start : start + 3000], start)
             ]
             for future in futures:

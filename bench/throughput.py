@@ -35,7 +35,6 @@ from bench.stack import (
     unique_topics,
     worker_settings,
 )
-from worker.domain.model import OrderState
 from worker.events.status import OrderStatus
 from worker.kafka.broker import EmbeddedBroker
 from worker.kafka.statestore import StateStore
@@ -62,15 +61,13 @@ class WorkerRun:
         return len(self.calls) / self.orders
 
 
-def _states(store: StateStore) -> list[OrderState]:
-    return [s for _, s in store.orders()]
-
-
 async def wait_ordered(store: StateStore, expected: int, timeout: float, every: float) -> None:
-    """Until ``expected`` orders are ORDERED (or later). Raises when one fails or time is up."""
+    """Until ``expected`` orders are ORDERED (or later). Raises when one fails or time is up.
+
+    Reads the store's index (as the worker's own scans do), so watching costs the worker little."""
     deadline = time.monotonic() + timeout
     while True:
-        statuses = Counter(s.status for s in _states(store))
+        statuses = Counter(index.status for _, index in store.indexes())
         if sum(statuses[s] for s in _REACHED) >= expected:
             return
         failed = sum(statuses[s] for s in _FAILED)

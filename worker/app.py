@@ -159,23 +159,21 @@ def _wire_runtime(
     )
     runner_ref.append(runner)
 
-    def tracked(name: Provider) -> list:  # type: ignore[type-arg]
-        return [s for _, s in store.orders() if s.request.provider is name and s.tracking]
-
     poller = Poller(
         scheduler,
         providers,
-        tracked,
+        store.tracked,  # index entries: no order is decoded to decide whether it is due
         runner.deliver_snapshot,
         metrics,
         settings.tracking.poll_interval_seconds,
         utc_now,
+        news=runner.snapshot_is_news,
     )
     poller.start()
     TokenKeeper(scheduler, providers, metrics).start()
     OrderGauges(
         scheduler,
-        lambda: (s for _, s in store.orders()),
+        lambda: (index for _, index in store.indexes()),
         metrics,
         utc_now,
         interval=min(10.0, settings.tracking.poll_interval_seconds * 4),

@@ -164,7 +164,7 @@ class Intake:
         """Stop the work of revoked partitions before the rebalance completes."""
         async with self._batch_lock:  # let the batch in progress finish and commit
             owned = [p for p in partitions if self.store.owns(p)]
-            ids = [state.request_id for _, state in self.store.orders(owned)]
+            ids = [index.request_id for _, index in self.store.indexes(owned)]
             await self.runner.stop_partitions(owned)
             self.runner.timers.cancel_orders(ids)
             self.store.release(owned)

@@ -125,7 +125,7 @@ class Runner:
     async def accept_request(self, partition: int, request: OrderRequest, at: datetime) -> bool:
         """Write a new request to the order state; ``False`` (and no change) for a duplicate id."""
         async with self._order_lock(request.request_id):
-            if self.store.get(request.request_id) is not None:
+            if request.request_id in self.store:
                 return False
             await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
             return True
@@ -133,7 +133,7 @@ class Runner:
     async def apply_command(self, partition: int, command: Command, at: datetime) -> bool:
         """Apply a command to its order; ``False`` when no order has that ``requestId``."""
         async with self._order_lock(command.request_id):
-            if not isinstance(self.store.get(command.request_id), OrderState):
+            if self.store.index(command.request_id) is None:  # unknown, or a burnt id
                 return False
             await self._apply(partition, command.request_id, CommandReceived(command=command, at=at))
             return True
@@ -150,7 +150,7 @@ class Runner:
         the id (a later request with it is a duplicate). An id already in use is left alone: its
         order's event stream must not be disturbed by someone else's bad message."""
         async with self._order_lock(request_id):
-            if self.store.get(request_id) is not None:
+            if request_id in self.store:
                 return
             event = invalid_request_event(request_id, error, at, provider)
             burnt = BurntId(request_id, event)
@@ -162,18 +162,40 @@ class Runner:
         if partition is not None:
             await self.submit(partition, request_id, TimerFired(timer=kind, at=self.clock()))
 
+    def snapshot_is_news(self, request_id: str, snapshot: OrderSnapshot) -> bool:
+        """Whether ``snapshot`` must go through :meth:`deliver_snapshot`.
+
+        ``False`` only when this very snapshot (same fingerprint) was last applied to the order's
+        current, tracked state and changed nothing, and no event of the order is in progress or
+        waiting: ``decide`` is pure, so applying it again would change nothing either (the only
+        other input, the event's time, decides only between outcomes that end the order). This
+        lets a poll cycle skip unchanged orders without decoding their state. Checking the lock
+        table and the index in one synchronous step is what taking the order's lock would see.
+        """
+        if request_id in self._locks:
+            return True  # an event is being applied: the state may be about to change
+        index = self.store.index(request_id)
+        return index is None or index.seen is None or index.seen != snapshot_fingerprint(snapshot)
+
     async def deliver_snapshot(self, request_id: str, snapshot: OrderSnapshot, at: datetime) -> None:
+        """Apply a batched poll's snapshot; one that changes nothing is remembered as seen."""
         partition = self.store.partition_of(request_id)
         if partition is not None:
-            await self.submit(partition, request_id, Polled(snapshot=snapshot, at=at))
+            async with self._order_lock(request_id):
+                event = Polled(snapshot=snapshot, at=at)
+                await self._apply(partition, request_id, event, seen=snapshot_fingerprint(snapshot))
 
     async def resume(self, partitions: Iterable[int]) -> int:
         """After a restore: re-publish each open order's pending events and latest status (same
-        ``ce_id``), rebuild its timers and resume its step. Returns the number of open orders."""
+        ``ce_id``), rebuild its timers and resume its step. Returns the number of open orders.
+
+        A finished order with nothing left to publish is skipped by its index, undecoded."""
         resumed = 0
-        for partition, state in list(self.store.orders(partitions)):
-            if state.terminal and not state.outbox:
+        for partition, index in list(self.store.indexes(partitions)):
+            if index.terminal and not index.has_outbox:
                 continue
+            state = self.store.get(index.request_id)
+            assert isinstance(state, OrderState)
             await self._republish(partition, state)
             if not state.terminal:
                 resumed += 1
@@ -210,18 +232,21 @@ class Runner:
             if entry[1] == 0:
                 self._locks.pop(request_id, None)
 
-    async def _apply(self, partition: int, request_id: str, event: DomainEvent) -> OrderState | None:
+    async def _apply(
+        self, partition: int, request_id: str, event: DomainEvent, seen: int | None = None
+    ) -> OrderState | None:
         if self.probe is None:
-            return await self._step(partition, request_id, event, None)
+            return await self._step(partition, request_id, event, None, seen)
         marks = _Marks()
         try:
-            return await self._step(partition, request_id, event, marks)
+            return await self._step(partition, request_id, event, marks, seen)
         finally:
             self.probe.step(event.kind, marks.phases, time.perf_counter() - marks.started)
 
     async def _step(
-        self, partition: int, request_id: str, event: DomainEvent, marks: _Marks | None
+        self, partition: int, request_id: str, event: DomainEvent, marks: _Marks | None, seen: int | None
     ) -> OrderState | None:
+        """``seen``: the fingerprint of a polled snapshot, remembered when it changes nothing."""
         entry = self.store.get(request_id)
         state = entry if isinstance(entry, OrderState) or entry is None else None
         if entry is not None and state is None:
@@ -230,6 +255,10 @@ class Runner:
         if marks is not None:
             marks.mark("decide")
         if new is None or new is state:
+            if seen is not None and new is not None and new.tracking and not effects:
+                # Only for a tracked order: its snapshot handling (tracking.track) depends on
+                # the event's time only in outcomes that end the order, so it is a no-op again.
+                self.store.mark_seen(request_id, seen)
             self._perform(partition, new, effects)
             return new
         point = _paid_write_point(state, new) if crashpoints.armed() else None
@@ -317,6 +346,11 @@ class Runner:
 
 
 _FEEDBACK_ATTEMPTS = 8
+
+
+def snapshot_fingerprint(snapshot: OrderSnapshot) -> int:
+    """A 64-bit fingerprint of every field of a snapshot (stable within this process only)."""
+    return hash(snapshot.__pydantic_serializer__.to_json(snapshot))
 
 
 def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:

@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from worker.domain.model import OrderState, Phase, TimerKind
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
+from worker.kafka.statecodec import OrderIndex
 from worker.providers.base import OrderSnapshot, TaskingProvider
 
 log = structlog.get_logger(__name__)
@@ -99,7 +100,11 @@ _CADENCE = {
 }
 
 
-def cadence(state: OrderState) -> int:
+# The poller and the gauges read orders either as their store index (the worker) or decoded.
+OrderView = OrderState | OrderIndex
+
+
+def cadence(state: OrderView) -> int:
     """Poll this order every ``cadence`` cycles (1 = every cycle)."""
     if state.phase is Phase.AWAITING_OPTION or state.status is None:
         return 4
@@ -107,7 +112,20 @@ def cadence(state: OrderState) -> int:
 
 
 Dispatch = Callable[[str, OrderSnapshot, datetime], Awaitable[None]]
-Tracked = Callable[[Provider], Iterable[OrderState]]
+Tracked = Callable[[Provider], Iterable[OrderView]]
+News = Callable[[str, OrderSnapshot], bool]
+
+
+def _always_news(request_id: str, snapshot: OrderSnapshot) -> bool:
+    return True
+
+
+def _tracking_key(order: OrderView) -> str:
+    if isinstance(order, OrderIndex):
+        assert order.tracking_key is not None
+        return order.tracking_key
+    assert order.placed is not None
+    return order.placed.tracking_key
 
 
 @dataclass
@@ -117,7 +135,8 @@ class Poller:
     Each cycle collects the tracking keys of the owned orders that are due (by :func:`cadence`,
     spread over cycles by a hash of the request id), asks the provider for all of them at once
     (``TaskingProvider.poll`` pages through listing endpoints), and dispatches one ``Polled``
-    event per snapshot.
+    event per snapshot for which ``news`` is true (the worker passes
+    ``Runner.snapshot_is_news``, which filters out snapshots known to change nothing).
     """
 
     scheduler: AsyncIOScheduler
@@ -127,6 +146,7 @@ class Poller:
     metrics: TimerMetrics
     interval: float
     clock: Callable[[], datetime]
+    news: News = _always_news
     _cycles: dict[Provider, int] = field(default_factory=dict)
     _running: set[Provider] = field(default_factory=set)
 
@@ -147,11 +167,10 @@ class Poller:
     def due(self, name: Provider, cycle: int) -> dict[str, str]:
         """tracking key -> request id of the orders of ``name`` due in this cycle."""
         keys: dict[str, str] = {}
-        for state in self.tracked(name):
-            every = cadence(state)
-            if every == 1 or (zlib.crc32(state.request_id.encode()) + cycle) % every == 0:
-                assert state.placed is not None
-                keys[state.placed.tracking_key] = state.request_id
+        for order in self.tracked(name):
+            every = cadence(order)
+            if every == 1 or (zlib.crc32(order.request_id.encode()) + cycle) % every == 0:
+                keys[_tracking_key(order)] = order.request_id
         return keys
 
     async def run_cycle(self, name: Provider) -> int:
@@ -169,7 +188,8 @@ class Poller:
                 return 0
             snapshots = await self.providers[name].poll(keys.keys())
             now = self.clock()
-            await asyncio.gather(*(self.dispatch(keys[k], s, now) for k, s in snapshots.items() if k in keys))
+            news = [(keys[k], s) for k, s in snapshots.items() if k in keys and self.news(keys[k], s)]
+            await asyncio.gather(*(self.dispatch(request_id, s, now) for request_id, s in news))
             self.metrics.poll_succeeded(name.value)
             self.metrics.scheduler_job("poll", True)
             return len(snapshots)
@@ -230,7 +250,7 @@ class OrderGauges:
     owned state, on a timer: a scan is cheap next to a poll cycle and keeps the hot path free."""
 
     scheduler: AsyncIOScheduler
-    orders: Callable[[], Iterable[OrderState]]
+    orders: Callable[[], Iterable[OrderView]]
     metrics: GaugeMetrics
     clock: Callable[[], datetime]
     interval: float = 10.0
@@ -249,14 +269,21 @@ class OrderGauges:
     def refresh(self) -> None:
         counts: dict[tuple[str, str], int] = {}
         oldest: dict[tuple[str, str], datetime] = {}
-        for state in self.orders():
-            if state.terminal or state.status is None:
+        for order in self.orders():
+            if order.terminal or order.status is None:
                 continue
-            key = (state.request.provider.value, state.status.value)
+            provider, since = _provider_and_since(order)
+            key = (provider.value, order.status.value)
             counts[key] = counts.get(key, 0) + 1
-            since = state.status_since or state.received_at
             if key not in oldest or since < oldest[key]:
                 oldest[key] = since
         now = self.clock()
         self.metrics.set_open_orders(counts)
         self.metrics.set_status_ages({k: max(0.0, (now - t).total_seconds()) for k, t in oldest.items()})
+
+
+def _provider_and_since(order: OrderView) -> tuple[Provider, datetime]:
+    """The order's provider and the start of its current status (its receipt before any)."""
+    if isinstance(order, OrderIndex):
+        return order.provider, order.since
+    return order.request.provider, order.status_since or order.received_at

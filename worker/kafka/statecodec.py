@@ -1,0 +1,232 @@
+"""How the state store keeps an order in memory: packed changelog bytes plus a small index.
+
+A decoded :class:`OrderState` is a tree of frozen pydantic models, about 17 KB resident for 2.4 KB
+of JSON. An idle order needs none of it until an event must be applied, so the store keeps, per
+order, an :class:`OrderIndex`: the changelog value compressed (:func:`pack`, about 0.2-0.5 KB)
+and the few fields the poller, the gauges and the resume read for every order (provider, status,
+phase, the status' start, the tracking key, whether the outbox holds events).
+
+The index of a restored record is read from its JSON with ``orjson`` (no model validation: the
+changelog is written only by this worker, from validated states); the full :class:`OrderState` is
+validated when :func:`unpack_state` decodes it, the first time the order is read.
+
+Packed bytes never leave the process, so the compression dictionary (:data:`_ZDICT`, the key
+skeleton every state dump shares) can change freely between versions.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from worker.domain.model import TRACKED_PHASES, OrderState, Phase
+from worker.events.models import Provider
+from worker.events.status import OrderStatus
+
+# The field names and fixed vocabulary of an OrderState dump, no values of any order: deflate
+# refers back to it, so the per-order bytes are mostly ids, times and coordinates.
+_ZDICT = (
+    b'{"kind":"status","event":{"kind":"acquisition","n":0,"event":{"acquisition_id":"",'
+    b'"status":"","decided_by":null}},"intent":{"kind":"place_order","started_at":"","attempt":1,'
+    b'"target":null,"accept":null,"decided_by":null,"outcome_unknown_at":null,"from_resume":false,'
+    b'"interrupted":0},"decision":{"kind":"approve-price","deadline":null,"options":[]},'
+    b'"reason":{"code":"","message":"","details":{}},"acquisitions":{"":{"status":"",'
+    b'"events":0,"decided_by":null,"decision_sent":false,"acquisition":null,"pending_accept":null}},'
+    b'"study":null,"quotation":{"id":"","amount":0,"currency":"EUR","valid_until":null}}'
+    b'{"request":{"request_id":"","provider":"oneatlas","product":{"mission":"PLEIADES",'
+    b'"programming_type":"ONEPLAN"},"aoi":{"type":"Polygon","coordinates":[[['
+    b']]]},"window":{"start":"","end":""},"constraints":{"max_cloud_cover":,"max_incidence_angle":,'
+    b'"acquisition_mode":"MONO","min_bh":null,"max_bh":null},"processing":{"processing_level":null,'
+    b'"spectral_processing":null,"radiometric_processing":null,"pixel_coding":null,'
+    b'"image_format":null,"projection":null,"dem":null,"priority":null,"licence":null},'
+    b'"provider_options":{},"budget":null,"auto_approve":true,"dry_run":false,'
+    b'"customer_reference":null,"acquisition_policy":null,"display_name":null,"comments":null},'
+    b'"received_at":"","status":"ORDERED","status_since":"","sequence":,"phase":"AWAITING_PROVIDER",'
+    b'"step_retries":0,"placed":{"tracking_key":"","refs":{"salesOrderId":"","contractId":"",'
+    b'"customerReference":"","so":"","taskingId":""},"amount":,"currency":"EUR"},'
+    b'"feasibility":{"programming_type":"ONEPLAN","automation":"AUTOMATIC",'
+    b'"classification":"CHALLENGING","automation_name":"AutomaticTasking","available":true,'
+    b'"expires_at":null},"attempts":[],"chosen_attempt":null,"price":{"amount":,"currency":"EUR",'
+    b'"area_km2":,"indicative":false},"approved_amount":null,"study":null,"quotation":null,'
+    b'"decision":null,"progress":{"acquisitions":{"proposed":0,"validated":0,"refused":0},'
+    b'"coverage_pct":0.0},"reason":null,"intent":null,"cancel_requested_by":null,'
+    b'"cancel_audit":null,"audit":null,"change_marker":"in progress|0|0|0","commands_seen":[],'
+    b'"acquisitions":{},"last_event":{"request_id":"","provider":"oneatlas","sequence":,'
+    b'"status":"ORDERED","previous_status":"ORDERED","stapi_status":"accepted","occurred_at":"",'
+    b'"provider_refs":{"salesOrderId":"","contractId":"","customerReference":"","so":"",'
+    b'"taskingId":""},"feasibility":{"automation":"AUTOMATIC","classification":"CHALLENGING",'
+    b'"programming_type":"ONEPLAN","attempts":[]},"price":{"amount":,"currency":"EUR",'
+    b'"area_km2":},"decision":null,"progress":{"acquisitions":{"proposed":0,"validated":0,'
+    b'"refused":0},"coverage_pct":0.0},"reason":null},"outbox":[]}'
+)
+INDEX_HEADER = "tw-index"  # see OrderIndex.header
+_HEADER_VERSION = 1
+_WBITS = -15  # raw deflate: no header or checksum (the bytes never leave this process)
+# Plain dict lookups: an Enum call costs a few microseconds, a restore does three per record.
+_PROVIDERS = {member.value: member for member in Provider}
+_STATUSES = {member.value: member for member in OrderStatus}
+_PHASES = {member.value: member for member in Phase}
+
+
+def pack(value: bytes) -> bytes:
+    """Compress a changelog value for keeping in memory (level 1: restore speed over size)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return packer.compress(value) + packer.flush()
+
+
+def unpack(packed: bytes) -> bytes:
+    """The changelog value :func:`pack` was given."""
+    unpacker = zlib.decompressobj(_WBITS, zdict=_ZDICT)
+    return unpacker.decompress(packed) + unpacker.flush()
+
+
+def unpack_state(packed: bytes) -> OrderState:
+    """Decode a packed state (full validation).
+
+    Raises:
+        pydantic.ValidationError: the value is not a valid state.
+    """
+    return OrderState.model_validate_json(unpack(packed))
+
+
+class OrderIndex:
+    """One order as the store keeps it: its packed state and what is read of every order.
+
+    ``since`` is ``status_since`` or, before any status, ``received_at`` (what the age gauges
+    read). ``packed`` is ``None`` only while the store holds the decoded state (it packs the
+    state when it drops it from its hot set). ``tracking_key`` is the placed order's key
+    (``None`` before placement). ``seen`` is the fingerprint of the last tracking snapshot that
+    changed nothing in *this* state (see ``Runner.snapshot_is_news``); a new state starts with
+    none.
+    """
+
+    __slots__ = (
+        "has_outbox",
+        "packed",
+        "phase",
+        "provider",
+        "request_id",
+        "seen",
+        "since",
+        "status",
+        "tracking_key",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        packed: bytes | None,
+        provider: Provider,
+        status: OrderStatus | None,
+        phase: Phase,
+        since: datetime,
+        tracking_key: str | None,
+        has_outbox: bool,
+    ) -> None:
+        self.request_id = request_id
+        self.packed = packed
+        self.provider = provider
+        self.status = status
+        self.phase = phase
+        self.since = since
+        self.tracking_key = tracking_key
+        self.has_outbox = has_outbox
+        self.seen: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase is Phase.DONE
+
+    @property
+    def tracking(self) -> bool:
+        """Whether the batched poller follows this order (as ``OrderState.tracking``)."""
+        return self.tracking_key is not None and self.phase in TRACKED_PHASES
+
+    @classmethod
+    def of_state(cls, state: OrderState, packed: bytes | None) -> OrderIndex:
+        return cls(
+            state.request_id,
+            packed,
+            state.request.provider,
+            state.status,
+            state.phase,
+            state.status_since or state.received_at,
+            state.placed.tracking_key if state.placed is not None else None,
+            bool(state.outbox),
+        )
+
+    def header(self) -> tuple[str, bytes]:
+        """The record header that carries this index with the state it was built from, so a
+        restore reads it without parsing the state (:meth:`of_record`)."""
+        fields = [
+            _HEADER_VERSION,
+            self.provider.value,
+            None if self.status is None else self.status.value,
+            self.phase.value,
+            self.since.isoformat(),
+            self.tracking_key,
+            self.has_outbox,
+        ]
+        return INDEX_HEADER, orjson.dumps(fields)
+
+    @classmethod
+    def of_record(
+        cls, request_id: str, value: bytes, headers: Sequence[tuple[str, bytes]] | None
+    ) -> OrderIndex:
+        """The index of a changelog record: from its :meth:`header` when it has one this
+        version reads, otherwise from the value (:meth:`of_json`; e.g. records written before
+        the header existed).
+
+        Raises:
+            ValueError: neither the header nor the value is an index this version reads.
+        """
+        for name, raw in headers or ():
+            if name == INDEX_HEADER:
+                fields = orjson.loads(raw)
+                if fields[0] == _HEADER_VERSION:
+                    return cls._of_fields(request_id, pack(value), fields[1:])
+        return cls.of_json(request_id, value)
+
+    @classmethod
+    def _of_fields(cls, request_id: str, packed: bytes, fields: list[Any]) -> OrderIndex:
+        provider, status, phase, since, tracking_key, has_outbox = fields
+        try:
+            return cls(
+                request_id,
+                packed,
+                _PROVIDERS[provider],
+                None if status is None else _STATUSES[status],
+                _PHASES[phase],
+                datetime.fromisoformat(since),
+                tracking_key,
+                bool(has_outbox),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"state record {request_id!r} has an unreadable index: {exc}") from exc
+
+    @classmethod
+    def of_json(cls, request_id: str, value: bytes) -> OrderIndex:
+        """The index of a changelog value, read without building the state.
+
+        Raises:
+            ValueError: the value is not JSON or lacks a field every state dump has.
+        """
+        try:
+            data: dict[str, Any] = orjson.loads(value)
+            status, placed = data["status"], data["placed"]
+            return cls(
+                request_id,
+                pack(value),
+                _PROVIDERS[data["request"]["provider"]],
+                None if status is None else _STATUSES[status],
+                _PHASES[data["phase"]],
+                datetime.fromisoformat(data["status_since"] or data["received_at"]),
+                None if placed is None else str(placed["tracking_key"]),
+                bool(data["outbox"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"state record {request_id!r} lacks {exc}") from exc
