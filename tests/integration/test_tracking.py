@@ -278,3 +278,28 @@ class _NoMetrics:
 
     def poll_succeeded(self, provider: str) -> None:
         return None
+
+
+async def test_unchanged_snapshots_are_skipped_changed_ones_are_not(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    async with stack_for(broker, unique_topics, speed=HOURLY) as (stack, events):
+        worker = await start_worker(stack)
+        try:
+            await stack.publish(oneatlas_request("skip-1"))
+            await events.wait_status("skip-1", "ORDERED", timeout=40)
+            runner = worker.worker.runner
+            provider = worker.worker.providers[Provider.ONEATLAS]
+            state = runner.store.get("skip-1")
+            assert isinstance(state, OrderState)
+            assert state.placed is not None
+            snapshot = await provider.get_order(state.placed)
+            await events.wait_for(lambda: not runner.snapshot_is_news("skip-1", snapshot), 20)
+            changed = snapshot.model_copy(update={"change_marker": "something else"})
+            assert runner.snapshot_is_news("skip-1", changed)
+            assert runner.snapshot_is_news("unknown-order", snapshot)
+            stack.sims.oneatlas.propose_acquisition("skip-1", cloud_cover=50)  # the provider moves on
+            await events.wait_for(lambda: len(events.acquisitions["skip-1"]) == 1, 30)
+            assert runner.snapshot_is_news("skip-1", snapshot)  # the state changed: forgotten
+        finally:
+            await worker.shutdown()

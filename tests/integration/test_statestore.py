@@ -1,0 +1,93 @@
+"""The state store against the real broker: what one instance persists, another restores exactly,
+including burnt ids, tombstones and the index every scan reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from worker.config import TopicSettings
+from worker.domain.model import OrderState, Phase
+from worker.events.models import OrderRequest, OrderStatusEvent, Provider
+from worker.events.status import OrderStatus, StapiStatus
+from worker.kafka.broker import EmbeddedBroker
+from worker.kafka.statestore import BurntId, StateStore
+from worker.providers.base import PlacedOrder
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def order(rid: str, provider: str, placed: bool) -> OrderState:
+    product = (
+        {"dataProductId": "bd102407-1814-4f92-8b5a-7697b7a73f5a"}
+        if provider == "up42"
+        else {"mission": "SPOT", "programmingType": "ONEPLAN"}
+    )
+    request = OrderRequest.model_validate(
+        {
+            "requestId": rid,
+            "provider": provider,
+            "product": product,
+            "aoi": {
+                "type": "Polygon",
+                "coordinates": [[[1, 43], [1.1, 43], [1.1, 43.1], [1, 43.1], [1, 43]]],
+            },
+            "window": {"start": "2026-05-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"},
+        }
+    )
+    return OrderState(
+        request=request,
+        received_at=NOW,
+        status=OrderStatus.ORDERED if placed else OrderStatus.RECEIVED,
+        status_since=NOW,
+        sequence=3 if placed else 1,
+        phase=Phase.AWAITING_PROVIDER if placed else Phase.VALIDATING,
+        placed=PlacedOrder(tracking_key=f"key-{rid}", refs={"orderId": rid}) if placed else None,
+    )
+
+
+async def test_restore_in_another_store_gives_back_every_state(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    await broker.create_topics([unique_topics.state], partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        writer = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await writer.restore([0, 1])
+        states = [order(f"s-{i}", "up42" if i % 2 else "oneatlas", placed=i % 3 != 0) for i in range(30)]
+        for i, state in enumerate(states):
+            await writer.persist(i % 2, state)
+        newer = states[4].model_copy(update={"sequence": 9, "status": OrderStatus.IN_PROGRESS})
+        await writer.persist(0, newer)  # the latest record of a key wins
+        rejected = OrderStatusEvent(
+            request_id="burnt-1",
+            provider=Provider.UP42,
+            sequence=1,
+            status=OrderStatus.REJECTED,
+            previous_status=None,
+            stapi_status=StapiStatus.REJECTED,
+            occurred_at=NOW,
+        )
+        await writer.persist(1, BurntId("burnt-1", rejected))
+
+        reader = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        result = await reader.restore([0, 1])
+    finally:
+        await producer.stop()
+    assert result.records == 32
+    assert reader.get("s-4") == newer
+    assert all(reader.get(s.request_id) == s for s in states if s.request_id != "s-4")
+    burnt = reader.get("burnt-1")
+    assert isinstance(burnt, BurntId)
+    assert burnt.event == rejected
+    tracked_up42 = {i.request_id for i in reader.tracked(Provider.UP42)}
+    assert tracked_up42 == {s.request_id for s in states if s.request.provider is Provider.UP42 and s.placed}
+    assert reader.index("s-4") is not None
+    assert reader.index("s-4").status is OrderStatus.IN_PROGRESS  # type: ignore[union-attr]
+    reader.release([0])
+    assert reader.get("s-0") is None
+    assert reader.get("s-1") == states[1]

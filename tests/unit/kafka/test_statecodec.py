@@ -1,0 +1,103 @@
+"""The store's compact form of an order: packed bytes plus an index that restores read from a record
+header (or, for records without one, from the JSON) without building the state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from worker.domain.model import OrderState, Phase
+from worker.events.models import OrderRequest, Provider
+from worker.events.status import OrderStatus
+from worker.kafka.statecodec import INDEX_HEADER, OrderIndex, pack, unpack, unpack_state
+from worker.providers.base import PlacedOrder
+
+NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+
+def state(**changes: object) -> OrderState:
+    request = OrderRequest.model_validate(
+        {
+            "requestId": "ix-1",
+            "provider": "up42",
+            "product": {"dataProductId": "bd102407-1814-4f92-8b5a-7697b7a73f5a"},
+            "aoi": {
+                "type": "Polygon",
+                "coordinates": [[[1, 43], [1.1, 43], [1.1, 43.1], [1, 43.1], [1, 43]]],
+            },
+            "window": {"start": "2026-05-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"},
+        }
+    )
+    base = OrderState(
+        request=request,
+        received_at=NOW - timedelta(hours=3),
+        status=OrderStatus.ORDERED,
+        status_since=NOW,
+        phase=Phase.AWAITING_PROVIDER,
+        placed=PlacedOrder(tracking_key="order-9", refs={"orderId": "order-9"}),
+    )
+    return base.model_copy(update=changes)
+
+
+def fields(index: OrderIndex) -> tuple[object, ...]:
+    return (
+        index.request_id,
+        index.provider,
+        index.status,
+        index.phase,
+        index.since,
+        index.tracking_key,
+        index.has_outbox,
+        index.tracking,
+        index.terminal,
+    )
+
+
+def test_pack_round_trips_and_shrinks_a_state() -> None:
+    value = state().model_dump_json().encode()
+    packed = pack(value)
+    assert unpack(packed) == value
+    assert unpack_state(packed) == state()
+    assert len(packed) < len(value) / 2
+
+
+def test_header_and_json_give_the_same_index() -> None:
+    original = state()
+    value = original.model_dump_json().encode()
+    expected = OrderIndex.of_state(original, pack(value))
+    name, raw = expected.header()
+    assert name == INDEX_HEADER
+    from_header = OrderIndex.of_record("ix-1", value, [("other", b"x"), (name, raw)])
+    from_json = OrderIndex.of_record("ix-1", value, None)  # a record written without the header
+    assert fields(from_header) == fields(expected) == fields(from_json)
+    assert fields(expected)[1:] == (
+        Provider.UP42,
+        OrderStatus.ORDERED,
+        Phase.AWAITING_PROVIDER,
+        NOW,
+        "order-9",
+        False,
+        True,
+        False,
+    )
+    assert unpack_state(from_header.packed or b"") == original
+
+
+def test_index_before_placement_and_when_done() -> None:
+    fresh = OrderIndex.of_state(
+        state(placed=None, status=None, status_since=None, phase=Phase.VALIDATING), None
+    )
+    assert (fresh.tracking_key, fresh.tracking, fresh.since) == (None, False, NOW - timedelta(hours=3))
+    done = OrderIndex.of_state(state(phase=Phase.DONE, status=OrderStatus.COMPLETED), None)
+    assert done.terminal
+    assert not done.tracking
+
+
+def test_unreadable_index_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unreadable index"):
+        OrderIndex.of_record(
+            "ix-1", b"{}", [(INDEX_HEADER, b'[1, "nowhere", null, "DONE", "x", null, false]')]
+        )
+    with pytest.raises(ValueError):
+        OrderIndex.of_json("ix-1", b"not json")
