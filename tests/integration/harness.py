@@ -147,6 +147,16 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+@contextlib.asynccontextmanager
+async def running_worker(stack: Stack, **overrides: str) -> AsyncIterator[InProcessWorker]:
+    """A worker in this event loop for the duration of the block, shut down gracefully after."""
+    worker = await start_worker(stack, **overrides)
+    try:
+        yield worker
+    finally:
+        await worker.shutdown()
+
+
 def spawn_worker(stack: Stack, log_path: Path, **overrides: str) -> WorkerProcess:
     port = free_port()
     env = {**os.environ, **stack.env(TASKING_HTTP__PORT=str(port), **overrides)}

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from harness import (
     oneatlas_request,
+    running_worker,
     spawn_worker,
     stack_for,
-    start_worker,
     up42_request,
 )
 from test_worker_flows import command
@@ -49,49 +49,45 @@ def acquisition_history(events: Any, request_id: str, acquisition_id: str) -> li
 async def test_policy_and_command_decisions_are_sent_once(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:
-    async with stack_for(broker, unique_topics, speed=HOURLY) as (stack, events):
-        worker = await start_worker(stack)
-        try:
-            await stack.publish(oneatlas_request("trk-1", acquisitionPolicy=POLICY))
-            await events.wait_status("trk-1", "ORDERED", timeout=40)
-            sim = stack.sims.oneatlas
-            clear = sim.propose_acquisition("trk-1", cloud_cover=5)
-            cloudy = sim.propose_acquisition("trk-1", cloud_cover=60)
-            await events.wait_for(
-                lambda: ("ACCEPTED", "policy") in acquisition_history(events, "trk-1", clear), 30
-            )
-            await events.wait_for(
-                lambda: ("PROPOSED", "provider") in acquisition_history(events, "trk-1", cloudy), 30
-            )
-            await asyncio.sleep(2)  # several poll cycles: nothing more may be published
-            assert acquisition_history(events, "trk-1", cloudy) == [("PROPOSED", "provider")]
-            await stack.publish(
-                command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
-                command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
-            )
-            await events.wait_for(
-                lambda: ("REFUSED", "command") in acquisition_history(events, "trk-1", cloudy), 30
-            )
-            await asyncio.sleep(2)
-            # Our acceptance, then the provider validating it (the decision taking effect): each once.
-            assert acquisition_history(events, "trk-1", clear) == [
-                ("PROPOSED", "provider"),
-                ("ACCEPTED", "policy"),
-                ("VALIDATED", "policy"),
-            ]
-            assert acquisition_history(events, "trk-1", cloudy) == [
-                ("PROPOSED", "provider"),
-                ("REFUSED", "command"),
-            ]
-            assert segment_calls(sim, "accept") == 1
-            assert segment_calls(sim, "refuse") == 1
-            progress = events.latest("trk-1")["progress"]["acquisitions"]
-            assert progress["refused"] == 1
-            assert progress["validated"] >= 1
-            for headers, event in zip(events.headers["trk-1"], events.status["trk-1"], strict=True):
-                assert headers["ce_id"] == f"trk-1:{event['sequence']}".encode()
-        finally:
-            await worker.shutdown()
+    async with stack_for(broker, unique_topics, speed=HOURLY) as (stack, events), running_worker(stack):
+        await stack.publish(oneatlas_request("trk-1", acquisitionPolicy=POLICY))
+        await events.wait_status("trk-1", "ORDERED", timeout=40)
+        sim = stack.sims.oneatlas
+        clear = sim.propose_acquisition("trk-1", cloud_cover=5)
+        cloudy = sim.propose_acquisition("trk-1", cloud_cover=60)
+        await events.wait_for(
+            lambda: ("ACCEPTED", "policy") in acquisition_history(events, "trk-1", clear), 30
+        )
+        await events.wait_for(
+            lambda: ("PROPOSED", "provider") in acquisition_history(events, "trk-1", cloudy), 30
+        )
+        await asyncio.sleep(2)  # several poll cycles: nothing more may be published
+        assert acquisition_history(events, "trk-1", cloudy) == [("PROPOSED", "provider")]
+        await stack.publish(
+            command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
+            command("trk-1", "refuse-acquisition", "r1", acquisitionId=cloudy),
+        )
+        await events.wait_for(
+            lambda: ("REFUSED", "command") in acquisition_history(events, "trk-1", cloudy), 30
+        )
+        await asyncio.sleep(2)
+        # Our acceptance, then the provider validating it (the decision taking effect): each once.
+        assert acquisition_history(events, "trk-1", clear) == [
+            ("PROPOSED", "provider"),
+            ("ACCEPTED", "policy"),
+            ("VALIDATED", "policy"),
+        ]
+        assert acquisition_history(events, "trk-1", cloudy) == [
+            ("PROPOSED", "provider"),
+            ("REFUSED", "command"),
+        ]
+        assert segment_calls(sim, "accept") == 1
+        assert segment_calls(sim, "refuse") == 1
+        progress = events.latest("trk-1")["progress"]["acquisitions"]
+        assert progress["refused"] == 1
+        assert progress["validated"] >= 1
+        for headers, event in zip(events.headers["trk-1"], events.status["trk-1"], strict=True):
+            assert headers["ce_id"] == f"trk-1:{event['sequence']}".encode()
 
 
 async def test_decision_expires_and_cancel_allowed_and_refused(
@@ -99,8 +95,7 @@ async def test_decision_expires_and_cancel_allowed_and_refused(
 ) -> None:
     async with stack_for(broker, unique_topics, speed=1.0) as (stack, events):
         stack.sims.oneatlas.quotation_validity = 4.0
-        worker = await start_worker(stack)
-        try:
+        async with running_worker(stack):
             budget = {"maxAmount": 100_000, "currency": "EUR"}
             await stack.publish(
                 oneatlas_request("pneo-exp", mission="PLEIADESNEO", budget=budget),
@@ -129,36 +124,30 @@ async def test_decision_expires_and_cancel_allowed_and_refused(
             cancelled = await events.wait_status("oa-cancel-ok", "CANCELLED", timeout=30)
             assert cancelled["stapiStatus"] == "user_cancelled"
             assert stack.sims.oneatlas.core.count("POST", r".*/taskings/[^/]+/cancel") == 1
-        finally:
-            await worker.shutdown()
 
 
 async def test_up42_cancel_after_activation_is_refused_with_the_reason(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:
-    async with stack_for(broker, unique_topics, speed=86_400.0) as (stack, events):
-        worker = await start_worker(stack)
-        try:
-            await stack.publish(up42_request("up-cancel-no"))
-            await events.wait_status("up-cancel-no", "ORDERED", timeout=60)
-            before = events.latest("up-cancel-no")["sequence"]
-            await stack.publish(command("up-cancel-no", "cancel", "k2"))
-            await events.wait_for(
-                lambda: any(
-                    e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
-                    for e in events.unique("up-cancel-no")[before:]
-                ),
-                30,
-            )
-            answer = next(
-                e
+    async with stack_for(broker, unique_topics, speed=86_400.0) as (stack, events), running_worker(stack):
+        await stack.publish(up42_request("up-cancel-no"))
+        await events.wait_status("up-cancel-no", "ORDERED", timeout=60)
+        before = events.latest("up-cancel-no")["sequence"]
+        await stack.publish(command("up-cancel-no", "cancel", "k2"))
+        await events.wait_for(
+            lambda: any(
+                e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
                 for e in events.unique("up-cancel-no")[before:]
-                if e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
-            )
-            assert "CREATED" in answer["reason"]["message"]
-            assert "CANCELLED" not in events.statuses("up-cancel-no")
-        finally:
-            await worker.shutdown()
+            ),
+            30,
+        )
+        answer = next(
+            e
+            for e in events.unique("up-cancel-no")[before:]
+            if e["reason"] and e["reason"]["code"] == "COMMAND_REJECTED"
+        )
+        assert "CREATED" in answer["reason"]["message"]
+        assert "CANCELLED" not in events.statuses("up-cancel-no")
 
 
 async def test_restart_in_tracking_sends_no_decision_twice(
@@ -283,23 +272,22 @@ class _NoMetrics:
 async def test_unchanged_snapshots_are_skipped_changed_ones_are_not(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:
-    async with stack_for(broker, unique_topics, speed=HOURLY) as (stack, events):
-        worker = await start_worker(stack)
-        try:
-            await stack.publish(oneatlas_request("skip-1"))
-            await events.wait_status("skip-1", "ORDERED", timeout=40)
-            runner = worker.worker.runner
-            provider = worker.worker.providers[Provider.ONEATLAS]
-            state = runner.store.get("skip-1")
-            assert isinstance(state, OrderState)
-            assert state.placed is not None
-            snapshot = await provider.get_order(state.placed)
-            await events.wait_for(lambda: not runner.snapshot_is_news("skip-1", snapshot), 20)
-            changed = snapshot.model_copy(update={"change_marker": "something else"})
-            assert runner.snapshot_is_news("skip-1", changed)
-            assert runner.snapshot_is_news("unknown-order", snapshot)
-            stack.sims.oneatlas.propose_acquisition("skip-1", cloud_cover=50)  # the provider moves on
-            await events.wait_for(lambda: len(events.acquisitions["skip-1"]) == 1, 30)
-            assert runner.snapshot_is_news("skip-1", snapshot)  # the state changed: forgotten
-        finally:
-            await worker.shutdown()
+    async with (
+        stack_for(broker, unique_topics, speed=HOURLY) as (stack, events),
+        running_worker(stack) as worker,
+    ):
+        await stack.publish(oneatlas_request("skip-1"))
+        await events.wait_status("skip-1", "ORDERED", timeout=40)
+        runner = worker.worker.runner
+        provider = worker.worker.providers[Provider.ONEATLAS]
+        state = runner.store.get("skip-1")
+        assert isinstance(state, OrderState)
+        assert state.placed is not None
+        snapshot = await provider.get_order(state.placed)
+        await events.wait_for(lambda: not runner.snapshot_is_news("skip-1", snapshot), 20)
+        changed = snapshot.model_copy(update={"change_marker": "something else"})
+        assert runner.snapshot_is_news("skip-1", changed)
+        assert runner.snapshot_is_news("unknown-order", snapshot)
+        stack.sims.oneatlas.propose_acquisition("skip-1", cloud_cover=50)  # the provider moves on
+        await events.wait_for(lambda: len(events.acquisitions["skip-1"]) == 1, 30)
+        assert runner.snapshot_is_news("skip-1", snapshot)  # the state changed: forgotten
