@@ -192,16 +192,20 @@ class Collector:
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         try:
             async for record in consumer:
-                value = orjson.loads(record.value)
-                if record.topic == self._topics.status:
-                    self.status[value["requestId"]].append(value)
-                    self.headers[value["requestId"]].append(dict(record.headers))
-                elif record.topic == self._topics.acquisitions:
-                    self.acquisitions[value["requestId"]].append(value)
-                else:
-                    self.dead_letters.append(value)
+                self._take(record)
         finally:
             await consumer.stop()
+
+    def _take(self, record: Any) -> None:
+        """File one consumed record under its topic and request."""
+        value = orjson.loads(record.value)
+        if record.topic == self._topics.status:
+            self.status[value["requestId"]].append(value)
+            self.headers[value["requestId"]].append(dict(record.headers))
+        elif record.topic == self._topics.acquisitions:
+            self.acquisitions[value["requestId"]].append(value)
+        else:
+            self.dead_letters.append(value)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -463,29 +467,18 @@ class RecordingCollector(Collector):
         super().__init__(bootstrap_servers, topics)
         self.raw: list[RawRecord] = []
 
-    async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            async for record in consumer:
-                self.raw.append(
-                    RawRecord(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.key,
-                        record.value,
-                        tuple(record.headers),
-                    )
-                )
-                value = orjson.loads(record.value)
-                if record.topic == self._topics.status:
-                    self.status[value["requestId"]].append(value)
-                    self.headers[value["requestId"]].append(dict(record.headers))
-                elif record.topic == self._topics.acquisitions:
-                    self.acquisitions[value["requestId"]].append(value)
-                else:
-                    self.dead_letters.append(value)
-        finally:
-            await consumer.stop()
+    def _take(self, record: Any) -> None:
+        self.raw.append(
+            RawRecord(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                tuple(record.headers),
+            )
+        )
+        super()._take(record)
 
     def event_problems(self) -> list[str]:
         """Violations of the event guarantees over everything collected so far:
