@@ -8,10 +8,11 @@ They are written to a state topic; a child process (``python -m bench.tracking``
 1. restores them with ``StateStore.restore`` and reports the growth of its resident set (after a
    garbage collection and ``malloc_trim``) divided by the number of orders;
 2. runs the worker's :class:`~worker.runtime.timers.Poller` cycle, built as ``worker.app`` builds
-   it (``tracked`` = the open orders of the store, ``dispatch`` = ``Runner.deliver_snapshot``),
-   against an in-process provider stub whose ``poll`` builds each snapshot with the OneAtlas
-   adapter's own parser (``legacy_snapshot`` of a ``/taskings`` item). No HTTP: the figure is the
-   worker's CPU per cycle, not the provider's paging time.
+   it (``tracked`` = the open orders of the store, ``dispatch`` = ``Runner.deliver_snapshot``,
+   ``news`` = ``Runner.snapshot_is_news``), against the real OneAtlas adapter whose HTTP client
+   is answered in-process (``httpx.MockTransport``) with ``/taskings`` pages of every order,
+   serialised once. The figure is the worker's CPU per cycle including the adapter's (HTTP client,
+   JSON decoding, fingerprints, snapshots); the provider's own serving time is not in it.
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import HttpUrl, SecretStr
 
 from bench.probe import StepRecorder
 from bench.restore import state_record
 from bench.stack import PARTITIONS
-from worker.config import TopicSettings
+from worker.config import HttpClientSettings, OneAtlasSettings, TopicSettings
 from worker.domain.decide import decide
 from worker.domain.model import AcquisitionsListed, OrderState, Polled
 from worker.events.codec import EncodedRecord
@@ -44,12 +47,13 @@ from worker.events.models import Provider
 from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import StateStore
 from worker.observability.metrics import WorkerMetrics
-from worker.providers.base import OrderSnapshot
-from worker.providers.oneatlas import legacy_snapshot
+from worker.providers.base import PolledOrder
+from worker.providers.oneatlas import OneAtlasProvider, legacy_snapshot
 from worker.runtime.runner import Runner
 from worker.runtime.timers import Poller, Timers
 
 CONTRACT = "CTR21000001"
+PAGE_SIZE = 100  # the adapter's default page size
 
 
 def _ids(i: int) -> dict[str, str]:
@@ -112,21 +116,56 @@ def tracked_records(template: OrderState, count: int) -> list[EncodedRecord]:
     return records
 
 
-class SnapshotStub:
-    """The provider side of a poll, without HTTP: one adapter-built snapshot per key.
+AUTH_PATH = "/auth/realms/IDP/protocol/openid-connect/token"
+TOKEN = {"access_token": "bench-token", "expires_in": 3600, "token_type": "Bearer"}
 
-    ``cpu`` is the CPU time its polls took (the adapter's parsing, part of every cycle)."""
+
+class TaskingPages:
+    """The provider's side of a legacy poll: ``GET …/taskings`` pages of every order, answered
+    in-process (``httpx.MockTransport``) from bodies serialised once, so a cycle's CPU is the
+    client's work (the adapter's HTTP client, JSON decoding, fingerprints) and the worker's."""
+
+    def __init__(self, count: int, page_size: int) -> None:
+        items = [_item(i) for i in range(1, count + 1)]
+        self.page_size = page_size
+        self.pages = [
+            orjson.dumps({"taskings": items[start : start + page_size]})
+            for start in range(0, count, page_size)
+        ] or [orjson.dumps({"taskings": []})]
+        self.requests = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == AUTH_PATH:
+            return httpx.Response(200, json=TOKEN)
+        self.requests += 1
+        page = int(request.url.params["startPage"])
+        body = self.pages[page - 1] if page <= len(self.pages) else orjson.dumps({"taskings": []})
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+
+class TimedProvider:
+    """The real OneAtlas adapter over :class:`TaskingPages`; ``cpu`` is the CPU time of each of
+    its polls (the provider side of a cycle, reported apart from the worker's)."""
 
     name = Provider.ONEATLAS
 
-    def __init__(self) -> None:
+    def __init__(self, pages: TaskingPages) -> None:
+        settings = OneAtlasSettings(
+            api_key=SecretStr("bench-key"),
+            contract_id=CONTRACT,
+            auth_url=HttpUrl(f"https://authenticate.oneatlas.test{AUTH_PATH}"),
+            base_url=HttpUrl("https://order.api.oneatlas.test"),
+            rate_limit_per_second=1_000_000,
+        )
+        client = httpx.AsyncClient(transport=httpx.MockTransport(pages.handler))
+        self.adapter = OneAtlasProvider(settings, HttpClientSettings(), client=client)
         self.cpu: list[float] = []
 
-    async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
+    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
         started = time.process_time()
-        snapshots = {key: legacy_snapshot(_item(int(key[3:]) - 40000000), CONTRACT) for key in keys}
+        polled = await self.adapter.poll(keys)
         self.cpu.append(time.process_time() - started)
-        return snapshots
+        return polled
 
 
 # --------------------------------------------------------------------------- child process
@@ -159,6 +198,7 @@ async def _child(bootstrap: str, topic: str, cycles: int) -> dict[str, object]:
         dispatched = await poller.run_cycle(Provider.ONEATLAS)
         cycle_cpu.append(time.process_time() - cpu)
         cycle_wall.append(time.perf_counter() - wall)
+    await poller.providers[Provider.ONEATLAS].adapter.aclose()  # type: ignore[attr-defined]
     await producer.stop()
     return {
         "orders": restored.records,
@@ -181,7 +221,7 @@ def _poller(store: StateStore, producer: AIOKafkaProducer, recorder: StepRecorde
     async def fire(request_id: str, kind: object) -> None:
         return None
 
-    stub = SnapshotStub()
+    stub = TimedProvider(TaskingPages(len(store), PAGE_SIZE))
     runner = Runner(
         store,
         Publisher(producer, TopicSettings(), metrics),

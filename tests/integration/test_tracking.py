@@ -283,11 +283,14 @@ async def test_unchanged_snapshots_are_skipped_changed_ones_are_not(
         state = runner.store.get("skip-1")
         assert isinstance(state, OrderState)
         assert state.placed is not None
-        snapshot = await provider.get_order(state.placed)
-        await events.wait_for(lambda: not runner.snapshot_is_news("skip-1", snapshot), 20)
-        changed = snapshot.model_copy(update={"change_marker": "something else"})
-        assert runner.snapshot_is_news("skip-1", changed)
-        assert runner.snapshot_is_news("unknown-order", snapshot)
+        key = state.placed.tracking_key
+        polled = (await provider.poll([key]))[key]
+        await events.wait_for(lambda: not runner.snapshot_is_news("skip-1", polled.fingerprint), 20)
+        assert runner.snapshot_is_news("skip-1", polled.fingerprint + 1)
+        assert runner.snapshot_is_news("unknown-order", polled.fingerprint)
         stack.sims.oneatlas.propose_acquisition("skip-1", cloud_cover=50)  # the provider moves on
         await events.wait_for(lambda: len(events.acquisitions["skip-1"]) == 1, 30)
-        assert runner.snapshot_is_news("skip-1", snapshot)  # the state changed: forgotten
+        assert runner.snapshot_is_news("skip-1", polled.fingerprint)  # the state changed: forgotten
+        moved = (await provider.poll([key]))[key]
+        assert moved.fingerprint != polled.fingerprint
+        assert moved.snapshot.change_marker != polled.snapshot.change_marker

@@ -735,7 +735,7 @@ async def test_icr_status_mapping(status: str, total: int, phase: RemotePhase) -
         ),
     )
     with capture_logs() as logs:
-        snap = (await make(fake).poll(["SAL21400001"]))["SAL21400001"]
+        snap = (await make(fake).poll(["SAL21400001"]))["SAL21400001"].snapshot
     assert snap.phase is phase
     assert snap.provider_status == status
     assert snap.refs["taskingId"] == "ICR_FC_000001"
@@ -748,7 +748,7 @@ async def test_icr_status_mapping(status: str, total: int, phase: RemotePhase) -
 async def test_verbatim_completed_example_with_nothing_validated() -> None:
     fake = FakeApi()
     fake.on("GET", TASKINGS, (200, oa.TASKINGS_EXAMPLE))
-    snap = (await make(fake).poll(["SALXXXXXX"]))["SALXXXXXX"]
+    snap = (await make(fake).poll(["SALXXXXXX"]))["SALXXXXXX"].snapshot
     assert snap.phase is RemotePhase.COMPLETED
     assert snap.coverage_pct == 0.0
     assert snap.refs == {
@@ -771,7 +771,25 @@ async def test_change_marker_moves_with_segments() -> None:
     provider = make(fake)
     first = (await provider.poll(["SAL21400001"]))["SAL21400001"]
     second = (await provider.poll(["SAL21400001"]))["SAL21400001"]
-    assert first.change_marker != second.change_marker
+    assert first.snapshot.change_marker != second.snapshot.change_marker
+    assert first.fingerprint != second.fingerprint
+
+
+async def test_poll_fingerprints_the_raw_item_so_unchanged_orders_need_no_parsing() -> None:
+    fake = FakeApi()
+    fake.on(
+        "GET",
+        TASKINGS,
+        (200, {"taskings": [oa.tasking(1), oa.tasking(2)]}),
+        (200, {"taskings": [oa.tasking(1), oa.tasking(2, total=1)]}),
+    )
+    provider = make(fake)
+    keys = ["SAL21400001", "SAL21400002"]
+    first, second = await provider.poll(keys), await provider.poll(keys)
+    assert first[keys[0]].fingerprint == second[keys[0]].fingerprint  # the same item
+    assert first[keys[0]].snapshot == second[keys[0]].snapshot
+    assert first[keys[1]].fingerprint != second[keys[1]].fingerprint  # a segment appeared
+    assert first[keys[1]].snapshot.counts != second[keys[1]].snapshot.counts
 
 
 async def test_find_order_by_customer_reference() -> None:
@@ -906,7 +924,7 @@ async def test_neo_status_mapping(status: str, quotation: str, total: int, phase
         pct=50.0 if total else 0.0,
     )
     fake.on("POST", "/api/v2/orders/search", _paged_search([line]))
-    snap = (await make(fake).poll(["QUO22054973"]))["QUO22054973"]
+    snap = (await make(fake).poll(["QUO22054973"]))["QUO22054973"].snapshot
     assert snap.phase is phase
     assert snap.coverage_pct == (50.0 if total else 0.0)
     assert snap.refs["orderItemId"] == "WOI_000007805_1"

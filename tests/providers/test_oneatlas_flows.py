@@ -146,8 +146,9 @@ async def drive(
     flow: Flow | None = None
     marker: str | None = None
     for _ in range(max_steps):
-        snap = (await provider.poll([placed.tracking_key])).get(placed.tracking_key)
-        assert snap is not None, "a placed order must be listed"
+        polled = (await provider.poll([placed.tracking_key])).get(placed.tracking_key)
+        assert polled is not None, "a placed order must be listed"
+        snap = polled.snapshot
         placed = PlacedOrder(tracking_key=placed.tracking_key, refs={**placed.refs, **snap.refs})
         flow = flow or Flow(placed=placed, snapshot=snap)
         flow.placed, flow.snapshot = placed, snap
@@ -230,9 +231,8 @@ async def test_stereo_manual_study_then_proposals_accepted_and_refused() -> None
     snap = await provider.get_order(placed)
     assert snap.phase is RemotePhase.FEASIBILITY_STUDY
     sim.advance(DAY)
-    assert (await provider.poll([placed.tracking_key]))[
-        placed.tracking_key
-    ].phase is RemotePhase.FEASIBILITY_STUDY
+    polled = (await provider.poll([placed.tracking_key]))[placed.tracking_key]
+    assert polled.snapshot.phase is RemotePhase.FEASIBILITY_STUDY
     sim.finish_study(placed.tracking_key)
     assert (await provider.get_order(placed)).phase is RemotePhase.ACTIVE
     cloudy = sim.propose_acquisition(placed.tracking_key, cloud_cover=35.0)

@@ -599,9 +599,9 @@ async def test_poll_250_orders_costs_pages_not_orders(fake: FakeUp42) -> None:
     assert len(lists) == 3  # 250 orders / 100 per page
     assert all(r.url.params["type"] == "TASKING" for r in lists)
     assert len(fake.sent("GET", STUDIES)) == 5  # only the orders waiting on a study
-    assert snapshots[keys[0]].phase is RemotePhase.AWAITING_OPTION
-    assert snapshots[keys[3]].phase is RemotePhase.ACQUIRING
-    assert snapshots[keys[1]].phase is RemotePhase.ACTIVE
+    assert snapshots[keys[0]].snapshot.phase is RemotePhase.AWAITING_OPTION
+    assert snapshots[keys[3]].snapshot.phase is RemotePhase.ACQUIRING
+    assert snapshots[keys[1]].snapshot.phase is RemotePhase.ACTIVE
     acquiring = sum(1 for o in orders if o["status"] == "BEING_FULFILLED")
     coverage_calls = sum(1 for r in fake.requests if r.url.path.startswith("/v2/coverage/"))
     assert coverage_calls == acquiring

@@ -398,13 +398,13 @@ async def test_poll_250_orders_is_bounded_by_pages(sim: Up42Simulator) -> None:
     assert sum(1 for c in calls if c.path == "/v2/orders") == 3  # 250 orders, 100 per page
     assert sum(1 for c in calls if c.path == "/v2/tasking/feasibility-studies") == 5
     assert len(calls) == 8
-    waiting = [snapshots[k] for k in keys[:5]]
+    waiting = [snapshots[k].snapshot for k in keys[:5]]
     assert all(s.phase is RemotePhase.AWAITING_OPTION for s in waiting)
     assert all(s.study is not None and len(s.study.options) == 3 for s in waiting)
-    assert all(snapshots[k].phase is RemotePhase.FEASIBILITY_STUDY for k in keys[5:])
+    assert all(snapshots[k].snapshot.phase is RemotePhase.FEASIBILITY_STUDY for k in keys[5:])
     assert all(
-        s.quotation is None or s.quotation.decision is QuotationDecision.NOT_DECIDED
-        for s in snapshots.values()
+        p.snapshot.quotation is None or p.snapshot.quotation.decision is QuotationDecision.NOT_DECIDED
+        for p in snapshots.values()
     )
 
 

@@ -14,7 +14,7 @@ may have reached the provider but no answer came back: the caller must reconcile
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -177,6 +177,42 @@ class OrderSnapshot(ProviderModel):
     change_marker: str | None = None
 
 
+class PolledOrder:
+    """One order as a batched poll saw it: a fingerprint of the provider's data for that order,
+    and its :class:`OrderSnapshot`, built on first access of :attr:`snapshot`.
+
+    Contract: within one process, equal fingerprints of one order mean equal snapshots, so a
+    caller that already applied the snapshot of a fingerprint may skip the order without building
+    it (that is what keeps a cycle over 100,000 unchanged orders cheap). The converse does not
+    hold: a different fingerprint may still give an equal snapshot (the provider reordered a
+    payload's keys, say), which costs one redundant delivery and never a missed one.
+
+    Failure modes: building the snapshot raises what the adapter's parser raises
+    (``ProviderProtocolError`` for a payload not shaped as documented).
+    """
+
+    __slots__ = ("_build", "_snapshot", "fingerprint")
+
+    def __init__(self, fingerprint: int, build: Callable[[], OrderSnapshot]) -> None:
+        self.fingerprint = fingerprint
+        self._build: Callable[[], OrderSnapshot] | None = build
+        self._snapshot: OrderSnapshot | None = None
+
+    @classmethod
+    def of(cls, snapshot: OrderSnapshot) -> PolledOrder:
+        """A snapshot already built (its fingerprint is the hash of its JSON)."""
+        polled = cls(hash(snapshot.__pydantic_serializer__.to_json(snapshot)), lambda: snapshot)
+        polled._snapshot, polled._build = snapshot, None
+        return polled
+
+    @property
+    def snapshot(self) -> OrderSnapshot:
+        if self._snapshot is None:
+            assert self._build is not None
+            self._snapshot, self._build = self._build(), None  # drop the raw payload it held
+        return self._snapshot
+
+
 class Acquisition(ProviderModel):
     """One acquisition (OneAtlas segment, PNEO coverage item, UP42 delivery)."""
 
@@ -248,11 +284,12 @@ class TaskingProvider(Protocol):
     async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
         """Read one order's current state (including a pending study or quotation)."""
 
-    async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
-        """Batched tracking: snapshots of the orders whose ``tracking_key`` is in ``keys``.
+    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+        """Batched tracking: the orders whose ``tracking_key`` is in ``keys``, by tracking key.
 
         Uses the provider's listing endpoints page by page, so the number of calls grows with the
-        number of pages, not of orders. Keys the provider does not return are absent.
+        number of pages, not of orders. Keys the provider does not return are absent. Snapshots
+        are built lazily (:class:`PolledOrder`), so unchanged orders cost only their fingerprint.
         """
 
     async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:

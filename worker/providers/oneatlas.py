@@ -28,9 +28,11 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final
 
 import httpx
+import orjson
 import structlog
 
 from worker.config import HttpClientSettings, OneAtlasSettings
@@ -65,6 +67,7 @@ from worker.providers.base import (
     OrderContext,
     OrderSnapshot,
     PlacedOrder,
+    PolledOrder,
     PriceQuote,
     Quotation,
     QuotationDecision,
@@ -463,6 +466,14 @@ def neo_snapshot(line: Mapping[str, Any]) -> OrderSnapshot:
         coverage_pct=min(100.0, max(0.0, pct)) if pct is not None else None,
         change_marker=f"{status}|{quotation_status}|{proposed}|{total}|{pct or 0:g}",
     )
+
+
+def raw_fingerprint(payload: Mapping[str, Any]) -> int:
+    """The fingerprint of one list item as the provider sent it (stable within this process).
+
+    A snapshot is a pure function of its item (and the adapter's fixed contract), so equal items
+    give equal snapshots: see :class:`~worker.providers.base.PolledOrder`."""
+    return hash(orjson.dumps(payload))
 
 
 def neo_quotation_id(line: Mapping[str, Any]) -> str | None:
@@ -980,41 +991,42 @@ class OneAtlasProvider:
                 return item
         return None
 
-    async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
-        """Snapshots of the orders in ``keys``, by listing pages (calls grow with pages, not keys).
+    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+        """The orders in ``keys``, by listing pages (calls grow with pages, not keys).
 
         Legacy keys are matched against ``GET …/taskings`` pages (``sal``), PNEO keys against
         ``POST /api/v2/orders/search`` pages (``quotationId``). Listing stops early once every
-        key was seen.
+        key was seen. Each order's fingerprint is that of its raw list item; its snapshot is
+        parsed only if the caller asks for it.
         """
         wanted = set(keys)
         neo = {k for k in wanted if self._backend_for_key(k) == "neo"}
-        result: dict[str, OrderSnapshot] = {}
+        result: dict[str, PolledOrder] = {}
         if wanted - neo:
             result.update(await self._poll_legacy(wanted - neo))
         if neo:
             result.update(await self._poll_neo(neo))
         return result
 
-    async def _poll_legacy(self, keys: set[str]) -> dict[str, OrderSnapshot]:
+    async def _poll_legacy(self, keys: set[str]) -> dict[str, PolledOrder]:
         contract = self._contract("legacy")
-        found: dict[str, OrderSnapshot] = {}
+        found: dict[str, PolledOrder] = {}
         async for item in self._taskings(contract, {}, until=lambda: len(found) == len(keys)):
             sal = str(item.get("sal") or "")
             if sal in keys:
-                found[sal] = legacy_snapshot(item, contract)
+                found[sal] = PolledOrder(raw_fingerprint(item), partial(legacy_snapshot, item, contract))
         return found
 
-    async def _poll_neo(self, keys: set[str]) -> dict[str, OrderSnapshot]:
+    async def _poll_neo(self, keys: set[str]) -> dict[str, PolledOrder]:
         contract = self._contract("neo")
-        found: dict[str, OrderSnapshot] = {}
+        found: dict[str, PolledOrder] = {}
         query = f"(contractId:{lucene_escape(contract)})"
         async for line in self._search(
             "poll", "/api/v2/orders/search", query, until=lambda: len(found) == len(keys)
         ):
             key = neo_quotation_id(line)
             if key in keys:
-                found[key] = neo_snapshot(line)
+                found[key] = PolledOrder(raw_fingerprint(line), partial(neo_snapshot, line))
         return found
 
     async def _taskings(

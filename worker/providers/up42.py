@@ -58,6 +58,7 @@ from worker.providers.base import (
     OrderContext,
     OrderSnapshot,
     PlacedOrder,
+    PolledOrder,
     PriceQuote,
     Quotation,
     QuotationDecision,
@@ -929,7 +930,7 @@ class Up42Provider:
             raise ProviderProtocolError("get_order: not an order", provider=PROVIDER, operation="get_order")
         return await self._snapshot(order)
 
-    async def poll(self, keys: Collection[str]) -> dict[str, OrderSnapshot]:
+    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
         """Snapshots of the tasking orders in ``keys`` by walking ``GET /v2/orders`` pages.
 
         Calls grow with pages, not orders: a study or quotation is read only for orders waiting
@@ -937,14 +938,15 @@ class Up42Provider:
         was seen.
         """
         wanted = set(keys)
-        found: dict[str, OrderSnapshot] = {}
+        found: dict[str, PolledOrder] = {}
         if not wanted:
             return found
         async with aclosing(self._orders("poll", [("type", "TASKING")])) as orders:
             async for order in orders:
                 order_id = str(order.get("id"))
                 if order_id in wanted and order_id not in found:
-                    found[order_id] = await self._snapshot(order)
+                    # Built at once: a snapshot may need a study, quotation or coverage read.
+                    found[order_id] = PolledOrder.of(await self._snapshot(order))
                     if len(found) == len(wanted):
                         break
         return found

@@ -52,7 +52,7 @@ from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provid
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import BurntId, StateStore
-from worker.providers.base import OrderSnapshot, TaskingProvider
+from worker.providers.base import PolledOrder, TaskingProvider
 from worker.runtime import crashpoints
 from worker.runtime.calls import perform
 from worker.runtime.timers import Timers
@@ -162,28 +162,31 @@ class Runner:
         if partition is not None:
             await self.submit(partition, request_id, TimerFired(timer=kind, at=self.clock()))
 
-    def snapshot_is_news(self, request_id: str, snapshot: OrderSnapshot) -> bool:
-        """Whether ``snapshot`` must go through :meth:`deliver_snapshot`.
+    def snapshot_is_news(self, request_id: str, fingerprint: int) -> bool:
+        """Whether the polled order with this ``fingerprint`` must go through
+        :meth:`deliver_snapshot`.
 
-        ``False`` only when this very snapshot (same fingerprint) was last applied to the order's
+        ``False`` only when a snapshot with this fingerprint was last applied to the order's
         current, tracked state and changed nothing, and no event of the order is in progress or
         waiting: ``decide`` is pure, so applying it again would change nothing either (the only
         other input, the event's time, decides only between outcomes that end the order). This
-        lets a poll cycle skip unchanged orders without decoding their state. Checking the lock
+        lets a poll cycle skip unchanged orders without decoding their state or building their
+        snapshot (``PolledOrder``: equal fingerprints mean equal snapshots). Checking the lock
         table and the index in one synchronous step is what taking the order's lock would see.
         """
         if request_id in self._locks:
             return True  # an event is being applied: the state may be about to change
         index = self.store.index(request_id)
-        return index is None or index.seen is None or index.seen != snapshot_fingerprint(snapshot)
+        return index is None or index.seen is None or index.seen != fingerprint
 
-    async def deliver_snapshot(self, request_id: str, snapshot: OrderSnapshot, at: datetime) -> None:
-        """Apply a batched poll's snapshot; one that changes nothing is remembered as seen."""
+    async def deliver_snapshot(self, request_id: str, polled: PolledOrder, at: datetime) -> None:
+        """Apply a batched poll's snapshot; one that changes nothing is remembered as seen (by
+        its fingerprint)."""
         partition = self.store.partition_of(request_id)
         if partition is not None:
             async with self._order_lock(request_id):
-                event = Polled(snapshot=snapshot, at=at)
-                await self._apply(partition, request_id, event, seen=snapshot_fingerprint(snapshot))
+                event = Polled(snapshot=polled.snapshot, at=at)
+                await self._apply(partition, request_id, event, seen=polled.fingerprint)
 
     async def resume(self, partitions: Iterable[int]) -> int:
         """After a restore: re-publish each open order's pending events and latest status (same
@@ -346,11 +349,6 @@ class Runner:
 
 
 _FEEDBACK_ATTEMPTS = 8
-
-
-def snapshot_fingerprint(snapshot: OrderSnapshot) -> int:
-    """A 64-bit fingerprint of every field of a snapshot (stable within this process only)."""
-    return hash(snapshot.__pydantic_serializer__.to_json(snapshot))
 
 
 def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:

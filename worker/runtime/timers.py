@@ -25,7 +25,7 @@ from worker.domain.model import OrderState, Phase, TimerKind
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
-from worker.providers.base import OrderSnapshot, TaskingProvider
+from worker.providers.base import PolledOrder, TaskingProvider
 
 log = structlog.get_logger(__name__)
 
@@ -111,12 +111,13 @@ def cadence(state: OrderView) -> int:
     return _CADENCE.get(state.status, 1)
 
 
-Dispatch = Callable[[str, OrderSnapshot, datetime], Awaitable[None]]
+Dispatch = Callable[[str, PolledOrder, datetime], Awaitable[None]]
 Tracked = Callable[[Provider], Iterable[OrderView]]
-News = Callable[[str, OrderSnapshot], bool]
+News = Callable[[str, int], bool]
+"""``(request id, fingerprint of a polled order) -> whether to dispatch it``."""
 
 
-def _always_news(request_id: str, snapshot: OrderSnapshot) -> bool:
+def _always_news(request_id: str, fingerprint: int) -> bool:
     return True
 
 
@@ -186,13 +187,15 @@ class Poller:
             if not keys:
                 self.metrics.poll_succeeded(name.value)
                 return 0
-            snapshots = await self.providers[name].poll(keys.keys())
+            polled = await self.providers[name].poll(keys.keys())
             now = self.clock()
-            news = [(keys[k], s) for k, s in snapshots.items() if k in keys and self.news(keys[k], s)]
-            await asyncio.gather(*(self.dispatch(request_id, s, now) for request_id, s in news))
+            news = [
+                (keys[k], p) for k, p in polled.items() if k in keys and self.news(keys[k], p.fingerprint)
+            ]
+            await asyncio.gather(*(self.dispatch(request_id, p, now) for request_id, p in news))
             self.metrics.poll_succeeded(name.value)
             self.metrics.scheduler_job("poll", True)
-            return len(snapshots)
+            return len(polled)
         except Exception:
             self.metrics.scheduler_job("poll", False)
             log.exception("poll_failed", provider=name.value)
@@ -257,7 +260,7 @@ class OrderGauges:
 
     def start(self) -> None:
         self.scheduler.add_job(
-            self.refresh,
+            self._refresh_job,
             "interval",
             seconds=self.interval,
             id="gauges",
@@ -266,7 +269,13 @@ class OrderGauges:
             max_instances=1,
         )
 
+    async def _refresh_job(self) -> None:
+        # A coroutine on purpose: the scheduler runs plain functions in a thread pool, where the
+        # scan would race the event loop's writes to the store.
+        self.refresh()
+
     def refresh(self) -> None:
+        """Recompute the gauges from ``orders``; must run on the event loop's thread."""
         counts: dict[tuple[str, str], int] = {}
         oldest: dict[tuple[str, str], datetime] = {}
         for order in self.orders():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from worker.domain.model import OrderState, Phase
 from worker.events.models import OrderRequest
@@ -62,3 +66,28 @@ def test_counts_and_oldest_age_per_status() -> None:
         ("oneatlas", "IN_PROGRESS"): 5 * 3600.0,
         ("oneatlas", "DECISION_REQUIRED"): 2 * 3600.0,
     }
+
+
+async def test_the_scheduled_refresh_runs_on_the_event_loop_thread() -> None:
+    """The scan reads the store the event loop writes: it must never run in a worker thread."""
+    threads: list[int] = []
+
+    class ThreadSink(Sink):
+        def set_open_orders(self, counts: Mapping[tuple[str, str], int]) -> None:
+            threads.append(threading.get_ident())
+            super().set_open_orders(counts)
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+    try:
+        orders = [state("a", OrderStatus.IN_PROGRESS, 1)]
+        gauges = OrderGauges(scheduler, lambda: orders, ThreadSink(), lambda: NOW, interval=0.05)
+        gauges.start()
+        for _ in range(200):
+            if len(threads) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert len(threads) >= 2
+    assert set(threads) == {threading.get_ident()}

@@ -1,0 +1,93 @@
+"""The poller builds a snapshot only for the polled orders its ``news`` filter lets through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+
+from unit.domain.builders import placed, request, snapshot
+
+from worker.domain.model import OrderState, Phase
+from worker.events.models import Provider
+from worker.events.status import OrderStatus
+from worker.providers.base import OrderSnapshot, PolledOrder, RemotePhase
+from worker.runtime.timers import Poller
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+class NoMetrics:
+    def scheduler_job(self, job: str, ok: bool) -> None:
+        return None
+
+    def poll_succeeded(self, provider: str) -> None:
+        return None
+
+
+class CountingProvider:
+    """Polled orders whose fingerprint is their index and whose builds are counted."""
+
+    name = Provider.ONEATLAS
+
+    def __init__(self) -> None:
+        self.built: list[str] = []
+
+    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+        return {key: PolledOrder(int(key[3:]), self._builder(key)) for key in keys}
+
+    def _builder(self, key: str) -> Callable[[], OrderSnapshot]:
+        def build() -> OrderSnapshot:
+            self.built.append(key)
+            return snapshot(RemotePhase.ACTIVE, key=key)
+
+        return build
+
+
+def tracked_order(n: int) -> OrderState:
+    return OrderState(
+        request=request(requestId=f"order-{n}"),
+        received_at=NOW,
+        phase=Phase.AWAITING_PROVIDER,
+        placed=placed(f"SO-{n}"),
+        status=OrderStatus.IN_PROGRESS,
+    )
+
+
+async def test_only_news_is_built_and_dispatched() -> None:
+    orders = [tracked_order(n) for n in range(10)]
+    provider = CountingProvider()
+    dispatched: dict[str, OrderSnapshot] = {}
+
+    async def dispatch(request_id: str, polled: PolledOrder, at: datetime) -> None:
+        dispatched[request_id] = polled.snapshot
+
+    poller = Poller(
+        scheduler=None,  # type: ignore[arg-type]  # run_cycle only
+        providers={Provider.ONEATLAS: provider},  # type: ignore[dict-item]
+        tracked=lambda name: orders,
+        dispatch=dispatch,
+        metrics=NoMetrics(),
+        interval=1.0,
+        clock=lambda: NOW,
+        news=lambda request_id, fingerprint: fingerprint % 3 == 0,  # "known" unless a multiple of 3
+    )
+    assert await poller.run_cycle(Provider.ONEATLAS) == 10  # every order was polled...
+    assert sorted(dispatched) == ["order-0", "order-3", "order-6", "order-9"]  # ...four were news
+    assert sorted(provider.built) == ["SO-0", "SO-3", "SO-6", "SO-9"]  # and only those were built
+    assert dispatched["order-3"].tracking_key == "SO-3"
+
+
+def test_a_snapshot_is_built_once_and_of_keeps_its_fingerprint() -> None:
+    builds: list[int] = []
+
+    def build() -> OrderSnapshot:
+        builds.append(1)
+        return snapshot(RemotePhase.ACTIVE)
+
+    polled = PolledOrder(7, build)
+    assert polled.snapshot is polled.snapshot
+    assert builds == [1]
+    same = snapshot(RemotePhase.ACTIVE)
+    assert PolledOrder.of(same).fingerprint == PolledOrder.of(snapshot(RemotePhase.ACTIVE)).fingerprint
+    assert PolledOrder.of(same).fingerprint != PolledOrder.of(snapshot(RemotePhase.ACQUIRING)).fingerprint
+    assert PolledOrder.of(same).snapshot is same
