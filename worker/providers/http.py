@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import random
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from worker.errors import (
     RateLimited,
 )
 from worker.providers.auth import TokenSource
+from worker.providers.transport import transport
 
 log = structlog.get_logger(__name__)
 
@@ -96,10 +98,16 @@ def http_policy(settings: HttpClientSettings, rate_per_second: float, max_concur
 
 def build_client(settings: HttpClientSettings, max_concurrency: int) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` an adapter uses when none is injected: the configured timeouts and
-    as many pooled connections as the provider's concurrency limit allows."""
+    as many pooled connections as the provider's concurrency limit allows.
+
+    Its transport is :func:`worker.providers.transport.transport` (cheap idle-connection checks),
+    unless a proxy is configured in the environment (``HTTPS_PROXY``...): httpx honours those
+    only with its default transport, so that one is kept."""
+    limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
-        limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        limits=limits,
+        transport=None if urllib.request.getproxies() else transport(limits),
         headers={"User-Agent": "tasking-worker"},
     )
 
