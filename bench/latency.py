@@ -2,10 +2,12 @@
 
 Requests are written at ``rate`` per second (in slices every 50 ms) to a worker whose runner has a
 :class:`bench.probe.StepRecorder` installed (``Runner.probe``). Every step that writes state is
-timed under the order's lock: ``decide`` (pure), ``persist`` (changelog write, acks=all),
-``publish`` (outbox events, acks=all) and ``perform`` (timers, spawning the provider call). Provider
-calls run outside a step, so a step's time is the worker's own time. The ``persist`` and
-``publish`` phases include the broker round trip.
+timed under the order's lock, phase by phase: ``decide`` (pure), ``persist`` (changelog write,
+acks=all), ``perform`` (timers, spawning the next provider call) and ``publish`` (outbox events,
+acks=all, while that call is under way). Provider calls run outside a step, so a step's time is
+the worker's own time. The added latency of a step is the time until the next provider call
+starts (decide + persist + perform: :attr:`Step.critical`); the whole step, up to the events'
+acknowledgement, is reported beside it. ``persist`` and ``publish`` include the broker round trip.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from worker.domain.model import OrderState
 from worker.events.codec import EncodedRecord
 from worker.kafka.broker import EmbeddedBroker
 
-PHASES = ("decide", "persist", "publish", "perform")
+PHASES = ("decide", "persist", "perform", "publish")
+CRITICAL = ("decide", "persist", "perform")  # what the order's next provider call waits for
 
 
 @dataclass
@@ -44,8 +47,18 @@ class LatencyResult:
     states: list[OrderState]  # ORDERED states, reused as realistic records by the restore run
 
     def quantile(self, q: float, phase: str | None = None) -> float:
-        values = [s.total if phase is None else s.phases.get(phase, 0.0) for s in self.steps]
+        """The ``q`` quantile of the steps' added latency (or of one phase's time)."""
+        values = [critical(s) if phase is None else s.phases.get(phase, 0.0) for s in self.steps]
         return percentile(values, q)
+
+    def whole(self, q: float) -> float:
+        """The ``q`` quantile of whole steps (up to the events' acknowledgement)."""
+        return percentile([s.total for s in self.steps], q)
+
+
+def critical(step: Step) -> float:
+    """A step's added latency: its time until the order's next provider call starts."""
+    return sum(step.phases.get(phase, 0.0) for phase in CRITICAL)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -251,8 +251,8 @@ class TrackingResult:
     cycle_wall: float
     first_cpu: float  # the first cycle after the restore (every order decoded once)
     first_wall: float
-    provider_cpu: float  # of cycle_cpu: the provider stub building the snapshots (median)
-    dispatched: int  # snapshots the provider returned in the last cycle
+    provider_cpu: float  # of cycle_cpu: the adapter's poll (HTTP client, JSON, fingerprints; median)
+    dispatched: int  # orders the adapter returned in the last cycle
     decided: int  # snapshots that went through the runner, over all cycles
     state_writes: int
 

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from harness import oneatlas_request, running_worker, stack_for, start_worker, up42_request
 
 from worker.config import TopicSettings
+from worker.domain.model import OutboxStatus
 from worker.events.models import Command, OrderRequest
 from worker.kafka.broker import EmbeddedBroker
 
@@ -279,3 +281,36 @@ async def test_worker_creates_missing_topics_co_partitioned(
         await worker.shutdown()
         await events.stop()
         await sims.stop()
+
+
+@pytest.mark.parametrize("failing", ["FEASIBLE", "ORDERED"])
+async def test_a_failed_event_publish_neither_stops_the_order_nor_loses_or_reorders_events(
+    broker: EmbeddedBroker, unique_topics: TopicSettings, failing: str
+) -> None:
+    """One event's publish fails once. FEASIBLE: the price call still starts (the state is
+    durable) and FEASIBLE goes out later, in order, ahead of QUOTED. ORDERED: no step follows
+    (no tracking poll for an hour), so only the publish retry can deliver it."""
+    request_id = f"oa-flaky-{failing.lower()}"
+    quiet = {"TASKING_TRACKING__POLL_INTERVAL_SECONDS": "3600"}
+    async with (
+        stack_for(broker, unique_topics) as (stack, events),
+        running_worker(stack, **quiet) as worker,
+    ):
+        publisher = worker.worker.runner.publisher
+        original = publisher.outbox
+        failed: list[str] = []
+
+        async def flaky(items: list[Any]) -> None:
+            statuses = [i.event.status.value for i in items if isinstance(i, OutboxStatus)]
+            if not failed and failing in statuses:
+                failed.append(failing)
+                raise KafkaConnectionError("the broker went away")
+            await original(items)
+
+        publisher.outbox = flaky  # type: ignore[method-assign]
+        await stack.publish(oneatlas_request(request_id))
+        await events.wait_status(request_id, "ORDERED", timeout=40)
+        assert failed == [failing]
+        assert events.statuses(request_id)[:4] == ["RECEIVED", "FEASIBLE", "QUOTED", "ORDERED"]
+        assert_contiguous(events.unique(request_id))
+        assert stack.sims.oneatlas.paid_order_count(request_id) == 1

@@ -39,9 +39,10 @@ def transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     """A transport with ``limits``: :class:`ShardedTransport` over pools of
     :data:`SHARD_CONNECTIONS` connections, each built over :class:`PooledBackend`."""
     shards = max(1, math.ceil((limits.max_connections or SHARD_CONNECTIONS) / SHARD_CONNECTIONS))
+    context = httpx.create_ssl_context()  # one for all pools: building one costs milliseconds
     if shards == 1:
-        return pool_transport(limits)
-    return ShardedTransport([pool_transport(share) for share in _shares(limits, shards)])
+        return pool_transport(limits, context)
+    return ShardedTransport([pool_transport(share, context) for share in _shares(limits, shards)])
 
 
 def _shares(limits: httpx.Limits, shards: int) -> list[httpx.Limits]:
@@ -58,16 +59,18 @@ def _shares(limits: httpx.Limits, shards: int) -> list[httpx.Limits]:
     ]
 
 
-def pool_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport with ``limits``, its pool built over :class:`PooledBackend`.
+def pool_transport(limits: httpx.Limits, context: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport:
+    """httpx's transport with ``limits`` and ``context`` (a default one when ``None``), its pool
+    built over :class:`PooledBackend`.
 
     httpx does not expose the network backend, so the pool it builds is replaced by an identical
     one that uses ours (``tests/providers/test_transport.py`` checks it is in use, so an httpx
     upgrade that changes this fails a test instead of silently losing it).
     """
-    http = httpx.AsyncHTTPTransport(limits=limits)
+    context = context or httpx.create_ssl_context()
+    http = httpx.AsyncHTTPTransport(verify=context, limits=limits)
     http._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

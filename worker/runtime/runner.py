@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -69,10 +69,12 @@ class RunnerMetrics(Protocol):
 class StepProbe(Protocol):
     """Optional instrumentation, told the wall time of every applied event (benchmarks).
 
-    ``phases`` maps ``decide``, ``persist``, ``publish`` and ``perform`` to seconds (only the
-    phases the step went through: an event that changes nothing has ``decide`` only); ``total``
-    is the whole step under the order's lock. With ``Runner.probe`` left ``None`` (production)
-    the runner reads no clock and builds nothing: the cost is one ``is None`` test per phase.
+    ``phases`` maps ``decide``, ``persist``, ``perform`` and ``publish`` (in that order) to seconds
+    (only the phases the step went through: an event that changes nothing has ``decide`` only).
+    The order's next provider call starts at the end of ``perform``; ``total`` is the whole step
+    under the order's lock, up to the events' acknowledgement. With ``Runner.probe`` left
+    ``None`` (production) the runner reads no clock and builds nothing: the cost is one
+    ``is None`` test per phase.
     """
 
     def step(self, kind: str, phases: dict[str, float], total: float) -> None: ...
@@ -270,19 +272,42 @@ class Runner:
         crashpoints.reached(point and f"after_{point}")
         if marks is not None:
             marks.mark("persist")
-        new = await self._publish(partition, new)
-        if marks is not None:
-            marks.mark("publish")
         self._count(state, new)
+        # The state (with any intent) is durable: the next provider call may start now, while
+        # the events go out. The order's lock is held until they are acknowledged, so the call's
+        # result is applied after them and the events keep their order. If publishing fails,
+        # the events stay in the outbox and go out, in order, with the order's next events.
         self._perform(partition, new, effects)
         if marks is not None:
             marks.mark("perform")
+        new = await self._publish(partition, new)
+        if marks is not None:
+            marks.mark("publish")
         return new
 
     async def _publish(self, partition: int, state: OrderState) -> OrderState:
+        """Publish the outbox (the caller holds the order's lock) and forget it once acknowledged.
+
+        A failed publish is not the step's failure: the state, outbox included, is durable and
+        its effects are under way. The events stay in the outbox and go out, in order, with the
+        order's next step, with :meth:`_retry_publish` (spawned here), or at the next resume.
+
+        Raises:
+            KafkaError: only when clearing a finished order's outbox could not be written.
+        """
         if not state.outbox:
             return state
-        await self.publisher.outbox(list(state.outbox))
+        try:
+            await self.publisher.outbox(list(state.outbox))
+        except KafkaError as exc:
+            log.warning("events_publish_failed", requestId=state.request_id, error=type(exc).__name__)
+            self._spawn_task(partition, self._retry_publish(partition, state.request_id))
+            return state
+        return await self._clear_outbox(partition, state)
+
+    async def _clear_outbox(self, partition: int, state: OrderState) -> OrderState:
+        """Forget a published outbox: in memory only while the order is open (a restart
+        re-publishes it, same ``ce_id``), durably once it is finished (so it is never again)."""
         cleared = state.model_copy(update={"outbox": []})
         if cleared.terminal:
             await self.store.persist(partition, cleared)
@@ -314,10 +339,36 @@ class Runner:
                     self._spawn(partition, state, effect)
 
     def _spawn(self, partition: int, state: OrderState, call: CallProvider) -> None:
-        task = asyncio.create_task(self._call(partition, state, call))
+        self._spawn_task(partition, self._call(partition, state, call))
+
+    def _spawn_task(self, partition: int, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as one of the partition's tasks (awaited or cancelled on revocation)."""
+        task = asyncio.create_task(work)
         bucket = self._tasks[partition]
         bucket.add(task)
         task.add_done_callback(bucket.discard)
+
+    async def _retry_publish(self, partition: int, request_id: str) -> None:
+        """Publish an order's outbox left by a failed publish, with backoff (bounded).
+
+        Gives up quietly once the outbox is empty (a later step published it) or the partition
+        is gone; after the last attempt the events wait, durable, for the order's next step or
+        the next resume."""
+        for attempt in range(_FEEDBACK_ATTEMPTS):
+            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            if not self.store.owns(partition):
+                return
+            async with self._order_lock(request_id):
+                state = self.store.get(request_id)
+                if not isinstance(state, OrderState) or not state.outbox:
+                    return
+                try:
+                    await self.publisher.outbox(list(state.outbox))
+                    await self._clear_outbox(partition, state)
+                    return
+                except KafkaError:
+                    log.warning("events_publish_failed", requestId=request_id, attempt=attempt + 2)
+        log.error("events_publish_deferred", requestId=request_id)
 
     async def _call(self, partition: int, state: OrderState, call: CallProvider) -> None:
         # A call task inherits its creator's context (a record, a poll): log as this order only.
