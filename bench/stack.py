@@ -21,7 +21,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from worker.app import Worker, build_worker
+from worker.app import Worker, build_worker, tune_gc
 from worker.config import Settings, TopicSettings, load_settings
 from worker.events.codec import EncodedRecord, encode_input
 from worker.events.models import OrderRequest
@@ -172,6 +172,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[RunningWorker]:
     """The worker as ``tasking-worker run`` builds it (logging at the configured level)."""
     configure_logging(settings.log_level, settings.resolved_log_format().value, settings.secret_values())
     worker = await build_worker(settings)
+    tune_gc()  # as `tasking-worker run` does
     stop = asyncio.Event()
     running = RunningWorker(worker, stop, asyncio.create_task(worker.run_until(stop)))
     try:

@@ -240,13 +240,14 @@ class Runner:
     async def _apply(
         self, partition: int, request_id: str, event: DomainEvent, seen: int | None = None
     ) -> OrderState | None:
-        if self.probe is None:
+        probe = self.probe  # the probe of the step's start, even if it is removed meanwhile
+        if probe is None:
             return await self._step(partition, request_id, event, None, seen)
         marks = _Marks()
         try:
             return await self._step(partition, request_id, event, marks, seen)
         finally:
-            self.probe.step(event.kind, marks.phases, time.perf_counter() - marks.started)
+            probe.step(event.kind, marks.phases, time.perf_counter() - marks.started)
 
     async def _step(
         self, partition: int, request_id: str, event: DomainEvent, marks: _Marks | None, seen: int | None
