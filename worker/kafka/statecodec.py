@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from worker.domain.model import TRACKED_PHASES, OrderState, Phase
-from worker.events.models import Provider
+from worker.events.models import STORED, Provider
 from worker.events.status import OrderStatus
 
 # The field names and fixed vocabulary of an OrderState dump, no values of any order: deflate
@@ -65,6 +65,7 @@ _ZDICT = (
 )
 INDEX_HEADER = "tw-index"  # see OrderIndex.header
 _HEADER_VERSION = 1
+_STORED = {STORED: True}
 _WBITS = -15  # raw deflate: no header or checksum (the bytes never leave this process)
 # Plain dict lookups: an Enum call costs a few microseconds, a restore does three per record.
 _PROVIDERS = {member.value: member for member in Provider}
@@ -85,12 +86,13 @@ def unpack(packed: bytes) -> bytes:
 
 
 def unpack_state(packed: bytes) -> OrderState:
-    """Decode a packed state (full validation).
+    """Decode a packed state: every schema rule, but not the AOI's geometric checks, which the
+    request passed before it was first stored (``worker.events.models.STORED``).
 
     Raises:
         pydantic.ValidationError: the value is not a valid state.
     """
-    return OrderState.model_validate_json(unpack(packed))
+    return OrderState.model_validate_json(unpack(packed), context=_STORED)
 
 
 class OrderIndex:

@@ -3,9 +3,11 @@ header (or, for records without one, from the JSON) without building the state."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from worker.domain.model import OrderState, Phase
 from worker.events.models import OrderRequest, Provider
@@ -101,3 +103,24 @@ def test_unreadable_index_is_a_value_error() -> None:
         )
     with pytest.raises(ValueError):
         OrderIndex.of_json("ix-1", b"not json")
+
+
+def test_a_stored_state_is_decoded_without_the_aoi_geometry_checks_a_request_gets() -> None:
+    """The bow-tie ring below is refused on intake; a stored state holding it (written by a
+    version with other rules, say) still decodes, with every schema rule applied."""
+    bow_tie = [[1, 43], [1.1, 43.1], [1.1, 43], [1, 43.1], [1, 43]]
+    raw = (
+        state()
+        .model_dump_json()
+        .replace(
+            '"coordinates":[[[1.0,43.0],[1.1,43.0],[1.1,43.1],[1.0,43.1],[1.0,43.0]]]',
+            '"coordinates":' + json.dumps([bow_tie]),
+        )
+    )
+    assert json.dumps([bow_tie]) in raw
+    with pytest.raises(ValidationError, match="ring"):
+        OrderState.model_validate_json(raw)  # what a request with this AOI meets
+    decoded = unpack_state(pack(raw.encode()))
+    assert decoded.request.aoi.ring()[1] == (1.1, 43.1)
+    with pytest.raises(ValidationError):
+        unpack_state(pack(raw.replace('"provider":"up42"', '"provider":"nowhere"').encode()))
