@@ -127,7 +127,7 @@ async def _throughput(broker: EmbeddedBroker, sizes: Sizes, report: Report) -> N
         f"{len(r.worker.calls)} calls for {r.worker.orders} orders. Replay answers: "
         f"{dict(sorted(r.ceiling.statuses.items()))}. The replay uses httpx's default "
         f"transport (one pool of {r.concurrency} connections); the worker uses its own "
-        f"(`worker/providers/transport.py`: pools of 8).",
+        f"(`worker/providers/transport.py`: pools of 4).",
     )
     report.note(
         sec,

@@ -80,12 +80,12 @@ def test_readable_tells_an_idle_socket_from_one_the_peer_closed() -> None:
     assert readable(None)
 
 
-def test_the_connections_are_split_over_pools_of_eight() -> None:
+def test_the_connections_are_split_over_pools_of_four() -> None:
     sharded = transport(limits(30))
     assert isinstance(sharded, ShardedTransport)
     sizes = [pool._pool._max_connections for pool in sharded.pools]
-    assert sizes == [8, 8, 7, 7]
-    assert isinstance(transport(limits(8)), httpx.AsyncHTTPTransport)
+    assert sizes == [4, 4, 4, 4, 4, 4, 3, 3]
+    assert isinstance(transport(limits(4)), httpx.AsyncHTTPTransport)
 
 
 async def test_a_pool_uses_the_cheap_stream_and_reuses_its_connection() -> None:
@@ -117,8 +117,8 @@ async def test_concurrent_requests_use_every_pool_and_never_exceed_the_limit() -
     async with serving(server) as url, httpx.AsyncClient(transport=sharded) as client:
         answers = await asyncio.gather(*(client.get(url) for _ in range(64)))
         assert [a.status_code for a in answers] == [200] * 64
-        assert sharded.busy == [0, 0]  # every response closed released its pool
-    assert server.most_in_progress == 16  # both pools full at once...
+        assert sharded.busy == [0, 0, 0, 0]  # every response closed released its pool
+    assert server.most_in_progress == 16  # every pool full at once...
     assert server.most_open <= 16  # ...and never more connections than the limit
 
 
@@ -128,7 +128,7 @@ async def test_a_failed_request_releases_its_pool() -> None:
     async with httpx.AsyncClient(transport=sharded, timeout=2) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get("http://127.0.0.1:9/")  # discard port: nothing listens
-    assert sharded.busy == [0, 0]
+    assert sharded.busy == [0, 0, 0, 0]
 
 
 async def test_build_client_keeps_httpx_transport_when_a_proxy_is_configured(

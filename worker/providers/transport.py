@@ -4,7 +4,7 @@ socket readable?" cheaply.
 
 Why: httpcore's pool re-examines all its connections at every request start and end, in time
 quadratic in their number (a pool of 32 spent a large share of the worker's CPU there under
-load); pools of 8 cost a sixteenth of that each. And at each of those passes it asks
+load); pools of 4 cost a sixty-fourth of that each. And at each of those passes it asks
 each idle connection whether the server closed it (``get_extra_info("is_readable")``). The anyio
 stream answers by rebuilding its table of socket attributes (with ``getpeername`` and
 ``getsockname`` system calls) before it polls the socket. With a pool of 32 connections that
@@ -30,7 +30,7 @@ import httpx
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
 
-SHARD_CONNECTIONS = 8
+SHARD_CONNECTIONS = 4
 """Connections per pool: httpcore's pool scans its connections in quadratic time at every request
 start and end (``_assign_requests_to_connections``), so many small pools beat one large pool."""
 
