@@ -45,6 +45,7 @@ class LatencyResult:
     achieved: float  # orders/s that reached ORDERED over the run
     steps: list[Step]
     states: list[OrderState]  # ORDERED states, reused as realistic records by the restore run
+    lag: list[float]  # lateness of a 1 ms timer in the worker's event loop, during the run
 
     def quantile(self, q: float, phase: str | None = None) -> float:
         """The ``q`` quantile of the steps' added latency (or of one phase's time)."""
@@ -82,13 +83,25 @@ async def measure(
             await wait_ordered(store, 20, 60, 0.05)
             recorder = StepRecorder()
             running.worker.runner.probe = recorder
+            lag: list[float] = []
+            watch = asyncio.create_task(_loop_lag(lag))
             started = time.perf_counter()
             await _paced(client, topics.requests, request_records("lat", count), rate)
             await wait_ordered(store, 20 + count, 300, 0.05)
             elapsed = time.perf_counter() - started
+            watch.cancel()
             running.worker.runner.probe = None
             states = [s for _, s in store.orders()]
-    return LatencyResult(rate, count / elapsed, recorder.steps, states)
+    return LatencyResult(rate, count / elapsed, recorder.steps, states, lag)
+
+
+async def _loop_lag(samples: list[float], every: float = 0.001) -> None:
+    """How late a timer of ``every`` seconds fires: the wait of anything the loop has to resume
+    (a state write's acknowledgement, say) behind the callbacks already queued."""
+    while True:
+        due = time.perf_counter() + every
+        await asyncio.sleep(every)
+        samples.append(max(0.0, time.perf_counter() - due))
 
 
 async def _paced(client: AIOKafkaProducer, topic: str, records: list[EncodedRecord], rate: float) -> None:
