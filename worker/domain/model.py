@@ -3,8 +3,8 @@ it asks the shell to perform.
 
 ``decide(state, event) -> (state, effects)`` (``worker.domain.decide``) is a pure function over
 these types: no I/O, no clock (times arrive inside events), no randomness. The effect runner
-(``worker.runtime.runner``) persists the new state, publishes its outbox, then performs the
-effects and feeds their results back as events.
+(``worker.runtime.runner``) persists the new state, performs the effects, publishes its outbox
+(while the provider calls run), and feeds the calls' results back as events.
 
 Everything here is a pydantic model so the whole :class:`OrderState` is one JSON document in the
 ``tasking.worker-state`` changelog.
