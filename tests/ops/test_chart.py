@@ -41,6 +41,7 @@ CRD_FILES = {
     "ScaledObject": "scaledobject_v1alpha1.json",
     "TriggerAuthentication": "triggerauthentication_v1alpha1.json",
 }
+PROXY_VARIABLES = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"}  # read by httpx, not by Settings
 SECRET_VARIABLES = {
     "TASKING_ONEATLAS__API_KEY",
     "TASKING_UP42__USERNAME",
@@ -305,13 +306,37 @@ def test_configuration_variables_are_settings_variables(values_file: str) -> Non
     known = _settings_variables()
     config_keys = set(worker_config(objs))
     env = {e["name"]: e for e in container(objs)["env"]}
-    assert config_keys <= known, config_keys - known
+    assert config_keys - PROXY_VARIABLES <= known, config_keys - known
     assert set(env) == SECRET_VARIABLES
     assert not config_keys & SECRET_VARIABLES  # secrets never in the ConfigMap
     assert known >= SECRET_VARIABLES
     for name, entry in env.items():
         ref = entry["valueFrom"]["secretKeyRef"]
         assert (ref["key"], ref["optional"]) == (name, True)
+
+
+def test_proxy_values_become_the_standard_proxy_variables() -> None:
+    assert not PROXY_VARIABLES & set(worker_config(objects(render({}))))  # none by default
+    proxy = {"https": "http://proxy.internal:3128", "noProxy": "kafka,.svc.cluster.local"}
+    data = worker_config(objects(render({"config": {"proxy": proxy}})))
+    assert data["HTTPS_PROXY"] == "http://proxy.internal:3128"
+    assert data["NO_PROXY"] == "kafka,.svc.cluster.local"
+    assert "HTTP_PROXY" not in data
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        {"https": "http://user:secret@proxy.internal:3128"},  # credentials would land in a ConfigMap
+        {"http": "proxy.internal:3128"},  # no scheme
+        {"noProxy": "a, b"},
+    ],
+)
+def test_values_schema_refuses_a_proxy_with_credentials_or_malformed(proxy: dict[str, str]) -> None:
+    error = render_error({"config": {"proxy": proxy}})
+    (field,) = proxy
+    assert f"at '/config/proxy/{field}'" in error
+    assert "does not match pattern" in error
 
 
 def test_credentials_go_to_the_secret() -> None:
@@ -440,7 +465,7 @@ def test_dashboards_config_map_carries_the_dashboard_for_the_sidecar() -> None:
     assert shipped == json.loads((CHART / "dashboards" / "tasking-worker.json").read_text())
 
 
-def test_network_policy_allows_only_metrics_in_and_dns_kafka_https_out() -> None:
+def test_network_policy_allows_only_metrics_in_and_dns_kafka_https_and_the_extra_proxy_out() -> None:
     objs = rendered(str(CHART / "ci" / "monitoring-keda-values.yaml"))
     policy = one_of_kind(objs, "NetworkPolicy")
     spec = policy["spec"]
@@ -448,7 +473,9 @@ def test_network_policy_allows_only_metrics_in_and_dns_kafka_https_out() -> None
     assert spec["podSelector"]["matchLabels"] == deployment(objs)["spec"]["selector"]["matchLabels"]
     assert [p["port"] for rule in spec["ingress"] for p in rule["ports"]] == ["http"]
     egress_ports = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
-    assert egress_ports == {(53, "UDP"), (53, "TCP"), (9092, "TCP"), (443, "TCP")}
+    # 3128: the value set's egress proxy, allowed through networkPolicy.extraEgress.
+    assert egress_ports == {(53, "UDP"), (53, "TCP"), (9092, "TCP"), (443, "TCP"), (3128, "TCP")}
+    assert worker_config(objs)["HTTPS_PROXY"] == "http://egress-proxy.proxy:3128"
     test_pod = one_of_kind(objs, "Pod")
     peers = [peer.get("podSelector", {}).get("matchLabels") for peer in spec["ingress"][0]["from"]]
     assert any(p and p.items() <= test_pod["metadata"]["labels"].items() for p in peers)
