@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import trustme
 
 from worker.config import HttpClientSettings
 from worker.providers.http import build_client
@@ -147,3 +149,48 @@ async def test_build_client_keeps_httpx_transport_when_a_proxy_is_configured(
     async with build_client(settings, 32) as proxied:
         assert not isinstance(proxied._transport, ShardedTransport)
         assert any(m is not None for m in proxied._mounts.values())  # httpx mounted the proxy
+
+
+@asynccontextmanager
+async def tls_serving(server: Server, ca: trustme.CA) -> AsyncIterator[str]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield f"https://localhost:{port}"
+    finally:
+        for writer in server.writers:
+            writer.close()
+        listener.close()
+
+
+async def test_https_through_the_pools_verifies_the_server_certificate() -> None:
+    ca, server = trustme.CA(), Server()
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    async with tls_serving(server, ca) as url:
+        async with httpx.AsyncClient(transport=pool_transport(limits(4), trusted)) as client:
+            for _ in range(3):
+                assert (await client.get(url)).text == "ok"
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            (connection,) = pool.connections
+            assert connection._connection._network_stream.get_extra_info("ssl_object") is not None
+        assert server.connections == 1  # one TLS connection, kept alive
+        untrusted = ssl.create_default_context()  # the system's CAs do not know this one
+        async with httpx.AsyncClient(transport=pool_transport(limits(4), untrusted)) as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(url)
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+    """A write that reached the server and got no answer must not look like a failed connect
+    (``worker.providers.http`` reconciles the first and may resend only the second)."""
+    server = Server(delay=5.0)
+    async with (
+        serving(server) as url,
+        httpx.AsyncClient(transport=transport(limits(8)), timeout=0.2) as client,
+    ):
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(url, json={"order": 1})
+        assert server.in_progress == 1  # the request did arrive

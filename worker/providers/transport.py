@@ -1,28 +1,30 @@
 """The HTTP transport the provider clients use: httpx's own pools, several small ones instead
-of one large one, over a network backend whose connections answer httpcore's "is this idle
-socket readable?" cheaply.
+of one large one, over a network backend of plain asyncio streams.
 
-Why: httpcore's pool re-examines all its connections at every request start and end, in time
-quadratic in their number (a pool of 32 spent a large share of the worker's CPU there under
-load); pools of 4 cost a sixty-fourth of that each. And at each of those passes it asks
-each idle connection whether the server closed it (``get_extra_info("is_readable")``). The anyio
-stream answers by rebuilding its table of socket attributes (with ``getpeername`` and
-``getsockname`` system calls) before it polls the socket; answering cheaply alone raised the
-worker's throughput by a quarter (``docs/performance.md``). :class:`PooledStream` looks the
-socket up once per connection and only polls it; everything else is httpcore's.
+Why (each measured in ``docs/performance.md``, decision in ``docs/adr/0005``):
 
-The check itself is unchanged: an idle connection whose socket is readable (the server closed
-it, or sent something unexpected) is dropped, exactly as httpcore would drop it.
+* httpcore's pool re-examines all its connections at every request start and end, in time
+  quadratic in their number; pools of 4 cost a sixty-fourth of one pool of 32 each.
+* At each of those passes it asks each idle connection whether the server closed it
+  (``get_extra_info("is_readable")``). httpcore's anyio stream answers by rebuilding its table of
+  socket attributes with system calls; :class:`PooledStream` polls a socket looked up once.
+* anyio wraps every read and write in a cancel scope and a checkpoint; asyncio's streams with
+  ``asyncio.timeout`` do the same work with less.
+
+Behaviour is httpcore's: the same pool, limits and keep-alive; an idle connection whose socket is
+readable is dropped; failures are httpcore's exceptions (connect, read, write; timeout or error),
+which httpx maps to its own as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import select
-import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, Protocol
 
 import httpcore
 import httpx
@@ -129,10 +131,10 @@ class _Release(httpx.AsyncByteStream):
 
 
 class PooledBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, its streams wrapped in :class:`PooledStream`."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    """TCP connections as asyncio streams (:class:`PooledStream`), with nothing between httpcore
+    and the event loop: anyio's stream wraps every read and write in a cancel scope and a
+    checkpoint, which measured ~10 % of the worker's throughput (``docs/performance.md``). Unix
+    sockets are not offered (the provider clients never use them)."""
 
     async def connect_tcp(
         self,
@@ -142,36 +144,46 @@ class PooledBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return PooledStream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return PooledStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+        local = (local_address, 0) if local_address else None
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+        stream = PooledStream(reader, writer)  # asyncio sets TCP_NODELAY on TCP connections
+        for option in socket_options or ():
+            writer.get_extra_info("socket").setsockopt(*option)
+        return stream
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await asyncio.sleep(seconds)
 
 
 class PooledStream(httpcore.AsyncNetworkStream):
-    """A connection's stream: httpcore's, with the raw socket looked up once."""
+    """One connection over asyncio's streams, its failures as httpcore's exceptions (which httpx
+    turns into its own: a failed connect is a ``ConnectError``, so a write that never left is
+    known not to have taken effect).
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
+    ``read`` returns ``b""`` at the end of the stream, as httpcore expects. The raw socket is
+    looked up once, for the pool's readability checks."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._socket: _HasFileno | None = writer.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+        with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+        if not buffer:
+            return
+        with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
+            self._writer.write(buffer)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        self._writer.close()
 
     async def start_tls(
         self,
@@ -179,15 +191,36 @@ class PooledStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return PooledStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        return self
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
             return readable(self._socket)
-        return self._inner.get_extra_info(info)
+        if info == "socket":
+            return self._socket
+        extra = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername"}
+        return self._writer.get_extra_info(extra[info]) if info in extra else None
 
 
-def readable(sock: socket.socket | None) -> bool:
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+@contextlib.contextmanager
+def _mapped(on_timeout: type[Exception], on_error: type[Exception]) -> Iterator[None]:
+    """Timeouts and socket (or TLS) errors as the given httpcore exceptions."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise on_timeout(str(exc) or "timed out") from exc
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        raise on_error(str(exc) or type(exc).__name__) from exc
+
+
+def readable(sock: _HasFileno | None) -> bool:
     """Whether a read on ``sock`` would return at once (data, or the end of a closed connection).
 
     A socket that is gone counts as readable, so the pool drops its connection."""
