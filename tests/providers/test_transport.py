@@ -186,7 +186,7 @@ async def test_https_through_the_pools_verifies_the_server_certificate() -> None
 async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
     """A write that reached the server and got no answer must not look like a failed connect
     (``worker.providers.http`` reconciles the first and may resend only the second)."""
-    server = Server(delay=5.0)
+    server = Server(delay=1.0)  # longer than the client waits, short enough to end on its own
     async with (
         serving(server) as url,
         httpx.AsyncClient(transport=transport(limits(8)), timeout=0.2) as client,
