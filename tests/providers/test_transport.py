@@ -55,11 +55,12 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(server: Server) -> AsyncIterator[str]:
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+async def serving(server: Server, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """The server on loopback; its base URL (``https://localhost`` with ``tls``)."""
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
     port = listener.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
     finally:
         for writer in server.writers:
             writer.close()
@@ -151,25 +152,17 @@ async def test_build_client_keeps_httpx_transport_when_a_proxy_is_configured(
         assert any(m is not None for m in proxied._mounts.values())  # httpx mounted the proxy
 
 
-@asynccontextmanager
-async def tls_serving(server: Server, ca: trustme.CA) -> AsyncIterator[str]:
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield f"https://localhost:{port}"
-    finally:
-        for writer in server.writers:
-            writer.close()
-        listener.close()
+    return context
 
 
 async def test_https_through_the_pools_verifies_the_server_certificate() -> None:
     ca, server = trustme.CA(), Server()
     trusted = ssl.create_default_context()
     ca.configure_trust(trusted)
-    async with tls_serving(server, ca) as url:
+    async with serving(server, server_tls(ca)) as url:
         async with httpx.AsyncClient(transport=pool_transport(limits(4), trusted)) as client:
             for _ in range(3):
                 assert (await client.get(url)).text == "ok"
