@@ -39,6 +39,7 @@ from pydantic import HttpUrl, SecretStr
 from bench.probe import StepRecorder
 from bench.restore import state_record
 from bench.stack import PARTITIONS
+from bench.throughput import AUTH_PATH
 from worker.config import HttpClientSettings, OneAtlasSettings, TopicSettings
 from worker.domain.decide import decide
 from worker.domain.model import AcquisitionsListed, OrderState, Polled
@@ -116,7 +117,6 @@ def tracked_records(template: OrderState, count: int) -> list[EncodedRecord]:
     return records
 
 
-AUTH_PATH = "/auth/realms/IDP/protocol/openid-connect/token"
 TOKEN = {"access_token": "bench-token", "expires_in": 3600, "token_type": "Bearer"}
 
 
@@ -127,17 +127,14 @@ class TaskingPages:
 
     def __init__(self, count: int, page_size: int) -> None:
         items = [_item(i) for i in range(1, count + 1)]
-        self.page_size = page_size
         self.pages = [
             orjson.dumps({"taskings": items[start : start + page_size]})
             for start in range(0, count, page_size)
         ] or [orjson.dumps({"taskings": []})]
-        self.requests = 0
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == AUTH_PATH:
             return httpx.Response(200, json=TOKEN)
-        self.requests += 1
         page = int(request.url.params["startPage"])
         body = self.pages[page - 1] if page <= len(self.pages) else orjson.dumps({"taskings": []})
         return httpx.Response(200, content=body, headers={"content-type": "application/json"})
@@ -214,14 +211,15 @@ async def _child(bootstrap: str, topic: str, cycles: int) -> dict[str, object]:
 
 
 def _poller(store: StateStore, producer: AIOKafkaProducer, recorder: StepRecorder) -> Poller:
-    """Runner and Poller wired like ``worker.app._wire_runtime`` (provider: the stub)."""
+    """Runner and Poller wired like ``worker.app._wire_runtime``; the provider is
+    :class:`TimedProvider` (the real adapter over in-process pages)."""
     metrics = WorkerMetrics()
     scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def fire(request_id: str, kind: object) -> None:
         return None
 
-    stub = TimedProvider(TaskingPages(len(store), PAGE_SIZE))
+    provider = TimedProvider(TaskingPages(len(store), PAGE_SIZE))
     runner = Runner(
         store,
         Publisher(producer, TopicSettings(), metrics),
@@ -233,7 +231,7 @@ def _poller(store: StateStore, producer: AIOKafkaProducer, recorder: StepRecorde
 
     return Poller(
         scheduler,
-        {Provider.ONEATLAS: stub},  # type: ignore[dict-item]  # only poll() is called
+        {Provider.ONEATLAS: provider},  # type: ignore[dict-item]  # only poll() is called
         store.tracked,
         runner.deliver_snapshot,
         metrics,
