@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.app import Worker, build_worker, tune_gc
-from worker.config import Settings, TopicSettings, load_settings
+from worker.config import Settings, TopicSettings, settings_from
 from worker.events.codec import EncodedRecord, encode_input
 from worker.events.models import OrderRequest
 from worker.kafka.broker import EmbeddedBroker
@@ -103,20 +102,6 @@ def simulators(latency: float, nagle: bool = False) -> Iterator[SimProcess]:
         sims.stop()
 
 
-@contextlib.contextmanager
-def patched_env(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def worker_settings(
     broker: EmbeddedBroker,
     topics: TopicSettings,
@@ -146,8 +131,7 @@ def worker_settings(
         **sim_env,
         **overrides,
     }
-    with patched_env(env):
-        return load_settings()
+    return settings_from(env)
 
 
 @dataclass

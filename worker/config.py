@@ -12,7 +12,10 @@ redaction processor (``worker.observability.logging``) learns their values from
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -212,6 +215,33 @@ class Settings(BaseSettings):
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def settings_from(values: Mapping[str, str]) -> Settings:
+    """Settings from exactly ``values`` (``TASKING_*`` variables), for a worker embedded in
+    another program (the demo, tests, benchmarks): the process's own ``TASKING_*`` variables are
+    hidden while they are read, so an embedded worker never picks up a configured cluster.
+
+    Settings are read from the environment only, so ``values`` are put there for the call (under
+    a lock, and restored after).
+
+    Raises:
+        ConfigError: as :func:`load_settings`.
+    """
+    with _ENVIRON_LOCK:
+        saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        for key in saved:
+            del os.environ[key]
+        os.environ.update(values)
+        try:
+            return load_settings()
+        finally:
+            for key in values:
+                os.environ.pop(key, None)
+            os.environ.update(saved)
+
+
+_ENVIRON_LOCK = threading.Lock()
 
 
 def load_settings() -> Settings:

@@ -38,12 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -60,7 +59,7 @@ from rich.prompt import IntPrompt, Prompt
 from rich.table import Table
 from rich.text import Text
 
-from worker.config import ENV_PREFIX, Settings, load_settings
+from worker.config import Settings, settings_from
 from worker.events import codec
 from worker.events.models import (
     AcquisitionEvent,
@@ -494,22 +493,6 @@ class Output:
 # --------------------------------------------------------------------------- environment
 
 
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Exactly ``values`` as the ``TASKING_*`` variables inside the block (the caller's own
-    ``TASKING_*`` variables are hidden, so the demo never talks to a configured cluster)."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key in values:
-            os.environ.pop(key, None)
-        os.environ.update(saved)
-
-
 def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -> dict[str, str]:
     """The ``TASKING_*`` variables of the demo's worker (documented settings only)."""
     return {
@@ -805,8 +788,7 @@ async def running_services(workdir: Path) -> AsyncIterator[Services]:
         await broker.start()
         sims = await start_simulators(speed=BASE_SPEED)
         stack.push_async_callback(sims.stop)
-        with environment(demo_environment(broker.bootstrap_servers, sims.worker_env())):
-            settings = load_settings()
+        settings = settings_from(demo_environment(broker.bootstrap_servers, sims.worker_env()))
         await broker.create_contract_topics(settings.topics)
         configure_logging(settings.log_level, "json", settings.secret_values(), stream=log_file)
         worker = await build_worker(settings)

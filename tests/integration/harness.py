@@ -12,10 +12,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,29 +24,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.app import Worker, build_worker
-from worker.config import Settings, TopicSettings, load_settings
+from worker.config import Settings, TopicSettings, settings_from
 from worker.events.codec import encode_input
 from worker.events.models import Command, OrderRequest
 from worker.kafka.broker import EmbeddedBroker, free_port
 from worker.simulators.server import RunningSimulators, start_simulators
-
-_ENV_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def patched_env(values: Mapping[str, str]) -> Iterator[None]:
-    """Temporarily set environment variables (settings are read from the environment only)."""
-    with _ENV_LOCK:
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
 
 
 def topic_env(topics: TopicSettings) -> dict[str, str]:
@@ -87,8 +68,7 @@ class Stack:
         return values
 
     def settings(self, **overrides: str) -> Settings:
-        with patched_env(self.env(**overrides)):
-            return load_settings()
+        return settings_from(self.env(**overrides))
 
     async def publish(
         self, *messages: OrderRequest | Command, raw: list[tuple[str, bytes | None, bytes]] | None = None

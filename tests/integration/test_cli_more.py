@@ -3,7 +3,6 @@ filters, ``status`` (latest event wins, unknown id exits 1) and ``--help`` of ev
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
-from typer.testing import CliRunner, Result
+from cli_support import cli_env, invoke, read_all, runner
 
 from worker.cli import app
 from worker.config import TopicSettings
@@ -25,38 +23,7 @@ from worker.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
-runner = CliRunner()
 COMMANDS = ("run", "demo", "simulate", "submit", "tail", "status", "schemas")
-
-
-def cli_env(broker: EmbeddedBroker, topics: TopicSettings) -> dict[str, str]:
-    env = {f"TASKING_TOPICS__{name.upper()}": value for name, value in topics.model_dump().items()}
-    return {
-        **env,
-        "TASKING_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "TASKING_KAFKA__ENABLE_IDEMPOTENCE": "false",
-    }
-
-
-async def read_all(broker: EmbeddedBroker, topic: str, expected: int) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        async with asyncio.timeout(15):
-            while len(records) < expected:
-                batches = await consumer.getmany(timeout_ms=500)
-                records.extend(r for batch in batches.values() for r in batch)
-    finally:
-        await consumer.stop()
-    return sorted(records, key=lambda r: (r.partition, r.offset))
-
-
-async def invoke(args: list[str], env: dict[str, str]) -> Result:
-    # The commands run their own event loop (asyncio.run), so not on the test's loop.
-    return await asyncio.to_thread(lambda: runner.invoke(app, args, env=env))
 
 
 def status_event(

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import ConsumerRecord
-from typer.testing import CliRunner, Result
+from cli_support import cli_env, invoke, read_all
 
-from worker.cli import app
 from worker.config import TopicSettings
 from worker.events import codec
 from worker.events.codec import EventType, InputKind
@@ -21,38 +18,6 @@ from worker.events.schemas import input_examples, output_examples
 from worker.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
-
-runner = CliRunner()
-
-
-def cli_env(broker: EmbeddedBroker, topics: TopicSettings) -> dict[str, str]:
-    env = {f"TASKING_TOPICS__{name.upper()}": value for name, value in topics.model_dump().items()}
-    return {
-        **env,
-        "TASKING_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "TASKING_KAFKA__ENABLE_IDEMPOTENCE": "false",
-    }
-
-
-async def invoke(args: list[str], env: dict[str, str]) -> Result:
-    # The commands run their own event loop (asyncio.run), so not on the test's loop.
-    return await asyncio.to_thread(lambda: runner.invoke(app, args, env=env))
-
-
-async def read_all(broker: EmbeddedBroker, topic: str, expected: int) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        async with asyncio.timeout(15):
-            while len(records) < expected:
-                batches = await consumer.getmany(timeout_ms=500)
-                records.extend(r for batch in batches.values() for r in batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def messages_in(broker: EmbeddedBroker, topic: str) -> int:

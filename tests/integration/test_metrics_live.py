@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from contract_metrics import CONTRACT_FAMILIES
 from harness import oneatlas_request, stack_for, start_worker
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -12,18 +13,6 @@ from worker.config import TopicSettings
 from worker.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
-
-CONTRACT_FAMILIES = {
-    "tasking_messages_consumed": "counter",
-    "tasking_order_transitions": "counter",
-    "tasking_orders": "gauge",
-    "tasking_provider_requests": "counter",
-    "tasking_provider_request_duration_seconds": "histogram",
-    "tasking_dead_letters": "counter",
-    "tasking_events_published": "counter",
-    "tasking_consumer_lag_messages": "gauge",
-    "tasking_build_info": "gauge",
-}
 
 
 async def test_metrics_families_have_live_values(

@@ -6,24 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
+from contract_metrics import CONTRACT_FAMILIES
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker.observability.metrics import WorkerMetrics
 
 from .support import ROOT, run_promtool_stdin
-
-CONTRACT_FAMILIES = {
-    "tasking_messages_consumed": "counter",
-    "tasking_order_transitions": "counter",
-    "tasking_orders": "gauge",
-    "tasking_provider_requests": "counter",
-    "tasking_provider_request_duration_seconds": "histogram",
-    "tasking_dead_letters": "counter",
-    "tasking_events_published": "counter",
-    "tasking_consumer_lag_messages": "gauge",
-    "tasking_build_info": "gauge",
-}
 
 
 def exercise(metrics: WorkerMetrics) -> None:

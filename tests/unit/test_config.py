@@ -1,0 +1,37 @@
+"""Settings for an embedded worker: read from exactly the given variables, nothing leaks in or
+stays behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from worker.config import settings_from
+from worker.errors import ConfigError
+
+
+def test_settings_come_from_exactly_the_given_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKING_KAFKA__BOOTSTRAP_SERVERS", "configured-cluster:9092")
+    monkeypatch.setenv("TASKING_LOG_LEVEL", "DEBUG")
+    monkeypatch.delenv("TASKING_KAFKA__GROUP_ID", raising=False)
+    settings = settings_from(
+        {"TASKING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092", "TASKING_KAFKA__GROUP_ID": "embedded"}
+    )
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.kafka.group_id == "embedded"
+    assert settings.log_level == "INFO"  # the caller's DEBUG was hidden: the default applies
+    # and the process environment is as it was
+    assert os.environ["TASKING_KAFKA__BOOTSTRAP_SERVERS"] == "configured-cluster:9092"
+    assert os.environ["TASKING_LOG_LEVEL"] == "DEBUG"
+    assert "TASKING_KAFKA__GROUP_ID" not in os.environ
+
+
+def test_an_invalid_value_names_its_variable_and_restores_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKING_LOG_LEVEL", "DEBUG")
+    with pytest.raises(ConfigError, match="TASKING_LOG_LEVEL") as caught:
+        settings_from({"TASKING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092", "TASKING_LOG_LEVEL": "LOUD"})
+    assert "LOUD" not in str(caught.value)
+    assert os.environ["TASKING_LOG_LEVEL"] == "DEBUG"
