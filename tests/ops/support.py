@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "tasking-worker"
 CI_VALUES = CHART / "ci"
-CRD_SCHEMAS = ROOT.parent / "shared" / "vendor" / "crd-schemas"
+CRD_SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "crd-schemas"
 PROMTOOL_INSTALL_HINT = "apt-get update && apt-get install -y prometheus  (Debian package 'prometheus')"
 RELEASE = "tw"
 NAMESPACE = "tasking"
