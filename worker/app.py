@@ -100,7 +100,7 @@ class Worker:
 
 async def build_worker(settings: Settings) -> Worker:
     """Create and start every component except the consumer loop."""
-    metrics = WorkerMetrics()
+    metrics = WorkerMetrics(topics=settings.topics)
     health = Health(
         metrics,
         poll_timeout=settings.health.stall_timeout_seconds,

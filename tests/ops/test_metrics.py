@@ -6,10 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-from contract_metrics import CONTRACT_FAMILIES
+from contract_metrics import CONTRACT_FAMILIES, LABELS_LEARNT_AT_RUN_TIME
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker.config import TopicSettings
+from worker.events.codec import DeadLetterCode
+from worker.events.status import OrderStatus
 from worker.observability.metrics import WorkerMetrics
 
 from .support import ROOT, run_promtool_stdin
@@ -58,6 +61,118 @@ def test_contract_families_have_their_types(metrics: WorkerMetrics) -> None:
     families = {f.name: f.type for f in text_string_to_metric_families(metrics.render().decode())}
     for name, kind in CONTRACT_FAMILIES.items():
         assert families.get(name) == kind, name
+
+
+def families(metrics: WorkerMetrics) -> dict[str, tuple[str, int]]:
+    """Family name -> (type, number of samples) of the rendered exposition."""
+    parsed = text_string_to_metric_families(metrics.render().decode())
+    return {f.name: (f.type, len(f.samples)) for f in parsed}
+
+
+def test_a_fresh_registry_exports_every_contract_family(metrics: WorkerMetrics) -> None:
+    found = families(metrics)  # nothing has happened yet
+    for name, kind in CONTRACT_FAMILIES.items():
+        assert name in found, f"{name} is not exported before its first event"
+        assert found[name][0] == kind, name
+        if name not in LABELS_LEARNT_AT_RUN_TIME:
+            assert found[name][1] > 0, f"{name} has no series before its first event"
+
+
+def test_label_values_known_in_advance_start_at_zero(metrics: WorkerMetrics) -> None:
+    defaults = TopicSettings()
+    expected = {
+        ("tasking_dead_letters_total", frozenset({("reason", code.value)})) for code in DeadLetterCode
+    }
+    expected |= {
+        ("tasking_messages_consumed_total", frozenset({("topic", topic), ("outcome", outcome)}))
+        for topic, outcome in [
+            (defaults.requests, "accepted"),
+            (defaults.requests, "duplicate"),
+            (defaults.requests, "dead_letter"),
+            (defaults.commands, "command"),
+            (defaults.commands, "dead_letter"),
+        ]
+    }
+    expected |= {
+        ("tasking_events_published_total", frozenset({("topic", topic)}))
+        for topic in (defaults.status, defaults.acquisitions, defaults.dead_letter)
+    }
+    for provider in ("oneatlas", "up42"):
+        expected |= {
+            ("tasking_order_transitions_total", frozenset({("provider", provider), ("status", s.value)}))
+            for s in OrderStatus
+        }
+        expected |= {
+            ("tasking_orders", frozenset({("provider", provider), ("status", s.value)}))
+            for s in OrderStatus
+            if not s.terminal
+        }
+        expected |= {
+            ("tasking_token_renewals_total", frozenset({("provider", provider), ("outcome", o)}))
+            for o in ("ok", "error")
+        }
+        expected |= {
+            (
+                "tasking_acquisition_decisions_total",
+                frozenset({("provider", provider), ("decision", d), ("decided_by", by)}),
+            )
+            for d in ("accept", "refuse")
+            for by in ("policy", "command")
+        }
+        expected.add(("tasking_provider_requests_in_flight", frozenset({("provider", provider)})))
+    expected |= {
+        ("tasking_scheduler_job_runs_total", frozenset({("job", job), ("outcome", o)}))
+        for job in ("poll", "retry", "deadline", "token_refresh", "reconcile")
+        for o in ("ok", "error")
+    }
+    expected |= {("tasking_rebalances_total", frozenset({("kind", k)})) for k in ("assigned", "revoked")}
+    found = samples(metrics)
+    missing = sorted(str(key) for key in expected if key not in found)
+    assert not missing, "series missing from a fresh registry:\n" + "\n".join(missing)
+    assert {key: found[key] for key in expected} == dict.fromkeys(expected, 0.0)
+    # Terminal statuses are never open, so they get no open-orders series.
+    assert value(metrics, "tasking_orders", provider="up42", status="COMPLETED") is None
+
+
+def test_topic_series_follow_the_configured_names() -> None:
+    topics = TopicSettings(requests="in.req", commands="in.cmd", status="out.st", dead_letter="out.dl")
+    metrics = WorkerMetrics(CollectorRegistry(), topics=topics)
+    consumed = {
+        dict(labels)["topic"]
+        for name, labels in samples(metrics)
+        if name == "tasking_messages_consumed_total"
+    }
+    published = {
+        dict(labels)["topic"] for name, labels in samples(metrics) if name == "tasking_events_published_total"
+    }
+    assert consumed == {"in.req", "in.cmd"}
+    assert published == {"out.st", topics.acquisitions, "out.dl"}  # never the state changelog
+
+
+def test_series_learnt_at_run_time_are_absent_until_known(metrics: WorkerMetrics) -> None:
+    names = {name for name, _ in samples(metrics)}
+    for absent in (
+        "tasking_consumer_lag_messages",  # partitions are known once assigned
+        "tasking_provider_requests_total",  # operations are known at their first call
+        "tasking_provider_retries_total",
+        "tasking_order_oldest_status_age_seconds",  # no order, no oldest one
+        "tasking_provider_last_successful_poll_timestamp_seconds",  # 0 would mean 1970
+    ):
+        assert absent not in names, absent
+
+
+def test_the_first_call_of_an_operation_creates_every_outcome_at_zero(metrics: WorkerMetrics) -> None:
+    metrics.provider_request("up42", "get_order", "ok", 0.1)
+    name = "tasking_provider_requests_total"
+    labels = {"provider": "up42", "operation": "get_order"}
+    assert value(metrics, name, outcome="ok", **labels) == 1
+    for outcome in ("client_error", "server_error", "timeout", "rate_limited"):
+        assert value(metrics, name, outcome=outcome, **labels) == 0, outcome
+    assert value(metrics, "tasking_provider_retries_total", **labels) == 0
+    assert value(metrics, name, outcome="ok", provider="oneatlas", operation="get_order") is None
+    metrics.provider_request("up42", "get_order", "timeout", 30.0)  # a known operation again
+    assert value(metrics, name, outcome="timeout", **labels) == 1
+    assert value(metrics, name, outcome="ok", **labels) == 1
 
 
 def test_exposition_passes_promtool_lint(metrics: WorkerMetrics, promtool: Path) -> None:

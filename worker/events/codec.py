@@ -94,6 +94,7 @@ class DeadLetterCode(StrEnum):
     KEY_MISMATCH = "KEY_MISMATCH"
     UNKNOWN_TYPE = "UNKNOWN_TYPE"
     TOO_LARGE = "TOO_LARGE"
+    UNKNOWN_REQUEST = "UNKNOWN_REQUEST"  # a command for a requestId this worker does not know
 
 
 _MODEL_BY_KIND: Final[dict[InputKind, type[OrderRequest] | type[Command]]] = {

@@ -657,6 +657,7 @@ _DEAD_LETTER_MEANING: Final = {
     DeadLetterCode.KEY_MISMATCH: "the Kafka key is present and differs from `requestId`",
     DeadLetterCode.UNKNOWN_TYPE: "`ce_type` (or `ce_specversion`) is not the one of the topic",
     DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default); checked before parsing",
+    DeadLetterCode.UNKNOWN_REQUEST: "a command names a `requestId` this worker does not know",
 }
 
 

@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from worker.config import Settings
 from worker.errors import DecodeError
-from worker.events.codec import InputKind, build_dead_letter, decode
+from worker.events.codec import DeadLetterCode, InputKind, build_dead_letter, decode
 from worker.events.models import Command, OrderRequest, Provider
 from worker.kafka.publisher import Publisher, producer_options
 from worker.kafka.statestore import StateStore
@@ -248,7 +248,9 @@ class Intake:
             self.metrics.message_consumed(record.topic, "command")
             return
         error = DecodeError(
-            "UNKNOWN_REQUEST", f"no request {command.request_id!r} is known", request_id=command.request_id
+            DeadLetterCode.UNKNOWN_REQUEST,
+            f"no request {command.request_id!r} is known",
+            request_id=command.request_id,
         )
         await self._dead_letter(record, error, InputKind.COMMAND, publish_status=False)
 

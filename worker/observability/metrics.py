@@ -12,6 +12,15 @@ a bug shows up as an error in tests instead of a slow cardinality explosion in p
 Free-form but code-defined labels (``operation``, dead-letter ``reason``) are checked against a
 short identifier pattern for the same reason. Names follow CONTRACT §7 (binding) and Prometheus
 conventions: base units (seconds), ``_total`` for counters.
+
+Every family is registered at construction, and every series whose label values are known in
+advance starts at 0 (CONTRACT §7): dead-letter reasons, outcomes, providers, statuses, scheduler
+jobs and the configured topics. A series that appears only with its first event hides that event
+from ``increase()``/``rate()`` and leaves dashboards blank. Series whose labels are learnt at run
+time appear when first known: consumer lag (the partitions this instance is assigned), provider
+calls (an operation's outcome series are all created at its first call), the oldest status age
+(absent when no order is in that status) and the last successful poll (a Unix time has no neutral
+value: 0 would read as "last success in 1970" and fire the stale-poll alert after every restart).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 import worker
+from worker.config import TopicSettings
+from worker.events.codec import DeadLetterCode
 from worker.events.status import OrderStatus
 
 #: The content type of :meth:`WorkerMetrics.render`: the classic text format 0.0.4, which every
@@ -36,12 +47,21 @@ CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 
 PROVIDERS: Final = frozenset({"oneatlas", "up42"})
 STATUSES: Final = frozenset(status.value for status in OrderStatus)
+OPEN_STATUSES: Final = frozenset(status.value for status in OrderStatus if not status.terminal)
 CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command"})
+#: What can become of a message on each input topic (the series pre-created per topic).
+REQUEST_TOPIC_OUTCOMES: Final = ("accepted", "duplicate", "dead_letter")
+COMMAND_TOPIC_OUTCOMES: Final = ("command", "dead_letter")
+DEAD_LETTER_REASONS: Final = frozenset(code.value for code in DeadLetterCode)
 REQUEST_OUTCOMES: Final = frozenset({"ok", "client_error", "server_error", "timeout", "rate_limited"})
 REBALANCE_KINDS: Final = frozenset({"assigned", "revoked"})
 SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile"})
 DECISIONS: Final = frozenset({"accept", "refuse"})
 DECIDED_BY: Final = frozenset({"policy", "command"})
+BINARY_OUTCOMES: Final = ("ok", "error")
+#: Topic settings that are not published to through :class:`~worker.kafka.publisher.Publisher`:
+#: the inputs, and the state changelog (written by the state store, not counted as events).
+_UNPUBLISHED_TOPICS: Final = frozenset({"requests", "commands", "state"})
 
 # Operations are code-defined names ("create_order", "get_tasking"); reasons are dead-letter
 # codes ("MALFORMED_JSON"). A pattern keeps ids, URLs and free text out of these labels.
@@ -91,18 +111,68 @@ class WorkerMetrics:
     Args:
         registry: where the families are registered; a fresh one by default. Registering two
             ``WorkerMetrics`` into the same registry raises ``ValueError`` (duplicate names).
+        topics: the configured topic names, whose per-topic series start at 0; the contract's
+            default names when omitted.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, topics: TopicSettings | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._open_order_keys: set[tuple[str, str]] = set()
         self._status_age_keys: set[tuple[str, str]] = set()
+        self._known_operations: set[tuple[str, str]] = set()
         self._register_intake()
         self._register_orders()
         self._register_providers()
         self._register_runtime()
         self._build_info.labels(version=running_version()).set(1)
         self._ready.set(0)
+        self._zero_known_series(topics if topics is not None else TopicSettings())
+
+    def _zero_known_series(self, topics: TopicSettings) -> None:
+        """Create, at 0, every series whose label values are known before the first event."""
+        for outcome in REQUEST_TOPIC_OUTCOMES:
+            self._consumed.labels(topic=_check_topic(topics.requests), outcome=outcome)
+        for outcome in COMMAND_TOPIC_OUTCOMES:
+            self._consumed.labels(topic=_check_topic(topics.commands), outcome=outcome)
+        for name, topic in topics.model_dump().items():
+            if name not in _UNPUBLISHED_TOPICS:
+                self._published.labels(topic=_check_topic(topic))
+        for reason in DEAD_LETTER_REASONS:
+            self._dead_letters.labels(reason=reason)
+        for kind in REBALANCE_KINDS:
+            self._rebalances.labels(kind=kind)
+        for job in SCHEDULER_JOBS:
+            for outcome in BINARY_OUTCOMES:
+                self._scheduler_runs.labels(job=job, outcome=outcome)
+        for provider in PROVIDERS:
+            self._zero_provider_series(provider)
+        self.set_open_orders({(provider, status): 0 for provider in PROVIDERS for status in OPEN_STATUSES})
+
+    def _zero_provider_series(self, provider: str) -> None:
+        for status in STATUSES:
+            self._transitions.labels(provider=provider, status=status)
+        for decision in DECISIONS:
+            for decided_by in DECIDED_BY:
+                self._acq_decisions.labels(provider=provider, decision=decision, decided_by=decided_by)
+        for outcome in BINARY_OUTCOMES:
+            self._token_renewals.labels(provider=provider, outcome=outcome)
+        self._in_flight.labels(provider=provider)
+
+    def _operation_known(self, provider: str, operation: str) -> None:
+        """At the first call of an operation, create its series for every outcome at 0.
+
+        Operations are not a closed set (each adapter names its own), so their series cannot be
+        made in advance; making all outcomes at once means the first error is an increase from
+        0 that ``increase()`` sees, not the birth of a series it cannot.
+        """
+        if (provider, operation) in self._known_operations:
+            return
+        for outcome in REQUEST_OUTCOMES:
+            self._requests.labels(provider=provider, operation=operation, outcome=outcome)
+        self._retries.labels(provider=provider, operation=operation)
+        self._known_operations.add((provider, operation))
 
     # -- registration -----------------------------------------------------------------------
 
@@ -331,6 +401,7 @@ class WorkerMetrics:
         _check("provider", provider, PROVIDERS)
         _check_pattern("operation", operation, _OPERATION)
         _check("outcome", outcome, REQUEST_OUTCOMES)
+        self._operation_known(provider, operation)
         self._requests.labels(provider=provider, operation=operation, outcome=outcome).inc()
         self._duration.labels(provider=provider, operation=operation).observe(duration_seconds)
 
@@ -346,10 +417,10 @@ class WorkerMetrics:
 
     def provider_retry(self, provider: str, operation: str) -> None:
         """Count one retry of a provider call."""
-        self._retries.labels(
-            provider=_check("provider", provider, PROVIDERS),
-            operation=_check_pattern("operation", operation, _OPERATION),
-        ).inc()
+        _check("provider", provider, PROVIDERS)
+        _check_pattern("operation", operation, _OPERATION)
+        self._operation_known(provider, operation)
+        self._retries.labels(provider=provider, operation=operation).inc()
 
     def poll_succeeded(self, provider: str, *, at: float | None = None) -> None:
         """Record that a tracking poll of ``provider`` completed (now, or at Unix time ``at``)."""
