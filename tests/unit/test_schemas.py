@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from worker.cli import app
+from worker.events.models import OPTIONAL_OUTPUT_FIELD, DeadLetter
 from worker.events.schemas import SPECS, spec_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,24 @@ def test_json_schema_refuses_what_the_model_refuses() -> None:
     unknown_field = {**request, "colour": "blue"}
     for bad in (wrong_product, with_hole, unknown_field):
         assert not validator.is_valid(bad)
+
+
+def test_dead_letter_payload_encoding_is_optional_as_the_contract_says() -> None:
+    """CONTRACT §4.6: absent (or "utf-8") for a text payload, "base64" otherwise."""
+    validator = _validator("dead-letter.json")
+    written = json.loads((SCHEMAS / "examples" / "dead-letter.json").read_text())
+    without = {k: v for k, v in written.items() if k != "payloadEncoding"}
+    assert validator.is_valid(without), [e.message for e in validator.iter_errors(without)]
+    assert DeadLetter.model_validate(without).payload_encoding == "utf-8"
+    assert validator.is_valid({**written, "payloadEncoding": "base64", "payload": "AAEC"})
+    assert not validator.is_valid({**written, "payloadEncoding": "latin-1"})
+    for required in ("error", "source", "payload", "receivedAt"):  # the others stay required
+        assert not validator.is_valid({k: v for k, v in written.items() if k != required}), required
+
+
+def test_no_internal_schema_marker_is_published() -> None:
+    published = [p for p in SCHEMAS.rglob("*") if p.is_file() and OPTIONAL_OUTPUT_FIELD in p.read_text()]
+    assert published == []
 
 
 def test_asyncapi_lists_every_contract_topic() -> None:

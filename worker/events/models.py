@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -48,6 +48,11 @@ UtcDatetime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+
+#: Schema key marking an output field the contract makes optional. Output schemas list every
+#: other field as required (the worker always writes it); ``worker.events.schemas`` leaves a
+#: marked field out of ``required`` and drops the key, so it never reaches a published schema.
+OPTIONAL_OUTPUT_FIELD: Final = "x-tasking-optional"
 
 
 class ContractModel(BaseModel):
@@ -470,7 +475,13 @@ class DeadLetter(ContractModel):
     error: DeadLetterError
     source: MessageSource
     payload: str | None
-    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    # Optional in the contract (§4.6): a dead letter written without it has a text payload. The
+    # worker always writes it; readers must accept its absence.
+    payload_encoding: Literal["utf-8", "base64"] = Field(
+        "utf-8",
+        description='"base64" when payload is base64; absent or "utf-8" when payload is text.',
+        json_schema_extra={OPTIONAL_OUTPUT_FIELD: True},
+    )
     received_at: UtcDatetime
 
 

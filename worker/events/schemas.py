@@ -25,6 +25,7 @@ import yaml
 from worker.events.codec import DEFAULT_SOURCE, DeadLetterCode, EventType, rfc3339
 from worker.events.geometry import MAX_POSITIONS, MIN_POSITIONS
 from worker.events.models import (
+    OPTIONAL_OUTPUT_FIELD,
     REQUEST_ID_PATTERN,
     AcquisitionEvent,
     Command,
@@ -110,10 +111,14 @@ def _drop_property_titles(schema: dict[str, Any]) -> None:
 
 
 def _all_properties_required(schema: dict[str, Any]) -> None:
-    # The worker serialises every field (nulls included), so consumers may rely on each key.
+    # The worker serialises every field (nulls included), so consumers may rely on each key;
+    # except fields the contract makes optional, which others may write without (they are marked
+    # in the model with OPTIONAL_OUTPUT_FIELD).
     for obj in _objects(schema):
         if "properties" in obj:
-            obj["required"] = list(obj["properties"])
+            properties = obj["properties"]
+            optional = {name for name, prop in properties.items() if prop.pop(OPTIONAL_OUTPUT_FIELD, False)}
+            obj["required"] = [name for name in properties if name not in optional]
 
 
 def _tighten_order_request(schema: dict[str, Any]) -> None:
