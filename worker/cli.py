@@ -61,6 +61,7 @@ from worker.events import codec
 from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
 from worker.events.models import Command, OrderRequest, OrderStatusEvent
+from worker.kafka.offsets import read_end
 from worker.kafka.publisher import producer_options
 
 app = typer.Typer(
@@ -590,6 +591,7 @@ async def _latest_in(
     latest: OrderStatusEvent | None = None
     while await consumer.position(tp) < end:
         batches = await consumer.getmany(tp, timeout_ms=1000)
+        end = read_end(consumer, tp, end)  # the listed end can lag the log (worker.kafka.offsets)
         for record in batches.get(tp, []):
             if record.offset >= end or record.key != request_id.encode():
                 continue

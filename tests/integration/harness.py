@@ -28,6 +28,7 @@ from worker.config import Settings, TopicSettings, settings_from
 from worker.events.codec import encode_input
 from worker.events.models import Command, OrderRequest
 from worker.kafka.broker import EmbeddedBroker, free_port
+from worker.kafka.offsets import read_end
 from worker.simulators.server import RunningSimulators, start_simulators
 
 
@@ -573,7 +574,7 @@ async def read_topic(bootstrap_servers: str, topic: str, timeout: float = 10.0) 
         while pending and time.monotonic() < deadline:
             batch = await consumer.getmany(*pending, timeout_ms=500)
             for tp, messages in batch.items():
-                ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)  # see StateStore._drain
+                ends[tp] = read_end(consumer, tp, ends[tp])  # the listed end can lag the log
                 records.extend(
                     RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers))
                     for m in messages

@@ -162,6 +162,37 @@ async def test_status_prints_the_latest_event_and_exits_1_for_an_unknown_request
     assert "no status event for req-nobody" in unknown.output
 
 
+async def test_status_finds_the_latest_event_when_the_newest_share_one_batch(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """The worker's outbox sends an order's events together, so they often share one batch; the
+    embedded broker's ListOffsets then answers the start of that batch plus one, and a read bounded
+    by it alone returned an older status (RECEIVED) instead of the newest."""
+    await broker.create_contract_topics(unique_topics)
+    statuses = [OrderStatus.RECEIVED, OrderStatus.FEASIBLE, OrderStatus.QUOTED, OrderStatus.ORDERED]
+    events = [
+        status_event("req-batch", n, status, statuses[n - 2] if n > 1 else None)
+        for n, status in enumerate(statuses, start=1)
+    ]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False, linger_ms=200
+    )
+    await producer.start()
+    try:
+        records = [codec.encode_status(event) for event in events]
+        futures = [
+            await producer.send(unique_topics.status, r.value, key=r.key, headers=r.headers) for r in records
+        ]
+        offsets = [(await future).offset for future in futures]
+    finally:
+        await producer.stop()
+    assert offsets == list(range(offsets[0], offsets[0] + len(events)))  # one partition, in order
+    env = cli_env(broker, unique_topics)
+    result = await invoke(["status", "req-batch", "--json"], env)
+    assert result.exit_code == 0, result.output
+    assert OrderStatusEvent.model_validate_json(result.stdout) == events[-1]
+
+
 async def test_status_of_a_missing_topic_exits_1_without_creating_it(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:

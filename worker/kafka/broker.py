@@ -6,11 +6,11 @@ co-partitioned partition counts. Production uses a real Kafka cluster; nothing e
 knows which one it talks to.
 
 Known limits of this broker (none of them exist on real Kafka): the idempotent producer is refused
-(so clients set ``enable_idempotence=False`` against it), memory storage does not compact, and a
+(so clients set ``enable_idempotence=False`` against it), memory storage does not compact, a
 consumer group's first join takes about five seconds, and its ``ListOffsets`` (latest) answers
-the start of the last batch plus one when that batch holds several records, so a reader bounded
-by ``end_offsets()`` alone can stop short (the state store also reads to the fetch high
-watermark).
+the start of the last batch plus one when that batch holds several records. No record is lost:
+every acknowledged record can be fetched, and the fetch high watermark is right; only a reader
+bounded by ``end_offsets()`` alone stops short (readers use ``worker.kafka.offsets.read_end``).
 """
 
 from __future__ import annotations

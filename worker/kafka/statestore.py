@@ -6,7 +6,8 @@ latest record per ``requestId`` is the order's state (a JSON :class:`OrderState`
 duplicate, never a second order with a restarted sequence).
 
 Restoring reads the owned partitions from the beginning to the end offsets captured at the start
-of the restore; the last record per key wins. Writes go through the shared producer with
+of the restore (raised to each fetch's high watermark, see ``worker.kafka.offsets``); the last
+record per key wins. Writes go through the shared producer with
 ``acks=all`` and are awaited: when :meth:`StateStore.persist` returns, the state is durable.
 
 In memory an order is its packed changelog value plus a small index (``worker.kafka.statecodec``):
@@ -30,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from worker.domain.model import OrderState
 from worker.events.models import OrderStatusEvent, Provider
+from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack_state
 
 log = structlog.get_logger(__name__)
@@ -269,11 +271,9 @@ class StateStore:
             # prepares them while this batch is indexed.
             await asyncio.sleep(0)
             for tp, messages in batch.items():
-                # The end is also the high watermark of the fetch itself: a broker whose
-                # ListOffsets answers the start of the last batch (the embedded broker does for
-                # multi-record batches) would otherwise make the restore stop short of the
-                # newest states, and an order would resume from an older one.
-                ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
+                # The listed end can lag the log (worker.kafka.offsets): stopping there would
+                # leave out the newest states, and an order would resume from an older one.
+                ends[tp] = read_end(consumer, tp, ends[tp])
                 end, entries = ends[tp], into[tp.partition]
                 for message in messages:
                     if message.offset < end:
