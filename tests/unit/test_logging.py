@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from worker.observability.logging import REDACTED, Redactor, configure_logging
+from worker.observability.logging import LIBRARY_LOGGERS, REDACTED, Redactor, configure_logging
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -21,8 +25,14 @@ def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
     configure_logging("INFO", "json", [SECRET], stream=out)
     yield out
+    reset_logging()
+
+
+def reset_logging() -> None:
     structlog.contextvars.clear_contextvars()
     structlog.reset_defaults()
+    for name in LIBRARY_LOGGERS:  # leave no raised level behind for other tests
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -56,11 +66,82 @@ def test_context_variables_are_in_every_line(stream: io.StringIO) -> None:
 
 
 def test_stdlib_loggers_are_routed_and_filtered_by_level(stream: io.StringIO) -> None:
-    logging.getLogger("httpx").info("HTTP Request: %s %s", "GET", "https://api.up42.com")
+    logging.getLogger("httpx").warning("HTTP Request: %s %s failed", "GET", "https://api.up42.com")
     logging.getLogger("apscheduler").debug("below the level")
     (line,) = lines(stream)
-    assert line["event"] == "HTTP Request: GET https://api.up42.com"
+    assert line["event"] == "HTTP Request: GET https://api.up42.com failed"
     assert line["logger"] == "httpx"
+
+
+def test_at_info_libraries_write_only_warnings_and_the_worker_its_events(stream: io.StringIO) -> None:
+    for name in ("httpx", "httpcore.http11", "aiokafka.consumer.group_coordinator", "uvicorn.access"):
+        logging.getLogger(name).info("routine of %s", name)
+    logging.getLogger("aiokafka.conn").warning("connection lost")
+    structlog.get_logger("worker.kafka.intake").info("partitions_assigned", partitions=[0, 1])
+    assert [(line["logger"], line["event"]) for line in lines(stream)] == [
+        ("aiokafka.conn", "connection lost"),
+        ("worker.kafka.intake", "partitions_assigned"),
+    ]
+
+
+async def run_one_job(job: Callable[[], Awaitable[None]], *, fails: bool = False) -> None:
+    """Run ``job`` once on a real AsyncIOScheduler; return after the scheduler has logged its end."""
+    done = asyncio.Event()
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_listener(lambda _: done.set(), EVENT_JOB_ERROR if fails else EVENT_JOB_EXECUTED)
+    scheduler.start()
+    try:
+        scheduler.add_job(job, "date", run_date=datetime.now(UTC), id="timer-1")
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def timer_work() -> None:
+    structlog.get_logger("worker.runtime.timers").info("timer_fired", requestId="r-1")
+
+
+async def test_a_timer_run_at_info_writes_the_workers_event_only(stream: io.StringIO) -> None:
+    await run_one_job(timer_work)
+    assert [(line["logger"], line["event"]) for line in lines(stream)] == [
+        ("worker.runtime.timers", "timer_fired")
+    ]
+
+
+async def test_a_failing_timer_run_still_reports_the_schedulers_error(stream: io.StringIO) -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    await run_one_job(broken, fails=True)
+    (line,) = lines(stream)
+    assert line["logger"].startswith("apscheduler")
+    assert line["level"] == "error"
+    assert "raised an exception" in line["event"]
+
+
+async def test_at_debug_the_schedulers_routine_is_written_too() -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", [], stream=out)
+    try:
+        await run_one_job(timer_work)
+    finally:
+        reset_logging()
+    events = [line["event"] for line in lines(out) if line["logger"].startswith("apscheduler")]
+    assert any(e.startswith("Running job") for e in events), events
+    assert any(e.endswith("executed successfully") for e in events), events
+    assert "timer_fired" in [line["event"] for line in lines(out)]
+
+
+@pytest.mark.parametrize(("level", "expected"), [("DEBUG", "DEBUG"), ("INFO", "WARNING"), ("ERROR", "ERROR")])
+def test_library_level_follows_the_worker_level(level: str, expected: str) -> None:
+    configure_logging(level, "json", [], stream=io.StringIO())
+    try:
+        levels = {
+            logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) for name in LIBRARY_LOGGERS
+        }
+    finally:
+        reset_logging()
+    assert levels == {expected}
 
 
 def test_secret_values_and_tokens_are_redacted(stream: io.StringIO) -> None:

@@ -9,6 +9,9 @@ processors and the same handler on stdout, so every line has one format:
   ``topic``, ``partition``, ``offset``, ...) and the call's own keys;
 * ``console``: structlog's aligned, human-readable lines (for a terminal).
 
+The libraries' routine (apscheduler's two lines per job run, httpx's line per request, ...) shows
+only at ``DEBUG``: at the default ``INFO`` they write warnings and errors, the worker its events.
+
 Exceptions are rendered as tracebacks *without local variables* (locals may hold credentials or
 whole payloads): structured frames in JSON, plain text on the console.
 
@@ -76,7 +79,11 @@ def _hide_value(match: re.Match[str]) -> str:
 
 
 _HANDLER_MARK: Final = "_tasking_worker_handler"
-_LIBRARY_LOGGERS: Final = ("aiokafka", "kafka", "httpx", "httpcore", "uvicorn", "apscheduler")
+#: Third-party loggers: routed through the worker's handler, and held at WARNING or above unless
+#: the level is DEBUG. At INFO they would drown the worker's own events (apscheduler alone writes
+#: two lines for every timer run: "Running job ..." and "... executed successfully").
+LIBRARY_LOGGERS: Final = ("aiokafka", "kafka", "httpx", "httpcore", "uvicorn", "apscheduler", "asyncio")
+LIBRARY_MIN_LEVEL: Final = logging.WARNING
 
 
 class Redactor:
@@ -180,7 +187,8 @@ def configure_logging(
     """Configure structlog and stdlib logging for the whole process.
 
     Args:
-        level: minimum level (name or number) for the worker and the libraries.
+        level: minimum level (name or number) of the worker's own events; third-party libraries
+            (:data:`LIBRARY_LOGGERS`) log at WARNING or above unless ``level`` is DEBUG.
         fmt: ``json`` (one object per line) or ``console``.
         secrets: values to hide everywhere (``Settings.secret_values()``).
         stream: where lines go; ``sys.stdout`` (as it is at call time) by default.
@@ -237,8 +245,15 @@ def _configure_stdlib(level: int, fmt: LogFormat, redactor: Redactor, stream: Te
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in _LIBRARY_LOGGERS:
+    for name in LIBRARY_LOGGERS:
         # Libraries log through the root handler, never through handlers of their own.
         library = logging.getLogger(name)
         library.handlers.clear()
         library.propagate = True
+        library.setLevel(library_level(level))
+
+
+def library_level(level: int) -> int:
+    """The level of third-party loggers for the worker's ``level``: the same at DEBUG (everything
+    is wanted), else at least WARNING (their problems, not their routine)."""
+    return level if level <= logging.DEBUG else max(level, LIBRARY_MIN_LEVEL)
