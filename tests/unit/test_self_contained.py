@@ -1,5 +1,5 @@
 """The repository is self-contained: no code, test, benchmark or script reaches for files beside the
-checkout (a sibling ``shared/`` folder, or any absolute path under the machine's work folder).
+checkout (a sibling ``shared/`` folder, by a relative or an absolute path).
 
 A clean clone of this repository alone must pass ``make test``; a file read from outside works on a
 developer's machine and fails everywhere else. Markdown is exempt: docs may name where a vendored file
