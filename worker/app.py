@@ -177,6 +177,8 @@ def _wire_runtime(
         settings.tracking.poll_interval_seconds,
         utc_now,
         news=runner.snapshot_is_news,
+        report=runner.report_tracking,
+        error_threshold=settings.tracking.error_threshold,
     )
     poller.start()
     TokenKeeper(scheduler, providers, metrics).start()

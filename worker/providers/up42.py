@@ -882,9 +882,7 @@ class Up42Provider:
         coverage data, or any other 4xx) means "not available" and the order's status still
         advances. A transient failure (5xx, timeout, 429) is raised as usual."""
         try:
-            body = await self._http.read(
-                "get_coverage", "GET", self._url(f"/v2/coverage/orders/{order_id}")
-            )
+            body = await self._http.read("get_coverage", "GET", self._url(f"/v2/coverage/orders/{order_id}"))
         except ProviderRejected as exc:
             log.info("up42_coverage_unavailable", order_id=order_id, status_code=exc.status_code)
             return None

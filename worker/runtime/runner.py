@@ -52,6 +52,8 @@ from worker.domain.model import (
     StepFailed,
     TimerFired,
     TimerKind,
+    TrackingFailed,
+    TrackingRecovered,
     Unschedule,
 )
 from worker.errors import DecodeError, OwnershipLost
@@ -63,7 +65,7 @@ from worker.kafka.statestore import BurntId, StateStore
 from worker.providers.base import PolledOrder, TaskingProvider
 from worker.runtime import crashpoints
 from worker.runtime.calls import perform
-from worker.runtime.timers import Timers
+from worker.runtime.timers import Timers, TrackingTrouble
 
 log = structlog.get_logger(__name__)
 
@@ -212,6 +214,32 @@ class Runner:
             async with self._order_lock(request_id):
                 event = Polled(snapshot=polled.snapshot, at=at)
                 await self._apply(partition, request_id, event, seen=polled.fingerprint)
+
+    async def report_tracking(
+        self, request_id: str, trouble: TrackingTrouble | None, last: TrackingTrouble, at: datetime
+    ) -> None:
+        """Apply the poller's word on an order whose tracking keeps failing (``trouble``) or
+        works again (``None``; ``last`` is what was reported): the domain core publishes the
+        order's current status once more with reason ``TRACKING_ERROR`` / ``TRACKING_RECOVERED``.
+
+        Raises:
+            KafkaError / OwnershipLost: as :meth:`submit`.
+        """
+        partition = self.store.partition_of(request_id)
+        if partition is None:
+            return
+        event: DomainEvent
+        if trouble is not None:
+            event = TrackingFailed(
+                failures=trouble.failures,
+                what=trouble.what,
+                message=trouble.message,
+                since=trouble.since,
+                at=at,
+            )
+        else:
+            event = TrackingRecovered(failures=last.failures, since=last.since, at=at)
+        await self.submit(partition, request_id, event)
 
     async def resume(self, partitions: Iterable[int]) -> int:
         """After a restore: re-publish each open order's pending events and latest status (same
