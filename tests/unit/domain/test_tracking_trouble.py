@@ -18,8 +18,10 @@ def test_tracking_trouble_repeats_the_status_with_its_reason_and_recovery() -> N
     assert effects == []
     failed = order.last()
     assert failed.sequence == before.sequence + 1
-    assert failed.status is before.status and failed.previous_status is before.status
-    assert failed.reason is not None and failed.reason.code == "TRACKING_ERROR"
+    assert failed.status is before.status
+    assert failed.previous_status is before.status
+    assert failed.reason is not None
+    assert failed.reason.code == "TRACKING_ERROR"
     assert failed.reason.details == {
         "failing": "read",
         "failures": 5,
@@ -29,7 +31,8 @@ def test_tracking_trouble_repeats_the_status_with_its_reason_and_recovery() -> N
     order.send(TrackingRecovered(failures=7, since=at(10), at=at(30)))
     recovered = order.last()
     assert recovered.sequence == failed.sequence + 1
-    assert recovered.reason is not None and recovered.reason.code == "TRACKING_RECOVERED"
+    assert recovered.reason is not None
+    assert recovered.reason.code == "TRACKING_RECOVERED"
     assert recovered.status is before.status
 
 
