@@ -250,28 +250,28 @@ class Poller:
         self._running.add(name)
         cycle = self._cycles[name] = self._cycles.get(name, 0) + 1  # per provider: cadences interleave
         try:
+            return await self._cycle(name, cycle)
+        finally:
+            self._report_gauge(name)
+            self._running.discard(name)
+
+    async def _cycle(self, name: Provider, cycle: int) -> int:
+        try:
             keys = self.due(name, cycle)
             if not keys:
                 self.metrics.poll_succeeded(name.value)
                 return 0
             polled = await self.providers[name].poll(keys.keys())
-        except Exception:
-            self._running.discard(name)
+        except Exception:  # the listing itself: the only provider-level failure
             self.metrics.scheduler_job("poll", False)
             log.exception("poll_failed", provider=name.value)
             return 0
-        try:
-            now = self.clock()
-            seen = [(keys[k], p) for k, p in polled.items() if k in keys]
-            await asyncio.gather(
-                *(self._track_one(name, request_id, p, now, cycle) for request_id, p in seen)
-            )
-            self.metrics.poll_succeeded(name.value)
-            self.metrics.scheduler_job("poll", True)
-            return len(polled)
-        finally:
-            self._report_gauge(name)
-            self._running.discard(name)
+        now = self.clock()
+        seen = [(keys[k], p) for k, p in polled.items() if k in keys]
+        await asyncio.gather(*(self._track_one(name, request_id, p, now, cycle) for request_id, p in seen))
+        self.metrics.poll_succeeded(name.value)
+        self.metrics.scheduler_job("poll", True)
+        return len(polled)
 
     async def _track_one(
         self, name: Provider, request_id: str, polled: PolledOrder, now: datetime, cycle: int

@@ -125,3 +125,13 @@ async def test_failing_orders_back_off_are_reported_once_and_on_recovery() -> No
     assert ("order-3", "recovered") not in reports
     assert reports.count(("order-3", "failed")) == 1  # reported once, not at every failure
     assert metrics.gauge["oneatlas"] == 1
+
+
+async def test_a_cycle_with_nothing_due_leaves_the_next_cycles_running() -> None:
+    provider, metrics, reports = FaultyProvider(), Metrics(), []
+    orders: list[object] = []
+    poller = _poller(provider, metrics, set(), reports)
+    poller.tracked = lambda name: orders  # type: ignore[assignment,misc]
+    assert await poller.run_cycle(Provider.ONEATLAS) == 0
+    orders.extend(tracked_order(n) for n in range(2))
+    assert await poller.run_cycle(Provider.ONEATLAS) == 2
