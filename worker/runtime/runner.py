@@ -63,6 +63,7 @@ from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import BurntId, StateStore
 from worker.providers.base import PolledOrder, TaskingProvider
+from worker.providers.http import before_write
 from worker.runtime import crashpoints
 from worker.runtime.calls import perform
 from worker.runtime.timers import Timers, TrackingTrouble
@@ -466,33 +467,57 @@ class Runner:
         )
         provider = self.providers.get(state.request.provider.value)
         if provider is None:
-            event: DomainEvent = _not_configured(call, self.clock())
-        else:
-            if call.op in PAID_OPS and not await self._owner_before_paid_call(partition, tenure, call):
-                return
-            event = await perform(provider, state, call, self.clock)
-            if call.op in PAID_OPS:
+            event: DomainEvent | None = _not_configured(call, self.clock())
+        elif call.op in PAID_OPS:
+            event = await self._paid_call(partition, tenure, provider, state, call)
+            if event is not None:
                 crashpoints.reached(f"after_call_returned:{call.op.value}")
-        await self._feed_back(partition, state.request_id, event, tenure)
+        else:
+            event = await perform(provider, state, call, self.clock)
+        if event is not None:
+            await self._feed_back(partition, state.request_id, event, tenure)
 
-    async def _owner_before_paid_call(self, partition: int, tenure: int | None, call: CallProvider) -> bool:
-        """Whether the broker confirms, right before a paid call, that this instance owns the
-        order's partition (``Ownership.confirm``: a commit under the current generation).
+    async def _paid_call(
+        self,
+        partition: int,
+        tenure: int | None,
+        provider: TaskingProvider,
+        state: OrderState,
+        call: CallProvider,
+    ) -> DomainEvent | None:
+        """Perform a paid call, each of its write requests preceded by the broker's
+        confirmation that this instance owns the order's partition (``Ownership.confirm``, a
+        commit under the current generation, awaited right before the request is sent: after
+        the rate limiter, so a call that waited in its queue through a freeze is checked after
+        the freeze).
 
-        Not confirmed: the call is not sent. While the partition's tenure goes on (a broker
-        hiccup, a rebalance about to revoke it) the check is repeated with backoff; once the
+        Not confirmed: the request is not sent. While the partition's tenure goes on (a broker
+        hiccup, a rebalance about to revoke it) the call is tried again with backoff; once the
         tenure ends (this task is cancelled on revocation, or the partition was restored anew)
-        the order is left to its owner, which reads the durable intent back before any re-send.
+        ``None``: the order is left to its owner, which reads the durable intent back before
+        any re-send. Never marks the order failed.
         """
-        for attempt in itertools.count():
-            if self.store.tenure(partition) != tenure:
-                log.warning("paid_call_fenced", op=call.op.value, partition=partition, why="tenure_ended")
-                return False
-            if await self.ownership.confirm(partition):
-                return True
-            log.warning("paid_call_fenced", op=call.op.value, partition=partition, attempt=attempt + 1)
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        return False  # pragma: no cover - itertools.count() never ends
+
+        async def confirm() -> None:
+            if not await self.ownership.confirm(partition):
+                raise OwnershipLost(partition)
+
+        token = before_write.set(confirm)
+        try:
+            for attempt in itertools.count():
+                if self.store.tenure(partition) != tenure:
+                    log.warning("paid_call_fenced", op=call.op.value, partition=partition, why="tenure_ended")
+                    return None
+                try:
+                    return await perform(provider, state, call, self.clock)
+                except OwnershipLost:
+                    log.warning(
+                        "paid_call_fenced", op=call.op.value, partition=partition, attempt=attempt + 1
+                    )
+                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            return None  # pragma: no cover - itertools.count() never ends
+        finally:
+            before_write.reset(token)
 
     async def _feed_back(
         self, partition: int, request_id: str, event: DomainEvent, tenure: int | None
