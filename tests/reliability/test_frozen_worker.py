@@ -75,7 +75,7 @@ def _alive(*workers: WorkerProcess) -> None:
 
 
 def _count(worker: WorkerProcess, event: str) -> int:
-    return worker.log_text().count(f'"event": "{event}"')
+    return worker.log_text().count(f'"event":"{event}"')
 
 
 def _resumed_after(worker: WorkerProcess, offset: int) -> int:
@@ -94,6 +94,8 @@ async def run_freeze(
 ) -> tuple[FreezeFigures, list[str]]:
     suffix = uuid.uuid4().hex[:8]
     topics = TopicSettings(**{k: f"{v}.{suffix}" for k, v in TopicSettings().model_dump().items()})
+    log_dir = log_dir / ("survivor_leaves" if survivor_leaves else "both_stay")  # logs are parsed
+    log_dir.mkdir(exist_ok=True)
     started = time.monotonic()
     async with reliability_stack(broker, topics, partitions=PARTITIONS) as (stack, events):
         sleeper = spawn_worker(stack, log_dir / "sleeper.log", **SLOW_PROVIDER)
