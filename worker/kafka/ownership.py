@@ -81,18 +81,23 @@ class GroupOwnership:
     clock: Callable[[], float] = time.monotonic
     _offsets: dict[TopicPartition, int] = field(default_factory=dict)
     _lease_until: float = 0.0
+    _confirmed_sent: float = float("-inf")  # send time of the last commit the broker accepted
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def holds(self, partition: int) -> bool:
         return self.clock() < self._lease_until and self._tp(partition) in self.consumer.assignment()
 
     async def confirm(self, partition: int, fresh: bool = True) -> bool:
+        """See :class:`Ownership`. Confirmations asked at the same time share one round trip: a
+        commit the broker accepted that was *sent after* this confirmation was asked proves the
+        membership at a later moment than a commit of its own would."""
         tp = self._tp(partition)
+        asked = self.clock()
         try:
             async with asyncio.timeout(self.timeout), self._lock:
                 if tp not in self.consumer.assignment():
                     return self._lost(partition, "not_assigned")
-                if not fresh and self.holds(partition):
+                if self._confirmed_sent >= asked or (not fresh and self.holds(partition)):
                     return True
                 offset = self._offsets.get(tp)
                 if offset is None:
@@ -118,6 +123,7 @@ class GroupOwnership:
                 await self.consumer.commit(offsets)
             except KafkaError:
                 self._lease_until = 0.0
+                self._confirmed_sent = float("-inf")
                 raise
             self._offsets.update(offsets)
             self._renew(sent)
@@ -128,12 +134,15 @@ class GroupOwnership:
             for tp in [tp for tp in self._offsets if tp.partition == partition]:
                 del self._offsets[tp]
         self._lease_until = 0.0  # a rebalance: writes wait for a confirmation of the new generation
+        self._confirmed_sent = float("-inf")
 
     def _renew(self, sent: float) -> None:
+        self._confirmed_sent = max(self._confirmed_sent, sent)
         self._lease_until = max(self._lease_until, sent + self.session_timeout / 2)
 
     def _lost(self, partition: int, why: str) -> bool:
         self._lease_until = 0.0
+        self._confirmed_sent = float("-inf")
         log.warning("ownership_not_confirmed", partition=partition, why=why)
         return False
 
