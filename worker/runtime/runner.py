@@ -14,9 +14,10 @@ them when the partition is revoked (an interrupted paid call left its intent dur
 owner reconciles instead of repeating it).
 
 Ownership is fenced (``worker.kafka.ownership``): every state write first checks the membership
-lease (asking the broker when it has run out), and every paid call is preceded by a fresh
-confirmation from the broker, so an instance that was frozen or cut off while its partitions
-moved to another instance neither writes their orders' state nor pays for them. Work started in
+lease (asking the broker when it has run out), and each write request of a paid call is preceded,
+right before it is sent, by a fresh confirmation from the broker (``Runner._paid_call``), so an
+instance that was frozen or cut off while its partitions moved to another instance neither writes
+their orders' state nor pays for them. Work started in
 one tenure of a partition (see ``StateStore.tenure``) never feeds a state restored since.
 """
 
