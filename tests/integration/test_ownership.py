@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from harness import fast_oneatlas_request, reliability_stack, running_worker, wait_until
 
 from worker.config import TopicSettings
+from worker.events.models import Command
 from worker.kafka.broker import EmbeddedBroker
 from worker.kafka.ownership import GroupOwnership, Ownership
 
@@ -127,4 +128,42 @@ async def test_a_paid_call_is_not_sent_without_ownership_and_the_owner_resumes(
         await events.wait_status("own-1", "COMPLETED", timeout=60)
         assert stack.sims.oneatlas.paid_order_count("own-1") == 1
         sequence = [e["sequence"] for e in events.unique("own-1")]
+        assert sequence == list(range(1, len(sequence) + 1))
+
+
+async def test_every_assignment_resumes_its_orders(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """Revoke-and-reassign of the same partition, and an assignment of a partition the instance
+    still believes it holds (its revocation never ran, its timers were lost): both restore the
+    partition and give its orders their timers back, as after a fresh start."""
+    async with (
+        reliability_stack(broker, unique_topics) as (stack, events),
+        running_worker(stack) as running,
+    ):
+        worker = running.worker
+        await stack.publish(fast_oneatlas_request("own-wait", stack.sims, autoApprove=False))
+        await events.wait_status("own-wait", "DECISION_REQUIRED", timeout=40)
+        partition = worker.intake.store.partition_of("own-wait")
+        assert partition is not None
+        timer = "own-wait:window_end"
+        assert worker.scheduler.get_job(timer) is not None
+
+        await worker.intake.release({partition})
+        assert worker.scheduler.get_job(timer) is None
+        await worker.intake.acquire({partition})
+        assert worker.scheduler.get_job(timer) is not None
+
+        tenure = worker.intake.store.tenure(partition)
+        worker.runner.timers.cancel_orders(["own-wait"])  # lost, while the partition stays "held"
+        await worker.intake.acquire({partition})
+        assert worker.intake.store.tenure(partition) != tenure  # restored anew, not skipped
+        assert worker.scheduler.get_job(timer) is not None
+
+        await stack.publish(
+            Command.model_validate({"requestId": "own-wait", "commandId": "c1", "command": "approve"})
+        )
+        await events.wait_status("own-wait", "COMPLETED", timeout=60)
+        assert stack.sims.oneatlas.paid_order_count("own-wait") == 1
+        sequence = [e["sequence"] for e in events.unique("own-wait")]
         assert sequence == list(range(1, len(sequence) + 1))
