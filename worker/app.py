@@ -26,6 +26,7 @@ from worker.domain.model import Settings as DomainSettings
 from worker.events.models import Provider
 from worker.kafka.broker import create_topics
 from worker.kafka.intake import Intake, make_consumer
+from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, make_producer, producer_options
 from worker.kafka.statestore import StateStore
 from worker.observability.http import Health, ServerHandle, create_app, serve
@@ -128,7 +129,14 @@ async def build_worker(settings: Settings) -> Worker:
     scheduler = AsyncIOScheduler(timezone=UTC)
     runner = _wire_runtime(settings, store, publisher, providers, scheduler, metrics)
     scheduler.start()
-    intake = Intake(settings, make_consumer(settings), store, runner, publisher, metrics, health, utc_now)
+    consumer = make_consumer(settings)
+    ownership = GroupOwnership(
+        consumer, settings.topics.requests, session_timeout=settings.kafka.session_timeout_ms / 1000
+    )
+    runner.ownership = ownership
+    intake = Intake(
+        settings, consumer, store, runner, publisher, metrics, health, utc_now, ownership=ownership
+    )
     return Worker(settings, metrics, health, http, intake, runner, scheduler, providers)
 
 
@@ -169,6 +177,8 @@ def _wire_runtime(
         settings.tracking.poll_interval_seconds,
         utc_now,
         news=runner.snapshot_is_news,
+        report=runner.report_tracking,
+        error_threshold=settings.tracking.error_threshold,
     )
     poller.start()
     TokenKeeper(scheduler, providers, metrics).start()

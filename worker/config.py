@@ -155,6 +155,8 @@ class HttpClientSettings(_Section):
 
 class TrackingSettings(_Section):
     poll_interval_seconds: float = Field(300.0, gt=0)
+    # Consecutive failures to follow one order before it is published with TRACKING_ERROR.
+    error_threshold: int = Field(5, ge=1)
     page_size: int = Field(100, ge=1, le=1000)
 
 

@@ -10,6 +10,7 @@ Retry policy reads :attr:`WorkerError.retriable`, never the exception class of a
     ├── ConfigError                 invalid environment: the process stops with one line
     ├── DecodeError                 an input message cannot be used; carries a dead-letter code
     ├── IllegalTransition           decide() was asked for a status change the contract forbids
+    ├── OwnershipLost               this instance may no longer own the order's partition    retriable
     └── ProviderError               anything a provider call went wrong with (provider, operation)
         ├── ProviderNotConfigured   no credentials for this provider (reason PROVIDER_NOT_CONFIGURED)
         ├── ProviderUnavailable     5xx, connection error, read timeout           retriable
@@ -79,6 +80,19 @@ class IllegalTransition(WorkerError):
         super().__init__(f"illegal transition {current} -> {target}")
         self.current = current
         self.target = target
+
+
+class OwnershipLost(WorkerError):
+    """The broker did not confirm that this instance still owns a partition (its group
+    membership ended while it was frozen or cut off, or a rebalance is under way): nothing was
+    written or sent; the partition's owner, possibly this instance after it rejoins, resumes
+    the order from its durable state."""
+
+    retriable = True
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"ownership of partition {partition} is not confirmed")
+        self.partition = partition
 
 
 class ProviderError(WorkerError):

@@ -268,6 +268,12 @@ class _NoMetrics:
     def poll_succeeded(self, provider: str) -> None:
         return None
 
+    def poll_error(self, provider: str, kind: str) -> None:
+        return None
+
+    def set_tracking_errors(self, provider: str, orders: int) -> None:
+        return None
+
 
 async def test_unchanged_snapshots_are_skipped_changed_ones_are_not(
     broker: EmbeddedBroker, unique_topics: TopicSettings

@@ -53,6 +53,8 @@ from worker.domain.model import (
     StepFailed,
     TimerFired,
     TimerKind,
+    TrackingFailed,
+    TrackingRecovered,
     Validated,
     WriteDone,
 )
@@ -111,6 +113,8 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
             return timers.on_timer(state, event, settings)
         case Resumed():
             return timers.on_resumed(state, event)
+        case TrackingFailed() | TrackingRecovered():
+            return tracking.on_trouble(state, event)
         case RequestReceived() | CommandReceived():
             return state, []  # handled before dispatch
         case _:

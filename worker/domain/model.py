@@ -327,6 +327,28 @@ class Resumed(DomainModel):
     at: datetime
 
 
+class TrackingFailed(DomainModel):
+    """The poller failed to follow this order ``failures`` times in a row since ``since``: one
+    of its own reads, the parsing of its snapshot, or the step applying it (``what``: ``read``,
+    ``parse`` or ``dispatch``). Sent once when the count reaches the configured threshold."""
+
+    kind: Literal["tracking_failed"] = "tracking_failed"
+    failures: int
+    what: str
+    message: str
+    since: datetime
+    at: datetime
+
+
+class TrackingRecovered(DomainModel):
+    """A snapshot of an order reported with :class:`TrackingFailed` was applied again."""
+
+    kind: Literal["tracking_recovered"] = "tracking_recovered"
+    failures: int
+    since: datetime
+    at: datetime
+
+
 DomainEvent = Annotated[
     RequestReceived
     | CommandReceived
@@ -341,7 +363,9 @@ DomainEvent = Annotated[
     | WriteDone
     | StepFailed
     | TimerFired
-    | Resumed,
+    | Resumed
+    | TrackingFailed
+    | TrackingRecovered,
     Field(discriminator="kind"),
 ]
 

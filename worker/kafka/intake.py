@@ -34,6 +34,7 @@ from worker.config import Settings
 from worker.errors import DecodeError
 from worker.events.codec import DeadLetterCode, InputKind, build_dead_letter, decode
 from worker.events.models import Command, OrderRequest, Provider
+from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
 from worker.kafka.statestore import StateStore
 from worker.runtime import crashpoints
@@ -90,6 +91,7 @@ class Intake:
     metrics: IntakeMetrics
     health: HealthSink
     clock: Callable[[], datetime]
+    ownership: GroupOwnership | None = None  # the runner's fence; batch commits go through it
     _batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Clear while an assignment is being restored: a batch fetched meanwhile waits for it.
     _restored: asyncio.Event = field(default_factory=asyncio.Event)
@@ -144,8 +146,19 @@ class Intake:
     # ------------------------------------------------------------------ ownership
 
     async def acquire(self, partitions: set[int]) -> None:
-        """Restore, resume and report ready for newly assigned partitions."""
+        """Restore, resume and report ready for newly assigned partitions.
+
+        Every assigned partition is restored and resumed, whatever this instance believes it
+        holds: a member that was removed from the group while frozen or cut off may rejoin
+        without its revocation having run (or having completed), and what it still holds of a
+        partition (state, timers, tasks) is from a tenure that ended, possibly followed by
+        another owner's. That is dropped first, then restored from the changelog."""
         self.health.set_ready(False)
+        stale = {p for p in partitions if self.store.owns(p)}
+        if stale:
+            log.warning("partitions_reassigned_while_held", partitions=sorted(stale))
+            async with self._batch_lock:
+                await self._drop(stale)
         self._restored.clear()
         try:
             await self._restore_and_resume(partitions)
@@ -163,16 +176,22 @@ class Intake:
     async def release(self, partitions: set[int]) -> None:
         """Stop the work of revoked partitions before the rebalance completes."""
         async with self._batch_lock:  # let the batch in progress finish and commit
-            owned = [p for p in partitions if self.store.owns(p)]
-            ids = [index.request_id for _, index in self.store.indexes(owned)]
-            await self.runner.stop_partitions(owned)
-            self.runner.timers.cancel_orders(ids)
-            self.store.release(owned)
-            for partition in owned:
-                for topic in (self.settings.topics.requests, self.settings.topics.commands):
-                    self.metrics.clear_consumer_lag(topic, partition)
+            await self._drop(partitions)
         self.metrics.rebalance("revoked", len(self.store.owned_partitions()))
         log.info("partitions_revoked", partitions=sorted(partitions))
+
+    async def _drop(self, partitions: set[int]) -> None:
+        """Stop and forget the work of these partitions: tasks, timers, state, offsets."""
+        if self.ownership is not None:
+            self.ownership.forget(partitions)
+        owned = [p for p in partitions if self.store.owns(p)]
+        ids = [index.request_id for _, index in self.store.indexes(owned)]
+        self.store.release(owned)  # first: work that finishes meanwhile sees its tenure ended
+        await self.runner.stop_partitions(owned)
+        self.runner.timers.cancel_orders(ids)
+        for partition in owned:
+            for topic in (self.settings.topics.requests, self.settings.topics.commands):
+                self.metrics.clear_consumer_lag(topic, partition)
 
     # ------------------------------------------------------------------ records
 
@@ -191,7 +210,10 @@ class Intake:
                 commits[tp] = next_offset
         if commits:
             crashpoints.reached("before_commit")
-            await self.consumer.commit(commits)
+            if self.ownership is not None:
+                await self.ownership.commit(commits)
+            else:
+                await self.consumer.commit(commits)
             crashpoints.reached("after_commit")
 
     async def _process_partition(

@@ -30,6 +30,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from worker.domain.model import OrderState
+from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack_state
@@ -89,6 +90,10 @@ class StateStore:
     _by_partition: dict[int, dict[str, Held]] = field(default_factory=dict)
     _partition_of: dict[str, int] = field(default_factory=dict)
     _hot: OrderedDict[str, OrderState] = field(default_factory=OrderedDict)
+    # One number per tenure of a partition (each restore starts a new one): work started in an
+    # earlier tenure (a call task, a retry) must not feed a state restored since.
+    _tenures: dict[int, int] = field(default_factory=dict)
+    _next_tenure: int = 0
 
     # ------------------------------------------------------------------ reads
 
@@ -128,6 +133,11 @@ class StateStore:
     def owns(self, partition: int) -> bool:
         return partition in self._by_partition
 
+    def tenure(self, partition: int) -> int | None:
+        """The current tenure of an owned partition (``None`` when not owned); it changes at
+        every restore, so ``tenure(p) == t`` means "still the tenure that started the work"."""
+        return self._tenures.get(partition)
+
     def indexes(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[int, OrderIndex]]:
         """The index of every order (not burnt ids) of the given (default: all owned) partitions."""
         for partition in self.owned_partitions() if partitions is None else partitions:
@@ -159,13 +169,18 @@ class StateStore:
 
         Raises:
             KafkaError: the write failed; memory is left unchanged so the caller can retry.
+            OwnershipLost: the partition was revoked while the write was in flight.
         """
         value = _value_of(entry)
         held = _held_of(entry)
         # The index travels as a header so that a restore need not parse the state.
         headers = [held.header()] if isinstance(held, OrderIndex) else None
         key = entry.request_id.encode()
+        tenure = self._tenures.get(partition)
         await self.producer.send_and_wait(self.topic, value, key=key, partition=partition, headers=headers)
+        if self._tenures.get(partition) != tenure:
+            # Revoked (and maybe restored again) during the write: memory belongs to another tenure.
+            raise OwnershipLost(partition)
         self._keep(partition, entry, held)
 
     def remember(self, partition: int, entry: Entry) -> None:
@@ -225,6 +240,8 @@ class StateStore:
         records = await self._read_changelog(wanted, loaded) if wanted else 0
         for partition, entries in loaded.items():
             self._by_partition[partition] = entries
+            self._next_tenure += 1
+            self._tenures[partition] = self._next_tenure
             for request_id in entries:
                 self._partition_of[request_id] = partition
         seconds = time.perf_counter() - started
@@ -234,6 +251,7 @@ class StateStore:
     def release(self, partitions: Iterable[int]) -> None:
         """Forget the given partitions (after revocation)."""
         for partition in partitions:
+            self._tenures.pop(partition, None)
             for request_id in self._by_partition.pop(partition, {}):
                 self._partition_of.pop(request_id, None)
                 self._hot.pop(request_id, None)

@@ -57,6 +57,7 @@ REQUEST_OUTCOMES: Final = frozenset({"ok", "client_error", "server_error", "time
 REBALANCE_KINDS: Final = frozenset({"assigned", "revoked"})
 SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile"})
 DECISIONS: Final = frozenset({"accept", "refuse"})
+POLL_ERROR_KINDS: Final = frozenset({"read", "parse", "dispatch"})
 DECIDED_BY: Final = frozenset({"policy", "command"})
 BINARY_OUTCOMES: Final = ("ok", "error")
 #: Topic settings that are not published to through :class:`~worker.kafka.publisher.Publisher`:
@@ -279,6 +280,24 @@ class WorkerMetrics:
             ["provider"],
             registry=r,
         )
+        self._poll_errors = Counter(
+            "tasking_poll_errors",
+            "Tracking failures of single orders (their own reads, the parsing of their snapshot,"
+            " the step applying it), by provider and kind; a failed listing is not counted here.",
+            ["provider", "kind"],
+            registry=r,
+        )
+        self._tracking_errors = Gauge(
+            "tasking_tracking_error_orders",
+            "Orders whose tracking failed the configured number of times in a row and has not"
+            " recovered (each was published with reason TRACKING_ERROR).",
+            ["provider"],
+            registry=r,
+        )
+        for provider in sorted(PROVIDERS):
+            self._tracking_errors.labels(provider=provider).set(0)
+            for kind in sorted(POLL_ERROR_KINDS):
+                self._poll_errors.labels(provider=provider, kind=kind)
         self._token_renewals = Counter(
             "tasking_token_renewals",
             "Access token renewals, by outcome.",
@@ -427,6 +446,16 @@ class WorkerMetrics:
         self._last_poll.labels(provider=_check("provider", provider, PROVIDERS)).set(
             time.time() if at is None else at
         )
+
+    def poll_error(self, provider: str, kind: str) -> None:
+        """Count one failure to track a single order (``read``, ``parse`` or ``dispatch``)."""
+        self._poll_errors.labels(
+            provider=_check("provider", provider, PROVIDERS), kind=_check("kind", kind, POLL_ERROR_KINDS)
+        ).inc()
+
+    def set_tracking_errors(self, provider: str, orders: int) -> None:
+        """How many orders of ``provider`` are currently reported with ``TRACKING_ERROR``."""
+        self._tracking_errors.labels(provider=_check("provider", provider, PROVIDERS)).set(orders)
 
     def token_renewed(self, provider: str, ok: bool) -> None:
         """Count one access-token renewal attempt."""

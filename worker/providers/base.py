@@ -205,6 +205,18 @@ class PolledOrder:
         polled._snapshot, polled._build = snapshot, None
         return polled
 
+    @classmethod
+    def failed(cls, error: Exception) -> PolledOrder:
+        """An order the listing returned but whose own reads or parsing failed: accessing
+        :attr:`snapshot` raises ``error``, so the failure is this order's alone (the poller
+        counts and retries it) rather than the whole poll's. Its fingerprint is never that of
+        a snapshot, so it is always delivered."""
+
+        def build() -> OrderSnapshot:
+            raise error
+
+        return cls(hash(("failed", id(error))), build)
+
     @property
     def snapshot(self) -> OrderSnapshot:
         if self._snapshot is None:

@@ -22,6 +22,7 @@ import random
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -134,6 +135,13 @@ class RateLimiter:
                     return
                 await asyncio.sleep((1 - self._tokens) / self._rate)
 
+
+BeforeWrite = Callable[[], Awaitable[None]]
+#: Set by the runner around a paid call (a context variable of the call's task): awaited right
+#: before each write request is sent, after the rate limiter, the concurrency slot and the token,
+#: so the caller's last check (the ownership fence) is as close to the send as the client allows.
+#: It raises to stop the send (``OwnershipLost``), which then propagates unchanged.
+before_write: ContextVar[BeforeWrite | None] = ContextVar("before_write", default=None)
 
 Translate = Callable[[httpx.Response, str], ProviderError | None]
 """Adapter hook: turn a non-2xx response into a specific error, or ``None`` for the default."""
@@ -260,6 +268,9 @@ class ProviderHttp:
         self, operation: str, method: str, url: str, write: bool, kw: Mapping[str, Any]
     ) -> httpx.Response:
         token = await self.tokens.get() if self.tokens is not None else None
+        guard = before_write.get() if write else None
+        if guard is not None:
+            await guard()
         response = await self._send(operation, method, url, write, kw, token)
         if response.status_code == 401 and self.tokens is not None and token is not None:
             # An expired or revoked token: the request was refused, so it is safe to resend once.

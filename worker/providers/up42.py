@@ -876,7 +876,16 @@ class Up42Provider:
         return to_quotation(latest) if latest else None
 
     async def _coverage(self, order_id: str) -> float | None:
-        body = await self._http.read("get_coverage", "GET", self._url(f"/v2/coverage/orders/{order_id}"))
+        """The order's covered percentage, or ``None`` when UP42 does not serve it.
+
+        Optional (it only enriches ``progress``): a definitive refusal (404 for an order without
+        coverage data, or any other 4xx) means "not available" and the order's status still
+        advances. A transient failure (5xx, timeout, 429) is raised as usual."""
+        try:
+            body = await self._http.read("get_coverage", "GET", self._url(f"/v2/coverage/orders/{order_id}"))
+        except ProviderRejected as exc:
+            log.info("up42_coverage_unavailable", order_id=order_id, status_code=exc.status_code)
+            return None
         covered = body.get("covered") if isinstance(body, dict) else None
         return _number(covered.get("percentage")) if isinstance(covered, dict) else None
 
@@ -946,10 +955,19 @@ class Up42Provider:
                 order_id = str(order.get("id"))
                 if order_id in wanted and order_id not in found:
                     # Built at once: a snapshot may need a study, quotation or coverage read.
-                    found[order_id] = PolledOrder.of(await self._snapshot(order))
+                    found[order_id] = await self._polled(order)
                     if len(found) == len(wanted):
                         break
         return found
+
+    async def _polled(self, order: dict[str, Any]) -> PolledOrder:
+        """One listed order's snapshot. A failure of its own reads (study, quotation) or of its
+        parsing is carried by the result (``PolledOrder.failed``) and stays this order's: the
+        rest of the listing is still delivered."""
+        try:
+            return PolledOrder.of(await self._snapshot(order))
+        except Exception as exc:
+            return PolledOrder.failed(exc)
 
     async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
         """Deliveries of the order: ``POST /v2/assets/stac/search`` filtered on

@@ -32,6 +32,7 @@ from worker.domain.model import (
 from worker.errors import (
     NotFeasible,
     OutcomeUnknown,
+    OwnershipLost,
     ProviderError,
     ProviderRejected,
     RateLimited,
@@ -52,10 +53,13 @@ async def perform(
 
     The event is stamped with ``clock()`` read when the call returned. Never raises (except
     ``CancelledError`` when the partition is revoked mid-call; an intent then stays durable and the
-    next owner reconciles).
+    next owner reconciles; and ``OwnershipLost`` when the runner's ownership fence stopped a write
+    before it was sent).
     """
     try:
         return await _dispatch(provider, state, call, clock)
+    except OwnershipLost:
+        raise  # nothing was sent: not the provider's failure, the runner decides
     except ProviderError as exc:
         return StepFailed(op=call.op, error=error_info(exc), target=call.target, at=clock())
     except Exception as exc:  # an adapter bug must not kill the worker: retry, bounded

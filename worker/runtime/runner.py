@@ -12,17 +12,25 @@ For one event of one order, :meth:`Runner.submit` does, in this order and under 
 Provider-call tasks belong to the partition of their order; :meth:`Runner.stop_partitions` cancels
 them when the partition is revoked (an interrupted paid call left its intent durable, so the next
 owner reconciles instead of repeating it).
+
+Ownership is fenced (``worker.kafka.ownership``): every state write first checks the membership
+lease (asking the broker when it has run out), and each write request of a paid call is preceded,
+right before it is sent, by a fresh confirmation from the broker (``Runner._paid_call``), so an
+instance that was frozen or cut off while its partitions moved to another instance neither writes
+their orders' state nor pays for them. Work started in
+one tenure of a partition (see ``StateStore.tenure``) never feeds a state restored since.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -45,17 +53,21 @@ from worker.domain.model import (
     StepFailed,
     TimerFired,
     TimerKind,
+    TrackingFailed,
+    TrackingRecovered,
     Unschedule,
 )
-from worker.errors import DecodeError
+from worker.errors import DecodeError, OwnershipLost
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
 from worker.events.status import OrderStatus, stapi_status
+from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import BurntId, StateStore
 from worker.providers.base import PolledOrder, TaskingProvider
+from worker.providers.http import before_write
 from worker.runtime import crashpoints
 from worker.runtime.calls import perform
-from worker.runtime.timers import Timers
+from worker.runtime.timers import Timers, TrackingTrouble
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +121,7 @@ class Runner:
     settings: Settings = field(default_factory=Settings)
     clock: Callable[[], datetime] = utc_now
     probe: StepProbe | None = None  # benchmark instrumentation; None in production
+    ownership: Ownership = field(default_factory=Unfenced)
     _locks: dict[str, list[Any]] = field(default_factory=dict)
     _tasks: dict[int, set[asyncio.Task[None]]] = field(default_factory=lambda: defaultdict(set))
 
@@ -156,13 +169,27 @@ class Runner:
                 return
             event = invalid_request_event(request_id, error, at, provider)
             burnt = BurntId(request_id, event)
+            await self._fence(partition)
             await self.store.persist(partition, burnt)
             await self.publisher.status(burnt.event)
 
     async def fire_timer(self, request_id: str, kind: TimerKind) -> None:
+        """Apply a timer. When its step cannot be written (Kafka, ownership not confirmed) and
+        the order is still owned, the timer is set again a little later rather than lost.
+
+        Raises:
+            KafkaError / OwnershipLost: as :meth:`submit` (after re-scheduling).
+        """
         partition = self.store.partition_of(request_id)
-        if partition is not None:
+        if partition is None:
+            return
+        try:
             await self.submit(partition, request_id, TimerFired(timer=kind, at=self.clock()))
+        except (KafkaError, OwnershipLost):
+            if self.store.owns(partition):
+                again = self.clock() + timedelta(seconds=_TIMER_RETRY_SECONDS)
+                self.timers.schedule(request_id, kind, again)
+            raise
 
     def snapshot_is_news(self, request_id: str, fingerprint: int) -> bool:
         """Whether the polled order with this ``fingerprint`` must go through
@@ -190,22 +217,72 @@ class Runner:
                 event = Polled(snapshot=polled.snapshot, at=at)
                 await self._apply(partition, request_id, event, seen=polled.fingerprint)
 
+    async def report_tracking(
+        self, request_id: str, trouble: TrackingTrouble | None, last: TrackingTrouble, at: datetime
+    ) -> None:
+        """Apply the poller's word on an order whose tracking keeps failing (``trouble``) or
+        works again (``None``; ``last`` is what was reported): the domain core publishes the
+        order's current status once more with reason ``TRACKING_ERROR`` / ``TRACKING_RECOVERED``.
+
+        Raises:
+            KafkaError / OwnershipLost: as :meth:`submit`.
+        """
+        partition = self.store.partition_of(request_id)
+        if partition is None:
+            return
+        event: DomainEvent
+        if trouble is not None:
+            event = TrackingFailed(
+                failures=trouble.failures,
+                what=trouble.what,
+                message=trouble.message,
+                since=trouble.since,
+                at=at,
+            )
+        else:
+            event = TrackingRecovered(failures=last.failures, since=last.since, at=at)
+        await self.submit(partition, request_id, event)
+
     async def resume(self, partitions: Iterable[int]) -> int:
         """After a restore: re-publish each open order's pending events and latest status (same
         ``ce_id``), rebuild its timers and resume its step. Returns the number of open orders.
 
-        A finished order with nothing left to publish is skipped by its index, undecoded."""
+        A finished order with nothing left to publish is skipped by its index, undecoded. One
+        order's failure stays that order's: it is logged and its resume retried in the
+        background (bounded) while the partition's tenure lasts; the others go on."""
         resumed = 0
         for partition, index in list(self.store.indexes(partitions)):
             if index.terminal and not index.has_outbox:
                 continue
-            state = self.store.get(index.request_id)
-            assert isinstance(state, OrderState)
-            await self._republish(partition, state)
-            if not state.terminal:
-                resumed += 1
-                await self.submit(partition, state.request_id, Resumed(at=self.clock()))
+            resumed += 0 if index.terminal else 1
+            try:
+                await self._resume_one(partition, index.request_id)
+            except Exception as exc:
+                log.warning("resume_failed", requestId=index.request_id, error=type(exc).__name__)
+                tenure = self.store.tenure(partition)
+                self._spawn_task(partition, self._retry_resume(partition, index.request_id, tenure))
         return resumed
+
+    async def _resume_one(self, partition: int, request_id: str) -> None:
+        state = self.store.get(request_id)
+        assert isinstance(state, OrderState)
+        await self._republish(partition, state)
+        if not state.terminal:
+            await self.submit(partition, state.request_id, Resumed(at=self.clock()))
+
+    async def _retry_resume(self, partition: int, request_id: str, tenure: int | None) -> None:
+        for attempt in range(_FEEDBACK_ATTEMPTS):
+            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            if self.store.tenure(partition) != tenure:
+                return
+            try:
+                await self._resume_one(partition, request_id)
+                return
+            except Exception as exc:
+                log.warning(
+                    "resume_failed", requestId=request_id, error=type(exc).__name__, attempt=attempt + 2
+                )
+        log.error("resume_abandoned", requestId=request_id)
 
     async def stop_partitions(self, partitions: Iterable[int], grace: float = 0.0) -> None:
         """Stop every task of these partitions (revocation or shutdown)."""
@@ -269,6 +346,7 @@ class Runner:
             return new
         point = _paid_write_point(state, new) if crashpoints.armed() else None
         crashpoints.reached(point and f"before_{point}")
+        await self._fence(partition)
         await self.store.persist(partition, new)
         crashpoints.reached(point and f"after_{point}")
         if marks is not None:
@@ -286,6 +364,16 @@ class Runner:
             marks.mark("publish")
         return new
 
+    async def _fence(self, partition: int) -> None:
+        """Return only while this instance owns ``partition``: the local lease, or the broker's
+        word when the lease has run out (the first write after a quiet spell or a freeze).
+
+        Raises:
+            OwnershipLost: the broker did not confirm; nothing may be written.
+        """
+        if not self.ownership.holds(partition) and not await self.ownership.confirm(partition, fresh=False):
+            raise OwnershipLost(partition)
+
     async def _publish(self, partition: int, state: OrderState) -> OrderState:
         """Publish the outbox (the caller holds the order's lock) and forget it once acknowledged.
 
@@ -302,7 +390,8 @@ class Runner:
             await self.publisher.outbox(list(state.outbox))
         except KafkaError as exc:
             log.warning("events_publish_failed", requestId=state.request_id, error=type(exc).__name__)
-            self._spawn_task(partition, self._retry_publish(partition, state.request_id))
+            tenure = self.store.tenure(partition)
+            self._spawn_task(partition, self._retry_publish(partition, state.request_id, tenure))
             return state
         return await self._clear_outbox(partition, state)
 
@@ -340,7 +429,7 @@ class Runner:
                     self._spawn(partition, state, effect)
 
     def _spawn(self, partition: int, state: OrderState, call: CallProvider) -> None:
-        self._spawn_task(partition, self._call(partition, state, call))
+        self._spawn_task(partition, self._call(partition, state, call, self.store.tenure(partition)))
 
     def _spawn_task(self, partition: int, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` as one of the partition's tasks (awaited or cancelled on revocation)."""
@@ -349,7 +438,7 @@ class Runner:
         bucket.add(task)
         task.add_done_callback(bucket.discard)
 
-    async def _retry_publish(self, partition: int, request_id: str) -> None:
+    async def _retry_publish(self, partition: int, request_id: str, tenure: int | None) -> None:
         """Publish an order's outbox left by a failed publish, with backoff (bounded).
 
         Gives up quietly once the outbox is empty (a later step published it) or the partition
@@ -357,7 +446,7 @@ class Runner:
         the next resume."""
         for attempt in range(_FEEDBACK_ATTEMPTS):
             await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-            if not self.store.owns(partition):
+            if self.store.tenure(partition) != tenure:
                 return
             async with self._order_lock(request_id):
                 state = self.store.get(request_id)
@@ -371,7 +460,7 @@ class Runner:
                     log.warning("events_publish_failed", requestId=request_id, attempt=attempt + 2)
         log.error("events_publish_deferred", requestId=request_id)
 
-    async def _call(self, partition: int, state: OrderState, call: CallProvider) -> None:
+    async def _call(self, partition: int, state: OrderState, call: CallProvider, tenure: int | None) -> None:
         # A call task inherits its creator's context (a record, a poll): log as this order only.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
@@ -379,28 +468,77 @@ class Runner:
         )
         provider = self.providers.get(state.request.provider.value)
         if provider is None:
-            event: DomainEvent = _not_configured(call, self.clock())
+            event: DomainEvent | None = _not_configured(call, self.clock())
+        elif call.op in PAID_OPS:
+            event = await self._paid_call(partition, tenure, provider, state, call)
+            if event is not None:
+                crashpoints.reached(f"after_call_returned:{call.op.value}")
         else:
             event = await perform(provider, state, call, self.clock)
-            if call.op in PAID_OPS:
-                crashpoints.reached(f"after_call_returned:{call.op.value}")
-        await self._feed_back(partition, state.request_id, event)
+        if event is not None:
+            await self._feed_back(partition, state.request_id, event, tenure)
 
-    async def _feed_back(self, partition: int, request_id: str, event: DomainEvent) -> None:
-        """Apply a call's result, retrying while the changelog is unreachable (bounded)."""
+    async def _paid_call(
+        self,
+        partition: int,
+        tenure: int | None,
+        provider: TaskingProvider,
+        state: OrderState,
+        call: CallProvider,
+    ) -> DomainEvent | None:
+        """Perform a paid call, each of its write requests preceded by the broker's
+        confirmation that this instance owns the order's partition (``Ownership.confirm``, a
+        commit under the current generation, awaited right before the request is sent: after
+        the rate limiter, so a call that waited in its queue through a freeze is checked after
+        the freeze).
+
+        Not confirmed: the request is not sent. While the partition's tenure goes on (a broker
+        hiccup, a rebalance about to revoke it) the call is tried again with backoff; once the
+        tenure ends (this task is cancelled on revocation, or the partition was restored anew)
+        ``None``: the order is left to its owner, which reads the durable intent back before
+        any re-send. Never marks the order failed.
+        """
+
+        async def confirm() -> None:
+            if not await self.ownership.confirm(partition):
+                raise OwnershipLost(partition)
+
+        token = before_write.set(confirm)
+        try:
+            for attempt in itertools.count():
+                if self.store.tenure(partition) != tenure:
+                    log.warning("paid_call_fenced", op=call.op.value, partition=partition, why="tenure_ended")
+                    return None
+                try:
+                    return await perform(provider, state, call, self.clock)
+                except OwnershipLost:
+                    log.warning(
+                        "paid_call_fenced", op=call.op.value, partition=partition, attempt=attempt + 1
+                    )
+                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            return None  # pragma: no cover - itertools.count() never ends
+        finally:
+            before_write.reset(token)
+
+    async def _feed_back(
+        self, partition: int, request_id: str, event: DomainEvent, tenure: int | None
+    ) -> None:
+        """Apply a call's result, retrying while the changelog is unreachable (bounded); a
+        result of an earlier tenure of the partition is dropped (its owner resumed the order)."""
         for attempt in range(_FEEDBACK_ATTEMPTS):
-            if not self.store.owns(partition):
+            if self.store.tenure(partition) != tenure:
                 return  # revoked meanwhile: the new owner resumes from the durable state
             try:
                 await self.submit(partition, request_id, event)
                 return
-            except KafkaError:
+            except (KafkaError, OwnershipLost):
                 log.warning("state_write_failed", requestId=request_id, attempt=attempt + 1)
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
         log.error("result_dropped_after_retries", requestId=request_id, event=event.kind)
 
 
 _FEEDBACK_ATTEMPTS = 8
+_TIMER_RETRY_SECONDS = 2.0  # a timer whose step could not be written is set again this much later
 
 
 def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:

@@ -20,8 +20,10 @@ from typing import Protocol
 import structlog
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import ValidationError
 
 from worker.domain.model import OrderState, Phase, TimerKind
+from worker.errors import OwnershipLost, ProviderError, ProviderProtocolError
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
@@ -36,6 +38,12 @@ class TimerMetrics(Protocol):
     def scheduler_job(self, job: str, ok: bool) -> None: ...
 
     def poll_succeeded(self, provider: str) -> None: ...
+
+
+class TrackingMetrics(TimerMetrics, Protocol):
+    def poll_error(self, provider: str, kind: str) -> None: ...
+
+    def set_tracking_errors(self, provider: str, orders: int) -> None: ...
 
 
 def _job_id(request_id: str, kind: TimerKind) -> str:
@@ -112,6 +120,49 @@ def cadence(state: OrderView) -> int:
 
 
 Dispatch = Callable[[str, PolledOrder, datetime], Awaitable[None]]
+Report = Callable[[str, "TrackingTrouble | None", "TrackingTrouble", datetime], Awaitable[None]]
+"""``(request id, trouble now or None when recovered, trouble as last reported, at)``: publish the
+order's TRACKING_ERROR / recovery status event (``Runner.report_tracking``)."""
+
+
+async def _no_report(
+    request_id: str, now: TrackingTrouble | None, last: TrackingTrouble, at: datetime
+) -> None:
+    return None
+
+
+@dataclass
+class TrackingTrouble:
+    """Consecutive tracking failures of one order (in memory, per instance).
+
+    Kept by the poller of the instance that owns the order; a restart or a rebalance starts the
+    count again (a failure that persists is counted up to the threshold again within a few
+    cycles). Reading it costs no provider call.
+    """
+
+    provider: Provider
+    failures: int
+    what: str  # read | parse | dispatch
+    message: str
+    since: datetime
+    retry_cycle: int  # the poller's cycle from which the order is due again (backoff)
+    reported: bool = False
+
+
+# Backoff of an order whose tracking fails: due again after 1, 2, 4, 8 cycles (then every 8th).
+_MAX_BACKOFF_CYCLES = 8
+
+
+def failure_kind(exc: BaseException) -> str:
+    """``parse`` for a payload not shaped as documented, ``read`` for any other provider error
+    of the order's own reads, ``dispatch`` for a failure applying the snapshot."""
+    if isinstance(exc, ProviderProtocolError | ValidationError):
+        return "parse"
+    if isinstance(exc, ProviderError):
+        return "read"
+    return "dispatch"
+
+
 Tracked = Callable[[Provider], Iterable[OrderView]]
 News = Callable[[str, int], bool]
 """``(request id, fingerprint of a polled order) -> whether to dispatch it``."""
@@ -138,18 +189,28 @@ class Poller:
     (``TaskingProvider.poll`` pages through listing endpoints), and dispatches one ``Polled``
     event per snapshot for which ``news`` is true (the worker passes
     ``Runner.snapshot_is_news``, which filters out snapshots known to change nothing).
+
+    Bulkheads: only a failure of the listing itself is the provider's (``poll_failed``). A
+    failure that belongs to one order (its auxiliary reads, carried by ``PolledOrder.failed``;
+    the parsing of its snapshot; the step applying it) is that order's: logged with its id,
+    counted (``poll_error``), retried on later cycles with a per-order backoff, and after
+    ``error_threshold`` consecutive failures reported once through ``report`` (a status event
+    with reason ``TRACKING_ERROR``), and again when it recovers.
     """
 
     scheduler: AsyncIOScheduler
     providers: dict[Provider, TaskingProvider]
     tracked: Tracked
     dispatch: Dispatch
-    metrics: TimerMetrics
+    metrics: TrackingMetrics
     interval: float
     clock: Callable[[], datetime]
     news: News = _always_news
+    report: Report = _no_report
+    error_threshold: int = 5
     _cycles: dict[Provider, int] = field(default_factory=dict)
     _running: set[Provider] = field(default_factory=set)
+    _troubles: dict[str, TrackingTrouble] = field(default_factory=dict)
 
     def start(self) -> None:
         for name in self.providers:
@@ -168,7 +229,13 @@ class Poller:
     def due(self, name: Provider, cycle: int) -> dict[str, str]:
         """tracking key -> request id of the orders of ``name`` due in this cycle."""
         keys: dict[str, str] = {}
+        troubles = self._troubles
         for order in self.tracked(name):
+            trouble = troubles.get(order.request_id) if troubles else None
+            if trouble is not None:
+                if cycle >= trouble.retry_cycle:  # backing off: due only at its retry cycle
+                    keys[_tracking_key(order)] = order.request_id
+                continue
             every = cadence(order)
             if every == 1 or (zlib.crc32(order.request_id.encode()) + cycle) % every == 0:
                 keys[_tracking_key(order)] = order.request_id
@@ -183,25 +250,97 @@ class Poller:
         self._running.add(name)
         cycle = self._cycles[name] = self._cycles.get(name, 0) + 1  # per provider: cadences interleave
         try:
+            return await self._cycle(name, cycle)
+        finally:
+            self._report_gauge(name)
+            self._running.discard(name)
+
+    async def _cycle(self, name: Provider, cycle: int) -> int:
+        try:
             keys = self.due(name, cycle)
             if not keys:
                 self.metrics.poll_succeeded(name.value)
                 return 0
             polled = await self.providers[name].poll(keys.keys())
-            now = self.clock()
-            news = [
-                (keys[k], p) for k, p in polled.items() if k in keys and self.news(keys[k], p.fingerprint)
-            ]
-            await asyncio.gather(*(self.dispatch(request_id, p, now) for request_id, p in news))
-            self.metrics.poll_succeeded(name.value)
-            self.metrics.scheduler_job("poll", True)
-            return len(polled)
-        except Exception:
+        except Exception:  # the listing itself: the only provider-level failure
             self.metrics.scheduler_job("poll", False)
             log.exception("poll_failed", provider=name.value)
             return 0
-        finally:
-            self._running.discard(name)
+        now = self.clock()
+        seen = [(keys[k], p) for k, p in polled.items() if k in keys]
+        await asyncio.gather(*(self._track_one(name, request_id, p, now, cycle) for request_id, p in seen))
+        self.metrics.poll_succeeded(name.value)
+        self.metrics.scheduler_job("poll", True)
+        return len(polled)
+
+    async def _track_one(
+        self, name: Provider, request_id: str, polled: PolledOrder, now: datetime, cycle: int
+    ) -> None:
+        """Apply one polled order; never raises (its failure is its own, see the class)."""
+        trouble = self._troubles.get(request_id)
+        try:
+            if self.news(request_id, polled.fingerprint) or trouble is not None:
+                await self.dispatch(request_id, polled, now)
+        except OwnershipLost:
+            return  # not this order's trouble: the partition is moving, its owner goes on
+        except Exception as exc:
+            await self._failed(name, request_id, exc, now, cycle)
+            return
+        if trouble is not None:
+            del self._troubles[request_id]
+            log.info("tracking_recovered", requestId=request_id, failures=trouble.failures)
+            if trouble.reported:
+                await self._report(request_id, None, trouble, now)
+
+    async def _failed(
+        self, name: Provider, request_id: str, exc: Exception, now: datetime, cycle: int
+    ) -> None:
+        kind = failure_kind(exc)
+        self.metrics.poll_error(name.value, kind)
+        trouble = self._troubles.get(request_id)
+        message = str(exc)[:300] or type(exc).__name__
+        if trouble is None:
+            trouble = self._troubles[request_id] = TrackingTrouble(name, 0, kind, message, now, cycle)
+        trouble.failures += 1
+        trouble.what, trouble.message = kind, message
+        trouble.retry_cycle = cycle + min(_MAX_BACKOFF_CYCLES, 2 ** (trouble.failures - 1))
+        log.warning(
+            "tracking_failed",
+            requestId=request_id,
+            kind=kind,
+            error=type(exc).__name__,
+            message=message,
+            failures=trouble.failures,
+        )
+        if trouble.failures >= self.error_threshold and not trouble.reported:
+            trouble.reported = await self._report(request_id, trouble, trouble, now)
+
+    async def _report(
+        self, request_id: str, now_trouble: TrackingTrouble | None, last: TrackingTrouble, at: datetime
+    ) -> bool:
+        """Publish the order's TRACKING_ERROR (or recovery) event; ``False`` if that failed (the
+        next failure tries again)."""
+        try:
+            await self.report(request_id, now_trouble, last, at)
+            return True
+        except Exception as exc:
+            log.warning("tracking_report_failed", requestId=request_id, error=type(exc).__name__)
+            return False
+
+    def _report_gauge(self, name: Provider) -> None:
+        """Refresh the gauge of reported orders; forget the troubles of this provider's orders
+        that are no longer tracked here (finished, or their partition was revoked)."""
+        reported = 0
+        if self._troubles:
+            owned = {order.request_id for order in self.tracked(name)}
+            for request_id, trouble in list(self._troubles.items()):
+                if trouble.provider is not name:
+                    continue
+                if request_id not in owned:
+                    del self._troubles[request_id]
+                elif trouble.reported:
+                    reported += 1
+        self.metrics.set_tracking_errors(name.value, reported)
 
 
 @dataclass

@@ -256,6 +256,9 @@ class OneAtlasSimulator:
         self.neo_auto_accept = neo_auto_accept
         self.raise_on_lost_response = raise_on_lost_response
         self.orders: list[SimOrder] = []
+        # Per-order fault: customer references whose /taskings item is served malformed (an
+        # ``icr`` that is not an object), as a provider's corrupted record would be.
+        self.malformed_items: set[str] = set()
         self.no_capacity_aois: list[dict[str, Any]] = []
         self.no_attempt_aois: list[dict[str, Any]] = []
         self._segment_keys: dict[str, dict[str, Any]] = {}
@@ -1188,7 +1191,12 @@ class OneAtlasSimulator:
         count = _positive(query.get("count"), 10, "count")
         page = _positive(query.get("startPage"), 1, "startPage")
         chosen = selected[(page - 1) * count : page * count]
-        return JSONResponse({"taskings": [self._tasking_item(o) for o in chosen]})
+        return JSONResponse({"taskings": [self._listed_item(o) for o in chosen]})
+
+    def _listed_item(self, order: SimOrder) -> dict[str, Any]:
+        if order.customer_ref in self.malformed_items:
+            return {"sal": order.sales_order_id, "so": order.so, "icr": "corrupted record"}
+        return self._tasking_item(order)
 
     def _legacy_order(self, cid: str, tid: str) -> SimOrder:
         for order in self._legacy_orders(cid):

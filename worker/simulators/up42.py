@@ -195,6 +195,9 @@ class Up42Simulator:
         self.studies: dict[str, Json] = {}
         self.quotations: dict[str, Json] = {}
         self.stac_items: list[Json] = []
+        # Per-order fault: references (displayName or tag) whose coverage UP42 does not serve
+        # (``GET /v2/coverage/orders/{id}`` answers 404, as for orders without coverage data).
+        self.coverage_unavailable: set[str] = set()
         self._rng = random.Random(seed)
         self._seed = seed
         self.app = Starlette(routes=self._routes())
@@ -652,7 +655,7 @@ class Up42Simulator:
 
     async def _coverage(self, request: Request) -> Response:
         order = self.orders.get(request.path_params["order_id"])
-        if order is None:
+        if order is None or any(order in self._orders_for(r) for r in self.coverage_unavailable):
             return _error(404, f"Order {request.path_params['order_id']} not found")
         pct = round(order.covered_pct, 2)
         covered = [i for i in self.stac_items if i["properties"]["up42-order:order_id"] == order.id]

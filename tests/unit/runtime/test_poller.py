@@ -23,6 +23,12 @@ class NoMetrics:
     def poll_succeeded(self, provider: str) -> None:
         return None
 
+    def poll_error(self, provider: str, kind: str) -> None:
+        return None
+
+    def set_tracking_errors(self, provider: str, orders: int) -> None:
+        return None
+
 
 class CountingProvider:
     """Polled orders whose fingerprint is their index and whose builds are counted."""

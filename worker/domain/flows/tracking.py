@@ -49,6 +49,8 @@ from worker.domain.model import (
     Polled,
     Settings,
     TimerKind,
+    TrackingFailed,
+    TrackingRecovered,
     Unschedule,
 )
 from worker.events.models import AcquisitionCounts
@@ -216,3 +218,28 @@ def _rejected(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
     code = "DECLINED" if refused else "PROVIDER_REJECTED"
     why = reason(code, "the provider rejected the order", providerStatus=snapshot.provider_status)
     return end(state, S.REJECTED, at, why)
+
+
+def on_trouble(state: OrderState, event: TrackingFailed | TrackingRecovered) -> Step:
+    """Repeat the current status with reason ``TRACKING_ERROR`` when tracking the order keeps
+    failing, and with ``TRACKING_RECOVERED`` once it works again (a sequenced status event, so
+    consumers see both in order). Nothing for an order without a status yet."""
+    if state.status is None or state.last_event is None:
+        return nothing(state)
+    if isinstance(event, TrackingFailed):
+        why = reason(
+            "TRACKING_ERROR",
+            f"following this order at the provider failed {event.failures} times in a row ({event.what})",
+            failing=event.what,
+            failures=event.failures,
+            since=event.since.isoformat(),
+            error=event.message,
+        )
+    else:
+        why = reason(
+            "TRACKING_RECOVERED",
+            f"following this order at the provider works again after {event.failures} failures",
+            failures=event.failures,
+            since=event.since.isoformat(),
+        )
+    return repeat(state, event.at, why), []
