@@ -1,5 +1,28 @@
-"""Airbus OneAtlas tasking adapter (package)."""
+"""Airbus OneAtlas: the tasking adapter (SPOT / Pléiades on ``legacy``, Pléiades Neo on ``neo``).
 
-from worker.providers.oneatlas.provider import OneAtlasProvider, legacy_snapshot
+* :mod:`.provider`: :class:`OneAtlasProvider`, the :class:`~worker.providers.base.TaskingProvider`;
+* :mod:`.ordering`: validation rules and the feasibility, attempts, price and order bodies;
+* :mod:`.mapping`: provider records mapped to phases, snapshots and acquisitions;
+* :mod:`.failures`: the provider's error bodies mapped to the project's error tree;
+* :mod:`.common`: constants and value helpers.
+"""
 
-__all__ = ["OneAtlasProvider", "legacy_snapshot"]
+from worker.providers.oneatlas.mapping import (
+    acquisition_from,
+    icr_phase,
+    legacy_snapshot,
+    neo_phase,
+    neo_snapshot,
+    segment_status,
+)
+from worker.providers.oneatlas.provider import OneAtlasProvider
+
+__all__ = [
+    "OneAtlasProvider",
+    "acquisition_from",
+    "icr_phase",
+    "legacy_snapshot",
+    "neo_phase",
+    "neo_snapshot",
+    "segment_status",
+]
