@@ -53,6 +53,7 @@ from worker.providers.auth import TokenSource
 from worker.providers.base import (
     Acquisition,
     Attempt,
+    DeliveryHarvest,
     FeasibilityResult,
     FeasibilityStudy,
     OrderContext,
@@ -1096,6 +1097,10 @@ class Up42Provider:
                 provider_code="NOT_CANCELLABLE",
             )
         await self._http.write("cancel", "POST", self._url(f"/v2/orders/{order_id}/cancellation"))
+
+    async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
+        """No delivery discovery yet: an empty harvest that keeps the caller's cursor."""
+        return DeliveryHarvest(cursor=cursor)
 
     async def refresh_token(self) -> bool:
         """Renew the password-grant token when it is within its renewal margin (see the protocol)."""

@@ -45,6 +45,7 @@ from worker.providers.auth import TokenSource
 from worker.providers.base import (
     Acquisition,
     Attempt,
+    DeliveryHarvest,
     FeasibilityResult,
     OrderContext,
     OrderSnapshot,
@@ -593,6 +594,10 @@ class OneAtlasProvider:
         )
         verb = "stop" if has_acquisitions else "cancel"
         await self._write("cancel", "POST", f"/api/v1/orders/{item_id}/{verb}", json={})
+
+    async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
+        """No delivery discovery yet: an empty harvest that keeps the caller's cursor."""
+        return DeliveryHarvest(cursor=cursor)
 
     async def refresh_token(self) -> bool:
         """Renew the API-key token when it is within its renewal margin (see the protocol)."""
