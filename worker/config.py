@@ -101,6 +101,10 @@ class OneAtlasSettings(_Section):
         "/auth/realms/IDP/protocol/openid-connect/token"
     )
     base_url: HttpUrl = HttpUrl("https://order.api.oneatlas.airbus.com")
+    # Delivered products: opensearch over the delivery workspace, and the account record
+    # (``/api/v1/me``) that names the legacy contract's workspace.
+    search_url: HttpUrl = HttpUrl("https://search.foundation.api.oneatlas.airbus.com")
+    data_url: HttpUrl = HttpUrl("https://data.api.oneatlas.airbus.com")
     primary_market: str = Field("NQUAL", min_length=1)
     end_users: list[EndUser] = Field(
         default_factory=lambda: [EndUser(endUserName="tasking-worker", country="FR")]

@@ -45,6 +45,7 @@ from worker.providers.auth import TokenSource
 from worker.providers.base import (
     Acquisition,
     Attempt,
+    DeliveredProduct,
     DeliveryHarvest,
     FeasibilityResult,
     OrderContext,
@@ -70,6 +71,7 @@ from worker.providers.oneatlas.common import (
     refs_of,
     str_or_none,
 )
+from worker.providers.oneatlas.delivery import DeliveryFinder
 from worker.providers.oneatlas.failures import auth_translate, translate_error
 from worker.providers.oneatlas.mapping import (
     acquisition_from,
@@ -149,6 +151,7 @@ class OneAtlasProvider:
             translate=auth_translate(self._api_key_or_empty()),
             sleep=sleep,
         )
+        self._deliveries = DeliveryFinder(settings, self._http, self._contract)
         # Which backend a tracking key belongs to, learnt when this process placed or found it.
         self._backends: dict[str, str] = {}
 
@@ -595,9 +598,32 @@ class OneAtlasProvider:
         verb = "stop" if has_acquisitions else "cancel"
         await self._write("cancel", "POST", f"/api/v1/orders/{item_id}/{verb}", json={})
 
+    # ------------------------------------------------------------------ deliveries
+
     async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
-        """No delivery discovery yet: an empty harvest that keeps the caller's cursor."""
-        return DeliveryHarvest(cursor=cursor)
+        """Products delivered for ``orders`` since ``cursor`` (see :mod:`.delivery`).
+
+        Harvests the delivery workspaces of the orders' backends by update date, so the calls
+        grow with new products, not with ``len(orders)``; without orders nothing is asked.
+
+        Raises:
+            ProviderNotConfigured: no API key, or no contract for an order's backend.
+            ProviderProtocolError: a delivery workspace cannot be resolved.
+        """
+        if not orders:
+            return DeliveryHarvest(cursor=cursor)
+        backends = {self._backend_for_key(o.tracking_key, o.refs) for o in orders}
+        return await self._deliveries.harvest(orders, backends, cursor)
+
+    async def order_products(self, placed: PlacedOrder) -> list[DeliveredProduct]:
+        """The delivered products of one order, searched by sales order id (or customer reference)."""
+        backend = self._backend_for_key(placed.tracking_key, placed.refs)
+        return await self._deliveries.order_products(placed, backend)
+
+    @property
+    def tokens(self) -> TokenSource:
+        """The bearer token source (also used to download delivered products)."""
+        return self._tokens
 
     async def refresh_token(self) -> bool:
         """Renew the API-key token when it is within its renewal margin (see the protocol)."""

@@ -58,7 +58,14 @@ class CatalogueApi(SimulatorState):
                         "currency": c.currency,
                         "language": "en",
                         "contractType": "PPO",
-                        "delivery": [{"deliveryPlatformId": "PublicMOC", "deliveryWorkspace": c.workspace}],
+                        "delivery": [
+                            {
+                                "deliveryPlatformId": "PublicMOC",
+                                "deliveryWorkspace": (
+                                    c.workspace_name if c.workspace_listed_by_name else c.workspace
+                                ),
+                            }
+                        ],
                         "backendSource": c.backend,
                     }
                     for c in self.contracts.values()

@@ -94,6 +94,10 @@ class SimContract:
     workspace: str
     currency: str = "EUR"
     name: str = ""
+    # The delivery workspace's name; ``/api/v1/contracts`` lists the name instead of the id when
+    # ``workspace_listed_by_name`` (both forms are seen at the real API).
+    workspace_name: str = ""
+    workspace_listed_by_name: bool = False
 
 
 DEFAULT_CONTRACTS = (
@@ -113,6 +117,7 @@ class SimAcquisition:
     acquired_at: datetime
     footprint: dict[str, Any]
     catalog_id: str
+    validated_at: datetime | None = None  # when it became VALIDATED (deliveries follow)
 
 
 @dataclass

@@ -44,6 +44,7 @@ from starlette.routing import Route
 
 from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso
 from worker.simulators.oneatlas.catalogue import CatalogueApi
+from worker.simulators.oneatlas.delivery import DeliveryApi
 from worker.simulators.oneatlas.model import (
     AUTH_PATH,
     DAY,
@@ -61,7 +62,7 @@ from worker.simulators.oneatlas.ordering import OrderingApi
 from worker.simulators.oneatlas.tracking import TrackingApi
 
 
-class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
+class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
     """The OneAtlas simulator. Use :attr:`app` with ``httpx.ASGITransport`` or uvicorn.
 
     Args:
@@ -78,6 +79,9 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
         coverage_per_acquisition: fraction of the AOI one validated acquisition covers.
         min_clear_sky: the seeded ``clearSkyRate`` is uniform in ``[min_clear_sky, 100]``.
         neo_auto_accept: PNEO AUTOMATIC orders skip the quotation step (accepted at once).
+        delivery_delay: simulated seconds between an acquisition's validation and its delivered
+            product in the delivery workspace.
+        product_size: bytes of each delivered product (seeded content).
         raise_on_lost_response: a ``lost_response`` fault raises ``httpx.ReadTimeout`` after the
             handler ran, which ``httpx.ASGITransport`` propagates to the client (in-process tests
             have no client timeout); behind uvicorn the fault's ``delay`` does the job.
@@ -100,6 +104,8 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
         min_clear_sky: float = 55.0,
         neo_auto_accept: bool = False,
         raise_on_lost_response: bool = True,
+        delivery_delay: float = DAY,
+        product_size: int = 1024 * 1024,
     ) -> None:
         self.core = core if core is not None else SimulatorCore()
         self.api_key = api_key
@@ -122,6 +128,7 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
         self._paid: Counter[str] = Counter()
         self._ids = 0
         self._lock = threading.RLock()
+        self._init_deliveries(delivery_delay, product_size)
         self.app = Starlette(routes=self._routes())
 
     @property
@@ -165,9 +172,17 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
             ("POST", t + "/cancel", self._tasking_cancel),
             ("GET", t + "/segments", self._segments),
             ("POST", t + "/segments/{sid}/{verb:str}", self._segment_decision),
+            # Delivered products: the data, search and access hosts share this app.
+            ("GET", "/api/v1/me", self._me),
+            ("POST", "/api/v2/opensearch", self._opensearch_post),
+            ("GET", "/api/v2/opensearch", self._opensearch_get),
+            ("GET", "/api/v1/opensearch", self._opensearch_get),
         ]
         routes = [Route(AUTH_PATH, self._endpoint(self._token, auth=False), methods=["POST"])]
         routes += [Route(p, self._endpoint(h), methods=[m]) for m, p, h in api]
+        routes.append(
+            Route("/api/v1/items/{item}/download", self._endpoint(self._download), methods=["GET", "HEAD"])
+        )
         routes += self._sim_routes()
         return routes
 
@@ -244,14 +259,6 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
             raise SimError(401, {"message": "Authentication failed (cause: Token expired)"})
 
     # ================================================================== operator controls
-
-    def order(self, key: str) -> SimOrder:
-        """The order named by any of its ids or its customer reference (KeyError if none)."""
-        with self._lock:
-            for order in reversed(self.orders):
-                if key in order.ids():
-                    return order
-        raise KeyError(key)
 
     def advance(self, seconds: float) -> None:
         """Jump the simulated clock ahead (orders catch up at the next request or control)."""
@@ -384,6 +391,20 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi):
             route("/_sim/no-capacity", "POST", lambda b, p: self.add_no_capacity_aoi(b["aoi"])),
             route("/_sim/no-attempts", "POST", lambda b, p: self.add_no_attempt_aoi(b["aoi"])),
             route("/_sim/orders", "GET", lambda b, p: {"orders": self._summaries()}),
+            route(
+                "/_sim/orders/{key}/delivery",
+                "POST",
+                lambda b, p: self.plan_delivery(
+                    p["key"],
+                    delay=b.get("delaySeconds"),
+                    withhold=b.get("withhold"),
+                    withhold_all=b.get("withholdAll"),
+                    release=b.get("release"),
+                ),
+            ),
+            route("/_sim/deliveries", "GET", lambda b, p: {"products": self.delivered()}),
+            route("/_sim/deliveries/{item}/expire", "POST", lambda b, p: self.expire_product(p["item"])),
+            route("/_sim/downloads/faults", "POST", lambda b, p: self.inject_download_fault(b)),
             route(
                 "/_sim/orders/{key}/study",
                 "POST",

@@ -171,6 +171,7 @@ class SimulatorState:
         order.acquisitions.append(acquisition)
         order.last_change = at
         if acquisition.status.upper() == "VALIDATED":
+            acquisition.validated_at = at
             self._add_coverage(order, 1.0 if auto else self.coverage_per_acquisition)
         return acquisition
 
@@ -196,3 +197,11 @@ class SimulatorState:
         order.order_item_id = f"WOI_{order.seq:09d}_1"
         self._paid[order.customer_ref] += 1
         self._activate(order, at)
+
+    def order(self, key: str) -> SimOrder:
+        """The order named by any of its ids or its customer reference (KeyError if none)."""
+        with self._lock:
+            for order in reversed(self.orders):
+                if key in order.ids():
+                    return order
+        raise KeyError(key)

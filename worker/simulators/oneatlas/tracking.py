@@ -173,6 +173,7 @@ class TrackingApi(SimulatorState):
         a.status = status.upper() if neo else status
         order.last_change = self._now()
         if accept:
+            a.validated_at = self._now()
             self._add_coverage(order, self.coverage_per_acquisition)
             if order.validated_fraction >= 1.0 - 1e-9:
                 self._complete(order, self._now())
