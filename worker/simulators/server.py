@@ -2,8 +2,8 @@
 the integration and reliability suites).
 
 The worker is pointed at them only through its documented settings
-(``TASKING_ONEATLAS__BASE_URL`` / ``__AUTH_URL`` / ``__SEARCH_URL`` / ``__DATA_URL``, ``TASKING_UP42__BASE_URL`` / ``__AUTH_URL``), exactly
-as it would be pointed at the real services.
+(``TASKING_ONEATLAS__BASE_URL`` / ``__AUTH_URL`` / ``__SEARCH_URL`` / ``__DATA_URL``,
+``TASKING_UP42__BASE_URL`` / ``__AUTH_URL``), exactly as it would be pointed at the real services.
 """
 
 from __future__ import annotations
