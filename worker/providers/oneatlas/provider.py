@@ -104,6 +104,7 @@ class OneAtlasProvider:
         sleep: awaited between retries (tests inject a recorder).
         clock: monotonic seconds for token expiry (tests inject a fake clock).
         page_size: items per page when listing taskings or searching orders.
+        delivery_page_size: items per page when searching delivered products (at most 500).
     """
 
     name = Provider.ONEATLAS
@@ -118,6 +119,7 @@ class OneAtlasProvider:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         page_size: int = 100,
+        delivery_page_size: int = 500,
     ) -> None:
         self._settings = settings
         self._owns_client = client is None
@@ -151,7 +153,7 @@ class OneAtlasProvider:
             translate=auth_translate(self._api_key_or_empty()),
             sleep=sleep,
         )
-        self._deliveries = DeliveryFinder(settings, self._http, self._contract)
+        self._deliveries = DeliveryFinder(settings, self._http, self._contract, delivery_page_size)
         # Which backend a tracking key belongs to, learnt when this process placed or found it.
         self._backends: dict[str, str] = {}
 
