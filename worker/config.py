@@ -66,6 +66,7 @@ class TopicSettings(_Section):
     commands: str = Field("tasking.commands", min_length=1)
     status: str = Field("tasking.order-status", min_length=1)
     acquisitions: str = Field("tasking.acquisitions", min_length=1)
+    deliveries: str = Field("tasking.deliveries", min_length=1)
     dead_letter: str = Field("tasking.dead-letter", min_length=1)
     state: str = Field("tasking.worker-state", min_length=1)
 
@@ -77,6 +78,7 @@ class TopicSettings(_Section):
             self.state,
             self.status,
             self.acquisitions,
+            self.deliveries,
             self.dead_letter,
         ]
 
@@ -158,8 +160,24 @@ class HttpClientSettings(_Section):
 
 
 class TrackingSettings(_Section):
+    """Tracking polls and the delivery harvest.
+
+    ``delivery_interval_seconds`` is the period of the per-provider delivery harvest (default: the
+    poll interval). ``delivery_grace_seconds``: after the provider finished, how long more products
+    may still appear (UP42 extracts STAC items after ``FULFILLED``) before ``COMPLETED``.
+    ``delivery_timeout_seconds``: after the provider finished, how long to wait for the products
+    of every validated acquisition before ``COMPLETED`` with ``DELIVERY_INCOMPLETE``.
+    """
+
     poll_interval_seconds: float = Field(300.0, gt=0)
     page_size: int = Field(100, ge=1, le=1000)
+    delivery_interval_seconds: float | None = Field(None, gt=0)
+    delivery_grace_seconds: float = Field(600.0, ge=0)
+    delivery_timeout_seconds: float = Field(1209600.0, gt=0)
+
+    @property
+    def delivery_interval(self) -> float:
+        return self.delivery_interval_seconds or self.poll_interval_seconds
 
 
 class HttpServerSettings(_Section):

@@ -23,6 +23,7 @@ from typing import assert_never
 from worker.domain.flows import (
     acquisitions,
     commands,
+    deliveries,
     failures,
     oneatlas,
     placement,
@@ -37,6 +38,7 @@ from worker.domain.model import (
     AttemptsFound,
     CallProvider,
     CommandReceived,
+    DeliveryFound,
     DomainEvent,
     Effect,
     FeasibilityAnswered,
@@ -109,6 +111,8 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
             return failures.on_failed(state, event, settings)
         case TimerFired():
             return timers.on_timer(state, event, settings)
+        case DeliveryFound():
+            return deliveries.on_delivery(state, event, settings)
         case Resumed():
             return timers.on_resumed(state, event)
         case RequestReceived() | CommandReceived():

@@ -1,0 +1,145 @@
+"""Delivered products: each published once, joined to its acquisitions, and completion on delivery.
+
+A product the delivery harvest finds (``DeliveryFound``) is published as a ``DeliveryEvent`` the
+first time its item id is seen for the order, also while the order is in progress; its item id
+is then kept in ``state.deliveries``, so a re-harvest (after a restart, a rebalance, or a
+provider that lists an item again) publishes nothing twice.
+
+Completion on delivery (CONTRACT §4.2, ``docs/provider-status-mapping.md``): when the provider
+finishes an order (a ``COMPLETED`` snapshot), the order stays ``IN_PROGRESS`` in phase
+``AWAITING_DELIVERY`` until
+
+- every validated acquisition has a delivered product, at least one product was delivered and
+  ``delivery_grace_seconds`` have passed since the provider finished (items may still appear
+  after the provider's final status: UP42 extracts STAC items after ``FULFILLED``) →
+  ``COMPLETED``; or
+- ``delivery_timeout_seconds`` have passed since the provider finished → ``COMPLETED`` with
+  ``reason.code = "DELIVERY_INCOMPLETE"`` and what is missing in its details.
+
+Join rule: a product belongs to the acquisitions whose id, or one of whose provider ids
+(``Acquisition.refs`` values: ``archiveId``, ``catalogId``...), is among the product's
+``source_ids``. Products that join no acquisition still count: each covers one validated
+acquisition that no joined product covers (the provider's data then allows no finer check).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from worker.domain.flows.acquisitions import progress_of, set_progress, validated_ids
+from worker.domain.flows.common import S, Step, after, end, nothing, reason, update
+from worker.domain.model import (
+    DeliveryFound,
+    DeliveryRecord,
+    OrderState,
+    OutboxDelivery,
+    Phase,
+    ProviderFinished,
+    Schedule,
+    Settings,
+    TimerFired,
+    TimerKind,
+)
+from worker.events.delivery import DeliveryEvent
+from worker.events.models import Reason
+from worker.providers.base import DeliveredProduct, OrderSnapshot
+
+
+def on_delivery(state: OrderState, event: DeliveryFound, settings: Settings) -> Step:
+    """Publish a product not published before; then complete the order if it was the last one."""
+    product = event.product
+    placed = state.placed
+    if placed is None or state.terminal or product.tracking_key != placed.tracking_key:
+        return nothing(state)
+    if product.item_id in state.deliveries:
+        return nothing(state)
+    ids = join(state, product)
+    published = DeliveryEvent(
+        request_id=state.request_id,
+        provider=state.request.provider,
+        product=product,
+        acquisition_ids=ids,
+        occurred_at=event.at,
+    )
+    record = DeliveryRecord(acquisition_ids=ids, at=event.at)
+    state = update(
+        state,
+        deliveries={**state.deliveries, product.item_id: record},
+        outbox=[*state.outbox, OutboxDelivery(event=published)],
+    )
+    state = set_progress(state, progress_of(state, None), event.at)
+    if state.phase is Phase.AWAITING_DELIVERY:
+        return check(state, event.at, settings)
+    return state, []
+
+
+def join(state: OrderState, product: DeliveredProduct) -> list[str]:
+    """The ids of the known acquisitions ``product`` was made from (see the module docstring)."""
+    sources = set(product.source_ids)
+    if not sources:
+        return []
+    found = []
+    for acquisition_id, record in sorted(state.acquisitions.items()):
+        keys = {acquisition_id}
+        if record.acquisition is not None:
+            keys.update(record.acquisition.refs.values())
+        if keys & sources:
+            found.append(acquisition_id)
+    return found
+
+
+def missing(state: OrderState) -> list[str]:
+    """The validated acquisitions that no delivered product covers (the join rule above)."""
+    joined = {a for record in state.deliveries.values() for a in record.acquisition_ids}
+    unjoined = sum(not record.acquisition_ids for record in state.deliveries.values())
+    uncovered = [a for a in validated_ids(state) if a not in joined]
+    return uncovered[unjoined:]
+
+
+def provider_finished(state: OrderState, snapshot: OrderSnapshot, at: datetime, settings: Settings) -> Step:
+    """The provider finished the order (``state`` is already ``IN_PROGRESS``): wait for its
+    products in ``AWAITING_DELIVERY``, or complete at once when they are all there and no grace
+    period is configured."""
+    finished = ProviderFinished(at=at, provider_status=snapshot.provider_status)
+    return check(update(state, phase=Phase.AWAITING_DELIVERY, finished=finished), at, settings)
+
+
+def on_check(state: OrderState, event: TimerFired, settings: Settings) -> Step:
+    """The grace period or the delivery timeout ended."""
+    if state.phase is not Phase.AWAITING_DELIVERY:
+        return nothing(state)
+    return check(state, event.at, settings)
+
+
+def check(state: OrderState, at: datetime, settings: Settings) -> Step:
+    """COMPLETED when delivered, COMPLETED ``DELIVERY_INCOMPLETE`` at the timeout, else the timer
+    for the next moment the answer may change."""
+    finished = state.finished
+    assert finished is not None
+    lacking = missing(state)
+    complete = not lacking and bool(state.deliveries)
+    grace_end = after(finished.at, settings.delivery_grace_seconds)
+    deadline = after(finished.at, settings.delivery_timeout_seconds)
+    if complete and at >= grace_end:
+        return end(state, S.COMPLETED, at, None)
+    if at >= deadline:
+        return end(state, S.COMPLETED, at, incomplete_reason(state, lacking, finished))
+    when = grace_end if complete else deadline
+    return state, [Schedule(timer=TimerKind.DELIVERY_CHECK, at=when)]
+
+
+def incomplete_reason(state: OrderState, lacking: list[str], finished: ProviderFinished) -> Reason:
+    """``DELIVERY_INCOMPLETE``: which validated acquisitions lack a product, how many came."""
+    message = (
+        f"{len(lacking)} validated acquisition(s) without a delivered product"
+        if lacking
+        else "no product was delivered"
+    )
+    return reason(
+        "DELIVERY_INCOMPLETE",
+        message,
+        missingAcquisitionIds=lacking,
+        delivered=len(state.deliveries),
+        providerStatus=finished.provider_status,
+        providerFinishedAt=finished.at.isoformat(),
+    )
