@@ -10,6 +10,7 @@ Retry policy reads :attr:`WorkerError.retriable`, never the exception class of a
     ├── ConfigError                 invalid environment: the process stops with one line
     ├── DecodeError                 an input message cannot be used; carries a dead-letter code
     ├── IllegalTransition           decide() was asked for a status change the contract forbids
+    ├── DownloadError               a delivered product could not be downloaded (``download``)
     └── ProviderError               anything a provider call went wrong with (provider, operation)
         ├── ProviderNotConfigured   no credentials for this provider (reason PROVIDER_NOT_CONFIGURED)
         ├── ProviderUnavailable     5xx, connection error, read timeout           retriable
@@ -79,6 +80,19 @@ class IllegalTransition(WorkerError):
         super().__init__(f"illegal transition {current} -> {target}")
         self.current = current
         self.target = target
+
+
+class DownloadError(WorkerError):
+    """A delivered product's file could not be downloaded or verified (``tasking-worker download``).
+
+    Attributes:
+        code: ``BAD_CREDENTIALS``, ``NOT_CONFIGURED``, ``EXPIRED``, ``NOT_FOUND``,
+            ``CHECKSUM_MISMATCH``, ``SIZE_MISMATCH``, ``HTTP_ERROR`` or ``TRANSFER_FAILED``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ProviderError(WorkerError):
