@@ -46,7 +46,6 @@ from worker.delivery.access import Access
 from worker.delivery.progress import DownloadProgress
 from worker.errors import DownloadError
 
-CHUNK: Final = 256 * 1024
 # Multihash prefixes of ``file:checksum`` (function code + digest length, in hex).
 _MULTIHASH: Final = {"d510": "md5", "1114": "sha1", "1220": "sha256", "1340": "sha512"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -265,7 +264,8 @@ class Downloader:
         elif offset or not append:
             self._progress.restart(task[0], start, _why(offset, append))
         with _open(part, append) as sink:
-            async for chunk in response.aiter_bytes(CHUNK):
+            # As received (no re-chunking): a buffered chunk would be lost when the body is cut.
+            async for chunk in response.aiter_bytes():
                 sink.write(chunk)
                 outcome.transferred += len(chunk)
                 self._progress.advance(task[0], len(chunk))
@@ -321,11 +321,13 @@ def plan(item: Mapping[str, Any], folder: Path, *, all_assets: bool) -> list[Ass
 
 def file_name(key: str, asset: Mapping[str, Any]) -> str:
     """A file name for an asset: its title when that is a file name (OneAtlas's zip name), else
-    the last part of its href path when it has an extension, else the key plus the media type's
-    extension."""
+    its key when that is one (UP42), else the last part of its href path when it has an
+    extension, else the key plus the media type's extension."""
     title = asset.get("title")
     if isinstance(title, str) and Path(title).suffix and "/" not in title:
         return safe_name(title)
+    if Path(key).suffix:
+        return safe_name(key)  # UP42 keys are file names
     last = unquote(urlsplit(str(asset.get("href"))).path.rsplit("/", 1)[-1])
     if Path(last).suffix:
         return safe_name(last)
