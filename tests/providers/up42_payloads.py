@@ -287,7 +287,7 @@ def stac_item(item_id: str, cloud: float, when: str = "2026-08-12T15:30:00.000Z"
             "datetime": when,
             "eo:cloud_cover": cloud,
             "view:incidence_angle": 7.5,
-            "up42-order:order_id": ORDER_ID,
+            "up42-order:id": ORDER_ID,
             "up42-system:asset_id": f"asset-{item_id}",
         },
         "assets": {},
