@@ -44,11 +44,12 @@ def registry() -> Registry[Any]:
             if not entry.name.endswith(".json"):
                 continue
             schema = _load(f"{folder}/{entry.name}")
-            resource = Resource(contents=schema, specification=DRAFT7)
+            resource: Resource[Any] = DRAFT7.create_resource(schema)
             pairs.append((str(schema.get("$id", "")).rstrip("#"), resource))
             if folder == "stac/v1.1.0":
                 pairs.append((_CORE_BASE + entry.name, resource))
-    return Registry().with_resources(pairs)  # type: ignore[no-any-return]
+    built: Registry[Any] = Registry().with_resources(pairs)
+    return built
 
 
 def shipped_extensions() -> frozenset[str]:
