@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
 from contextlib import aclosing
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -44,6 +45,7 @@ from worker.providers.http import (
     build_client,
     http_policy,
 )
+from worker.providers.up42.delivery import Up42Deliveries
 from worker.providers.up42.mapping import (
     _READ_QUOTATION,
     _READ_STUDY,
@@ -72,6 +74,10 @@ from worker.providers.up42.params import build_params, display_name, reference_t
 log = structlog.get_logger(__name__)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Up42Provider:
     """The UP42 v2 tasking API as a :class:`~worker.providers.base.TaskingProvider`.
 
@@ -82,6 +88,7 @@ class Up42Provider:
         metrics: provider call metrics.
         sleep: the backoff sleep (tests pass a no-op).
         clock: monotonic seconds for token expiry (tests pass a fake clock).
+        wall_clock: the current time (how long a delivered asset may wait for its STAC items).
 
     Raises:
         ProviderNotConfigured: no username or password.
@@ -98,6 +105,7 @@ class Up42Provider:
         metrics: ProviderMetrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         if not settings.configured:
             raise ProviderNotConfigured(
@@ -129,6 +137,7 @@ class Up42Provider:
         self._workspace: str | None = settings.workspace_id
         self._workspace_lock = asyncio.Lock()
         self._seen: dict[str, _Seen] = {}
+        self._deliveries = Up42Deliveries(self._http, self._base, self.workspace_id, wall_clock)
 
     # ------------------------------------------------------------------ auth and workspace
 
@@ -461,33 +470,13 @@ class Up42Provider:
         return found
 
     async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
-        """Deliveries of the order: ``POST /v2/assets/stac/search`` filtered on
-        ``up42-order:order_id`` (CQL2 JSON), following ``next`` links."""
+        """Deliveries of the order: ``POST /v2/assets/stac/search`` filtered on ``up42-order:id``
+        (CQL2 JSON; not ``up42-order:order_id``, an old SDK key that matches nothing), following
+        ``next`` links."""
         order_id = placed.tracking_key
-        body: dict[str, Any] = {
-            "filter-lang": "cql2-json",
-            "filter": {"op": "=", "args": [{"property": "up42-order:order_id"}, order_id]},
-            "limit": PAGE_SIZE,
-        }
-        url = self._url("/v2/assets/stac/search")
-        acquisitions: list[Acquisition] = []
-        for _ in range(1000):  # a bound against a server that links to itself forever
-            answer = await self._http.read("list_acquisitions", "POST", url, json=body)
-            features = answer.get("features") if isinstance(answer, dict) else None
-            if not isinstance(features, list):
-                raise ProviderProtocolError(
-                    "list_acquisitions: not a STAC FeatureCollection",
-                    provider=PROVIDER,
-                    operation="list_acquisitions",
-                )
-            acquisitions += [
-                to_acquisition(f, order_id) for f in features if isinstance(f, dict) and f.get("id")
-            ]
-            follow = _next_link(answer, body)
-            if follow is None:
-                break
-            url, body = follow
-        return acquisitions
+        cql2 = {"op": "=", "args": [{"property": "up42-order:id"}, order_id]}
+        features = await self._deliveries.search(cql2, "list_acquisitions")
+        return [to_acquisition(f, order_id) for f in features]
 
     async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
         """UP42 delivers what it acquires: there is nothing to accept or refuse."""
@@ -607,8 +596,10 @@ class Up42Provider:
         await self._http.write("cancel", "POST", self._url(f"/v2/orders/{order_id}/cancellation"))
 
     async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
-        """No delivery discovery yet: an empty harvest that keeps the caller's cursor."""
-        return DeliveryHarvest(cursor=cursor)
+        """Products in UP42 storage of ``orders``, new since ``cursor``: assets created since the
+        cursor, their STAC items, their collections' original archives
+        (``worker.providers.up42.delivery``). Calls grow with new assets, not with orders."""
+        return await self._deliveries.harvest(orders, cursor)
 
     async def refresh_token(self) -> bool:
         """Renew the password-grant token when it is within its renewal margin (see the protocol)."""
@@ -618,14 +609,3 @@ class Up42Provider:
         """Close the HTTP client when this adapter built it."""
         if self._owns_client:
             await self._client.aclose()
-
-
-def _next_link(answer: Mapping[str, Any], body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The STAC API ``next`` link of a POST search: its href and the body to send (merged)."""
-    for link in answer.get("links") or []:
-        if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
-            raw = link.get("body")
-            extra: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            merged = {**body, **extra} if link.get("merge", True) else dict(extra)
-            return str(link["href"]), merged
-    return None

@@ -1,4 +1,5 @@
-"""UP42 simulator: the v2 tasking API (``docs/providers/up42.md``) as one starlette app.
+"""UP42 simulator: the v2 tasking API (``docs/providers/up42.md``) as one starlette app, with
+UP42 storage (delivered assets, STAC API, downloads: :mod:`worker.simulators.up42.storage`).
 
 It serves the Keycloak token and user-info endpoints and the API paths on one app, with the
 payloads, error bodies and quirks of the reference: HTTP 200 with per-item ``errors`` on create
@@ -12,7 +13,8 @@ deterministic for a given clock and seed::
         or MANUAL study with options -> FEASIBILITY_WAITING_RESPONSE --option chosen-->
     QUOTATION_WAITING_UPLOAD --quotation_delay--> QUOTATION_WAITING_RESPONSE
         --ACCEPTED (credits deducted)--> BEING_PLACED -> PLACED -> BEING_FULFILLED
-            (deliveries appear as STAC items, coverage grows) -> FULFILLED at 100 % or window end
+            (deliveries appear as storage assets, coverage grows) -> FULFILLED at 100 % or window end
+            each asset's STAC items appear ``extraction_delay`` later (also after FULFILLED)
         --REJECTED--> FAILED_PERMANENTLY with subStatus QUOTATION_REJECTED          [I]
 
 Operator controls exist as Python methods and as ``/_sim/...`` JSON endpoints (those bypass auth,
@@ -43,6 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso
+from worker.simulators.up42.storage import Up42Storage
 from worker.simulators.up42_schemas import COLLECTIONS, PRODUCT_SCHEMAS
 
 DEFAULT_WORKSPACE_ID = "7f3c2b1a-9d8e-4c6f-a5b4-3e2d1c0b9a87"
@@ -80,6 +83,8 @@ class Up42SimConfig:
     auto_operator: bool = True
     default_page_size: int = 10
     max_page_size: int = 1000
+    extraction_delay: float = 0.0  # upload of an asset -> its STAC items are listed
+    scenes_per_delivery: int = 1  # STAC items per delivered asset
 
 
 @dataclass
@@ -194,9 +199,12 @@ class Up42Simulator:
         self.orders: dict[str, SimOrder] = {}
         self.studies: dict[str, Json] = {}
         self.quotations: dict[str, Json] = {}
-        self.stac_items: list[Json] = []
         self._rng = random.Random(seed)
         self._seed = seed
+        self.storage = Up42Storage(self._now, self._uuid)
+        # reference -> how its deliveries go wrong: "missing" (items never extracted),
+        # "failed" (extraction fails), "partial" (only the first item of each asset)
+        self.delivery_faults: dict[str, str] = {}
         self.app = Starlette(routes=self._routes())
 
     # ------------------------------------------------------------------ plumbing
@@ -229,7 +237,27 @@ class Up42Simulator:
             Route("/v2/tasking/quotation", api(self._list_quotations), methods=["GET"]),
             Route("/v2/tasking/quotation/{quotation_id}", api(self._decide_quotation), methods=["PATCH"]),
             Route("/v2/coverage/orders/{order_id}", api(self._coverage), methods=["GET"]),
+            Route("/v2/assets/stac/", api(self.storage.catalog), methods=["GET"]),
+            Route("/v2/assets/stac", api(self.storage.catalog), methods=["GET"]),
             Route("/v2/assets/stac/search", api(self._stac_search), methods=["POST"]),
+            Route(
+                "/v2/assets/stac/collections/{collection_id}", api(self.storage.collection), methods=["GET"]
+            ),
+            Route(
+                "/v2/assets/stac/collections/{collection_id}/items",
+                api(self.storage.collection_items),
+                methods=["GET"],
+            ),
+            Route(
+                "/v2/assets/stac/collections/{collection_id}/items/{item_id}",
+                api(self.storage.collection_items),
+                methods=["GET"],
+            ),
+            Route("/v2/assets", api(self._list_assets), methods=["GET"]),
+            Route("/v2/assets/{asset_id}", api(self.storage.download), methods=["GET"]),
+            Route("/v2/assets/{asset_id}/download-url", api(self.storage.download_url), methods=["POST"]),
+            Route("/_storage/{token}", self.storage.signed_download, methods=["GET"]),
+            Route("/_sim/deliveries/faults", sim(self._sim_delivery_fault), methods=["POST"]),
             Route("/_sim/orders/{order_id}/study", sim(self._sim_study), methods=["POST"]),
             Route("/_sim/orders/{order_id}/quotation", sim(self._sim_quotation), methods=["POST"]),
             Route("/_sim/orders/{order_id}/deliveries", sim(self._sim_deliver), methods=["POST"]),
@@ -655,7 +683,7 @@ class Up42Simulator:
         if order is None:
             return _error(404, f"Order {request.path_params['order_id']} not found")
         pct = round(order.covered_pct, 2)
-        covered = [i for i in self.stac_items if i["properties"]["up42-order:order_id"] == order.id]
+        covered = self.storage.items_of(order.id)
         return JSONResponse(
             {
                 "covered": {
@@ -680,47 +708,16 @@ class Up42Simulator:
         body = await self._json(request) or {}
         if not isinstance(body, dict):
             return _error(400, "search body must be an object")
-        try:
-            matches = [i for i in self.stac_items if self._cql2(body.get("filter"), i)]
-        except ValueError as exc:
-            return _error(400, f"Unsupported filter: {exc}")
-        limit = max(1, min(int(body.get("limit", 10)), 1000))
-        start = int(body.get("token") or 0)
-        page = matches[start : start + limit]
-        links: list[Json] = []
-        if start + limit < len(matches):
-            links.append(
-                {
-                    "rel": "next",
-                    "href": str(request.url),
-                    "method": "POST",
-                    "body": {"token": str(start + limit)},
-                    "merge": True,
-                }
-            )
-        return JSONResponse(
-            {
-                "type": "FeatureCollection",
-                "features": page,
-                "links": links,
-                "context": {"returned": len(page), "matched": len(matches)},
-            }
-        )
+        return await self.storage.search(request, body)
 
-    def _cql2(self, expr: Any, item: Json) -> bool:
-        """The CQL2-JSON subset the simulator understands: ``=``, ``in``, ``and`` [I]."""
-        if expr is None:
-            return True
-        if not isinstance(expr, dict):
-            raise ValueError("filter must be a CQL2 JSON object")  # noqa: TRY004 - a 400, not a bug
-        op, args = expr.get("op"), expr.get("args") or []
-        if op == "and":
-            return all(self._cql2(a, item) for a in args)
-        if op in ("=", "in") and len(args) == 2 and isinstance(args[0], dict):
-            name = str(args[0].get("property"))
-            value = item["properties"].get(name, item.get(name))
-            return bool(value == args[1]) if op == "=" else value in args[1]
-        raise ValueError(f"operator {op!r}")
+    async def _list_assets(self, request: Request) -> Response:
+        page, size = self._paging(request)
+        return JSONResponse(spring_page(self.storage.list_assets(request, page, size), page, size))
+
+    @property
+    def stac_items(self) -> list[Json]:
+        """Every STAC item listed in storage (extraction done)."""
+        return self.storage.visible_items()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -860,29 +857,28 @@ class Up42Simulator:
         coverage_pct: float | None = None,
         at: datetime | None = None,
     ) -> Json:
-        """Deliver one acquisition as a STAC item; coverage grows, 100 % fulfils the order."""
+        """Deliver one acquisition as a storage asset with ``scenes_per_delivery`` STAC items
+        (listed ``extraction_delay`` later); coverage grows, 100 % fulfils the order. Returns the
+        asset as ``GET /v2/assets`` lists it."""
         order, at = self.orders[order_id], at or self._now()
-        asset_id = self._uuid()
-        item: Json = {
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "id": self._uuid(),
-            "collection": order.data_product_id,
-            "geometry": order.geometry,
-            "properties": {
-                "datetime": iso(at),
-                "eo:cloud_cover": cloud_cover,
-                "view:incidence_angle": incidence_angle,
-                "up42-order:order_id": order.id,
-                "up42-system:asset_id": asset_id,
-                "up42-product:product_id": order.data_product_id,
-                "up42-user:title": order.display_name,
-            },
-            "assets": {},
-            "links": [],
-        }
-        self.stac_items.append(item)
-        order.assets.append(asset_id)
+        fault = next((f for r, f in self.delivery_faults.items() if order in self._orders_for(r)), None)
+        scenes = [
+            {"eo:cloud_cover": cloud_cover, "view:incidence_angle": incidence_angle}
+            for _ in range(max(1, self.config.scenes_per_delivery))
+        ]
+        delay = math.inf if fault == "missing" else self.config.extraction_delay
+        stored = self.storage.store(
+            order_id=order.id,
+            workspace_id=self.workspace_id,
+            product_id=order.data_product_id,
+            geometry=order.geometry,
+            at=at,
+            scenes=scenes,
+            extraction_delay=delay if math.isfinite(delay) else 10 * 365 * 86400.0,
+            extracted=1 if fault == "partial" else None,
+            failed=fault == "failed",
+        )
+        order.assets.append(stored.id)
         share = coverage_pct if coverage_pct is not None else 100.0 / max(1, self.config.deliveries_per_order)
         order.covered_pct = min(100.0, order.covered_pct + share)
         order.updated_at = at
@@ -890,7 +886,18 @@ class Up42Simulator:
             order.status = "BEING_FULFILLED"
         if order.covered_pct >= 100.0 - 1e-9:
             order.status, order.deliveries_due = "FULFILLED", []
-        return item
+        return self.storage.asset_json(stored)
+
+    def fault_deliveries(self, reference: str, mode: str) -> None:
+        """Make the deliveries of ``reference``'s orders go wrong: ``missing`` (STAC items never
+        listed), ``failed`` (metadata extraction fails), ``partial`` (one item per asset), or
+        ``ok`` to clear it."""
+        if mode == "ok":
+            self.delivery_faults.pop(reference, None)
+        elif mode in ("missing", "failed", "partial"):
+            self.delivery_faults[reference] = mode
+        else:
+            raise ValueError(f"unknown delivery fault {mode!r}")
 
     def set_status(
         self, order_id: str, status: str, sub_status: str | None = None, *, resume: bool = False
@@ -983,6 +990,11 @@ class Up42Simulator:
             coverage_pct=body.get("coveragePct"),
         )
         return JSONResponse(item)
+
+    async def _sim_delivery_fault(self, request: Request) -> Response:
+        body = await self._json(request) or {}
+        self.fault_deliveries(str(body["reference"]), str(body.get("mode", "missing")))
+        return JSONResponse({"faults": self.delivery_faults})
 
     async def _sim_status(self, request: Request) -> Response:
         body = await self._json(request) or {}
