@@ -28,10 +28,14 @@ unless the price exceeds the request's budget (then it *rejects*, to show the de
 accepts every acquisition still ``PROPOSED`` :data:`ACQUISITION_GRACE_SECONDS` after it appeared (the
 worker's own ``acquisitionPolicy`` decides first).
 
+Last step: one delivered product of a completed order is downloaded with ``tasking-worker
+download``'s code (progress bar, checksum), into the logs directory.
+
 Result. :func:`run` returns the process exit code: 0 when every sample reached its expected status
-(:attr:`Sample.expected`), 1 when one ended elsewhere or the demo could not start, 3 when
-``timeout`` passed first. Everything is stopped in reverse order of start in every case: the worker
-gracefully (it leaves its group and flushes), then the servers, then the broker.
+(:attr:`Sample.expected`) and the product was downloaded, 1 when one ended elsewhere, the download
+failed or the demo could not start, 3 when ``timeout`` passed first. Everything is stopped in
+reverse order of start in every case: the worker gracefully (it leaves its group and flushes),
+then the servers, then the broker.
 """
 
 from __future__ import annotations
@@ -288,6 +292,10 @@ class Board:
             return None
         view.acquisitions[event.acquisition_id] = event
         return view
+
+    def completed(self) -> list[str]:
+        """The requests that ended ``COMPLETED`` (their products are on the deliveries topic)."""
+        return [rid for rid, v in self.views.items() if v.status is OrderStatus.COMPLETED]
 
     def all_done(self) -> bool:
         return all(v.done for v in self.views.values())
@@ -833,6 +841,7 @@ async def run_async(options: DemoOptions, console: Console) -> int:
     """The whole demo; returns the exit code (see the module docstring)."""
     from aiokafka.errors import KafkaError
 
+    from worker.delivery.command import download_first
     from worker.errors import ConfigError
     from worker.kafka.broker import BrokerError
 
@@ -851,6 +860,10 @@ async def run_async(options: DemoOptions, console: Console) -> int:
     try:
         async with running_services(workdir) as services:
             code = await _client(options, services, board, output, interactive, started)
+            if code == EXIT_OK:  # the last step: one delivered product to a local file
+                code = await download_first(
+                    services.settings, board.completed(), workdir / "downloads", console, bars=live
+                )
     except (BrokerError, OSError, ConfigError, KafkaError) as exc:
         console.print(
             f"[bold red]the demo could not run:[/] {escape(type(exc).__name__)}: {escape(str(exc))}"

@@ -183,6 +183,8 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
     output = result.stdout
     assert result.returncode == 0, output[-6000:] + result.stderr[-3000:]
     assert "every order reached its expected status" in output
+    # The last step: one delivered product downloaded and verified.
+    assert "1 downloaded, 0 already complete, 0 failed" in output
     requests = load_samples(NOW)
     summary = output[output.index("tasking-worker demo: summary") :]
     rows = {line.split("│")[1].strip(): line for line in summary.splitlines() if line.count("│") > 3}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.markup import escape
@@ -131,3 +132,26 @@ def _summary(outcomes: list[ItemOutcome], console: Console, errors: Console) -> 
         markup=False,
     )
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def download_first(
+    settings: Settings, request_ids: list[str], dest: Path, console: Console, *, bars: bool
+) -> int:
+    """Download one delivered product: the first item of the first request in ``request_ids``
+    that has one on the deliveries topic (the demo's last step). Returns the exit code."""
+    kwargs: dict[str, Any] = producer_options(settings.kafka)
+    for request_id in request_ids:
+        items = await items_of_request(settings.topics.deliveries, request_id, kwargs)
+        if items:
+            item_file = _save(items[0], dest / f"{request_id}.delivery.json")
+            console.print(f"downloading a delivered product of {request_id} into {dest}", markup=False)
+            options = DownloadOptions(target=str(item_file), dest=dest, bars=bars)
+            return await run(settings, options, console, console)
+    console.print("[red]no delivered product to download[/]")
+    return EXIT_FAILED
+
+
+def _save(item: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(item))
+    return path
