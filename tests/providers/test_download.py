@@ -2,8 +2,9 @@
 
 OneAtlas through its simulator served over a real socket (uvicorn): the items are the STAC Items
 the worker publishes (``DeliveryEvent.stac_item``) for products the adapter harvested. UP42 through
-``httpx.MockTransport`` shaped like the documented answers (``POST /v2/assets/{id}/download-url``
-→ ``{"url": <signed URL>}``), because its simulator serves no asset downloads.
+its simulator's storage (a stored delivery found by the adapter, fetched through a signed URL) and
+through ``httpx.MockTransport`` shaped like the documented answers (``POST
+/v2/assets/{id}/download-url`` → ``{"url": <signed URL>}``) for a resumed partial file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from providers import oneatlas_payloads as oa
 from providers import up42_payloads as up
 from providers.test_oneatlas_flows import DAY, drive, order_request
 from rich.console import Console
@@ -29,8 +31,11 @@ from worker.delivery.command import DownloadOptions, run
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
 from worker.observability.http import ServerHandle, serve
+from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
+from worker.providers.up42 import Up42Provider
 from worker.simulators.oneatlas import AUTH_PATH, OneAtlasSimulator
+from worker.simulators.up42 import Up42Simulator
 
 SIZE = 700_000
 DOWNLOAD = r"/api/v1/items/[^/]+/download"
@@ -320,3 +325,49 @@ async def test_up42_downloads_through_a_minted_url_and_resumes(tmp_path: Path) -
     assert [r.url.path for r in fake.requests if r.url.path.endswith("/download-url")] == [
         f"/v2/assets/{asset_id}/download-url"
     ]
+
+
+# ============================================================================= UP42 (simulator)
+
+
+async def test_up42_simulator_product_downloads_through_a_signed_url(tmp_path: Path) -> None:
+    sim = Up42Simulator()
+    order_id = "1a3d1fa7-bc89-40a9-a3b8-c1e9392456de"
+    sim.storage.store(
+        order_id=order_id,
+        workspace_id=sim.workspace_id,
+        product_id="phr",
+        geometry=oa.TOULOUSE,
+        at=sim.core.clock.now(),
+        scenes=[{"eo:cloud_cover": 3.0}],
+    )
+    env = {
+        "TASKING_UP42__USERNAME": sim.username,
+        "TASKING_UP42__PASSWORD": sim.password,
+        "TASKING_UP42__WORKSPACE_ID": sim.workspace_id,
+        "TASKING_UP42__BASE_URL": "https://api.up42.com",
+        "TASKING_UP42__AUTH_URL": "https://auth.up42.com/realms/public/protocol/openid-connect/token",
+    }
+    settings = settings_from(env)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)) as client:
+        provider = Up42Provider(settings.up42, settings.http_client, client=client)
+        placed = PlacedOrder(tracking_key=order_id, refs={"orderId": order_id})
+        products = (await provider.find_deliveries([placed], None)).products
+        assert products, "the stored delivery is found"
+        event = DeliveryEvent(
+            request_id="req-up42", provider=Provider.UP42, product=products[0], occurred_at=datetime.now(UTC)
+        )
+        (tmp_path / "item.json").write_text(json.dumps(event.stac_item()))
+        console, errors, out, err = consoles()
+        options = DownloadOptions(target=str(tmp_path / "item.json"), dest=tmp_path / "out", bars=False)
+        code = await run(settings, options, console, errors, client=client)
+        assert code == 0, err.getvalue()
+        again = await run(settings, options, console, errors, client=client)
+        assert again == 0
+    files = [p for p in (tmp_path / "out" / products[0].item_id).iterdir() if not p.name.endswith(".json")]
+    assert files
+    data_assets = [a for a in products[0].assets if "data" in a.roles]
+    assert len(files) == len(data_assets)
+    for asset in data_assets:
+        assert asset.checksum is not None, "the simulator announces file:checksum"
+    assert "0 downloaded" in out.getvalue().splitlines()[-1], "the second run transfers nothing"
