@@ -308,3 +308,64 @@ async def test_simulator_download_head_checksum_and_ranges() -> None:
     assert part.content == full.content[9000:]
     assert part.headers["content-range"] == "bytes 9000-9999/10000"
     assert unauthorised.status_code == 401
+
+
+async def test_operator_controls_delay_or_withhold_an_orders_deliveries() -> None:
+    sim = OneAtlasSimulator(delivery_delay=DAY, product_size=4096)
+    provider = provider_for(sim)
+    flow = await drive(sim, provider, order_request(sim, "PLEIADES", "ONEPLAN", ref="ref-d5"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url=HOST) as client:
+        answer = await client.post("/_sim/orders/ref-d5/delivery", json={"withholdAll": True})
+        assert answer.status_code == 200
+        sim.advance(5 * DAY)
+        assert (await provider.find_deliveries([flow.placed], None)).products == [], "a missing delivery"
+        await client.post(
+            "/_sim/orders/ref-d5/delivery", json={"withholdAll": False, "delaySeconds": 30 * DAY}
+        )
+        assert (await provider.find_deliveries([flow.placed], None)).products == [], "a late delivery"
+        sim.advance(30 * DAY)
+        assert (await provider.find_deliveries([flow.placed], None)).products
+        listed = (await client.get("/_sim/deliveries")).json()["products"]
+    assert {p["acquisitionId"] for p in listed} == {
+        a.id for a in flow.acquisitions if a.status is AcquisitionStatus.VALIDATED
+    }
+
+
+async def test_simulator_search_by_get_on_both_paths_and_by_sales_order() -> None:
+    sim = OneAtlasSimulator(delivery_delay=0.0, product_size=4096)
+    provider = provider_for(sim)
+    flow = await drive(sim, provider, order_request(sim, "SPOT", "ONEPLAN", ref="ref-d6"))
+    token = await provider.tokens.get()
+    auth = {"authorization": f"Bearer {token}"}
+    sales_order = flow.placed.tracking_key
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url=HOST) as client:
+        v1 = await client.get(
+            "/api/v1/opensearch",
+            params={
+                "workspace": LEGACY_WS,
+                "itemsPerPage": "1",
+                "startPage": "1",
+                "sortBy": "-publicationDate",
+            },
+            headers=auth,
+        )
+        v2 = await client.get("/api/v2/opensearch", params={"internalReference": sales_order}, headers=auth)
+        other = await client.post("/api/v2/opensearch", json={"internalReference": "SAL0"}, headers=auth)
+        too_big = await client.post("/api/v2/opensearch", json={"itemsPerPage": 501}, headers=auth)
+    page = v1.json()
+    assert page["error"] is False
+    assert page["type"] == "FeatureCollection"
+    assert page["startIndex"] == 0
+    assert len(page["features"]) == 1
+    assert page["totalResults"] == len(v2.json()["features"]) >= 1
+    assert all(f["properties"]["internalReference"] == sales_order for f in v2.json()["features"])
+    dates = [f["properties"]["publicationDate"] for f in v2.json()["features"]]
+    assert page["features"][0]["properties"]["publicationDate"] == max(dates)
+    assert isinstance(page["features"][0]["_links"]["download"], dict), "legacy items: an object"
+    assert other.json()["totalResults"] == 0
+    assert too_big.status_code == 400
+    products = await provider.order_products(flow.placed)
+    assert {p.item_id for p in products} == {f["properties"]["id"] for f in v2.json()["features"]}
+
+
+LEGACY_WS = DEFAULT_CONTRACTS[0].workspace
