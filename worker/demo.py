@@ -508,6 +508,8 @@ def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -
         "TASKING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "TASKING_KAFKA__ENABLE_IDEMPOTENCE": "false",  # the embedded broker refuses it
         "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "1",
+        # Products seen after the provider finished: a demo cannot wait the production 10 minutes.
+        "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "2",
         "TASKING_HTTP__HOST": "127.0.0.1",
         "TASKING_HTTP__PORT": "0",
         "TASKING_HTTP_CLIENT__TIMEOUT_SECONDS": "5",
