@@ -54,9 +54,7 @@ def registry() -> Registry[Any]:
 
 def shipped_extensions() -> frozenset[str]:
     """The extension schema URLs the project ships."""
-    return frozenset(
-        uri for uri in registry() if uri.startswith("https://stac-extensions.github.io/")
-    )
+    return frozenset(uri for uri in registry() if uri.startswith("https://stac-extensions.github.io/"))
 
 
 def validate_item(item: dict[str, Any]) -> None:
