@@ -126,3 +126,10 @@ def test_encoded_record_has_a_deterministic_id_and_identical_bytes_when_publishe
     assert first.key == b"req-1"
     assert first.value == again.value
     validate_item(orjson.loads(first.value))
+
+
+def test_the_published_example_is_a_valid_stac_item() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "delivery-event.json"
+    validate_item(orjson.loads(example.read_bytes()))

@@ -9,6 +9,7 @@ an intent recorded here is durable before its paid call.
 - A ``RequestReceived`` for an existing state is a duplicate: same state, no effect.
 - A finished order (phase DONE) ignores every event, except a command (answered with
   ``COMMAND_REJECTED``) and the last acquisition listing (its AcquisitionEvents are published).
+- An acquisition listing also releases the delivered products held for it (their join is known).
 - An event that does not fit the current phase (a late answer, a stale timer) changes nothing.
 
 Raises:
@@ -104,7 +105,9 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
         case Polled():
             return _polled(state, event, settings)
         case AcquisitionsListed():
-            return acquisitions.on_listed(state, event, settings)
+            state, effects = acquisitions.on_listed(state, event, settings)
+            state, more = deliveries.release_held(state, event.at, settings)
+            return state, effects + more
         case WriteDone():
             return writes.on_write_done(state, event)
         case StepFailed():

@@ -170,6 +170,7 @@ class DeliveryRecord(DomainModel):
     """
 
     acquisition_ids: list[str] = Field(default_factory=list)
+    source_ids: list[str] = Field(default_factory=list)  # the product's join keys (re-joined later)
     at: datetime
 
 
@@ -218,6 +219,9 @@ class OrderState(DomainModel):
     acquisitions: dict[str, AcquisitionRecord] = Field(default_factory=dict)
     # Delivered products published so far, by item id: each is published exactly once.
     deliveries: dict[str, DeliveryRecord] = Field(default_factory=dict)
+    # Products that joined no known acquisition, held until the acquisitions are listed again
+    # (or until the harvest brings them a second time), then published.
+    held_products: list[DeliveredProduct] = Field(default_factory=list)
     finished: ProviderFinished | None = None  # set in AWAITING_DELIVERY
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)

@@ -39,7 +39,7 @@ STATUSES: Final = frozenset(status.value for status in OrderStatus)
 CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command"})
 REQUEST_OUTCOMES: Final = frozenset({"ok", "client_error", "server_error", "timeout", "rate_limited"})
 REBALANCE_KINDS: Final = frozenset({"assigned", "revoked"})
-SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile"})
+SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile", "deliveries"})
 DECISIONS: Final = frozenset({"accept", "refuse"})
 DECIDED_BY: Final = frozenset({"policy", "command"})
 

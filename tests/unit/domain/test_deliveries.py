@@ -9,6 +9,7 @@ from worker.domain.model import (
     AcquisitionsListed,
     CommandReceived,
     DeliveryFound,
+    Op,
     Phase,
     Polled,
     Resumed,
@@ -75,10 +76,31 @@ def test_join_matches_acquisition_ids_and_provider_refs_else_nothing() -> None:
     order = acquiring("s1", "s2")
     deliver(order, "by-id", 7, "s2")
     deliver(order, "by-ref", 7, "segmentId-unused", "s1")
-    deliver(order, "unjoined", 7, "ACQ_UNKNOWN")
     deliver(order, "no-sources", 7)
     joined = {d.product.item_id: d.acquisition_ids for d in order.deliveries}
-    assert joined == {"by-id": ["s2"], "by-ref": ["s1"], "unjoined": [], "no-sources": []}
+    assert joined == {"by-id": ["s2"], "by-ref": ["s1"], "no-sources": []}
+
+
+def test_a_product_ahead_of_its_acquisition_is_held_for_one_listing() -> None:
+    order = acquiring("s1")
+    effects = deliver(order, "p-new", 7, "s9")
+    assert [c.op for c in calls(effects)] == [Op.LIST_ACQUISITIONS], "list the acquisitions once more"
+    assert order.deliveries == []
+    assert calls(deliver(order, "p-other", 7, "s8")) == [], "one listing serves every held product"
+    listed = [acquisition("s1", A.VALIDATED), acquisition("s9", A.VALIDATED)]
+    order.send(AcquisitionsListed(acquisitions=listed, at=at(8)))
+    joined = {d.product.item_id: d.acquisition_ids for d in order.deliveries}
+    assert joined == {"p-new": ["s9"], "p-other": []}
+    assert order.s.held_products == []
+
+
+def test_a_held_product_seen_again_is_published_whatever_the_join() -> None:
+    order = acquiring("s1")
+    deliver(order, "p", 7, "ACQ_UNKNOWN")  # held; say the listing failed
+    deliver(order, "p", 8, "ACQ_UNKNOWN")  # the next harvest brings it again
+    assert [(d.product.item_id, d.acquisition_ids) for d in order.deliveries] == [("p", [])]
+    deliver(order, "p", 9, "ACQ_UNKNOWN")
+    assert len(order.deliveries) == 1
 
 
 def test_a_product_of_another_order_or_of_a_finished_order_is_ignored() -> None:
@@ -150,11 +172,25 @@ def test_a_provider_that_finished_with_nothing_delivered_waits_for_at_least_one_
 def test_unjoined_products_cover_validated_acquisitions_by_count() -> None:
     order = acquiring("s1", "s2")
     deliver(order, "p1", 7, "DS_UNMATCHED_1")
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(8)))
+    assert [d.acquisition_ids for d in order.deliveries] == [[]]
     finish(order, 10)
     check(order, 10 + GRACE / 60)
     assert not order.s.terminal, "one unjoined product covers one of two acquisitions"
     deliver(order, "p2", 40)
     assert order.last().status is S.COMPLETED
+
+
+def test_completed_waits_while_a_product_is_held() -> None:
+    order = acquiring("s1")
+    deliver(order, "p1", 7, "s1")
+    deliver(order, "p2", 8, "ACQ_LATER")  # held for a listing
+    finish(order, 10)
+    check(order, 10 + GRACE / 60)
+    assert not order.s.terminal
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(30)))
+    assert order.last().status is S.COMPLETED
+    assert must(order.last().progress).deliveries == 2
 
 
 def test_zero_grace_completes_on_the_final_snapshot_when_everything_is_there() -> None:

@@ -18,7 +18,12 @@ finishes an order (a ``COMPLETED`` snapshot), the order stays ``IN_PROGRESS`` in
 
 Join rule: a product belongs to the acquisitions whose id, or one of whose provider ids
 (``Acquisition.refs`` values: ``archiveId``, ``catalogId``...), is among the product's
-``source_ids``. Products that join no acquisition still count: each covers one validated
+``source_ids``. A product with source ids that join no known acquisition may simply be ahead of
+the acquisition listing (UP42 lists a delivery as an acquisition and as a product at about the
+same time): it is held (``state.held_products``), the acquisitions are listed once more, and it
+is published after that listing, or when the harvest brings it a second time (a listing that
+failed), whatever the join then says. For completion the join is computed again from the
+products' source ids. Products that join no acquisition still count: each covers one validated
 acquisition that no joined product covers (the provider's data then allows no finer check).
 """
 
@@ -29,8 +34,11 @@ from datetime import datetime
 from worker.domain.flows.acquisitions import progress_of, set_progress, validated_ids
 from worker.domain.flows.common import S, Step, after, end, nothing, reason, update
 from worker.domain.model import (
+    CallProvider,
     DeliveryFound,
     DeliveryRecord,
+    Effect,
+    Op,
     OrderState,
     OutboxDelivery,
     Phase,
@@ -46,36 +54,64 @@ from worker.providers.base import DeliveredProduct, OrderSnapshot
 
 
 def on_delivery(state: OrderState, event: DeliveryFound, settings: Settings) -> Step:
-    """Publish a product not published before; then complete the order if it was the last one."""
+    """Publish a product not published before (or hold it for one acquisition listing); then
+    complete the order if it was the last one."""
     product = event.product
     placed = state.placed
     if placed is None or state.terminal or product.tracking_key != placed.tracking_key:
         return nothing(state)
     if product.item_id in state.deliveries:
         return nothing(state)
+    held = any(p.item_id == product.item_id for p in state.held_products)
+    if not held and product.source_ids and not join(state, product):
+        listing: list[Effect] = [] if state.held_products else [CallProvider(op=Op.LIST_ACQUISITIONS)]
+        return update(state, held_products=[*state.held_products, product]), listing
+    state = update(state, held_products=[p for p in state.held_products if p.item_id != product.item_id])
+    return _settle(publish(state, product, event.at), event.at, settings)
+
+
+def release_held(state: OrderState, at: datetime, settings: Settings) -> Step:
+    """After an acquisition listing: publish every held product with the join known now."""
+    if not state.held_products or state.terminal:
+        return state, []
+    held, state = state.held_products, update(state, held_products=[])
+    for product in held:
+        state = publish(state, product, at)
+    return _settle(state, at, settings)
+
+
+def publish(state: OrderState, product: DeliveredProduct, at: datetime) -> OrderState:
+    """Record ``product`` as delivered and put its DeliveryEvent in the outbox."""
     ids = join(state, product)
     published = DeliveryEvent(
         request_id=state.request_id,
         provider=state.request.provider,
         product=product,
         acquisition_ids=ids,
-        occurred_at=event.at,
+        occurred_at=at,
     )
-    record = DeliveryRecord(acquisition_ids=ids, at=event.at)
-    state = update(
+    record = DeliveryRecord(acquisition_ids=ids, source_ids=list(product.source_ids), at=at)
+    return update(
         state,
         deliveries={**state.deliveries, product.item_id: record},
         outbox=[*state.outbox, OutboxDelivery(event=published)],
     )
-    state = set_progress(state, progress_of(state, None), event.at)
+
+
+def _settle(state: OrderState, at: datetime, settings: Settings) -> Step:
+    state = set_progress(state, progress_of(state, None), at)
     if state.phase is Phase.AWAITING_DELIVERY:
-        return check(state, event.at, settings)
+        return check(state, at, settings)
     return state, []
 
 
 def join(state: OrderState, product: DeliveredProduct) -> list[str]:
     """The ids of the known acquisitions ``product`` was made from (see the module docstring)."""
-    sources = set(product.source_ids)
+    return _join(state, product.source_ids)
+
+
+def _join(state: OrderState, source_ids: list[str]) -> list[str]:
+    sources = set(source_ids)
     if not sources:
         return []
     found = []
@@ -90,8 +126,9 @@ def join(state: OrderState, product: DeliveredProduct) -> list[str]:
 
 def missing(state: OrderState) -> list[str]:
     """The validated acquisitions that no delivered product covers (the join rule above)."""
-    joined = {a for record in state.deliveries.values() for a in record.acquisition_ids}
-    unjoined = sum(not record.acquisition_ids for record in state.deliveries.values())
+    joins = [_join(state, r.source_ids) or r.acquisition_ids for r in state.deliveries.values()]
+    joined = {a for ids in joins for a in ids}
+    unjoined = sum(not ids for ids in joins)
     uncovered = [a for a in validated_ids(state) if a not in joined]
     return uncovered[unjoined:]
 
@@ -117,7 +154,7 @@ def check(state: OrderState, at: datetime, settings: Settings) -> Step:
     finished = state.finished
     assert finished is not None
     lacking = missing(state)
-    complete = not lacking and bool(state.deliveries)
+    complete = not lacking and bool(state.deliveries) and not state.held_products
     grace_end = after(finished.at, settings.delivery_grace_seconds)
     deadline = after(finished.at, settings.delivery_timeout_seconds)
     if complete and at >= grace_end:

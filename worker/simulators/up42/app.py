@@ -888,6 +888,13 @@ class Up42Simulator:
             order.status, order.deliveries_due = "FULFILLED", []
         return self.storage.asset_json(stored)
 
+    def release_deliveries(self, reference: str) -> int:
+        """Finish now the extraction of every asset of ``reference``'s orders whose STAC items were
+        held back (a ``missing``/``failed`` fault), and clear the fault. Returns how many."""
+        self.delivery_faults.pop(reference, None)
+        ids = {o.id for o in self._orders_for(reference)}
+        return self.storage.release([a for a in self.storage.assets.values() if a.order_id in ids])
+
     def fault_deliveries(self, reference: str, mode: str) -> None:
         """Make the deliveries of ``reference``'s orders go wrong: ``missing`` (STAC items never
         listed), ``failed`` (metadata extraction fails), ``partial`` (one item per asset), or

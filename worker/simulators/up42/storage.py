@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -208,6 +208,15 @@ class Up42Storage:
                 {"rel": "root", "href": f"{base}/"},
             ],
         }
+
+    def release(self, assets: Iterable[StoredAsset]) -> int:
+        """Finish the extraction of ``assets`` now (their items are listed from now on)."""
+        released = 0
+        for stored in assets:
+            if self.extraction_status(stored) != "SUCCESSFUL":
+                stored.extracted_at, stored.failed = self.now(), False
+                released += 1
+        return released
 
     def extraction_status(self, stored: StoredAsset) -> str:
         if stored.failed:
