@@ -371,3 +371,14 @@ async def test_up42_simulator_product_downloads_through_a_signed_url(tmp_path: P
     for asset in data_assets:
         assert asset.checksum is not None, "the simulator announces file:checksum"
     assert "0 downloaded" in out.getvalue().splitlines()[-1], "the second run transfers nothing"
+
+
+async def test_progress_bars_on_a_terminal(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / "item.json").write_text(json.dumps(stack.item))
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(file=out, width=120, force_terminal=True)
+    options = DownloadOptions(target=str(tmp_path / "item.json"), dest=tmp_path / "out", bars=True)
+    code = await run(stack.settings(), options, console, Console(file=err))
+    assert code == 0, err.getvalue()
+    assert stack.item["assets"]["data"]["title"] in out.getvalue()
+    assert "700.0/700.0 kB" in out.getvalue(), "the bar shows bytes done and total"

@@ -296,9 +296,8 @@ def plan(item: Mapping[str, Any], folder: Path, *, all_assets: bool) -> list[Ass
     for key, asset in sorted(assets.items()):
         if not isinstance(asset, dict) or not isinstance(asset.get("href"), str):
             continue
-        roles = asset.get("roles") if isinstance(asset.get("roles"), list) else []
-        assert isinstance(roles, list)
-        if not all_assets and "data" not in roles:
+        roles = asset.get("roles")
+        if not all_assets and not (isinstance(roles, list) and "data" in roles):
             continue
         name = file_name(str(key), asset)
         if name in used:
