@@ -30,6 +30,7 @@ from worker.config import Settings, settings_from
 from worker.delivery.command import DownloadOptions, run
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
+from worker.events.stac_validation import validate_item
 from worker.observability.http import ServerHandle, serve
 from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
@@ -142,6 +143,7 @@ async def test_download_verifies_the_md5_and_a_second_run_transfers_nothing(
     assert local["assets"]["data"]["file:checksum"] == "d510" + hashlib.md5(stack.content()).hexdigest()
     assert "auth:refs" not in local["assets"]["data"]
     assert local["assets"]["quicklook"]["href"].startswith(stack.url), "assets not downloaded stay remote"
+    validate_item(local)
     assert "1 downloaded, 0 already complete, 0 failed" in out
 
     code, out, err = await download(stack.settings(), stack.item, tmp_path)

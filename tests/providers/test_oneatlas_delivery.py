@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +19,9 @@ from providers.test_oneatlas_adapter import FakeApi, make
 from providers.test_oneatlas_flows import DAY, HOST, drive, order_request, provider_for
 
 from worker.errors import ProviderProtocolError
-from worker.events.models import AcquisitionStatus
+from worker.events.delivery import DeliveryEvent
+from worker.events.models import AcquisitionStatus, Provider
+from worker.events.stac_validation import validate_item
 from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.oneatlas.delivery import CURSOR_OVERLAP_SECONDS, decode_cursor, product_from
@@ -90,6 +92,20 @@ def test_legacy_item_joins_by_its_datastrip() -> None:
     product = product_from(dp.legacy_item(), "SAL21400001")
     assert product.source_ids == ["DS_PHR1B_202110061046538_FR1_PX_W106N39_1124_00592"]
     assert product.assets[0].title == "PHR1B_acq20211006_del7c1e7711.zip"
+
+
+@pytest.mark.parametrize(
+    "feature", [dp.PNEO_ITEM, dp.pneo_item_array(), dp.legacy_item()], ids=["pneo", "pneo-arrays", "legacy"]
+)
+def test_products_publish_as_valid_stac_items(feature: dict[str, Any]) -> None:
+    product = product_from(feature, "K")
+    event = DeliveryEvent(
+        request_id="req-1", provider=Provider.ONEATLAS, product=product, occurred_at=datetime.now(UTC)
+    )
+    item = event.stac_item()
+    validate_item(item)
+    assert item["properties"]["expires"] == product.properties["expires"]
+    assert item["assets"]["data"]["auth:refs"] == ["oneatlas"]
 
 
 def test_an_item_with_only_an_ftpes_link_is_refused() -> None:
@@ -369,3 +385,16 @@ async def test_simulator_search_by_get_on_both_paths_and_by_sales_order() -> Non
 
 
 LEGACY_WS = DEFAULT_CONTRACTS[0].workspace
+
+
+async def test_a_cycle_costs_pages_of_new_items_not_calls_per_order() -> None:
+    orders = [
+        PlacedOrder(tracking_key=f"SAL2140{i:04d}", refs={"salesOrderId": f"SAL2140{i:04d}"})
+        for i in range(5000)
+    ]
+    items = [dp.legacy_item(f"item-{i}", sales_order=f"SAL2140{i:04d}") for i in (7, 4242, 4999)]
+    fake = FakeApi()
+    fake.on("POST", SEARCH_PATH, (200, dp.search_answer(items, 0, 500, 3)))
+    harvest = await delivery_provider(fake).find_deliveries(orders, None)
+    assert sorted(p.tracking_key for p in harvest.products) == ["SAL21400007", "SAL21404242", "SAL21404999"]
+    assert len(fake.api()) == 1, "one search for the page of new items, whatever the number of orders"
