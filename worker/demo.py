@@ -9,8 +9,9 @@ What runs, all in this process and on loopback:
   read from ``TASKING_*`` variables (the simulators' URLs and credentials, the broker's address),
   exactly as in production;
 * a client that publishes the sample requests of :data:`SAMPLES` on ``tasking.order-requests``,
-  reads ``tasking.order-status`` and ``tasking.acquisitions`` like any downstream consumer (no
-  consumer group) and answers decisions with commands on ``tasking.commands``.
+  reads ``tasking.order-status``, ``tasking.acquisitions`` and ``tasking.deliveries`` (the
+  delivered products, STAC Items) like any downstream consumer (no consumer group) and answers
+  decisions with commands on ``tasking.commands``.
 
 Time-lapse. The simulators share one clock (:data:`BASE_SPEED` times real time). Whenever every
 open order is in its provider's hands (placed and not waiting for a decision), the demo moves that
@@ -236,6 +237,7 @@ class OrderView:
     sample: Sample
     last: OrderStatusEvent | None = None
     acquisitions: dict[str, AcquisitionEvent] = field(default_factory=dict)
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> STAC Item
     events: int = 0
 
     @property
@@ -296,6 +298,15 @@ class Board:
     def completed(self) -> list[str]:
         """The requests that ended ``COMPLETED`` (their products are on the deliveries topic)."""
         return [rid for rid, v in self.views.items() if v.status is OrderStatus.COMPLETED]
+
+    def apply_delivery(self, item: dict[str, Any]) -> OrderView | None:
+        """Record a delivered product (a STAC Item); a re-published one replaces itself."""
+        properties = item.get("properties") or {}
+        view = self.views.get(str(properties.get("tasking:request_id")))
+        if view is None or not item.get("id"):
+            return None
+        view.deliveries[str(item["id"])] = item
+        return view
 
     def all_done(self) -> bool:
         return all(v.done for v in self.views.values())
@@ -382,6 +393,7 @@ def live_table(board: Board) -> Table:
         ("price", None),
         ("provider ids", None),
         ("acq p/v/r", 9),
+        ("delivered", 9),
         ("decision waiting", None),
     ):
         table.add_column(name, width=width, overflow="fold")
@@ -395,6 +407,7 @@ def live_table(board: Board) -> Table:
             _price(view.last),
             _refs(view.last),
             f"{proposed}/{validated}/{refused}",
+            str(len(view.deliveries)),
             _decision(view.last),
         )
     return table
@@ -411,6 +424,7 @@ def summary_table(board: Board) -> Table:
         "sequence",
         "price",
         "acquisitions",
+        "delivered",
         "ok",
     ):
         table.add_column(name, overflow="fold")
@@ -425,6 +439,7 @@ def summary_table(board: Board) -> Table:
             str(view.last.sequence if view.last else 0),
             _price(view.last),
             acquisitions,
+            _delivered(view),
             Text("yes", style="green") if view.ok else Text("NO", style="bold red"),
         )
     return table
@@ -443,6 +458,26 @@ def status_line(event: OrderStatusEvent) -> str:
     if event.reason is not None:
         parts.append(f"reason {event.reason.code}: {event.reason.message}")
     return "  ".join(parts)
+
+
+def _delivered(view: OrderView) -> str:
+    """Products delivered, and what was missing when the order completed without all of them."""
+    text = f"{len(view.deliveries)} product(s)"
+    reason = view.last.reason if view.last is not None else None
+    if reason is not None and reason.code == "DELIVERY_INCOMPLETE":
+        text += " (DELIVERY_INCOMPLETE)"
+    return text
+
+
+def delivery_line(item: dict[str, Any]) -> str:
+    """One plain progress line for a delivered product."""
+    properties = item.get("properties") or {}
+    assets = item.get("assets") or {}
+    data = sum("data" in (a.get("roles") or []) for a in assets.values())
+    return (
+        f"{properties.get('tasking:request_id')} delivered {item.get('id')} "
+        f"({len(assets)} asset(s), {data} with data)"
+    )
 
 
 def acquisition_line(event: AcquisitionEvent) -> str:
@@ -508,8 +543,10 @@ def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -
         "TASKING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "TASKING_KAFKA__ENABLE_IDEMPOTENCE": "false",  # the embedded broker refuses it
         "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "1",
-        # Products seen after the provider finished: a demo cannot wait the production 10 minutes.
+        # Delivery waits are in real seconds: short, so the demo ends in time (defaults: 600 s
+        # grace, 14 days timeout).
         "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "2",
+        "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "20",
         "TASKING_HTTP__HOST": "127.0.0.1",
         "TASKING_HTTP__PORT": "0",
         "TASKING_HTTP_CLIENT__TIMEOUT_SECONDS": "5",
@@ -566,9 +603,11 @@ class Demo:
                 try:
                     if record.topic == topics.status:
                         self._on_status(OrderStatusEvent.model_validate_json(record.value or b""))
+                    elif record.topic == topics.deliveries:
+                        self._on_delivery(orjson.loads(record.value or b"{}"))
                     else:
                         self._on_acquisition(AcquisitionEvent.model_validate_json(record.value or b""))
-                except ValidationError:
+                except (ValidationError, orjson.JSONDecodeError):
                     self.output.note(f"unreadable event on {record.topic} at offset {record.offset}")
 
     def _on_status(self, event: OrderStatusEvent) -> None:
@@ -580,6 +619,12 @@ class Demo:
         rejected = event.reason is not None and event.reason.code == "COMMAND_REJECTED"
         if event.status is OrderStatus.DECISION_REQUIRED and not rejected:
             self.decisions.put_nowait((time.monotonic(), event.request_id, event))
+
+    def _on_delivery(self, item: dict[str, Any]) -> None:
+        known = self.board.views.get(str((item.get("properties") or {}).get("tasking:request_id")))
+        first = known is not None and str(item.get("id")) not in known.deliveries
+        if self.board.apply_delivery(item) is not None and first and not self.output.live:
+            self.output.line(delivery_line(item))
 
     def _on_acquisition(self, event: AcquisitionEvent) -> None:
         if self.board.apply_acquisition(event) is None:
@@ -823,6 +868,7 @@ async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaProdu
     consumer = AIOKafkaConsumer(
         settings.topics.status,
         settings.topics.acquisitions,
+        settings.topics.deliveries,
         bootstrap_servers=servers,
         group_id=None,
         auto_offset_reset="earliest",

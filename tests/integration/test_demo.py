@@ -193,6 +193,10 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
         cells = [c.strip() for c in rows[request.request_id].split("│")]
         assert cells[3] == sample.expected.value, rows[request.request_id]  # final status
         assert cells[-2] == "yes"
+        if request.provider.value == "up42":
+            delivered = int(cells[-3].split()[0])
+            assert delivered >= 1, rows[request.request_id]  # the delivered column
+            assert f"{request.request_id} delivered " in output  # each product as a progress line
     # Every status event was printed as a progress line, and the demo answered the decisions.
     assert "DECISION_REQUIRED → REJECTED" in output
     assert "select-feasibility-option" in output
