@@ -311,7 +311,8 @@ class _TailFilter:
     def accepts(self, key: bytes | None, event: dict[str, Any]) -> bool:
         if self.request_id is not None:
             key_id = key.decode("utf-8", "replace") if key is not None else None
-            if self.request_id not in (key_id, event.get("requestId")):
+            ids = (key_id, event.get("requestId"), _object(event, "properties").get("tasking:request_id"))
+            if self.request_id not in ids:
                 return False
         return self.status is None or event.get("status") == self.status
 
@@ -348,13 +349,18 @@ def tail_command(
         str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
     ] = None,
 ) -> None:
-    """Follow the status, acquisition and dead-letter topics and print each event.
+    """Follow the status, acquisition, delivery and dead-letter topics and print each event.
 
     Reads without a consumer group (nothing is committed; any number of tails can run). Stops
     with Ctrl-C, after --max-messages printed events or after --timeout seconds (exit 0).
     """
     settings = _settings()
-    topics = [settings.topics.status, settings.topics.acquisitions, settings.topics.dead_letter]
+    topics = [
+        settings.topics.status,
+        settings.topics.acquisitions,
+        settings.topics.deliveries,
+        settings.topics.dead_letter,
+    ]
     consumer_args = {
         **_kafka_kwargs(settings.kafka, bootstrap_servers),
         "auto_offset_reset": "earliest" if from_beginning else "latest",
@@ -438,6 +444,8 @@ def _print_pretty(record: Any, event: dict[str, Any]) -> None:
         console.print(_dead_letter_line(event))
     elif ce_type == EventType.ACQUISITION_STATUS or "acquisitionId" in event:
         console.print(_acquisition_line(event))
+    elif ce_type == EventType.DELIVERY or event.get("type") == "Feature":
+        console.print(_delivery_line(event))
     else:
         console.print(_status_line(event))
 
@@ -456,6 +464,24 @@ def _status_line(event: dict[str, Any]) -> str:
         f"[/] #{event.get('sequence', '?')} {escape(str(event.get('provider', '')))} "
         f"{arrow}[{style}]{escape(status)}[/] ({escape(str(event.get('stapiStatus', '')))})"
         f"{tail}"
+    )
+
+
+def _object(event: dict[str, Any], name: str) -> dict[str, Any]:
+    value = event.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _delivery_line(event: dict[str, Any]) -> str:
+    """A delivered product (a STAC Item): request, item id, time, assets with the data role."""
+    props, assets = _object(event, "properties"), _object(event, "assets")
+    data = [k for k, a in assets.items() if isinstance(a, dict) and "data" in (a.get("roles") or [])]
+    when = props.get("datetime") or props.get("start_datetime") or ""
+    request, provider = props.get("tasking:request_id"), props.get("tasking:provider", "")
+    return (
+        f"{escape(str(when))} [bold]{escape(str(request))}[/] {escape(str(provider))} "
+        f"[green]delivered[/] {escape(str(event.get('id')))} "
+        f"({len(assets)} asset(s); data: {escape(', '.join(data))})"
     )
 
 

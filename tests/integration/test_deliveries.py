@@ -145,3 +145,30 @@ async def test_a_restart_during_delivery_neither_misses_nor_duplicates_an_item(
         check_items(events, "up-restart")
         assert events.event_problems() == [], "a re-published item keeps its ce_id and its bytes"
         assert isinstance(events, RecordingCollector)
+
+
+async def test_a_rebalance_during_delivery_neither_misses_nor_duplicates_an_item(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    async with reliability_stack(broker, unique_topics, partitions=4) as (stack, events):
+        sim = stack.sims.up42
+        sim.config.deliveries_per_order = 2
+        requests = [fast_up42_request(f"up-rebal-{n}", stack.sims) for n in range(4)]
+        async with running_worker(stack):
+            await stack.publish(*requests)
+            await wait_until(
+                lambda: sum(len(events.delivered_items(r.request_id)) for r in requests) >= 2,
+                90,
+                "the first deliveries",
+            )
+            # A second instance joins: partitions move while products keep arriving.
+            async with running_worker(stack):
+                for r in requests:
+                    await events.wait_status(r.request_id, "COMPLETED", timeout=90)
+        for r in requests:
+            (order,) = sim._orders_for(r.reference)
+            stored = sorted(i["id"] for i in sim.storage.items_of(order.id))
+            assert sorted(events.delivered_items(r.request_id)) == stored, r.request_id
+            assert events.latest(r.request_id)["reason"] is None  # type: ignore[index]
+            check_items(events, r.request_id)
+        assert events.event_problems() == []
