@@ -384,3 +384,19 @@ async def test_progress_bars_on_a_terminal(stack: Stack, tmp_path: Path) -> None
     assert code == 0, err.getvalue()
     assert stack.item["assets"]["data"]["title"] in out.getvalue()
     assert "700.0/700.0 kB" in out.getvalue(), "the bar shows bytes done and total"
+
+
+async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack, tmp_path: Path) -> None:
+    code, out, err = await download(stack.settings(), stack.item, tmp_path, all_assets=True)
+    assert code == 0, err
+    folder = data_file(stack, tmp_path).parent
+    names = sorted(p.name for p in folder.iterdir())
+    assert "quicklook.jpg" in names
+    assert "metadata-panchromatic.geojson" in names
+    assert "metadata-multispectral.geojson" in names
+    geojson = json.loads((folder / "metadata-panchromatic.geojson").read_text())
+    assert geojson["type"] == "Feature"
+    local = json.loads((folder / f"{stack.item['id']}.json").read_text())
+    assert all(asset["href"].startswith("./") for asset in local["assets"].values())
+    validate_item(local)
+    assert "4 downloaded" in out

@@ -48,6 +48,16 @@ from worker.errors import DownloadError
 
 # Multihash prefixes of ``file:checksum`` (function code + digest length, in hex).
 _MULTIHASH: Final = {"d510": "md5", "1114": "sha1", "1220": "sha256", "1340": "sha512"}
+# Extensions for media types the providers use (``mimetypes`` knows some of them differently).
+_EXTENSIONS: Final = {
+    "application/zip": ".zip",
+    "application/geo+json": ".geojson",
+    "application/json": ".json",
+    "application/xml": ".xml",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/tiff": ".tif",
+}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 State = Literal["downloaded", "complete", "failed"]
@@ -330,9 +340,9 @@ def file_name(key: str, asset: Mapping[str, Any]) -> str:
     last = unquote(urlsplit(str(asset.get("href"))).path.rsplit("/", 1)[-1])
     if Path(last).suffix:
         return safe_name(last)
-    media = str(asset.get("type") or "").split(";")[0].strip()
-    extension = mimetypes.guess_extension(media) or "" if media else ""
-    return safe_name(key) + (".zip" if media == "application/zip" else extension)
+    media = str(asset.get("type") or "").split(";")[0].strip().lower()
+    extension = _EXTENSIONS.get(media) or (mimetypes.guess_extension(media) if media else None) or ""
+    return safe_name(key) + extension
 
 
 def safe_name(text: str) -> str:

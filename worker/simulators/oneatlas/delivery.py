@@ -9,7 +9,7 @@
   ``itemsPerPage`` (≤ 500), ``startPage`` (from 1); no more than 10,000 results are served.
 * ``GET``/``HEAD /api/v1/items/{id}/download`` (access host): the product zip (seeded bytes), with
   ``X-Ads-Checksum-Method: md5`` / ``X-Ads-Checksum-Value``, ``Accept-Ranges: bytes`` and ``Range``
-  requests answered 206.
+  requests answered 206; ``GET …/quicklook`` and ``GET …/images/{image}/metadata`` (GeoJSON).
 
 A validated acquisition (legacy segment, PNEO coverage item) becomes one delivered product
 ``delivery_delay`` simulated seconds after it was validated. Pléiades Neo items carry
@@ -277,10 +277,7 @@ class DeliveryApi(SimulatorState):
     # ------------------------------------------------------------------ access host
 
     def _download(self, request: Request, raw: bytes) -> Response:
-        self._deliver_due()
-        product = self.products.get(request.path_params["item"])
-        if product is None or product.expires_at <= self._now():
-            raise api_error(404, f"Item {request.path_params['item']} not found", "NOT-FOUND")
+        product = self._live_product(request.path_params["item"])
         body = product.content()
         digest = hashlib.md5(body, usedforsecurity=False).hexdigest()
         headers = {
@@ -307,6 +304,32 @@ class DeliveryApi(SimulatorState):
         return StreamingResponse(
             _chunks(part, cut), status_code=status, headers=headers, media_type="application/zip"
         )
+
+    def _quicklook(self, request: Request, raw: bytes) -> Response:
+        """A small JPEG-typed preview (seeded bytes) of a delivered item."""
+        product = self._live_product(request.path_params["item"])
+        preview = random.Random(f"quicklook|{product.id}").randbytes(2048)
+        return Response(preview, media_type="image/jpeg")
+
+    def _image_metadata(self, request: Request, raw: bytes) -> Response:
+        """The GeoJSON metadata of one image of a delivered item."""
+        product = self._live_product(request.path_params["item"])
+        order = next(o for o in self.orders if o.seq == product.order_seq)
+        return JSONResponse(
+            {
+                "type": "Feature",
+                "geometry": order.aoi,
+                "properties": {"id": request.path_params["image"], "itemId": product.id},
+            },
+            media_type="application/geo+json",
+        )
+
+    def _live_product(self, item_id: str) -> SimProduct:
+        self._deliver_due()
+        product = self.products.get(item_id)
+        if product is None or product.expires_at <= self._now():
+            raise api_error(404, f"Item {item_id} not found", "NOT-FOUND")
+        return product
 
     def _take_download_fault(self, item_id: str) -> DownloadFault | None:
         for fault in self._download_faults:
