@@ -400,3 +400,13 @@ async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack,
     assert all(asset["href"].startswith("./") for asset in local["assets"].values())
     validate_item(local)
     assert "4 downloaded" in out
+
+
+async def test_a_refused_token_is_renewed_once(stack: Stack, tmp_path: Path) -> None:
+    stack.sim.inject({"kind": "status", "path": DOWNLOAD, "method": "GET", "status": 401, "times": 1})
+    tokens = stack.sim.core.count("POST", AUTH_PATH)
+    code, _, err = await download(stack.settings(), stack.item, tmp_path)
+    assert code == 0, err
+    assert data_file(stack, tmp_path).read_bytes() == stack.content()
+    assert stack.sim.core.count("POST", AUTH_PATH) == tokens + 2, "a new token after the 401"
+    assert stack.downloads() == [("HEAD", 200), ("GET", 401), ("GET", 200)]

@@ -398,3 +398,13 @@ async def test_a_cycle_costs_pages_of_new_items_not_calls_per_order() -> None:
     harvest = await delivery_provider(fake).find_deliveries(orders, None)
     assert sorted(p.tracking_key for p in harvest.products) == ["SAL21400007", "SAL21404242", "SAL21404999"]
     assert len(fake.api()) == 1, "one search for the page of new items, whatever the number of orders"
+
+
+async def test_a_failing_search_is_retried_by_the_harvest() -> None:
+    sim = OneAtlasSimulator(delivery_delay=0.0, product_size=4096)
+    provider = provider_for(sim)
+    flow = await drive(sim, provider, order_request(sim, "PLEIADES", "ONEPLAN", ref="ref-d7"))
+    sim.inject({"kind": "status", "path": SEARCH_PATH, "status": 503, "times": 2})
+    harvest = await provider.find_deliveries([flow.placed], None)
+    assert harvest.products
+    assert sim.core.count("POST", SEARCH_PATH, status_ok=False) == sim.core.count("POST", SEARCH_PATH) + 2
