@@ -110,20 +110,20 @@ class DeliveryFinder:
         return found
 
     async def _legacy_workspace(self) -> str:
-        body = as_dict(await self._http.read("workspace", "GET", self._data_url("/api/v1/me")))
+        body = as_dict(await self._http.read("delivery_workspace", "GET", self._data_url("/api/v1/me")))
         record = as_dict(body.get("contract"))
         found = str_or_none(record.get("workspaceId")) or str_or_none(record.get("workspaceName"))
         if found is None:
             raise ProviderProtocolError(
-                "workspace: /api/v1/me names no contract.workspaceId",
+                "delivery_workspace: /api/v1/me names no contract.workspaceId",
                 provider=PROVIDER,
-                operation="workspace",
+                operation="delivery_workspace",
             )
         return found
 
     async def _neo_workspace(self, contract: str) -> str:
         url = str(self._settings.base_url).rstrip("/") + "/api/v1/contracts"
-        body = as_dict(await self._http.read("workspace", "GET", url))
+        body = as_dict(await self._http.read("delivery_workspace", "GET", url))
         for record in (as_dict(c) for c in as_list(body.get("contracts"))):
             if str(record.get("contractId")) != contract:
                 continue
@@ -131,9 +131,9 @@ class DeliveryFinder:
             if found is not None:
                 return found
         raise ProviderProtocolError(
-            f"workspace: contract {contract} has no delivery[].deliveryWorkspace",
+            f"delivery_workspace: contract {contract} has no delivery[].deliveryWorkspace",
             provider=PROVIDER,
-            operation="workspace",
+            operation="delivery_workspace",
         )
 
     def _data_url(self, path: str) -> str:
@@ -177,7 +177,7 @@ class DeliveryFinder:
             criteria: dict[str, Any] = {"workspace": workspace, "sortBy": "lastUpdateDate"}
             if since is not None:
                 criteria["lastUpdateDate"] = f"[{iso_millis(since)},]"
-            async for feature, position in self._pages("harvest", criteria):
+            async for feature, position in self._pages("search_deliveries", criteria):
                 item_id = _item_id(feature)
                 if item_id in seen:
                     continue
