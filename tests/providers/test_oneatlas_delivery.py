@@ -408,3 +408,11 @@ async def test_a_failing_search_is_retried_by_the_harvest() -> None:
     harvest = await provider.find_deliveries([flow.placed], None)
     assert harvest.products
     assert sim.core.count("POST", SEARCH_PATH, status_ok=False) == sim.core.count("POST", SEARCH_PATH) + 2
+
+
+async def test_an_account_without_a_workspace_is_a_protocol_error() -> None:
+    fake = FakeApi()
+    fake.on("GET", "/api/v1/me", (200, {**dp.ME, "contract": {"id": "x"}}))
+    with pytest.raises(ProviderProtocolError, match="workspaceId"):
+        await delivery_provider(fake, workspace_id=None).find_deliveries([LEGACY_ORDER], None)
+    assert fake.api("POST", SEARCH_PATH) == []
