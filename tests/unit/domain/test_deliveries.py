@@ -218,3 +218,14 @@ def test_cancel_while_awaiting_delivery_is_answered_command_rejected() -> None:
     assert effects == []
     assert must(order.last().reason).code == "COMMAND_REJECTED"
     assert order.s.phase is Phase.AWAITING_DELIVERY
+
+
+def test_which_orders_the_delivery_harvest_looks_for() -> None:
+    from worker.domain.model import awaiting_delivery
+
+    assert awaiting_delivery(True, S.ORDERED, Phase.AWAITING_PROVIDER)
+    assert awaiting_delivery(True, S.IN_PROGRESS, Phase.AWAITING_PROVIDER), "products may come early"
+    assert awaiting_delivery(True, S.IN_PROGRESS, Phase.AWAITING_DELIVERY)
+    assert not awaiting_delivery(False, S.IN_PROGRESS, Phase.AWAITING_PROVIDER), "not placed"
+    assert not awaiting_delivery(True, S.FEASIBILITY_PENDING, Phase.AWAITING_PROVIDER)
+    assert not awaiting_delivery(True, S.COMPLETED, Phase.DONE)

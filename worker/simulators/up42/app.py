@@ -31,20 +31,31 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from jsonschema import Draft7Validator
-from shapely.geometry import shape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso
+from worker.simulators.up42.console import console_routes
+from worker.simulators.up42.responses import (
+    Endpoint,
+    Json,
+    _error,
+    _keycloak_error,
+    _legacy_error,
+    _parse_time,
+    _tasking_error,
+    area_km2,
+    spring_page,
+)
 from worker.simulators.up42.storage import Up42Storage
 from worker.simulators.up42_schemas import COLLECTIONS, PRODUCT_SCHEMAS
 
@@ -55,10 +66,6 @@ TOKEN_LIFETIME = 300.0
 CLIENT_IDS = frozenset({"up42-api", "up42-sdk"})
 CANCELLABLE = frozenset({"CREATED", "PLACEMENT_FAILED"})
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9 ._/:-]+$")
-KM_PER_DEGREE = 111.32
-
-Json = dict[str, Any]
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -112,67 +119,6 @@ class SimOrder:
     covered_pct: float = 0.0
     assets: list[str] = field(default_factory=list)
     frozen: bool = False
-
-
-def _error(status: int, message: str, details: Any = None) -> JSONResponse:
-    """``BasicErrorResponse`` (orders, collections, schemas)."""
-    return JSONResponse({"code": status, "message": message, "details": details}, status_code=status)
-
-
-def _tasking_error(status: int, title: str) -> JSONResponse:
-    """The tasking services' body (studies, quotations; cancellation [I])."""
-    return JSONResponse({"status": status, "title": title, "detail": {}}, status_code=status)
-
-
-def _legacy_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": None}, "data": None}, status_code=status
-    )
-
-
-def _keycloak_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)
-
-
-def spring_page(items: list[Json], page: int, size: int) -> Json:
-    """A Spring-Data page exactly shaped like the recorded UP42 envelope."""
-    total_pages = math.ceil(len(items) / size) if size else 0
-    content = items[page * size : (page + 1) * size]
-    sort = {"sorted": True, "unsorted": False, "empty": False}
-    return {
-        "content": content,
-        "pageable": {
-            "sort": sort,
-            "pageNumber": page,
-            "pageSize": size,
-            "offset": page * size,
-            "paged": True,
-            "unpaged": False,
-        },
-        "totalPages": total_pages,
-        "totalElements": len(items),
-        "last": page >= total_pages - 1,
-        "first": page == 0,
-        "numberOfElements": len(content),
-        "size": size,
-        "number": page,
-        "sort": sort,
-        "empty": not content,
-    }
-
-
-def area_km2(geometry: Mapping[str, Any]) -> float:
-    """Approximate area of a WGS84 geometry (equirectangular at the centroid latitude)."""
-    geom = shape(geometry)
-    scale = KM_PER_DEGREE**2 * math.cos(math.radians(geom.centroid.y))
-    return float(geom.area) * scale
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class Up42Simulator:
@@ -257,17 +203,7 @@ class Up42Simulator:
             Route("/v2/assets/{asset_id}", api(self.storage.download), methods=["GET"]),
             Route("/v2/assets/{asset_id}/download-url", api(self.storage.download_url), methods=["POST"]),
             Route("/_storage/{token}", self.storage.signed_download, methods=["GET"]),
-            Route("/_sim/deliveries/faults", sim(self._sim_delivery_fault), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/study", sim(self._sim_study), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/quotation", sim(self._sim_quotation), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/deliveries", sim(self._sim_deliver), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/status", sim(self._sim_status), methods=["POST"]),
-            Route("/_sim/tokens/expire", sim(self._sim_expire), methods=["POST"]),
-            Route("/_sim/faults", sim(self._sim_faults), methods=["POST", "DELETE"]),
-            Route("/_sim/calls", sim(self._sim_calls), methods=["GET"]),
-            Route("/_sim/paid", sim(self._sim_paid), methods=["GET"]),
-            Route("/_sim/clock", sim(self._sim_clock), methods=["POST"]),
-            Route("/_sim/role", sim(self._sim_role), methods=["POST"]),
+            *console_routes(self, sim),
         ]
 
     def _api(self, handler: Endpoint, *, auth: bool = True) -> Endpoint:
@@ -969,85 +905,3 @@ class Up42Simulator:
             for c in self.core.calls
             if (method is None or c.method == method) and re.fullmatch(path, c.path)
         ]
-
-    # ------------------------------------------------------------------ /_sim endpoints
-
-    async def _sim_study(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        study = self.upload_study(
-            request.path_params["order_id"],
-            manual=body.get("type", "MANUAL") == "MANUAL",
-            options=int(body.get("options", 2)),
-        )
-        return JSONResponse(study)
-
-    async def _sim_quotation(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        return JSONResponse(self.upload_quotation(request.path_params["order_id"], int(body["creditsPrice"])))
-
-    async def _sim_deliver(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        item = self.deliver(
-            request.path_params["order_id"],
-            cloud_cover=float(body["cloudCover"]),
-            incidence_angle=float(body.get("incidenceAngle", 10.0)),
-            coverage_pct=body.get("coveragePct"),
-        )
-        return JSONResponse(item)
-
-    async def _sim_delivery_fault(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.fault_deliveries(str(body["reference"]), str(body.get("mode", "missing")))
-        return JSONResponse({"faults": self.delivery_faults})
-
-    async def _sim_status(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        order_id = request.path_params["order_id"]
-        self.set_status(
-            order_id, str(body["status"]), body.get("subStatus"), resume=bool(body.get("resume", False))
-        )
-        return JSONResponse(self.order_json(self.orders[order_id]))
-
-    async def _sim_expire(self, request: Request) -> Response:
-        self.expire_tokens()
-        return JSONResponse({"expired": len(self.core.tokens)})
-
-    async def _sim_faults(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.core.clear_faults()
-            return JSONResponse({"faults": 0})
-        body = await self._json(request) or {}
-        self.inject(Fault(**body))
-        return JSONResponse({"faults": len(self.core.faults)})
-
-    async def _sim_calls(self, request: Request) -> Response:
-        return JSONResponse(
-            {"calls": self.calls(request.query_params.get("method"), request.query_params.get("path", ".*"))}
-        )
-
-    async def _sim_paid(self, request: Request) -> Response:
-        reference = request.query_params["reference"]
-        return JSONResponse(
-            {
-                "reference": reference,
-                "paidOrderCount": self.paid_order_count(reference),
-                "acceptedQuotations": self.accepted_quotations(reference),
-            }
-        )
-
-    async def _sim_clock(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        if "speed" in body:
-            self.set_speed(float(body["speed"]))
-        if "advance" in body:
-            self.advance(float(body["advance"]))
-        return JSONResponse({"now": iso(self._now()), "speed": self.core.clock.speed})
-
-    async def _sim_role(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.role = str(body["role"]).upper()
-        return JSONResponse({"role": self.role})
