@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import intake, latency, restore, throughput, tracking
+from bench import deliveries, intake, latency, restore, throughput, tracking
 from bench.latency import percentile
 from bench.report import Figure, Report, measured_block, text_table, write_document
 from bench.stack import simulators, unique_topics
@@ -33,6 +33,8 @@ class Sizes:
     restore_records: int = 100_000
     tracked: tuple[int, ...] = (10_000, 100_000)
     intake_messages: int = 5000
+    delivery_waiting: int = 10_000
+    delivery_new: int = 100
 
 
 QUICK = Sizes(
@@ -64,6 +66,8 @@ async def run(sizes: Sizes, report: Report) -> None:
         await _tracking(broker, sizes, ordered, report)
         _log("intake")
         await _intake(broker, sizes, report)
+    _log("deliveries")
+    _deliveries(sizes, report)
 
 
 async def _throughput(broker: EmbeddedBroker, sizes: Sizes, report: Report) -> None:
@@ -272,6 +276,43 @@ async def _tracking(broker: EmbeddedBroker, sizes: Sizes, ordered: OrderState, r
         "no snapshot is built (the fingerprints match). The first cycle after a restore "
         "decodes and decides every order once (no snapshot seen yet) and is reported "
         "apart; the CPU per cycle is the median of the 3 cycles after it.",
+    )
+
+
+def _deliveries(sizes: Sizes, report: Report) -> None:
+    quiet, busy = deliveries.measure(sizes.delivery_waiting, sizes.delivery_new)
+    sec = "deliveries"
+    report.add(
+        Figure(
+            sec,
+            f"UP42 calls per quiet delivery cycle ({quiet.waiting:,} orders waiting)",
+            quiet.total_calls,
+            "calls",
+            ", ".join(f"{k}: {v}" for k, v in sorted(quiet.calls.items())),
+            target="no call per order (≤ 2)",
+            met=quiet.total_calls <= 2,
+        )
+    )
+    report.add(Figure(sec, f"  CPU per quiet cycle ({quiet.waiting:,} orders waiting)", quiet.cpu, "s"))
+    report.add(
+        Figure(
+            sec,
+            f"UP42 calls per busy cycle ({busy.waiting:,} waiting, {busy.new} new products)",
+            busy.total_calls,
+            "calls",
+            ", ".join(f"{k}: {v}" for k, v in sorted(busy.calls.items())),
+            target=f"grows with new products (≤ {2 + busy.new + busy.new // 50 + 1})",
+            met=busy.total_calls <= 2 + busy.new + busy.new // 50 + 1 and busy.products == busy.new,
+        )
+    )
+    report.add(Figure(sec, f"  CPU per busy cycle ({busy.new} new products)", busy.cpu, "s"))
+    report.note(
+        sec,
+        "The worker's `DeliveryHarvester.run_cycle` against the UP42 adapter, whose HTTP client is "
+        "answered in-process (`httpx.MockTransport`) with reference-shaped storage pages: the assets "
+        "created since the cursor, the STAC items of a batch of assets, the collections. Quiet: "
+        "nothing new since the cursor. Busy: one new asset (one item) for each of the new products. "
+        "Each product goes to a counting `deliver` (applying it is one state step, see latency).",
     )
 
 

@@ -11,6 +11,7 @@ CONTRACT_FAMILIES = {
     "tasking_events_published": "counter",
     "tasking_consumer_lag_messages": "gauge",
     "tasking_build_info": "gauge",
+    "tasking_deliveries": "counter",
 }
 
 #: Contract families whose label values are learnt at run time, so a fresh worker exports them

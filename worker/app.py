@@ -1,8 +1,8 @@
 """Composition root: builds and wires every part of one worker process, and owns start and stop.
 
 Start: logging → metrics and the HTTP probes → producer (and topics when asked) → providers →
-scheduler, runner, poller → consumer (joins the group; assignment restores state and resumes
-orders before ``/readyz`` turns green).
+scheduler, runner, poller, delivery harvester → consumer (joins the group; assignment restores
+state and resumes orders before ``/readyz`` turns green).
 
 Stop (SIGTERM/SIGINT): stop consuming, let in-flight provider calls reach a checkpoint within
 ``TASKING_SHUTDOWN_GRACE_SECONDS``, commit, leave the group, flush the producer, exit 0. An
@@ -35,6 +35,7 @@ from worker.observability.metrics import WorkerMetrics
 from worker.providers.base import TaskingProvider
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
+from worker.runtime.deliveries import DeliveryHarvester
 from worker.runtime.runner import Runner
 from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper
 
@@ -58,7 +59,11 @@ def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider
 
 
 def domain_settings(settings: Settings) -> DomainSettings:
-    return DomainSettings(settle_seconds=settings.http_client.settle_seconds)
+    return DomainSettings(
+        settle_seconds=settings.http_client.settle_seconds,
+        delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
+        delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
+    )
 
 
 @dataclass
@@ -181,6 +186,16 @@ def _wire_runtime(
         error_threshold=settings.tracking.error_threshold,
     )
     poller.start()
+    DeliveryHarvester(
+        scheduler,
+        providers,
+        store.awaiting_delivery,  # index entries: nothing is decoded to list the waiting orders
+        runner.deliver_product,
+        metrics,
+        settings.tracking.delivery_interval,
+        utc_now,
+        owned=store.owned_partitions,
+    ).start()
     TokenKeeper(scheduler, providers, metrics).start()
     OrderGauges(
         scheduler,

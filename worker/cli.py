@@ -11,6 +11,7 @@ Commands:
   ones (binary CloudEvents);
 * ``tail``: follow the status, acquisition and dead-letter topics, optionally filtered;
 * ``status``: the latest status event of one request;
+* ``download``: the delivered products of a request (or of one STAC Item file) to local files;
 * ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples.
 
 Kafka connection and topic names come from :class:`worker.config.Settings` (``TASKING_*``
@@ -47,9 +48,8 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -61,8 +61,8 @@ from worker.events import codec
 from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
 from worker.events.models import Command, OrderRequest, OrderStatusEvent
-from worker.kafka.offsets import read_end
 from worker.kafka.publisher import producer_options
+from worker.kafka.reader import keyed_records
 
 app = typer.Typer(
     name="tasking-worker",
@@ -311,7 +311,8 @@ class _TailFilter:
     def accepts(self, key: bytes | None, event: dict[str, Any]) -> bool:
         if self.request_id is not None:
             key_id = key.decode("utf-8", "replace") if key is not None else None
-            if self.request_id not in (key_id, event.get("requestId")):
+            ids = (key_id, event.get("requestId"), _object(event, "properties").get("tasking:request_id"))
+            if self.request_id not in ids:
                 return False
         return self.status is None or event.get("status") == self.status
 
@@ -348,13 +349,18 @@ def tail_command(
         str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
     ] = None,
 ) -> None:
-    """Follow the status, acquisition and dead-letter topics and print each event.
+    """Follow the status, acquisition, delivery and dead-letter topics and print each event.
 
     Reads without a consumer group (nothing is committed; any number of tails can run). Stops
     with Ctrl-C, after --max-messages printed events or after --timeout seconds (exit 0).
     """
     settings = _settings()
-    topics = [settings.topics.status, settings.topics.acquisitions, settings.topics.dead_letter]
+    topics = [
+        settings.topics.status,
+        settings.topics.acquisitions,
+        settings.topics.deliveries,
+        settings.topics.dead_letter,
+    ]
     consumer_args = {
         **_kafka_kwargs(settings.kafka, bootstrap_servers),
         "auto_offset_reset": "earliest" if from_beginning else "latest",
@@ -438,6 +444,8 @@ def _print_pretty(record: Any, event: dict[str, Any]) -> None:
         console.print(_dead_letter_line(event))
     elif ce_type == EventType.ACQUISITION_STATUS or "acquisitionId" in event:
         console.print(_acquisition_line(event))
+    elif ce_type == EventType.DELIVERY or event.get("type") == "Feature":
+        console.print(_delivery_line(event))
     else:
         console.print(_status_line(event))
 
@@ -456,6 +464,24 @@ def _status_line(event: dict[str, Any]) -> str:
         f"[/] #{event.get('sequence', '?')} {escape(str(event.get('provider', '')))} "
         f"{arrow}[{style}]{escape(status)}[/] ({escape(str(event.get('stapiStatus', '')))})"
         f"{tail}"
+    )
+
+
+def _object(event: dict[str, Any], name: str) -> dict[str, Any]:
+    value = event.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _delivery_line(event: dict[str, Any]) -> str:
+    """A delivered product (a STAC Item): request, item id, time, assets with the data role."""
+    props, assets = _object(event, "properties"), _object(event, "assets")
+    data = [k for k, a in assets.items() if isinstance(a, dict) and "data" in (a.get("roles") or [])]
+    when = props.get("datetime") or props.get("start_datetime") or ""
+    request, provider = props.get("tasking:request_id"), props.get("tasking:provider", "")
+    return (
+        f"{escape(str(when))} [bold]{escape(str(request))}[/] {escape(str(provider))} "
+        f"[green]delivered[/] {escape(str(event.get('id')))} "
+        f"({len(assets)} asset(s); data: {escape(', '.join(data))})"
     )
 
 
@@ -552,56 +578,18 @@ def status_command(
 
 
 async def latest_status(topic: str, request_id: str, kwargs: dict[str, Any]) -> OrderStatusEvent | None:
-    """The status event of ``request_id`` with the highest sequence, or ``None``.
-
-    Never creates the topic: its existence is checked first (a metadata request for one missing
-    topic auto-creates it on brokers that allow it).
-    """
-    probe = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **kwargs)
-    await probe.start()
-    try:
-        if topic not in await probe.topics():
-            return None
-    finally:
-        await probe.stop()
-    consumer = AIOKafkaConsumer(
-        topic, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **kwargs
-    )
-    await consumer.start()
-    try:
-        partition = key_partition(request_id, consumer.partitions_for_topic(topic) or {0})
-        return await _latest_in(consumer, TopicPartition(topic, partition), request_id)
-    finally:
-        await consumer.stop()
-
-
-def key_partition(key: str, partitions: set[int]) -> int:
-    """The partition the default partitioner (murmur2, as Java clients) gives ``key``."""
-    ordered = sorted(partitions)
-    return int(DefaultPartitioner()(key.encode(), ordered, ordered))
-
-
-async def _latest_in(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, request_id: str
-) -> OrderStatusEvent | None:
-    consumer.unsubscribe()
-    consumer.assign([tp])
-    await consumer.seek_to_beginning(tp)
-    end = (await consumer.end_offsets([tp]))[tp]
+    """The status event of ``request_id`` with the highest sequence, or ``None`` (also when the
+    topic does not exist: it is never created)."""
+    records = await keyed_records(topic, request_id, kwargs)
     latest: OrderStatusEvent | None = None
-    while await consumer.position(tp) < end:
-        batches = await consumer.getmany(tp, timeout_ms=1000)
-        end = read_end(consumer, tp, end)  # the listed end can lag the log (worker.kafka.offsets)
-        for record in batches.get(tp, []):
-            if record.offset >= end or record.key != request_id.encode():
-                continue
-            event = _status_event(record.value)
-            if (
-                event is not None
-                and event.request_id == request_id
-                and (latest is None or event.sequence >= latest.sequence)
-            ):
-                latest = event
+    for record in records or []:
+        event = _status_event(record.value)
+        if (
+            event is not None
+            and event.request_id == request_id
+            and (latest is None or event.sequence >= latest.sequence)
+        ):
+            latest = event
     return latest
 
 
@@ -619,6 +607,53 @@ def _print_status(event: OrderStatusEvent) -> None:
         value = data.get(name)
         if value:
             console.print(f"  [bold]{name}[/]: {escape(orjson.dumps(value).decode())}")
+
+
+# --------------------------------------------------------------------------- download
+
+
+@command(
+    "download",
+    "$ tasking-worker download req-toulouse-2025-06-001 --dest ./products",
+    "$ tasking-worker download item.json             # one STAC Item (a delivery event's value)",
+    "$ tasking-worker download req-42 --all-assets --plain",
+)
+def download_command(
+    target: Annotated[str, typer.Argument(help="A requestId, or a STAC Item JSON file (ITEM.json).")],
+    dest: Annotated[Path, typer.Option(help="Directory of the files (one folder per item).")] = Path(),
+    all_assets: Annotated[
+        bool, typer.Option("--all-assets", help="Also quicklooks, thumbnails and metadata, not only data.")
+    ] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="Plain lines instead of progress bars.")] = False,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
+    ] = None,
+) -> None:
+    """Download the delivered products of a request (read from the deliveries topic) or of one
+    STAC Item file, with the provider credentials of the TASKING_* variables.
+
+    Each data asset goes to DEST/ITEM_ID/ with a progress bar (plain lines without a terminal);
+    a partial file is resumed with an HTTP range; size and checksum are verified when known; a
+    copy of the item whose hrefs point at the local files is written beside them. Running it
+    again transfers nothing that is complete. Exits 0 when every file is there, 1 when one
+    failed (expired, not found, refused credentials, checksum mismatch) or no product was found,
+    2 on a bad item file or missing credentials.
+    """
+    from worker.delivery.command import DownloadOptions, run
+
+    settings = _settings()
+    options = DownloadOptions(
+        target=target,
+        dest=dest,
+        all_assets=all_assets,
+        bars=sys.stdout.isatty() and not plain,
+        bootstrap_servers=bootstrap_servers,
+    )
+    try:
+        code = asyncio.run(run(settings, options, console, errors))
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
 
 
 # --------------------------------------------------------------------------- simulate

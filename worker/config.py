@@ -66,6 +66,7 @@ class TopicSettings(_Section):
     commands: str = Field("tasking.commands", min_length=1)
     status: str = Field("tasking.order-status", min_length=1)
     acquisitions: str = Field("tasking.acquisitions", min_length=1)
+    deliveries: str = Field("tasking.deliveries", min_length=1)
     dead_letter: str = Field("tasking.dead-letter", min_length=1)
     state: str = Field("tasking.worker-state", min_length=1)
 
@@ -77,6 +78,7 @@ class TopicSettings(_Section):
             self.state,
             self.status,
             self.acquisitions,
+            self.deliveries,
             self.dead_letter,
         ]
 
@@ -101,6 +103,10 @@ class OneAtlasSettings(_Section):
         "/auth/realms/IDP/protocol/openid-connect/token"
     )
     base_url: HttpUrl = HttpUrl("https://order.api.oneatlas.airbus.com")
+    # Delivered products: opensearch over the delivery workspace, and the account record
+    # (``/api/v1/me``) that names the legacy contract's workspace.
+    search_url: HttpUrl = HttpUrl("https://search.foundation.api.oneatlas.airbus.com")
+    data_url: HttpUrl = HttpUrl("https://data.api.oneatlas.airbus.com")
     primary_market: str = Field("NQUAL", min_length=1)
     end_users: list[EndUser] = Field(
         default_factory=lambda: [EndUser(endUserName="tasking-worker", country="FR")]
@@ -154,10 +160,26 @@ class HttpClientSettings(_Section):
 
 
 class TrackingSettings(_Section):
+    """Tracking polls and the delivery harvest.
+
+    ``delivery_interval_seconds`` is the period of the per-provider delivery harvest (default: the
+    poll interval). ``delivery_grace_seconds``: after the provider finished, how long more products
+    may still appear (UP42 extracts STAC items after ``FULFILLED``) before ``COMPLETED``.
+    ``delivery_timeout_seconds``: after the provider finished, how long to wait for the products
+    of every validated acquisition before ``COMPLETED`` with ``DELIVERY_INCOMPLETE``.
+    """
+
     poll_interval_seconds: float = Field(300.0, gt=0)
     # Consecutive failures to follow one order before it is published with TRACKING_ERROR.
     error_threshold: int = Field(5, ge=1)
     page_size: int = Field(100, ge=1, le=1000)
+    delivery_interval_seconds: float | None = Field(None, gt=0)
+    delivery_grace_seconds: float = Field(600.0, ge=0)
+    delivery_timeout_seconds: float = Field(1209600.0, gt=0)
+
+    @property
+    def delivery_interval(self) -> float:
+        return self.delivery_interval_seconds or self.poll_interval_seconds
 
 
 class HttpServerSettings(_Section):

@@ -9,8 +9,9 @@ What runs, all in this process and on loopback:
   read from ``TASKING_*`` variables (the simulators' URLs and credentials, the broker's address),
   exactly as in production;
 * a client that publishes the sample requests of :data:`SAMPLES` on ``tasking.order-requests``,
-  reads ``tasking.order-status`` and ``tasking.acquisitions`` like any downstream consumer (no
-  consumer group) and answers decisions with commands on ``tasking.commands``.
+  reads ``tasking.order-status``, ``tasking.acquisitions`` and ``tasking.deliveries`` (the
+  delivered products, STAC Items) like any downstream consumer (no consumer group) and answers
+  decisions with commands on ``tasking.commands``.
 
 Time-lapse. The simulators share one clock (:data:`BASE_SPEED` times real time). Whenever every
 open order is in its provider's hands (placed and not waiting for a decision), the demo moves that
@@ -28,10 +29,14 @@ unless the price exceeds the request's budget (then it *rejects*, to show the de
 accepts every acquisition still ``PROPOSED`` :data:`ACQUISITION_GRACE_SECONDS` after it appeared (the
 worker's own ``acquisitionPolicy`` decides first).
 
+Last step: one delivered product of a completed order is downloaded with ``tasking-worker
+download``'s code (progress bar, checksum), into the logs directory.
+
 Result. :func:`run` returns the process exit code: 0 when every sample reached its expected status
-(:attr:`Sample.expected`), 1 when one ended elsewhere or the demo could not start, 3 when
-``timeout`` passed first. Everything is stopped in reverse order of start in every case: the worker
-gracefully (it leaves its group and flushes), then the servers, then the broker.
+(:attr:`Sample.expected`) and the product was downloaded, 1 when one ended elsewhere, the download
+failed or the demo could not start, 3 when ``timeout`` passed first. Everything is stopped in
+reverse order of start in every case: the worker gracefully (it leaves its group and flushes),
+then the servers, then the broker.
 """
 
 from __future__ import annotations
@@ -232,6 +237,7 @@ class OrderView:
     sample: Sample
     last: OrderStatusEvent | None = None
     acquisitions: dict[str, AcquisitionEvent] = field(default_factory=dict)
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> STAC Item
     events: int = 0
 
     @property
@@ -287,6 +293,19 @@ class Board:
         if view is None:
             return None
         view.acquisitions[event.acquisition_id] = event
+        return view
+
+    def completed(self) -> list[str]:
+        """The requests that ended ``COMPLETED`` (their products are on the deliveries topic)."""
+        return [rid for rid, v in self.views.items() if v.status is OrderStatus.COMPLETED]
+
+    def apply_delivery(self, item: dict[str, Any]) -> OrderView | None:
+        """Record a delivered product (a STAC Item); a re-published one replaces itself."""
+        properties = item.get("properties") or {}
+        view = self.views.get(str(properties.get("tasking:request_id")))
+        if view is None or not item.get("id"):
+            return None
+        view.deliveries[str(item["id"])] = item
         return view
 
     def all_done(self) -> bool:
@@ -374,6 +393,7 @@ def live_table(board: Board) -> Table:
         ("price", None),
         ("provider ids", None),
         ("acq p/v/r", 9),
+        ("delivered", 9),
         ("decision waiting", None),
     ):
         table.add_column(name, width=width, overflow="fold")
@@ -387,6 +407,7 @@ def live_table(board: Board) -> Table:
             _price(view.last),
             _refs(view.last),
             f"{proposed}/{validated}/{refused}",
+            str(len(view.deliveries)),
             _decision(view.last),
         )
     return table
@@ -403,6 +424,7 @@ def summary_table(board: Board) -> Table:
         "sequence",
         "price",
         "acquisitions",
+        "delivered",
         "ok",
     ):
         table.add_column(name, overflow="fold")
@@ -417,6 +439,7 @@ def summary_table(board: Board) -> Table:
             str(view.last.sequence if view.last else 0),
             _price(view.last),
             acquisitions,
+            _delivered(view),
             Text("yes", style="green") if view.ok else Text("NO", style="bold red"),
         )
     return table
@@ -435,6 +458,26 @@ def status_line(event: OrderStatusEvent) -> str:
     if event.reason is not None:
         parts.append(f"reason {event.reason.code}: {event.reason.message}")
     return "  ".join(parts)
+
+
+def _delivered(view: OrderView) -> str:
+    """Products delivered, and what was missing when the order completed without all of them."""
+    text = f"{len(view.deliveries)} product(s)"
+    reason = view.last.reason if view.last is not None else None
+    if reason is not None and reason.code == "DELIVERY_INCOMPLETE":
+        text += " (DELIVERY_INCOMPLETE)"
+    return text
+
+
+def delivery_line(item: dict[str, Any]) -> str:
+    """One plain progress line for a delivered product."""
+    properties = item.get("properties") or {}
+    assets = item.get("assets") or {}
+    data = sum("data" in (a.get("roles") or []) for a in assets.values())
+    return (
+        f"{properties.get('tasking:request_id')} delivered {item.get('id')} "
+        f"({len(assets)} asset(s), {data} with data)"
+    )
 
 
 def acquisition_line(event: AcquisitionEvent) -> str:
@@ -500,6 +543,10 @@ def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -
         "TASKING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "TASKING_KAFKA__ENABLE_IDEMPOTENCE": "false",  # the embedded broker refuses it
         "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "1",
+        # Delivery waits are in real seconds: short, so the demo ends in time (defaults: 600 s
+        # grace, 14 days timeout).
+        "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "2",
+        "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "20",
         "TASKING_HTTP__HOST": "127.0.0.1",
         "TASKING_HTTP__PORT": "0",
         "TASKING_HTTP_CLIENT__TIMEOUT_SECONDS": "5",
@@ -556,9 +603,11 @@ class Demo:
                 try:
                     if record.topic == topics.status:
                         self._on_status(OrderStatusEvent.model_validate_json(record.value or b""))
+                    elif record.topic == topics.deliveries:
+                        self._on_delivery(orjson.loads(record.value or b"{}"))
                     else:
                         self._on_acquisition(AcquisitionEvent.model_validate_json(record.value or b""))
-                except ValidationError:
+                except (ValidationError, orjson.JSONDecodeError):
                     self.output.note(f"unreadable event on {record.topic} at offset {record.offset}")
 
     def _on_status(self, event: OrderStatusEvent) -> None:
@@ -570,6 +619,12 @@ class Demo:
         rejected = event.reason is not None and event.reason.code == "COMMAND_REJECTED"
         if event.status is OrderStatus.DECISION_REQUIRED and not rejected:
             self.decisions.put_nowait((time.monotonic(), event.request_id, event))
+
+    def _on_delivery(self, item: dict[str, Any]) -> None:
+        known = self.board.views.get(str((item.get("properties") or {}).get("tasking:request_id")))
+        first = known is not None and str(item.get("id")) not in known.deliveries
+        if self.board.apply_delivery(item) is not None and first and not self.output.live:
+            self.output.line(delivery_line(item))
 
     def _on_acquisition(self, event: AcquisitionEvent) -> None:
         if self.board.apply_acquisition(event) is None:
@@ -813,6 +868,7 @@ async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaProdu
     consumer = AIOKafkaConsumer(
         settings.topics.status,
         settings.topics.acquisitions,
+        settings.topics.deliveries,
         bootstrap_servers=servers,
         group_id=None,
         auto_offset_reset="earliest",
@@ -833,6 +889,7 @@ async def run_async(options: DemoOptions, console: Console) -> int:
     """The whole demo; returns the exit code (see the module docstring)."""
     from aiokafka.errors import KafkaError
 
+    from worker.delivery.command import download_first
     from worker.errors import ConfigError
     from worker.kafka.broker import BrokerError
 
@@ -851,6 +908,10 @@ async def run_async(options: DemoOptions, console: Console) -> int:
     try:
         async with running_services(workdir) as services:
             code = await _client(options, services, board, output, interactive, started)
+            if code == EXIT_OK:  # the last step: one delivered product to a local file
+                code = await download_first(
+                    services.settings, board.completed(), workdir / "downloads", console, bars=live
+                )
     except (BrokerError, OSError, ConfigError, KafkaError) as exc:
         console.print(
             f"[bold red]the demo could not run:[/] {escape(type(exc).__name__)}: {escape(str(exc))}"

@@ -11,6 +11,7 @@ Retry policy reads :attr:`WorkerError.retriable`, never the exception class of a
     ├── DecodeError                 an input message cannot be used; carries a dead-letter code
     ├── IllegalTransition           decide() was asked for a status change the contract forbids
     ├── OwnershipLost               this instance may no longer own the order's partition    retriable
+    ├── DownloadError               a delivered product could not be downloaded (``download``)
     └── ProviderError               anything a provider call went wrong with (provider, operation)
         ├── ProviderNotConfigured   no credentials for this provider (reason PROVIDER_NOT_CONFIGURED)
         ├── ProviderUnavailable     5xx, connection error, read timeout           retriable
@@ -93,6 +94,19 @@ class OwnershipLost(WorkerError):
     def __init__(self, partition: int) -> None:
         super().__init__(f"ownership of partition {partition} is not confirmed")
         self.partition = partition
+
+
+class DownloadError(WorkerError):
+    """A delivered product's file could not be downloaded or verified (``tasking-worker download``).
+
+    Attributes:
+        code: ``BAD_CREDENTIALS``, ``NOT_CONFIGURED``, ``EXPIRED``, ``NOT_FOUND``,
+            ``CHECKSUM_MISMATCH``, ``SIZE_MISMATCH``, ``HTTP_ERROR`` or ``TRANSFER_FAILED``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ProviderError(WorkerError):

@@ -61,6 +61,10 @@ class Stack:
             "TASKING_HTTP_CLIENT__BACKOFF_MAX_SECONDS": "0.5",
             "TASKING_LOG_FORMAT": "json",
             "TASKING_SHUTDOWN_GRACE_SECONDS": "2",
+            # Delivery waits in worker (real) seconds: short, so a flow ends within a test.
+            "TASKING_TRACKING__DELIVERY_INTERVAL_SECONDS": "0.5",
+            "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "1",
+            "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "8",
             **topic_env(self.topics),
             **self.sims.worker_env(),
             **self.extra_env,
@@ -148,13 +152,16 @@ def spawn_worker(stack: Stack, log_path: Path, **overrides: str) -> WorkerProces
 
 
 class Collector:
-    """Reads the status and acquisition topics from the beginning, grouped by requestId."""
+    """Reads the status, acquisition, delivery and dead-letter topics from the beginning, grouped
+    by requestId (a delivery's is its STAC Item's ``tasking:request_id``)."""
 
     def __init__(self, bootstrap_servers: str, topics: TopicSettings) -> None:
         self._bootstrap = bootstrap_servers
         self._topics = topics
         self.status: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.acquisitions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.deliveries: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.delivery_headers: dict[str, list[dict[str, bytes]]] = defaultdict(list)
         self.dead_letters: list[dict[str, Any]] = []
         self.headers: dict[str, list[dict[str, bytes]]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
@@ -163,6 +170,7 @@ class Collector:
         consumer = AIOKafkaConsumer(
             self._topics.status,
             self._topics.acquisitions,
+            self._topics.deliveries,
             self._topics.dead_letter,
             bootstrap_servers=self._bootstrap,
             auto_offset_reset="earliest",
@@ -185,6 +193,10 @@ class Collector:
             self.headers[value["requestId"]].append(dict(record.headers))
         elif record.topic == self._topics.acquisitions:
             self.acquisitions[value["requestId"]].append(value)
+        elif record.topic == self._topics.deliveries:
+            request_id = value["properties"]["tasking:request_id"]
+            self.deliveries[request_id].append(value)
+            self.delivery_headers[request_id].append(dict(record.headers))
         else:
             self.dead_letters.append(value)
 
@@ -193,6 +205,10 @@ class Collector:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    def delivered_items(self, request_id: str) -> list[str]:
+        """The item ids published for ``request_id``, first publication order, without re-publishes."""
+        return list(dict.fromkeys(item["id"] for item in self.deliveries[request_id]))
 
     def latest(self, request_id: str) -> dict[str, Any] | None:
         events = self.unique(request_id)
@@ -538,7 +554,7 @@ def long_lived_tokens(sims: RunningSimulators) -> Iterator[None]:
     token. Token expiry is tested on purpose instead (``expire_tokens``). The UP42 lifetime is a
     module constant of the simulator, so it is swapped while any such block is active.
     """
-    import worker.simulators.up42 as up42_module
+    import worker.simulators.up42.app as up42_module
 
     sims.oneatlas.token_lifetime = 30 * DAY
     if _LONG_TOKENS[0] == 0:

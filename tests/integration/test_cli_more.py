@@ -23,7 +23,7 @@ from worker.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
-COMMANDS = ("run", "demo", "simulate", "submit", "tail", "status", "schemas")
+COMMANDS = ("run", "demo", "simulate", "submit", "tail", "status", "download", "schemas")
 
 
 def status_event(
@@ -219,3 +219,29 @@ def test_help_of_every_command_shows_examples(command: str) -> None:
 def test_every_registered_command_is_covered_by_the_help_test() -> None:
     names = {c.name for c in app.registered_commands}
     assert names == set(COMMANDS)
+
+
+async def test_tail_prints_delivered_products_of_a_request(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    from worker.events.schemas import delivery_example
+
+    await broker.create_contract_topics(unique_topics)
+    event = delivery_example()
+    record = codec.encode_delivery(event)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            unique_topics.deliveries, record.value, key=record.key, headers=record.headers
+        )
+    finally:
+        await producer.stop()
+    env = cli_env(broker, unique_topics)
+    base = ["tail", "--from-beginning", "--timeout", "6", "--request-id", event.request_id]
+    as_json = await invoke([*base, "--json"], env)
+    (line,) = as_json.stdout.splitlines()
+    assert json.loads(line)["id"] == event.product.item_id
+    pretty = await invoke(base, env)
+    assert f"delivered {event.product.item_id}" in pretty.stdout
+    assert "data: " in pretty.stdout

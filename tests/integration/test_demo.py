@@ -7,6 +7,7 @@ The end-to-end test runs the real command in a subprocess without a terminal (as
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,8 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
     output = result.stdout
     assert result.returncode == 0, output[-6000:] + result.stderr[-3000:]
     assert "every order reached its expected status" in output
+    # The last step: one delivered product downloaded and verified.
+    assert re.search(r"[1-9]\d* downloaded, 0 already complete, 0 failed", output), output[-3000:]
     requests = load_samples(NOW)
     summary = output[output.index("tasking-worker demo: summary") :]
     rows = {line.split("│")[1].strip(): line for line in summary.splitlines() if line.count("│") > 3}
@@ -190,6 +193,10 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
         cells = [c.strip() for c in rows[request.request_id].split("│")]
         assert cells[3] == sample.expected.value, rows[request.request_id]  # final status
         assert cells[-2] == "yes"
+        if request.provider.value == "up42":
+            delivered = int(cells[-3].split()[0])
+            assert delivered >= 1, rows[request.request_id]  # the delivered column
+            assert f"{request.request_id} delivered " in output  # each product as a progress line
     # Every status event was printed as a progress line, and the demo answered the decisions.
     assert "DECISION_REQUIRED → REJECTED" in output
     assert "select-feasibility-option" in output

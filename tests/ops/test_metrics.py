@@ -308,3 +308,30 @@ def test_two_instances_need_two_registries() -> None:
     with pytest.raises(ValueError):
         WorkerMetrics(registry)
     assert WorkerMetrics().registry is not registry
+
+
+def test_delivery_counters_start_at_zero_for_both_providers_and_count() -> None:
+    metrics = WorkerMetrics(CollectorRegistry())
+
+    def samples() -> dict[tuple[str, str], float]:
+        text = metrics.render().decode()
+        return {
+            (s.name, s.labels["provider"]): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name in ("tasking_deliveries", "tasking_delivery_errors")
+            for s in family.samples
+            if s.name.endswith("_total")
+        }
+
+    assert samples() == {
+        ("tasking_deliveries_total", "oneatlas"): 0.0,
+        ("tasking_deliveries_total", "up42"): 0.0,
+        ("tasking_delivery_errors_total", "oneatlas"): 0.0,
+        ("tasking_delivery_errors_total", "up42"): 0.0,
+    }
+    metrics.delivery_published("up42", 3)
+    metrics.delivery_error("oneatlas")
+    assert samples()[("tasking_deliveries_total", "up42")] == 3.0
+    assert samples()[("tasking_delivery_errors_total", "oneatlas")] == 1.0
+    with pytest.raises(ValueError, match="provider"):
+        metrics.delivery_published("planet")

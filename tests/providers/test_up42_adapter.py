@@ -652,7 +652,7 @@ async def test_deliveries_from_stac_search_with_paging(fake: FakeUp42) -> None:
     assert acquisitions[0].footprint is not None
     assert acquisitions[0].footprint["type"] == "Polygon"
     bodies = [body_of(r) for r in fake.sent("POST", "/v2/assets/stac/search")]
-    assert bodies[0]["filter"] == {"op": "=", "args": [{"property": "up42-order:order_id"}, p.ORDER_ID]}
+    assert bodies[0]["filter"] == {"op": "=", "args": [{"property": "up42-order:id"}, p.ORDER_ID]}
     assert bodies[1]["token"] == "page-2"
     assert bodies[1]["filter"] == bodies[0]["filter"]
 

@@ -462,7 +462,9 @@ async def test_operator_console_drives_a_manual_order(sim: Up42Simulator) -> Non
         assert snapshot.phase is RemotePhase.ACQUIRING
         assert snapshot.coverage_pct == 60.0
         (acquisition,) = await provider.list_acquisitions(placed)
-        assert acquisition.id == delivered["id"]
+        assert acquisition.refs["assetId"] == delivered["id"], (
+            "the acquisition is an item of the delivered asset"
+        )
         assert acquisition.cloud_cover == 3.5
         await console.post(f"/_sim/orders/{order_id}/deliveries", json={"cloudCover": 1.0, "coveragePct": 40})
         assert await phase_of(provider, placed) is RemotePhase.COMPLETED

@@ -287,7 +287,7 @@ def stac_item(item_id: str, cloud: float, when: str = "2026-08-12T15:30:00.000Z"
             "datetime": when,
             "eo:cloud_cover": cloud,
             "view:incidence_angle": 7.5,
-            "up42-order:order_id": ORDER_ID,
+            "up42-order:id": ORDER_ID,
             "up42-system:asset_id": f"asset-{item_id}",
         },
         "assets": {},
@@ -321,3 +321,140 @@ LEGACY_EXPIRED: Json = {
     "data": None,
 }
 KEYCLOAK_401: Json = {"error": "invalid_grant", "error_description": "Invalid user credentials"}
+
+
+# --------------------------------------------------------------------------- delivery (storage)
+# Shaped like the reference's recorded and documented responses (delivery.md §2.4-2.8).
+
+ORDER_2 = "5d3c1b0a-9e8f-47d6-b5a4-c3d2e1f0a9b8"
+CNAM_ITEM = "363e7831-48ff-4311-83c1-a37d3ef54b66"
+CNAM_COLLECTION = "7947d269-117a-4954-8cab-adf6be623ca9"
+CNAM_ASSET = "22d0b8e9-b649-4971-8adc-1a5eac1fa6f3"
+OLD_ITEM = "a1b2c3d4-0000-4000-8000-00000000a001"
+OLD_COLLECTION = "a1b2c3d4-0000-4000-8000-00000000c001"
+OLD_ASSET = "a1b2c3d4-0000-4000-8000-00000000b001"
+API = "https://api.up42.com"
+
+
+def storage_asset(
+    asset_id: str, created: str, order_id: str | None = ORDER_ID, status: str = "SUCCESSFUL"
+) -> Json:
+    """One ``GET /v2/assets`` entry (Spring page content)."""
+    entry: Json = {
+        "id": asset_id,
+        "workspaceId": WORKSPACE,
+        "createdAt": created,
+        "updatedAt": created,
+        "name": f"{asset_id[:8]}_oneatlas.zip",
+        "size": 8123456,
+        "geospatialMetadataExtractionStatus": status,
+        "tags": [],
+    }
+    if order_id is not None:
+        entry["orderId"] = order_id
+    return entry
+
+
+def assets_page(entries: list[Json], page: int = 0, total_pages: int = 1) -> Json:
+    return {"content": entries, "totalPages": total_pages, "totalElements": len(entries), "number": page}
+
+
+def cnam_item(order_key: str = "up42-order:id") -> Json:
+    """The CNAM item of delivery.md §2.8 (per-file assets with random prefixes)."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": CNAM_ITEM,
+        "collection": CNAM_COLLECTION,
+        "bbox": [13.3510, 52.5236, 13.3573, 52.5268],
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[13.3552, 52.5268], [13.3573, 52.5244], [13.3510, 52.5244], [13.3552, 52.5268]]],
+        },
+        "properties": {
+            "datetime": "2020-09-30T10:39:26.600000+00:00",
+            "constellation": "PHR",
+            "platform": "PHR-1A",
+            "eo:cloud_cover": 0.0,
+            "view:incidence_angle": 25.94,
+            "gsd": 0.82,
+            "proj:epsg": 32633,
+            "title": "DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365_R1C1",
+            order_key: ORDER_ID,
+            "up42-system:source": "TASKING",
+            "up42-system:asset_id": CNAM_ASSET,
+            "up42-product:collection_name": "phr",
+            "up42-product:modality": "multispectral",
+            "up42-system:metadata_version": "0.0.4",
+        },
+        "assets": {
+            "mgag5ui3_img_phr1a_ms_202009301038498_sen.tiff": {
+                "href": f"{API}/v2/assets/e4a15000-890b-445c-82bb-e4364baac40b",
+                "title": "Multispectral data",
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data", "multispectral"],
+                "gsd": 0.73,
+            },
+            "mgag5ui3_stac_metadata.json": {
+                "href": f"{API}/v2/assets/0c5c5e4e-5b7d-4b4e-9d0e-2f1e3d4c5b6a",
+                "title": "STAC metadata",
+                "type": "application/json",
+                "roles": ["metadata"],
+            },
+            "signed-by-mistake.tiff": {
+                "href": "https://storage.googleapis.com/user-storage-interstellar-prod/assets/x.tiff"
+                "?GoogleAccessId=a&Expires=1697201515&Signature=abc",
+                "roles": ["data"],
+            },
+        },
+        "links": [
+            {
+                "rel": "self",
+                "href": f"{API}/v2/assets/stac/collections/{CNAM_COLLECTION}/items/{CNAM_ITEM}",
+            },
+            {"rel": "collection", "href": f"{API}/v2/assets/stac/collections/{CNAM_COLLECTION}"},
+        ],
+    }
+
+
+def old_item() -> Json:
+    """A pre-CNAM item: one ``data`` asset (delivery.md §2.5, the SDK fixture's shape)."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": OLD_ITEM,
+        "collection": OLD_COLLECTION,
+        "geometry": {"type": "Polygon", "coordinates": [PANAMA_RING]},
+        "properties": {
+            "datetime": "2023-03-01T10:00:00Z",
+            "up42-order:id": ORDER_2,
+            "up42-system:asset_id": OLD_ASSET,
+        },
+        "assets": {
+            "data": {
+                "href": f"{API}/v2/assets/{OLD_ASSET}",
+                "title": "Data",
+                "description": "Storage Data",
+                "type": "application/zip",
+                "roles": ["data"],
+            }
+        },
+        "links": [],
+    }
+
+
+def cnam_collection() -> Json:
+    return {
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": CNAM_COLLECTION,
+        "assets": {
+            "mgag5ui3_DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365.zip": {
+                "href": f"{API}/v2/assets/{CNAM_ASSET}",
+                "title": "Original Delivery",
+                "type": "application/zip",
+                "roles": ["data", "original"],
+            }
+        },
+        "links": [],
+    }

@@ -105,6 +105,7 @@ def test_asyncapi_lists_every_contract_topic() -> None:
         "tasking.commands",
         "tasking.order-status",
         "tasking.acquisitions",
+        "tasking.deliveries",
         "tasking.dead-letter",
         "tasking.worker-state",
     }

@@ -9,6 +9,7 @@ an intent recorded here is durable before its paid call.
 - A ``RequestReceived`` for an existing state is a duplicate: same state, no effect.
 - A finished order (phase DONE) ignores every event, except a command (answered with
   ``COMMAND_REJECTED``) and the last acquisition listing (its AcquisitionEvents are published).
+- An acquisition listing also releases the delivered products held for it (their join is known).
 - An event that does not fit the current phase (a late answer, a stale timer) changes nothing.
 
 Raises:
@@ -23,6 +24,7 @@ from typing import assert_never
 from worker.domain.flows import (
     acquisitions,
     commands,
+    deliveries,
     failures,
     oneatlas,
     placement,
@@ -37,6 +39,7 @@ from worker.domain.model import (
     AttemptsFound,
     CallProvider,
     CommandReceived,
+    DeliveryFound,
     DomainEvent,
     Effect,
     FeasibilityAnswered,
@@ -104,13 +107,17 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
         case Polled():
             return _polled(state, event, settings)
         case AcquisitionsListed():
-            return acquisitions.on_listed(state, event, settings)
+            state, effects = acquisitions.on_listed(state, event, settings)
+            state, more = deliveries.release_held(state, event.at, settings)
+            return state, effects + more
         case WriteDone():
             return writes.on_write_done(state, event)
         case StepFailed():
             return failures.on_failed(state, event, settings)
         case TimerFired():
             return timers.on_timer(state, event, settings)
+        case DeliveryFound():
+            return deliveries.on_delivery(state, event, settings)
         case Resumed():
             return timers.on_resumed(state, event)
         case TrackingFailed() | TrackingRecovered():

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     AcquisitionEvent,
     AcquisitionStatus,
@@ -33,6 +34,7 @@ from worker.events.status import OrderStatus
 from worker.providers.base import (
     Acquisition,
     Attempt,
+    DeliveredProduct,
     FeasibilityResult,
     FeasibilityStudy,
     OrderSnapshot,
@@ -74,6 +76,7 @@ class TimerKind(StrEnum):
     RECONCILE = "reconcile"  # look again for an order whose placement outcome is unknown
     DECISION_DEADLINE = "decision_deadline"  # a customer decision's deadline
     WINDOW_END = "window_end"  # the acquisition window ended
+    DELIVERY_CHECK = "delivery_check"  # the delivery grace period or the delivery timeout ended
 
 
 # --------------------------------------------------------------------------- state
@@ -95,6 +98,7 @@ class Phase(StrEnum):
     AWAITING_QUOTATION_DECISION = "AWAITING_QUOTATION_DECISION"  # DECISION_REQUIRED on a quotation
     DECIDING_QUOTATION = "DECIDING_QUOTATION"  # intent recorded, DECIDE_QUOTATION in flight
     CANCELLING = "CANCELLING"  # CANCEL in flight
+    AWAITING_DELIVERY = "AWAITING_DELIVERY"  # the provider finished; products still to come (IN_PROGRESS)
     DONE = "DONE"  # terminal (or dry run ended at QUOTED)
 
 
@@ -151,7 +155,30 @@ class OutboxAcquisition(DomainModel):
     n: int
 
 
-OutboxItem = Annotated[OutboxStatus | OutboxAcquisition, Field(discriminator="kind")]
+class OutboxDelivery(DomainModel):
+    kind: Literal["delivery"] = "delivery"
+    event: DeliveryEvent
+
+
+OutboxItem = Annotated[OutboxStatus | OutboxAcquisition | OutboxDelivery, Field(discriminator="kind")]
+
+
+class DeliveryRecord(DomainModel):
+    """A delivered product already published (its item id is the key in ``OrderState.deliveries``).
+
+    ``acquisition_ids`` are the acquisitions it was joined to when it was published.
+    """
+
+    acquisition_ids: list[str] = Field(default_factory=list)
+    source_ids: list[str] = Field(default_factory=list)  # the product's join keys (re-joined later)
+    at: datetime
+
+
+class ProviderFinished(DomainModel):
+    """The provider finished the order (a ``COMPLETED`` snapshot) while products were still to come."""
+
+    at: datetime
+    provider_status: str
 
 
 class OrderState(DomainModel):
@@ -190,6 +217,12 @@ class OrderState(DomainModel):
     change_marker: str | None = None
     commands_seen: list[str] = Field(default_factory=list)  # last commandIds (bounded)
     acquisitions: dict[str, AcquisitionRecord] = Field(default_factory=dict)
+    # Delivered products published so far, by item id: each is published exactly once.
+    deliveries: dict[str, DeliveryRecord] = Field(default_factory=dict)
+    # Products that joined no known acquisition, held until the acquisitions are listed again
+    # (or until the harvest brings them a second time), then published.
+    held_products: list[DeliveredProduct] = Field(default_factory=list)
+    finished: ProviderFinished | None = None  # set in AWAITING_DELIVERY
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)
 
@@ -205,6 +238,19 @@ class OrderState(DomainModel):
     def tracking(self) -> bool:
         """Whether the batched poller should follow this order."""
         return self.placed is not None and self.phase in TRACKED_PHASES
+
+    @property
+    def awaiting_delivery(self) -> bool:
+        """Whether the delivery harvest should look for this order's products."""
+        return awaiting_delivery(self.placed is not None, self.status, self.phase)
+
+
+def awaiting_delivery(placed: bool, status: OrderStatus | None, phase: Phase) -> bool:
+    """Products may come for an order placed, not finished, and active at the provider (or whose
+    provider finished and whose products are still to come)."""
+    if not placed or phase is Phase.DONE:
+        return False
+    return phase is Phase.AWAITING_DELIVERY or status in (OrderStatus.ORDERED, OrderStatus.IN_PROGRESS)
 
 
 TRACKED_PHASES = frozenset(
@@ -320,6 +366,14 @@ class TimerFired(DomainModel):
     at: datetime
 
 
+class DeliveryFound(DomainModel):
+    """The delivery harvest found a product of this order (maybe one already published)."""
+
+    kind: Literal["delivery_found"] = "delivery_found"
+    product: DeliveredProduct
+    at: datetime
+
+
 class Resumed(DomainModel):
     """The order's partition was (re)assigned to this instance and its state restored."""
 
@@ -365,7 +419,8 @@ DomainEvent = Annotated[
     | TimerFired
     | Resumed
     | TrackingFailed
-    | TrackingRecovered,
+    | TrackingRecovered
+    | DeliveryFound,
     Field(discriminator="kind"),
 ]
 
@@ -412,3 +467,5 @@ class Settings(DomainModel):
     max_place_attempts: int = 3
     max_interruptions: int = 10
     commands_remembered: int = 64
+    delivery_grace_seconds: float = 600.0
+    delivery_timeout_seconds: float = 1209600.0

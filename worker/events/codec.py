@@ -41,6 +41,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
 from worker.errors import DecodeError
+from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     REQUEST_ID_PATTERN,
     AcquisitionEvent,
@@ -76,6 +77,7 @@ class EventType(StrEnum):
     ORDER_COMMAND = "tasking.order.command.v1"
     ORDER_STATUS = "tasking.order.status.v1"
     ACQUISITION_STATUS = "tasking.acquisition.status.v1"
+    DELIVERY = "tasking.delivery.v1"
     DEAD_LETTER = "tasking.dead-letter.v1"
 
 
@@ -397,6 +399,13 @@ def encode_acquisition(event: AcquisitionEvent, n: int, *, source: str = DEFAULT
         event.occurred_at,
         source,
     )
+
+
+def encode_delivery(event: DeliveryEvent, *, source: str = DEFAULT_SOURCE) -> EncodedRecord:
+    """Binary-mode record of a delivery event: the value is its STAC Item, ``ce_id`` is
+    ``{requestId}:delivery:{itemId}``, ``ce_time`` when the worker saw the product."""
+    headers = _binary_headers(event.ce_id, EventType.DELIVERY, source, event.occurred_at, event.request_id)
+    return EncodedRecord(event.request_id.encode(), orjson.dumps(event.stac_item()), headers)
 
 
 def dead_letter_id(topic: str, partition: int, offset: int) -> str:

@@ -383,8 +383,11 @@ class AcquisitionCounts(ContractModel):
 
 
 class Progress(ContractModel):
+    """``deliveries``: products published so far on ``tasking.deliveries`` (CONTRACT §4.1)."""
+
     acquisitions: AcquisitionCounts = AcquisitionCounts()
     coverage_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    deliveries: Annotated[int, Field(ge=0)] = 0
 
 
 class Reason(ContractModel):

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal
 import yaml
 
 from worker.events.codec import DEFAULT_SOURCE, DeadLetterCode, EventType, rfc3339
+from worker.events.delivery import EXTENSIONS, STAC_VERSION, DeliveryEvent
 from worker.events.geometry import MAX_POSITIONS, MIN_POSITIONS
 from worker.events.models import (
     OPTIONAL_OUTPUT_FIELD,
@@ -33,6 +34,7 @@ from worker.events.models import (
     DeadLetter,
     OrderRequest,
     OrderStatusEvent,
+    Provider,
 )
 from worker.events.status import OrderStatus, stapi_status
 
@@ -44,10 +46,18 @@ Mode = Literal["validation", "serialization"]
 
 
 class SchemaSpec:
-    """One message of the contract: its model, file, CloudEvents type and direction."""
+    """One message of the contract: its model, file, CloudEvents type and direction.
+
+    ``model`` is ``DeliveryEvent`` for the delivery message, whose JSON form is a STAC Item
+    (:func:`delivery_schema`), not the model's own dump."""
 
     def __init__(
-        self, name: str, model: type[ContractModel], ce_type: EventType, mode: Mode, title: str
+        self,
+        name: str,
+        model: type[ContractModel] | type[DeliveryEvent],
+        ce_type: EventType,
+        mode: Mode,
+        title: str,
     ) -> None:
         self.name = name
         self.model = model
@@ -73,6 +83,7 @@ SPECS: Final = (
         "serialization",
         "AcquisitionEvent",
     ),
+    SchemaSpec("delivery-event", DeliveryEvent, EventType.DELIVERY, "serialization", "DeliveryEvent"),
     SchemaSpec("dead-letter", DeadLetter, EventType.DEAD_LETTER, "serialization", "DeadLetter"),
 )
 SPEC_BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -83,6 +94,8 @@ SPEC_BY_NAME: Final = {spec.name: spec for spec in SPECS}
 
 def json_schema(spec: SchemaSpec) -> dict[str, Any]:
     """The JSON Schema (2020-12) of one message, with the hand-added rules."""
+    if spec.model is DeliveryEvent:
+        return delivery_schema(spec)
     schema = spec.model.model_json_schema(by_alias=True, mode=spec.mode)
     _drop_property_titles(schema)
     if spec.mode == "serialization":
@@ -94,6 +107,92 @@ def json_schema(spec: SchemaSpec) -> dict[str, Any]:
         "$id": f"urn:tasking-worker:schema:{spec.name}:v1",
         **schema,
         "title": spec.title,
+        "x-cloudevents-type": spec.ce_type.value,
+    }
+
+
+def delivery_schema(spec: SchemaSpec) -> dict[str, Any]:
+    """The DeliveryEvent: the parts of a STAC 1.1.0 Item the contract fixes (CONTRACT §4.5).
+
+    Self-contained on purpose (no remote ``$ref``): the complete check of an item is STAC core
+    1.1.0 plus its extensions, whose schemas ship in ``worker/events/stac_schemas`` and which
+    ``worker.events.stac_validation`` applies offline.
+    """
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    asset = {
+        "type": "object",
+        "required": ["href"],
+        "properties": {
+            "href": {"type": "string", "format": "uri", "description": "stable provider URL, never signed"},
+            "type": {"type": "string"},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "title": {"type": "string"},
+            "file:size": {"type": "integer", "minimum": 0},
+            "file:checksum": {"type": "string", "pattern": "^[a-f0-9]+$"},
+            "auth:refs": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": f"urn:tasking-worker:schema:{spec.name}:v1",
+        "title": spec.title,
+        "description": "A delivered product as a STAC 1.1.0 Item (CONTRACT §4.5). This schema "
+        "fixes what the contract adds; validate the whole item against STAC core "
+        f"{STAC_VERSION} and the listed extensions (shipped offline in "
+        "worker/events/stac_schemas).",
+        "type": "object",
+        "required": [
+            "type",
+            "stac_version",
+            "stac_extensions",
+            "id",
+            "geometry",
+            "properties",
+            "links",
+            "assets",
+        ],
+        "properties": {
+            "type": {"const": "Feature"},
+            "stac_version": {"const": STAC_VERSION},
+            "stac_extensions": {"type": "array", "items": {"enum": list(EXTENSIONS)}, "uniqueItems": True},
+            "id": {"type": "string", "minLength": 1, "description": "the provider's id of the item"},
+            "geometry": {"type": ["object", "null"], "description": "GeoJSON geometry, WGS84"},
+            "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4},
+            "properties": {
+                "type": "object",
+                "required": [
+                    "datetime",
+                    "tasking:request_id",
+                    "tasking:provider",
+                    "tasking:provider_refs",
+                    "tasking:acquisition_ids",
+                ],
+                "properties": {
+                    "datetime": time,
+                    "start_datetime": time,
+                    "end_datetime": time,
+                    "expires": {"type": "string", "format": "date-time"},
+                    "eo:cloud_cover": {"type": "number", "minimum": 0, "maximum": 100},
+                    "view:incidence_angle": {"type": "number", "minimum": 0, "maximum": 90},
+                    "tasking:request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+                    "tasking:provider": {"enum": ["oneatlas", "up42"]},
+                    "tasking:provider_refs": strings,
+                    "tasking:acquisition_ids": {"type": "array", "items": {"type": "string"}},
+                    "auth:schemes": {"type": "object"},
+                },
+            },
+            "assets": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": asset,
+                "description": "at least one asset has the role data",
+            },
+            "links": {
+                "type": "array",
+                "items": {"type": "object", "required": ["rel", "href"]},
+            },
+        },
         "x-cloudevents-type": spec.ce_type.value,
     }
 
@@ -326,14 +425,71 @@ def output_examples() -> dict[str, ContractModel]:
     }
 
 
+def delivery_example() -> DeliveryEvent:
+    """An UP42 delivery as the worker publishes it (a CNAM item of the reference)."""
+    from worker.providers.base import DeliveredProduct, ProductAsset
+
+    api = "https://api.up42.com/v2/assets"
+    product = DeliveredProduct(
+        item_id="363e7831-48ff-4311-83c1-a37d3ef54b66",
+        tracking_key="b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11",
+        geometry={"type": "Polygon", "coordinates": PANAMA},
+        bbox=[-79.6418, 8.8703, -79.4387, 9.0727],
+        datetime=datetime(2025, 6, 12, 15, 30, 26, 600000, tzinfo=UTC),
+        properties={
+            "platform": "PHR-1A",
+            "constellation": "PHR",
+            "gsd": 0.5,
+            "eo:cloud_cover": 3.5,
+            "view:incidence_angle": 12.4,
+            "proj:code": "EPSG:32617",
+        },
+        refs={
+            "orderId": "b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11",
+            "assetId": "22d0b8e9-b649-4971-8adc-1a5eac1fa6f3",
+            "collectionId": "7947d269-117a-4954-8cab-adf6be623ca9",
+        },
+        source_ids=["363e7831-48ff-4311-83c1-a37d3ef54b66"],
+        assets=[
+            ProductAsset(
+                key="mgag5ui3_img_phr1a_ms.tiff",
+                href=f"{api}/e4a15000-890b-445c-82bb-e4364baac40b",
+                media_type="image/tiff; application=geotiff; profile=cloud-optimized",
+                roles=["data", "multispectral"],
+                title="Multispectral data",
+                size=73400320,
+                checksum="d5104b2c7e5e8a7c3c1a2a6f0a3b1c9d8e7f",
+            ),
+            ProductAsset(
+                key="mgag5ui3_oneatlas_b0f3c5d2.zip",
+                href=f"{api}/22d0b8e9-b649-4971-8adc-1a5eac1fa6f3",
+                media_type="application/zip",
+                roles=["data", "original"],
+                title="Original Delivery",
+            ),
+        ],
+        via=f"{api}/stac/collections/7947d269-117a-4954-8cab-adf6be623ca9/items/363e7831-48ff-4311-83c1-a37d3ef54b66",
+    )
+    return DeliveryEvent(
+        request_id="req-panama-2025-06-001",
+        provider=Provider.UP42,
+        product=product,
+        acquisition_ids=["363e7831-48ff-4311-83c1-a37d3ef54b66"],
+        occurred_at=datetime(2025, 6, 13, 8, 0, tzinfo=UTC),
+    )
+
+
 def example_payloads() -> dict[str, dict[str, Any]]:
     """Every example as JSON (file stem -> payload); inputs are validated on the way."""
     payloads: dict[str, dict[str, Any]] = {}
     for stem, message in input_examples().items():
-        spec_for(stem).model.model_validate(message)  # an invalid example is a bug here
+        model = spec_for(stem).model
+        assert issubclass(model, ContractModel)
+        model.model_validate(message)  # an invalid example is a bug here
         payloads[stem] = message
-    for stem, model in output_examples().items():
-        payloads[stem] = model.to_json_dict()
+    for stem, model_instance in output_examples().items():
+        payloads[stem] = model_instance.to_json_dict()
+    payloads["delivery-event"] = delivery_example().stac_item()
     return payloads
 
 
@@ -388,6 +544,15 @@ CHANNELS: Final = (
         "send",
         "Acquisitions (OneAtlas segments, Pléiades Neo coverage items, UP42 deliveries) "
         "when first seen and on every change of their status.",
+    ),
+    Channel(
+        "deliveries",
+        "tasking.deliveries",
+        SPEC_BY_NAME["delivery-event"],
+        "send",
+        "One STAC Item per product the provider delivers for a request (an OneAtlas catalogue "
+        "item, a UP42 STAC item), as soon as the worker sees it; exactly once per item, "
+        "re-publishes keep the ce_id and the content.",
     ),
     Channel(
         "deadLetter",
@@ -524,7 +689,10 @@ def _message(spec: SchemaSpec) -> dict[str, Any]:
         "bindings": {"kafka": {"key": key, "bindingVersion": "0.5.0"}},
         "examples": _message_examples(spec),
     }
-    if spec.model is not DeadLetter:
+    if spec.model is DeliveryEvent:
+        message["correlationId"] = {"location": "$message.payload#/properties/tasking:request_id"}
+        message["contentType"] = "application/geo+json"
+    elif spec.model is not DeadLetter:
         message["correlationId"] = {"location": "$message.payload#/requestId"}
     return message
 
@@ -566,6 +734,7 @@ _CE_ID: Final = {
     "command": "Any unique id chosen by the sender",
     "order-status-event": "{requestId}:{sequence}, deterministic",
     "acquisition-event": "{requestId}:{acquisitionId}:{n}, deterministic",
+    "delivery-event": "{requestId}:delivery:{itemId}, deterministic",
     "dead-letter": "{sourceTopic}:{partition}:{offset}, deterministic",
 }
 
@@ -587,6 +756,9 @@ def _example_headers(spec: SchemaSpec, payload: Mapping[str, Any]) -> dict[str, 
         "ce_type": spec.ce_type.value,
         "ce_time": payload.get("occurredAt") or payload.get("receivedAt") or rfc3339(_T0),
     }
+    if spec.model is DeliveryEvent:
+        headers["ce_time"] = rfc3339(delivery_example().occurred_at)
+        headers["ce_subject"] = payload["properties"]["tasking:request_id"]
     if "requestId" in payload:
         headers["ce_subject"] = payload["requestId"]
     headers["content-type"] = "application/json"
@@ -599,6 +771,8 @@ def _example_ce_id(spec: SchemaSpec, payload: Mapping[str, Any]) -> str:
         return f"{payload['requestId']}:{payload['sequence']}"
     if spec.model is AcquisitionEvent:
         return f"{payload['requestId']}:{payload['acquisitionId']}:1"
+    if spec.model is DeliveryEvent:
+        return f"{payload['properties']['tasking:request_id']}:delivery:{payload['id']}"
     if spec.model is DeadLetter:
         src = payload["source"]
         return f"{src['topic']}:{src['partition']}:{src['offset']}"
@@ -630,8 +804,10 @@ _STATUS_MEANING: Final = {
     OrderStatus.QUOTED: "the price is known (`price` set); terminal for a `dryRun` request",
     OrderStatus.DECISION_REQUIRED: "waiting for a command from the customer (`decision` set)",
     OrderStatus.ORDERED: "the order is placed and activated at the provider",
-    OrderStatus.IN_PROGRESS: "acquisitions are being made",
-    OrderStatus.COMPLETED: "the tasking finished at the provider",
+    OrderStatus.IN_PROGRESS: "acquisitions are being made, or the provider finished and its "
+    "products are still being delivered",
+    OrderStatus.COMPLETED: "the tasking finished at the provider and its products are delivered "
+    "(`reason.code` `DELIVERY_INCOMPLETE` when they did not all come in time)",
     OrderStatus.REJECTED: "invalid, infeasible, declined, over budget and refused",
     OrderStatus.CANCELLED: "cancelled by a command (`user_cancelled`) or by the provider (`cancelled`)",
     OrderStatus.FAILED: "unrecoverable provider or worker failure after retries",

@@ -1,4 +1,4 @@
-"""Publishing output events (status, acquisition, dead letter) in CloudEvents binary mode.
+"""Publishing output events (status, acquisition, delivery, dead letter) in CloudEvents binary mode.
 
 Every publish is awaited (``acks=all``), so the caller knows the event is in Kafka before it, for
 example, commits an input offset. Events are keyed by ``requestId`` and carry deterministic
@@ -14,11 +14,12 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 
 from worker.config import KafkaSettings, Settings, TopicSettings
-from worker.domain.model import OutboxAcquisition, OutboxItem, OutboxStatus
+from worker.domain.model import OutboxAcquisition, OutboxDelivery, OutboxItem, OutboxStatus
 from worker.events.codec import (
     EncodedRecord,
     encode_acquisition,
     encode_dead_letter,
+    encode_delivery,
     encode_status,
 )
 from worker.events.models import DeadLetter, OrderStatusEvent
@@ -78,6 +79,8 @@ class Publisher:
         for item in items:
             if isinstance(item, OutboxStatus):
                 topic, record = self.topics.status, encode_status(item.event, source=self.source)
+            elif isinstance(item, OutboxDelivery):
+                topic, record = self.topics.deliveries, encode_delivery(item.event, source=self.source)
             else:
                 assert isinstance(item, OutboxAcquisition)
                 topic = self.topics.acquisitions

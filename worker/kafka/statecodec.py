@@ -64,7 +64,7 @@ _ZDICT = (
     b'"refused":0},"coverage_pct":0.0},"reason":null},"outbox":[]}'
 )
 INDEX_HEADER = "tw-index"  # see OrderIndex.header
-_HEADER_VERSION = 1
+_HEADER_VERSION = 2  # 2: the placed order's refs (version 1 headers are read from the value)
 _STORED = {STORED: True}
 _WBITS = -15  # raw deflate: no header or checksum (the bytes never leave this process)
 # Plain dict lookups: an Enum call costs a few microseconds, a restore does three per record.
@@ -103,7 +103,8 @@ class OrderIndex:
     state when it drops it from its hot set). ``tracking_key`` is the placed order's key
     (``None`` before placement). ``seen`` is the fingerprint of the last tracking snapshot that
     changed nothing in *this* state (see ``Runner.snapshot_is_news``); a new state starts with
-    none.
+    none. ``refs`` are the placed order's provider ids (the delivery harvest passes them to the
+    adapter, which matches products by them); ``None`` before placement.
     """
 
     __slots__ = (
@@ -111,6 +112,7 @@ class OrderIndex:
         "packed",
         "phase",
         "provider",
+        "refs",
         "request_id",
         "seen",
         "since",
@@ -128,6 +130,7 @@ class OrderIndex:
         since: datetime,
         tracking_key: str | None,
         has_outbox: bool,
+        refs: dict[str, str] | None = None,
     ) -> None:
         self.request_id = request_id
         self.packed = packed
@@ -137,6 +140,7 @@ class OrderIndex:
         self.since = since
         self.tracking_key = tracking_key
         self.has_outbox = has_outbox
+        self.refs = refs
         self.seen: int | None = None
 
     @property
@@ -159,6 +163,7 @@ class OrderIndex:
             state.status_since or state.received_at,
             state.placed.tracking_key if state.placed is not None else None,
             bool(state.outbox),
+            dict(state.placed.refs) if state.placed is not None else None,
         )
 
     def header(self) -> tuple[str, bytes]:
@@ -172,6 +177,7 @@ class OrderIndex:
             self.since.isoformat(),
             self.tracking_key,
             self.has_outbox,
+            self.refs,
         ]
         return INDEX_HEADER, orjson.dumps(fields)
 
@@ -195,7 +201,7 @@ class OrderIndex:
 
     @classmethod
     def _of_fields(cls, request_id: str, packed: bytes, fields: list[Any]) -> OrderIndex:
-        provider, status, phase, since, tracking_key, has_outbox = fields
+        provider, status, phase, since, tracking_key, has_outbox, refs = fields
         try:
             return cls(
                 request_id,
@@ -206,8 +212,9 @@ class OrderIndex:
                 datetime.fromisoformat(since),
                 tracking_key,
                 bool(has_outbox),
+                None if refs is None else {str(k): str(v) for k, v in refs.items()},
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"state record {request_id!r} has an unreadable index: {exc}") from exc
 
     @classmethod
@@ -229,6 +236,7 @@ class OrderIndex:
                 datetime.fromisoformat(data["status_since"] or data["received_at"]),
                 None if placed is None else str(placed["tracking_key"]),
                 bool(data["outbox"]),
+                None if placed is None else {str(k): str(v) for k, v in placed["refs"].items()},
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"state record {request_id!r} lacks {exc}") from exc

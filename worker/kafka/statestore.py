@@ -29,7 +29,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from worker.domain.model import OrderState
+from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
 from worker.kafka.offsets import read_end
@@ -148,6 +148,15 @@ class StateStore:
     def tracked(self, provider: Provider) -> list[OrderIndex]:
         """The orders of ``provider`` the batched poller follows (``OrderIndex.tracking``)."""
         return [i for _, i in self.indexes() if i.provider is provider and i.tracking]
+
+    def awaiting_delivery(self, provider: Provider) -> list[OrderIndex]:
+        """The orders of ``provider`` whose products the delivery harvest looks for
+        (``OrderState.awaiting_delivery``, read from the index: nothing is decoded)."""
+        return [
+            i
+            for _, i in self.indexes()
+            if i.provider is provider and awaiting_delivery(i.tracking_key is not None, i.status, i.phase)
+        ]
 
     def orders(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[int, OrderState]]:
         """Every order state (not burnt ids) of the given (default: all owned) partitions.

@@ -55,7 +55,7 @@ COMMAND_TOPIC_OUTCOMES: Final = ("command", "dead_letter")
 DEAD_LETTER_REASONS: Final = frozenset(code.value for code in DeadLetterCode)
 REQUEST_OUTCOMES: Final = frozenset({"ok", "client_error", "server_error", "timeout", "rate_limited"})
 REBALANCE_KINDS: Final = frozenset({"assigned", "revoked"})
-SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile"})
+SCHEDULER_JOBS: Final = frozenset({"poll", "retry", "deadline", "token_refresh", "reconcile", "deliveries"})
 DECISIONS: Final = frozenset({"accept", "refuse"})
 POLL_ERROR_KINDS: Final = frozenset({"read", "parse", "dispatch"})
 DECIDED_BY: Final = frozenset({"policy", "command"})
@@ -235,6 +235,21 @@ class WorkerMetrics:
             ["provider", "decision", "decided_by"],
             registry=r,
         )
+        self._deliveries = Counter(
+            "tasking_deliveries",
+            "Delivered products published on the deliveries topic, by provider.",
+            ["provider"],
+            registry=r,
+        )
+        self._delivery_errors = Counter(
+            "tasking_delivery_errors",
+            "Delivered products (or whole delivery harvests) that could not be applied, by provider.",
+            ["provider"],
+            registry=r,
+        )
+        for provider in sorted(PROVIDERS):
+            self._deliveries.labels(provider=provider)
+            self._delivery_errors.labels(provider=provider)
         self._restore_duration = Histogram(
             "tasking_state_restore_duration_seconds",
             "Time to restore the order state of newly assigned partitions.",
@@ -396,6 +411,14 @@ class WorkerMetrics:
             decision=_check("decision", decision, DECISIONS),
             decided_by=_check("decided_by", decided_by, DECIDED_BY),
         ).inc()
+
+    def delivery_published(self, provider: str, n: int = 1) -> None:
+        """Count ``n`` delivered products published for ``provider``."""
+        self._deliveries.labels(provider=_check("provider", provider, PROVIDERS)).inc(n)
+
+    def delivery_error(self, provider: str) -> None:
+        """Count a product (or a harvest) of ``provider`` that could not be applied."""
+        self._delivery_errors.labels(provider=_check("provider", provider, PROVIDERS)).inc()
 
     def _validated_keys(self, values: Mapping[tuple[str, str], float]) -> set[tuple[str, str]]:
         for provider, status in values:

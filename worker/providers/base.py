@@ -238,6 +238,77 @@ class Acquisition(ProviderModel):
     refs: Refs = Field(default_factory=dict)
 
 
+class ProductAsset(ProviderModel):
+    """One downloadable file of a delivered product (a STAC asset).
+
+    ``href`` is the provider's STABLE url for the file (OneAtlas ``_links.download``, UP42
+    ``/v2/assets/{id}``), never a short-lived signed url: the event outlives any signature.
+    ``key`` is the STAC asset key (``data``, ``original``, ``quicklook``, ``metadata``, a file
+    name...), unique within its product. ``roles`` are STAC asset roles (``data``, ``original``,
+    ``thumbnail``, ``overview``, ``metadata``). ``size`` becomes ``file:size``; ``checksum``
+    becomes ``file:checksum`` and is a multihash in hex (md5: ``"d510"`` + the hex digest).
+    ``needs_auth`` says that a download needs the provider's bearer token (STAC authentication
+    extension: ``auth:refs`` on the asset).
+    """
+
+    key: str
+    href: str
+    media_type: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    title: str | None = None
+    size: int | None = None
+    checksum: str | None = None
+    needs_auth: bool = True
+
+
+Instant = datetime
+"""``datetime`` under a name that the field ``DeliveredProduct.datetime`` does not shadow."""
+
+
+class DeliveredProduct(ProviderModel):
+    """One delivered product of one order (OneAtlas catalogue item, UP42 STAC item).
+
+    ``item_id`` is the provider's id of the product, unique per provider: the domain publishes
+    each ``(order, item_id)`` once. ``tracking_key`` is the order it belongs to (the same key as
+    :attr:`PlacedOrder.tracking_key` and :meth:`TaskingProvider.poll`). ``geometry``/``bbox`` are
+    GeoJSON in WGS84. ``properties`` are already in STAC names (``eo:cloud_cover``,
+    ``view:incidence_angle``, ``platform``, ``constellation``, ``processing:level``, ``gsd``,
+    ``proj:code``, ``expires``); values must be JSON-serialisable. ``refs`` become
+    ``tasking:provider_refs`` (``salesOrderId``, ``orderId``, ``commercialReference``...).
+    ``source_ids`` are the acquisition join keys found in the product (Pléiades Neo ``ACQ_...``,
+    legacy ``DS_...``): the domain matches them to the acquisitions it knows, and publishes ``[]``
+    when none match. ``via`` is the provider's own record of the item (``rel: via`` link).
+    ``updated_at`` is the provider's ``lastUpdateDate`` / ``publicationDate`` / ``updatedAt``.
+    """
+
+    item_id: str
+    tracking_key: str
+    geometry: dict[str, Any] | None = None
+    bbox: list[float] | None = None
+    datetime: Instant | None = None
+    start_datetime: Instant | None = None
+    end_datetime: Instant | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    refs: Refs = Field(default_factory=dict)
+    source_ids: list[str] = Field(default_factory=list)
+    assets: list[ProductAsset]
+    via: str | None = None
+    updated_at: Instant | None = None
+
+
+class DeliveryHarvest(ProviderModel):
+    """What one :meth:`TaskingProvider.find_deliveries` call found.
+
+    ``cursor`` is an opaque high-water mark: pass it back as ``cursor`` on the next cycle to see
+    only what is new since. ``None`` means "no mark yet" (the next call looks back over
+    everything). The same product may come back in a later harvest (a re-harvest after a restart,
+    an item updated at the provider): callers dedupe by ``(tracking_key, item_id)``.
+    """
+
+    products: list[DeliveredProduct] = Field(default_factory=list)
+    cursor: str | None = None
+
+
 @runtime_checkable
 class TaskingProvider(Protocol):
     """One tasking provider, in the project's own types.
@@ -336,6 +407,22 @@ class TaskingProvider(Protocol):
 
         Raises:
             ProviderRejected: the provider does not allow it now; the message is its reason.
+        """
+
+    async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
+        """Products delivered for ``orders`` (the orders waiting for delivery), new since ``cursor``.
+
+        ``cursor`` is the :attr:`DeliveryHarvest.cursor` of the previous call, or ``None`` to look
+        back over everything the orders could have. The number of calls grows with new products
+        (pages of results), not with ``len(orders)``: adapters search across orders (by update
+        time, or by a delivery workspace) and keep only the products of ``orders``, where the
+        provider's API allows it (each adapter documents what its API allows). Products of
+        orders not in ``orders`` are dropped. A product may be returned again in a later call;
+        the caller dedupes by ``(tracking_key, item_id)``.
+
+        Raises:
+            ProviderProtocolError: a page not shaped as documented. Adapters skip (and log) one
+                malformed product rather than fail the whole harvest where they can.
         """
 
     async def refresh_token(self) -> bool:

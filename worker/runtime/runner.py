@@ -4,7 +4,7 @@ For one event of one order, :meth:`Runner.submit` does, in this order and under 
 
 1. ``decide(state, event)`` (pure);
 2. persist the new state to the changelog and wait for the ack (an intent is now durable);
-3. publish the state's outbox (status and acquisition events), then forget it in memory; a
+3. publish the state's outbox (status, acquisition and delivery events), then forget it in memory; a
    terminal order's cleared outbox is persisted once more so a restore does not re-send it;
 4. perform the effects: timers at once, provider calls as tasks whose results come back through
    :meth:`submit` as new events.
@@ -41,6 +41,7 @@ from worker.domain.model import (
     PAID_OPS,
     CallProvider,
     CommandReceived,
+    DeliveryFound,
     DomainEvent,
     Effect,
     ErrorInfo,
@@ -63,7 +64,7 @@ from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import BurntId, StateStore
-from worker.providers.base import PolledOrder, TaskingProvider
+from worker.providers.base import DeliveredProduct, PolledOrder, TaskingProvider
 from worker.providers.http import before_write
 from worker.runtime import crashpoints
 from worker.runtime.calls import perform
@@ -76,6 +77,8 @@ class RunnerMetrics(Protocol):
     def order_transition(self, provider: str, status: str) -> None: ...
 
     def acquisition_decision(self, provider: str, decision: str, decided_by: str) -> None: ...
+
+    def delivery_published(self, provider: str, n: int = 1) -> None: ...
 
 
 class StepProbe(Protocol):
@@ -242,6 +245,16 @@ class Runner:
         else:
             event = TrackingRecovered(failures=last.failures, since=last.since, at=at)
         await self.submit(partition, request_id, event)
+
+    async def deliver_product(self, request_id: str, product: DeliveredProduct, at: datetime) -> None:
+        """Apply a harvested product to its order (published once: ``decide`` dedupes by item id).
+
+        Raises:
+            KafkaError: the state could not be persisted (the next harvest brings it again).
+        """
+        partition = self.store.partition_of(request_id)
+        if partition is not None:
+            await self.submit(partition, request_id, DeliveryFound(product=product, at=at))
 
     async def resume(self, partitions: Iterable[int]) -> int:
         """After a restore: re-publish each open order's pending events and latest status (same
@@ -415,6 +428,9 @@ class Runner:
         before = old.sequence if old is not None else 0
         if new.sequence > before and new.status is not None:
             self.metrics.order_transition(new.request.provider.value, new.status.value)
+        delivered = len(new.deliveries) - (len(old.deliveries) if old is not None else 0)
+        if delivered > 0:
+            self.metrics.delivery_published(new.request.provider.value, delivered)
 
     def _perform(self, partition: int, state: OrderState | None, effects: list[Effect]) -> None:
         if state is None:

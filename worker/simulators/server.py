@@ -2,8 +2,8 @@
 the integration and reliability suites).
 
 The worker is pointed at them only through its documented settings
-(``TASKING_ONEATLAS__BASE_URL`` / ``__AUTH_URL``, ``TASKING_UP42__BASE_URL`` / ``__AUTH_URL``), exactly
-as it would be pointed at the real services.
+(``TASKING_ONEATLAS__BASE_URL`` / ``__AUTH_URL`` / ``__SEARCH_URL`` / ``__DATA_URL``,
+``TASKING_UP42__BASE_URL`` / ``__AUTH_URL``), exactly as it would be pointed at the real services.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class RunningSimulators:
             "TASKING_ONEATLAS__NEO_CONTRACT_ID": self.oneatlas.neo_contract_id,
             "TASKING_ONEATLAS__WORKSPACE_ID": self.oneatlas.workspace_id,
             "TASKING_ONEATLAS__BASE_URL": self.oneatlas_url,
+            # One simulator app serves the order, data, search and access hosts.
+            "TASKING_ONEATLAS__SEARCH_URL": self.oneatlas_url,
+            "TASKING_ONEATLAS__DATA_URL": self.oneatlas_url,
             "TASKING_ONEATLAS__AUTH_URL": (
                 f"{self.oneatlas_url}/auth/realms/IDP/protocol/openid-connect/token"
             ),

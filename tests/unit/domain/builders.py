@@ -10,15 +10,18 @@ from typing import Any, TypeVar
 from worker.domain.decide import decide
 from worker.domain.model import (
     CallProvider,
+    DeliveryFound,
     DomainEvent,
     Effect,
     OrderState,
     OutboxAcquisition,
+    OutboxDelivery,
     OutboxStatus,
     Schedule,
     Settings,
     Unschedule,
 )
+from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     AcquisitionEvent,
     AcquisitionStatus,
@@ -33,11 +36,13 @@ from worker.providers.base import (
     Acquisition,
     AcquisitionCounts,
     Attempt,
+    DeliveredProduct,
     FeasibilityResult,
     FeasibilityStudy,
     OrderSnapshot,
     PlacedOrder,
     PriceQuote,
+    ProductAsset,
     Quotation,
     QuotationDecision,
     RemotePhase,
@@ -169,6 +174,23 @@ def acquisition(
     )
 
 
+def product(item_id: str, key: str = "SO-1", *sources: str) -> DeliveredProduct:
+    """A delivered product of the order tracked by ``key``, made from the ``sources`` ids."""
+    return DeliveredProduct(
+        item_id=item_id,
+        tracking_key=key,
+        datetime=WINDOW_START,
+        source_ids=list(sources),
+        assets=[ProductAsset(key="data", href=f"https://provider.example/items/{item_id}", roles=["data"])],
+    )
+
+
+def deliver(order: Order, item_id: str, minutes: float, *sources: str) -> list[Effect]:
+    """Feed the order a delivered product (its tracking key is the placed order's)."""
+    key = order.s.placed.tracking_key if order.s.placed else "SO-1"
+    return order.send(DeliveryFound(product=product(item_id, key, *sources), at=at(minutes)))
+
+
 class Order:
     """One order driven through ``decide`` as the runner drives it."""
 
@@ -177,6 +199,7 @@ class Order:
         self.state: OrderState | None = None
         self.events: list[OrderStatusEvent] = []
         self.acquisition_events: list[tuple[AcquisitionEvent, int]] = []
+        self.deliveries: list[DeliveryEvent] = []
         self.calls: list[CallProvider] = []
 
     def send(self, event: DomainEvent) -> list[Effect]:
@@ -189,6 +212,8 @@ class Order:
                     self.events.append(item.event)
                 elif isinstance(item, OutboxAcquisition):
                     self.acquisition_events.append((item.event, item.n))
+                elif isinstance(item, OutboxDelivery):
+                    self.deliveries.append(item.event)
             if new.outbox:
                 new = new.model_copy(update={"outbox": []})
         self.state = new
@@ -202,6 +227,10 @@ class Order:
 
     def statuses(self) -> list[OrderStatus]:
         return [e.status for e in self.events]
+
+    def transitions(self) -> list[OrderStatus]:
+        """The statuses without the events that repeat the previous one (progress repeats)."""
+        return [e.status for e in self.events if e.status is not e.previous_status]
 
     def last(self) -> OrderStatusEvent:
         return self.events[-1]

@@ -14,6 +14,8 @@ from worker.domain.model import (
     Polled,
     Priced,
     RequestReceived,
+    TimerFired,
+    TimerKind,
     Validated,
 )
 from worker.events.models import Automation, DecisionKind
@@ -26,6 +28,7 @@ from .builders import (
     at,
     attempt,
     command,
+    deliver,
     feasibility,
     must,
     ops,
@@ -65,8 +68,14 @@ def test_oneplan_automatic_auto_approved_is_ordered_then_tracked_to_completion(p
     order.send(Polled(snapshot=snapshot(RemotePhase.ACTIVE, "SO-9"), at=at(5)))
     order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, "SO-9"), at=at(6)))
     order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, "SO-9", counts=_validated(1)), at=at(7)))
-    assert order.statuses() == [S.RECEIVED, S.FEASIBLE, S.QUOTED, S.ORDERED, S.IN_PROGRESS, S.COMPLETED]
-    assert [e.sequence for e in order.events] == [1, 2, 3, 4, 5, 6]
+    assert order.statuses()[-1] is S.IN_PROGRESS, "the provider finished: its product is still to come"
+    assert order.s.phase is Phase.AWAITING_DELIVERY
+    deliver(order, "item-1", 8)
+    order.send(TimerFired(timer=TimerKind.DELIVERY_CHECK, at=at(8 + 10)))  # the grace period ended
+    assert order.transitions() == [S.RECEIVED, S.FEASIBLE, S.QUOTED, S.ORDERED, S.IN_PROGRESS, S.COMPLETED]
+    assert [e.sequence for e in order.events] == list(range(1, len(order.events) + 1))
+    assert order.last().progress is not None
+    assert order.last().progress.deliveries == 1
     assert order.events[3].provider_refs == {"salesOrderId": "SO-9"}
     assert order.events[1].feasibility is not None
     assert order.events[1].feasibility.automation is Automation.AUTOMATIC

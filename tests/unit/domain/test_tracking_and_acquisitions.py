@@ -20,7 +20,19 @@ from worker.events.models import DecidedBy
 from worker.events.status import OrderStatus as S
 from worker.providers.base import RemotePhase
 
-from .builders import Order, acquisition, at, calls, command, counts, must, request, snapshot, to_placed
+from .builders import (
+    Order,
+    acquisition,
+    at,
+    calls,
+    command,
+    counts,
+    deliver,
+    must,
+    request,
+    snapshot,
+    to_placed,
+)
 
 AUTO = {"autoAccept": {"maxCloudCover": 20, "maxIncidenceAngle": 25}}
 
@@ -189,6 +201,8 @@ def test_listing_after_completion_still_publishes_acquisitions() -> None:
             snapshot=snapshot(RemotePhase.COMPLETED, change_marker="m9", counts=counts(validated=1)), at=at(9)
         )
     )
+    deliver(order, "item-1", 9)
+    order.send(TimerFired(timer=TimerKind.DELIVERY_CHECK, at=at(20)))
     assert order.s.terminal
     assert [c.op for c in calls(effects)] == [Op.LIST_ACQUISITIONS]
     n = len(order.events)

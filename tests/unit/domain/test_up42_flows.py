@@ -14,6 +14,8 @@ from worker.domain.model import (
     Polled,
     Priced,
     StepFailed,
+    TimerFired,
+    TimerKind,
     WriteDone,
 )
 from worker.events.models import Automation, DecisionKind, OrderRequest
@@ -27,6 +29,7 @@ from .builders import (
     calls,
     command,
     counts,
+    deliver,
     must,
     quotation,
     quote,
@@ -75,7 +78,10 @@ def test_automatic_study_then_quotation_accepted_is_ordered_and_tracked() -> Non
     order.send(WriteDone(op=Op.DECIDE_QUOTATION, target="q-9", at=at(7)))
     poll(order, RemotePhase.ACQUIRING, 8)
     poll(order, RemotePhase.COMPLETED, 9, counts=counts(validated=2))
-    assert order.statuses() == [
+    assert order.last().status is S.IN_PROGRESS
+    deliver(order, "item-1", 9.5)
+    order.send(TimerFired(timer=TimerKind.DELIVERY_CHECK, at=at(9 + 10)))
+    assert order.transitions() == [
         S.RECEIVED,
         S.QUOTED,
         S.FEASIBILITY_PENDING,

@@ -86,6 +86,16 @@ def test_header_and_json_give_the_same_index() -> None:
     assert unpack_state(from_header.packed or b"") == original
 
 
+def test_a_version_1_header_is_read_from_the_value_with_the_refs() -> None:
+    original = state()
+    value = original.model_dump_json().encode()
+    old = b'[1, "up42", "ORDERED", "AWAITING_PROVIDER", "2020-01-01T00:00:00+00:00", "order-9", false]'
+    index = OrderIndex.of_record("ix-1", value, [(INDEX_HEADER, old)])
+    assert original.placed is not None
+    assert index.refs == original.placed.refs
+    assert index.since == NOW, "read from the value, not from the old header"
+
+
 def test_index_before_placement_and_when_done() -> None:
     fresh = OrderIndex.of_state(
         state(placed=None, status=None, status_since=None, phase=Phase.VALIDATING), None
@@ -99,7 +109,7 @@ def test_index_before_placement_and_when_done() -> None:
 def test_unreadable_index_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unreadable index"):
         OrderIndex.of_record(
-            "ix-1", b"{}", [(INDEX_HEADER, b'[1, "nowhere", null, "DONE", "x", null, false]')]
+            "ix-1", b"{}", [(INDEX_HEADER, b'[2, "nowhere", null, "DONE", "x", null, false, null]')]
         )
     with pytest.raises(ValueError):
         OrderIndex.of_json("ix-1", b"not json")

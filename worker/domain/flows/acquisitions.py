@@ -143,18 +143,27 @@ def counts(state: OrderState) -> AcquisitionCounts | None:
     )
 
 
+def validated_ids(state: OrderState) -> list[str]:
+    """The ids of the validated (or accepted, or delivered) acquisitions, sorted."""
+    return sorted(a for a, record in state.acquisitions.items() if record.status in _VALIDATED)
+
+
 def progress_of(
     state: OrderState, coverage_pct: float | None, fallback: AcquisitionCounts | None = None
 ) -> Progress | None:
     """The contract ``progress``: counts from the listed acquisitions (else ``fallback``, the
-    provider's own counts), and the latest known coverage."""
+    provider's own counts), the latest known coverage and the products delivered so far."""
     if coverage_pct is None and state.progress is not None:
         coverage_pct = state.progress.coverage_pct
     acquisition_counts = counts(state) or fallback
-    if acquisition_counts is None and coverage_pct is None:
+    if acquisition_counts is None and coverage_pct is None and not state.deliveries:
         return None
     coverage = None if coverage_pct is None else min(100.0, max(0.0, coverage_pct))
-    return Progress(acquisitions=acquisition_counts or AcquisitionCounts(), coverage_pct=coverage)
+    return Progress(
+        acquisitions=acquisition_counts or AcquisitionCounts(),
+        coverage_pct=coverage,
+        deliveries=len(state.deliveries),
+    )
 
 
 def set_progress(

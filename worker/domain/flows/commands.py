@@ -78,6 +78,10 @@ def _cancel(state: OrderState, command: Command, at: datetime) -> Step:
         return update(state, cancel_requested_by=command.command_id, cancel_audit=why), []
     if state.placed is None:
         return end(state, S.CANCELLED, at, why, by_user=True)
+    if state.phase is Phase.AWAITING_DELIVERY:
+        return misfit(
+            state, command, at, "the provider has finished the order; its products are being delivered"
+        )
     return start_cancel(update(state, cancel_requested_by=command.command_id, cancel_audit=why), at)
 
 

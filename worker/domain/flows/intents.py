@@ -116,7 +116,8 @@ def resting_phase(state: OrderState) -> Phase:
 
 def timers_for(state: OrderState) -> list[Effect]:
     """The timers a state implies (rebuilt on ``Resumed``): the window end while nothing is
-    ordered yet, and the deadline of a pending customer decision."""
+    ordered yet, the deadline of a pending customer decision, and the delivery check of an order
+    waiting for its products."""
     if state.phase is Phase.DONE:
         return []
     effects: list[Effect] = []
@@ -126,4 +127,7 @@ def timers_for(state: OrderState) -> list[Effect]:
     waiting = state.phase in DECISION_PHASES and state.status is OrderStatus.DECISION_REQUIRED
     if waiting and deadline is not None:
         effects.append(Schedule(timer=TimerKind.DECISION_DEADLINE, at=deadline))
+    if state.phase is Phase.AWAITING_DELIVERY and state.finished is not None:
+        # Fires at once: the check itself schedules the next moment (grace end or timeout).
+        effects.append(Schedule(timer=TimerKind.DELIVERY_CHECK, at=state.finished.at))
     return effects

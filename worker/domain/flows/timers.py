@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from worker.domain.flows import deliveries
 from worker.domain.flows.common import DECISION_PHASES, S, Step, after, end, nothing, reason, update
 from worker.domain.flows.intents import timers_for
 from worker.domain.model import (
@@ -55,6 +56,8 @@ def on_timer(state: OrderState, event: TimerFired, settings: Settings) -> Step:
             return _deadline(state, event.at)
         case TimerKind.WINDOW_END:
             return _window_end(state, event.at, settings)
+        case TimerKind.DELIVERY_CHECK:
+            return deliveries.on_check(state, event, settings)
 
 
 def read_back(state: OrderState) -> CallProvider | None:

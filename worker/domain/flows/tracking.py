@@ -9,8 +9,9 @@ Snapshot phase → status (see ``docs/provider-status-mapping.md``):
 - AWAITING_QUOTATION → FEASIBLE once a study is settled (UP42), otherwise unchanged
 - QUOTATION_READY → accept automatically, or DECISION_REQUIRED ``approve-price``
 - ACTIVE → ORDERED; ACQUIRING → IN_PROGRESS (ORDERED first when not yet)
-- COMPLETED → COMPLETED (ORDERED first), or EXPIRED ``WINDOW_EXPIRED`` when nothing was
-  validated and the window has ended
+- COMPLETED → IN_PROGRESS in phase AWAITING_DELIVERY until the products are delivered, then
+  COMPLETED (``worker.domain.flows.deliveries``), or EXPIRED ``WINDOW_EXPIRED`` when nothing
+  was validated and the window has ended
 - CANCELLED → CANCELLED (``cancelled``), FAILED → FAILED, REJECTED → REJECTED
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import assert_never
 
-from worker.domain.flows import up42
+from worker.domain.flows import deliveries, up42
 from worker.domain.flows.acquisitions import counts, progress_of, set_progress
 from worker.domain.flows.common import (
     ACTIVE_STATUSES,
@@ -62,24 +63,24 @@ def on_polled(state: OrderState, event: Polled, settings: Settings) -> Step:
     """A snapshot of a tracked order (readbacks of in-flight writes are handled in ``writes``)."""
     if state.placed is None or state.phase not in TRACKED_PHASES:
         return nothing(state)
-    return track(state, event.snapshot, event.at)
+    return track(state, event.snapshot, event.at, settings)
 
 
-def track(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
+def track(state: OrderState, snapshot: OrderSnapshot, at: datetime, settings: Settings) -> Step:
     """Apply ``snapshot``: ids, progress (announced only when no other event carries it), status."""
     state = _store_refs(state, snapshot)
     progress = progress_of(state, snapshot.coverage_pct, _counts(snapshot))
     changed = progress is not None and progress != state.progress
     state = set_progress(state, progress, at, announce=False)
     before = state.sequence
-    state, effects = follow(state, snapshot, at)
+    state, effects = follow(state, snapshot, at, settings)
     if changed and state.sequence == before and state.status in ACTIVE_STATUSES and not state.terminal:
         state = repeat(state, at, None)
     state, more = _marker(state, snapshot)
     return state, effects + more
 
 
-def follow(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
+def follow(state: OrderState, snapshot: OrderSnapshot, at: datetime, settings: Settings) -> Step:
     """The status move ``snapshot.phase`` implies (the table in the module docstring)."""
     match snapshot.phase:
         case RemotePhase.FEASIBILITY_STUDY:
@@ -95,7 +96,7 @@ def follow(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
         case RemotePhase.ACQUIRING:
             return advance(state, S.IN_PROGRESS, at)
         case RemotePhase.COMPLETED:
-            return _completed(state, snapshot, at)
+            return _completed(state, snapshot, at, settings)
         case RemotePhase.CANCELLED:
             why = reason(
                 "PROVIDER_CANCELLED", "cancelled by the provider", providerStatus=snapshot.provider_status
@@ -199,8 +200,9 @@ def decide_quotation(state: OrderState, quotation: Quotation, at: datetime) -> S
     return require_decision(state, at, decision, Phase.AWAITING_QUOTATION_DECISION, why)
 
 
-def _completed(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
-    """COMPLETED, except a window that ended with nothing validated: EXPIRED."""
+def _completed(state: OrderState, snapshot: OrderSnapshot, at: datetime, settings: Settings) -> Step:
+    """The provider finished: wait for the products (then COMPLETED), except a window that ended
+    with nothing validated: EXPIRED."""
     known = counts(state) or _counts(snapshot)
     if known is not None and known.validated == 0 and at >= state.request.window.end:
         why = reason(
@@ -209,8 +211,9 @@ def _completed(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step
             providerStatus=snapshot.provider_status,
         )
         return end(state, S.EXPIRED, at, why)
-    state, _ = advance(state, S.ORDERED, at)
-    return end(state, S.COMPLETED, at, None)
+    state, effects = advance(state, S.IN_PROGRESS, at)
+    state, more = deliveries.provider_finished(state, snapshot, at, settings)
+    return state, effects + more
 
 
 def _rejected(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:

@@ -143,9 +143,11 @@ def on_readback(state: OrderState, event: Polled, settings: Settings) -> Step:
     if state.phase is Phase.CANCELLING:
         return _cancel_readback(state, snapshot, at, settings)
     if _took_effect(state, snapshot):
-        return _settled(state, snapshot, at)
+        return _settled(state, snapshot, at, settings)
     if snapshot.phase in _ENDED_REMOTE:
-        return tracking.track(update(state, intent=None, phase=Phase.AWAITING_PROVIDER), snapshot, at)
+        return tracking.track(
+            update(state, intent=None, phase=Phase.AWAITING_PROVIDER), snapshot, at, settings
+        )
     return resend(state, at, settings, give_up)
 
 
@@ -162,7 +164,7 @@ def _took_effect(state: OrderState, snapshot: OrderSnapshot) -> bool:
     return snapshot.phase in _SETTLED_REMOTE or snapshot.phase is RemotePhase.REJECTED
 
 
-def _settled(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
+def _settled(state: OrderState, snapshot: OrderSnapshot, at: datetime, settings: Settings) -> Step:
     """The write took effect: finish it as if confirmed, then apply the rest of the snapshot."""
     intent = state.intent
     assert intent is not None
@@ -175,7 +177,7 @@ def _settled(state: OrderState, snapshot: OrderSnapshot, at: datetime) -> Step:
         state, effects = quotation_decided(state, at, accepted=accepted)
     if state.terminal or state.phase is not Phase.AWAITING_PROVIDER:
         return state, effects
-    state, more = tracking.track(state, snapshot, at)
+    state, more = tracking.track(state, snapshot, at, settings)
     return state, effects + more
 
 
@@ -183,5 +185,5 @@ def _cancel_readback(state: OrderState, snapshot: OrderSnapshot, at: datetime, s
     if snapshot.phase is RemotePhase.CANCELLED:
         return cancelled(state, at)
     if snapshot.phase in _ENDED_REMOTE:
-        return tracking.track(update(state, intent=None, phase=resting_phase(state)), snapshot, at)
+        return tracking.track(update(state, intent=None, phase=resting_phase(state)), snapshot, at, settings)
     return resend(state, at, settings, give_up)

@@ -1,58 +1,31 @@
-"""UP42 adapter: the v2 tasking API (``docs/providers/up42.md``) behind :class:`TaskingProvider`.
-
-Flow at UP42: ``POST /v2/orders`` creates an order in ``CREATED``; UP42 Operations upload a
-feasibility study (``AUTO``: accepted by itself; ``MANUAL``: the customer chooses an option), then a
-quotation in credits; accepting the quotation activates the order and spends the credits; the
-order is then placed, fulfilled, and its deliveries appear as STAC items in UP42 storage.
-
-What this module handles on purpose (see ``docs/providers/up42.md``):
-
-* ``params`` are built from the product's JSON Schema (``GET /orders/schema/{id}``, cached) and
-  validated locally with ``jsonschema`` before anything is sent; parameter names differ per
-  product (``cloudCoverage`` vs ``maxCloudCover``...). The geometry only ever goes in
-  ``featureCollection``; ``displayName`` is top level; ``tags`` is omitted rather than empty.
-* Create and estimate answer HTTP 200 even when an item failed: per-item ``errors[]`` are refusals.
-* ``POST /v2/orders`` has no idempotency key: it is sent once through ``ProviderHttp.write``; a lost
-  answer raises ``OutcomeUnknown`` and :meth:`Up42Provider.find_order` reconciles by tag.
-* ``subStatus`` goes stale once ``status`` moves on: it is read only while ``status == CREATED``.
-* Studies and quotations are decided GET-then-PATCH, only while ``NOT_DECIDED`` (UP42 answers 405
-  "write-protected" otherwise), so a repeated command is a no-op, never a second charge.
-* Error bodies come in four shapes (tasking, ``BasicErrorResponse``, legacy ``{data,error}``,
-  Keycloak); :func:`translate_error` reads them all.
-"""
+"""The UP42 adapter class: auth, ordering, tracking, decisions and delivery discovery (the last in
+``worker.providers.up42.delivery``)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import structlog
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError as SchemaError
 
 from worker.config import HttpClientSettings, Up42Settings
 from worker.errors import (
-    InvalidOrderParams,
     ProviderAuthError,
-    ProviderError,
     ProviderNotConfigured,
     ProviderProtocolError,
     ProviderRejected,
 )
-from worker.events.models import AcquisitionStatus, Automation, OrderRequest, Provider
+from worker.events.models import OrderRequest, Provider
 from worker.providers.auth import TokenSource
 from worker.providers.base import (
     Acquisition,
     Attempt,
+    DeliveryHarvest,
     FeasibilityResult,
     FeasibilityStudy,
     OrderContext,
@@ -64,7 +37,6 @@ from worker.providers.base import (
     QuotationDecision,
     RemotePhase,
     StudyDecision,
-    StudyOption,
 )
 from worker.providers.http import (
     NullMetrics,
@@ -72,495 +44,38 @@ from worker.providers.http import (
     ProviderMetrics,
     build_client,
     http_policy,
-    json_body,
 )
+from worker.providers.up42.delivery import Up42Deliveries
+from worker.providers.up42.mapping import (
+    _READ_QUOTATION,
+    _READ_STUDY,
+    _STATUS_PHASE,
+    _WITH_COVERAGE,
+    CANCELLABLE,
+    CREATED,
+    CREDITS,
+    PAGE_SIZE,
+    PROVIDER,
+    TOKEN_MARGIN_SECONDS,
+    _latest,
+    _number,
+    _page_items,
+    _Seen,
+    _sub_status,
+    _text,
+    order_phase,
+    to_acquisition,
+    to_quotation,
+    to_study,
+    translate_error,
+)
+from worker.providers.up42.params import build_params, display_name, reference_tags, validate_params
 
 log = structlog.get_logger(__name__)
 
-PROVIDER = Provider.UP42.value
-CREDITS = "CREDITS"
-TOKEN_MARGIN_SECONDS = 30.0
-PAGE_SIZE = 100
-MAX_DISPLAY_NAME = 200
-MAX_TAG = 128
 
-# ---------------------------------------------------------------------------------- statuses
-
-CREATED = "CREATED"
-CANCELLABLE = frozenset({"CREATED", "PLACEMENT_FAILED"})
-
-_STATUS_PHASE: dict[str, RemotePhase] = {
-    "BEING_PLACED": RemotePhase.ACTIVE,
-    "PLACED": RemotePhase.ACTIVE,
-    "PLACEMENT_FAILED": RemotePhase.ACTIVE,  # "wait until it is resolved": not terminal
-    "BEING_FULFILLED": RemotePhase.ACQUIRING,
-    "DOWNLOADED": RemotePhase.ACQUIRING,
-    "DELIVERY_INITIALIZATION_FAILED": RemotePhase.ACQUIRING,  # recoverable delivery errors
-    "DOWNLOAD_FAILED": RemotePhase.ACQUIRING,
-    "FULFILLED": RemotePhase.COMPLETED,
-    "FAILED_PERMANENTLY": RemotePhase.FAILED,
-    "FAILED": RemotePhase.FAILED,
-    "CANCELED": RemotePhase.CANCELLED,
-}
-
-_SUB_PHASE: dict[str, RemotePhase] = {
-    "FEASIBILITY_WAITING_UPLOAD": RemotePhase.FEASIBILITY_STUDY,
-    "FEASIBILITY_WAITING_RESPONSE": RemotePhase.AWAITING_OPTION,
-    "QUOTATION_WAITING_UPLOAD": RemotePhase.AWAITING_QUOTATION,
-    "QUOTATION_WAITING_RESPONSE": RemotePhase.QUOTATION_READY,
-    "QUOTATION_ACCEPTED": RemotePhase.ACTIVE,
-    "QUOTATION_REJECTED": RemotePhase.REJECTED,
-}
-
-# While CREATED, which sub-statuses make the study / the quotation worth reading.
-_READ_STUDY = frozenset(
-    {"FEASIBILITY_WAITING_RESPONSE", "QUOTATION_WAITING_UPLOAD", "QUOTATION_WAITING_RESPONSE"}
-)
-_READ_QUOTATION = frozenset({"QUOTATION_WAITING_RESPONSE", "QUOTATION_REJECTED"})
-_WITH_COVERAGE = frozenset({RemotePhase.ACQUIRING, RemotePhase.COMPLETED})
-
-
-def _sub_status(order: Mapping[str, Any]) -> str | None:
-    details = order.get("orderDetails")
-    value = details.get("subStatus") if isinstance(details, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def order_phase(
-    status: str,
-    sub_status: str | None,
-    study: FeasibilityStudy | None = None,
-    quotation: Quotation | None = None,
-    previous: RemotePhase | None = None,
-) -> RemotePhase:
-    """Map an order's ``status`` (and, only while ``CREATED``, its ``subStatus``) to a phase.
-
-    The study and quotation, when read, correct a ``subStatus`` that lags behind them. Unknown
-    values never raise: they keep ``previous`` (else ``ACTIVE``, or ``FEASIBILITY_STUDY`` while
-    ``CREATED``).
-    """
-    if status == CREATED:
-        if sub_status is None:
-            return RemotePhase.FEASIBILITY_STUDY
-        phase = _SUB_PHASE.get(sub_status, previous or RemotePhase.FEASIBILITY_STUDY)
-        return _refine(phase, study, quotation)
-    if status == "FAILED_PERMANENTLY" and sub_status == "QUOTATION_REJECTED":
-        # Nothing follows a refused quotation, so this subStatus cannot be a stale leftover.
-        return RemotePhase.REJECTED
-    return _STATUS_PHASE.get(status, previous or RemotePhase.ACTIVE)
-
-
-def _refine(phase: RemotePhase, study: FeasibilityStudy | None, quotation: Quotation | None) -> RemotePhase:
-    if phase is RemotePhase.AWAITING_OPTION:
-        if study is None:
-            return RemotePhase.FEASIBILITY_STUDY
-        if study.decision is StudyDecision.ACCEPTED:
-            return RemotePhase.AWAITING_QUOTATION
-    if phase is RemotePhase.QUOTATION_READY:
-        if quotation is None:
-            return RemotePhase.AWAITING_QUOTATION
-        if quotation.decision is QuotationDecision.ACCEPTED:
-            return RemotePhase.ACTIVE
-        if quotation.decision is QuotationDecision.REJECTED:
-            return RemotePhase.REJECTED
-    return phase
-
-
-# ---------------------------------------------------------------------------------- errors
-
-
-def _envelope(body: Any) -> tuple[str | None, str | None, Any]:
-    """``(message, code, details)`` from any of UP42's error bodies (``None`` when unknown)."""
-    if isinstance(body, str):
-        return body[:300] or None, None, None
-    if not isinstance(body, dict):
-        return None, None, None
-    error = body.get("error")
-    if isinstance(error, dict):  # legacy {"data": null, "error": {code, message, details}}
-        code = error.get("code")
-        return _text(error.get("message")), None if code is None else str(code), error.get("details")
-    if isinstance(error, str):  # Keycloak {"error", "error_description"}
-        return _text(body.get("error_description")) or error, error, None
-    if "title" in body:  # tasking {"status", "title", "detail"}
-        return _text(body.get("title")), None, body.get("detail") or None
-    if "message" in body:  # BasicErrorResponse {"code", "message", "details"}
-        code = body.get("code")
-        return _text(body.get("message")), None if code is None else str(code), body.get("details")
-    return None, None, None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)[:300]
-
-
-def translate_error(response: httpx.Response, operation: str) -> ProviderError | None:
-    """The ``ProviderHttp`` hook: a specific error for UP42's documented 4xx bodies.
-
-    5xx (including Cloudflare's 524) and 429 return ``None`` so the shared layer applies its
-    read/write rules (retry a read; ``OutcomeUnknown`` for a write; honour ``Retry-After``).
-    Messages carry UP42's explanation but never the request's credentials or token.
-    """
-    status = response.status_code
-    if status >= 500 or status == 429:
-        return None
-    message, code, details = _envelope(json_body(response))
-    text = f"{operation}: HTTP {status}" + (f": {message}" if message else "")
-    extra = {"details": details} if details not in (None, {}, []) else {}
-    if operation == "token" or status == 401:
-        return ProviderAuthError(
-            f"{text} (UP42 refused the credentials or token)", provider_code=code, details=extra
-        )
-    if status == 403:
-        hint = (
-            "only an admin-type role may decide quotations (Viewer and Member may not)"
-            if operation == "decide_quotation"
-            else "the account's role or plan does not allow this"
-        )
-        return ProviderRejected(f"{text} ({hint})", provider_code=code or "FORBIDDEN", details=extra)
-    if status == 405:
-        return ProviderRejected(
-            f"{text} (already decided: write-protected)",
-            provider_code=code or "WRITE_PROTECTED",
-            details=extra,
-        )
-    return ProviderRejected(text, provider_code=code, details=extra)
-
-
-# ---------------------------------------------------------------------------------- params
-
-# Contract field -> the names products use for it, in order of preference.
-_CLOUD_NAMES = ("cloudCoverage", "maxCloudCover")
-_INCIDENCE_NAMES = ("incidenceAngle", "maxIncidenceAngle")
-_SPECTRAL_NAMES = ("spectralProcessing", "spectralBands")
-_NOT_PARAMS = frozenset({"geometry", "displayName"})
-
-
-@dataclass(frozen=True)
-class _Wanted:
-    """One value the request asks for, the schema names it may take, and where it came from."""
-
-    names: tuple[str, ...]
-    value: Any
-    source: str
-    # A default rather than a customer choice: dropped when the product has no such parameter or
-    # no such value (BlackSky modes are Standard/Burst/...; the schema's default applies instead).
-    optional: bool = False
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _wanted(request: OrderRequest) -> list[_Wanted]:
-    c, p = request.constraints, request.processing
-    mode = c.acquisition_mode.value.lower()
-    items = [
-        _Wanted(("acquisitionStart",), _iso(request.window.start), "window.start"),
-        _Wanted(("acquisitionEnd",), _iso(request.window.end), "window.end"),
-        _Wanted(("acquisitionMode",), mode, "constraints.acquisitionMode", optional=mode == "mono"),
-        _Wanted(_CLOUD_NAMES, c.max_cloud_cover, "constraints.maxCloudCover"),
-        _Wanted(_INCIDENCE_NAMES, c.max_incidence_angle, "constraints.maxIncidenceAngle"),
-        _Wanted(("minBH",), c.min_bh, "constraints.minBH"),
-        _Wanted(("maxBH",), c.max_bh, "constraints.maxBH"),
-        _Wanted(("geometricProcessing",), p.processing_level, "processing.processingLevel"),
-        _Wanted(_SPECTRAL_NAMES, p.spectral_processing, "processing.spectralProcessing"),
-        _Wanted(("pixelCoding",), p.pixel_coding, "processing.pixelCoding"),
-        _Wanted(("radiometricProcessing",), p.radiometric_processing, "processing.radiometricProcessing"),
-        _Wanted(("deliveredAs",), p.image_format, "processing.imageFormat"),
-        _Wanted(("projection",), p.projection, "processing.projection"),
-        _Wanted(("priority",), p.priority, "processing.priority"),
-        _Wanted(("extraDescription",), request.comments, "comments", optional=True),
-    ]
-    return [item for item in items if item.value is not None]
-
-
-def _resolve(schema: Mapping[str, Any], node: Any) -> dict[str, Any]:
-    """Follow local ``$ref`` pointers (``#/definitions/x``) to the schema they name."""
-    seen = 0
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 16:
-        target: Any = schema
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        seen += 1
-    return node if isinstance(node, dict) else {}
-
-
-def _consts(prop: Mapping[str, Any]) -> list[Any]:
-    """The allowed values of an enum-like property (``const``, ``enum``, ``anyOf``/``oneOf``)."""
-    if "const" in prop:
-        return [prop["const"]]
-    if isinstance(prop.get("enum"), list):
-        return list(prop["enum"])
-    for key in ("anyOf", "oneOf"):
-        options = prop.get(key)
-        if (
-            isinstance(options, list)
-            and options
-            and all(isinstance(o, dict) and "const" in o for o in options)
-        ):
-            return [o["const"] for o in options]
-    return []
-
-
-def _coerce(value: Any, prop: Mapping[str, Any]) -> Any:
-    """Give ``value`` the JSON type the schema asks for (integer limits, string EPSG codes)."""
-    kind = prop.get("type")
-    consts = _consts(prop)
-    if consts and all(isinstance(c, str) for c in consts) and not isinstance(value, str):
-        return str(value)
-    if kind == "integer" and isinstance(value, float):
-        # A maximum (cloud cover, incidence) rounds down so UP42 never exceeds the customer's limit.
-        return math.floor(value)
-    if kind == "integer" and isinstance(value, str) and value.isdigit():
-        return int(value)
-    if consts and all(isinstance(c, int) for c in consts) and isinstance(value, str):
-        return int(value) if value.isdigit() else value
-    return value
-
-
-def _unsupported(item: _Wanted, product: str) -> InvalidOrderParams:
-    names = ", ".join(item.names)
-    return InvalidOrderParams(
-        f"{item.source}: UP42 product {product} has no such parameter (its schema declares none of: {names})",
-        provider=PROVIDER,
-        operation="validate",
-        provider_code="UNSUPPORTED_PARAMETER",
-        details={"field": item.source, "rule": "unsupported"},
-    )
-
-
-@dataclass(frozen=True)
-class BuiltParams:
-    """``params`` for one request, and which contract field each parameter came from."""
-
-    params: dict[str, Any]
-    sources: dict[str, str]
-
-
-def build_params(request: OrderRequest, schema: Mapping[str, Any]) -> BuiltParams:
-    """Build the order ``params`` for ``request`` from the product's JSON Schema.
-
-    Each contract field goes to whichever of its candidate names the schema declares; required
-    fields the request leaves open are filled when the schema allows a single value or gives a
-    default; ``request.provider_options`` win over everything. Geometry and displayName are never
-    params.
-
-    Raises:
-        InvalidOrderParams: a set contract field has no counterpart in this product, or
-            ``providerOptions`` tries to set the geometry or displayName.
-    """
-    product = request.up42_product().data_product_id
-    props = schema.get("properties")
-    declared: dict[str, Any] = props if isinstance(props, dict) else {}
-    params: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for item in _wanted(request):
-        name = next((n for n in item.names if n in declared), None)
-        if name is None and not declared:
-            name = item.names[0]  # a schema without properties accepts anything
-        if name is None:
-            if item.optional:
-                continue
-            raise _unsupported(item, product)
-        prop = _resolve(schema, declared.get(name, {}))
-        value = _coerce(item.value, prop)
-        if item.optional and (allowed := _consts(prop)) and value not in allowed:
-            continue  # a contract default (MONO) the product words differently: use the schema's
-        params[name], sources[name] = value, item.source
-    _fill_required(schema, declared, params, sources)
-    for key, value in request.provider_options.items():
-        if key in _NOT_PARAMS:
-            raise InvalidOrderParams(
-                f"providerOptions.{key}: not allowed; UP42 takes "
-                + ("the AOI in featureCollection" if key == "geometry" else "displayName at top level"),
-                provider=PROVIDER,
-                operation="validate",
-                details={"field": f"providerOptions.{key}"},
-            )
-        params[key] = value
-        sources[key] = f"providerOptions.{key}"
-    return BuiltParams(params, sources)
-
-
-def _fill_required(
-    schema: Mapping[str, Any],
-    declared: Mapping[str, Any],
-    params: dict[str, Any],
-    sources: dict[str, str],
-) -> None:
-    required = schema.get("required")
-    for name in required if isinstance(required, list) else []:
-        if name in params or name in _NOT_PARAMS:
-            continue
-        prop = _resolve(schema, declared.get(name, {}))
-        if "default" in prop:
-            params[name], sources[name] = prop["default"], "schema default"
-        elif len(consts := _consts(prop)) == 1:
-            params[name], sources[name] = consts[0], "schema (single allowed value)"
-
-
-def _schema_error_text(error: SchemaError) -> tuple[str, str]:
-    """``(field path, explanation)`` of one jsonschema error, naming the field even for
-    ``required`` and ``additionalProperties`` (whose path is the object holding the field)."""
-    path = ".".join(str(p) for p in error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [n for n in error.validator_value if n not in error.instance]
-        path = ".".join(filter(None, [path, missing[0] if missing else ""]))
-        return path, "required: missing and no single allowed value or default to fill it"
-    if error.validator in ("anyOf", "oneOf"):
-        allowed = _consts(error.schema) if isinstance(error.schema, dict) else []
-        if allowed:
-            return path, f"{error.validator}: {error.instance!r} is not one of {allowed}"
-    return path, f"{error.validator}: {error.message}"
-
-
-def validate_params(
-    schema: Mapping[str, Any],
-    instance: Mapping[str, Any],
-    sources: Mapping[str, str],
-    *,
-    operation: str = "validate",
-) -> None:
-    """Validate ``instance`` with ``Draft7Validator``; the first error names its field and rule.
-
-    Raises:
-        InvalidOrderParams: ``params.<field> (from <contract field>): <rule>: <why>``.
-    """
-    validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (list(e.absolute_path), e.message))
-    if not errors:
-        return
-    field, why = _schema_error_text(errors[0])
-    origin = sources.get(field.split(".")[0]) if field else None
-    label = "params" + (f".{field}" if field else "") + (f" (from {origin})" if origin else "")
-    raise InvalidOrderParams(
-        f"{label}: {why}",
-        provider=PROVIDER,
-        operation=operation,
-        provider_code="SCHEMA_VIOLATION",
-        details={
-            "field": field,
-            "rule": str(errors[0].validator),
-            "errors": [_schema_error_text(e)[0] for e in errors[:10]],
-        },
-    )
-
-
-# ---------------------------------------------------------------------------------- tags
-
-_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 ._/:-]")
-
-
-def reference_tags(reference: str) -> list[str]:
-    """The tags that identify ``reference``: itself when tag-safe, else a sanitised form plus a
-    digest tag (so two references sanitised alike are still told apart)."""
-    tag = _TAG_UNSAFE.sub("_", reference)[:MAX_TAG].strip() or "ref"
-    if tag == reference:
-        return [tag]
-    digest = hashlib.sha256(reference.encode()).hexdigest()[:32]
-    return [tag, f"ref-sha256:{digest}"]
-
-
-def display_name(request: OrderRequest) -> str:
-    """``displayName``: the request's, else the exact reference (1..200 characters)."""
-    return (request.display_name or request.reference)[:MAX_DISPLAY_NAME]
-
-
-# ---------------------------------------------------------------------------------- payload mapping
-
-
-def _page_items(body: Any, operation: str) -> tuple[list[dict[str, Any]], int]:
-    """``(content, totalPages)`` of a Spring page; the SDK reads nothing else."""
-    if not isinstance(body, dict) or not isinstance(body.get("content"), list):
-        raise ProviderProtocolError(
-            f"{operation}: answer is not a page", provider=PROVIDER, operation=operation
-        )
-    total = body.get("totalPages")
-    return [i for i in body["content"] if isinstance(i, dict)], total if isinstance(total, int) else 1
-
-
-def _latest(items: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest item (an order may be re-studied or re-quoted); ISO times sort as text."""
-    return max(items, key=lambda i: str(i.get("createdAt") or ""), default=None)
-
-
-def to_study(raw: Mapping[str, Any]) -> FeasibilityStudy:
-    """A UP42 feasibility study as the project's type (``AUTO`` studies have no options)."""
-    decision = raw.get("decision")
-    chosen = raw.get("decisionOption")
-    return FeasibilityStudy(
-        id=str(raw["id"]),
-        automation=Automation.AUTOMATIC if raw.get("type") == "AUTO" else Automation.MANUAL,
-        decision=StudyDecision.ACCEPTED if decision == "ACCEPTED" else StudyDecision.NOT_DECIDED,
-        options=[
-            StudyOption(id=str(o["id"]), description=str(o.get("description") or ""))
-            for o in raw.get("options") or []
-            if isinstance(o, dict) and "id" in o
-        ],
-        chosen_option_id=str(chosen["id"]) if isinstance(chosen, dict) and "id" in chosen else None,
-    )
-
-
-def to_quotation(raw: Mapping[str, Any]) -> Quotation:
-    """A UP42 quotation (price in credits) as the project's type."""
-    decision = raw.get("decision")
-    known = {d.value for d in QuotationDecision}
-    return Quotation(
-        id=str(raw["id"]),
-        amount=float(raw.get("creditsPrice") or 0),
-        currency=CREDITS,
-        decision=QuotationDecision(decision) if decision in known else QuotationDecision.NOT_DECIDED,
-    )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def to_acquisition(item: Mapping[str, Any], order_id: str) -> Acquisition:
-    """One delivered STAC item as an acquisition (status ``DELIVERED``)."""
-    raw = item.get("properties")
-    props: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
-    refs = {"orderId": order_id}
-    asset_id = props.get("up42-system:asset_id")
-    if asset_id:
-        refs["assetId"] = str(asset_id)
-    geometry = item.get("geometry")
-    return Acquisition(
-        id=str(item["id"]),
-        status=AcquisitionStatus.DELIVERED,
-        provider_status="DELIVERED",
-        acquired_at=_parse_time(props.get("datetime")),
-        cloud_cover=_number(props.get("eo:cloud_cover")),
-        incidence_angle=_number(props.get("view:incidence_angle")),
-        footprint=geometry if isinstance(geometry, dict) else None,
-        refs=refs,
-    )
-
-
-@dataclass
-class _Seen:
-    """What the last look at one order found (to skip unchanged coverage, keep unknown phases)."""
-
-    updated_at: str | None
-    coverage: float | None
-    phase: RemotePhase
-
-
-# ---------------------------------------------------------------------------------- adapter
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Up42Provider:
@@ -573,6 +88,7 @@ class Up42Provider:
         metrics: provider call metrics.
         sleep: the backoff sleep (tests pass a no-op).
         clock: monotonic seconds for token expiry (tests pass a fake clock).
+        wall_clock: the current time (how long a delivered asset may wait for its STAC items).
 
     Raises:
         ProviderNotConfigured: no username or password.
@@ -589,6 +105,7 @@ class Up42Provider:
         metrics: ProviderMetrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         if not settings.configured:
             raise ProviderNotConfigured(
@@ -620,6 +137,7 @@ class Up42Provider:
         self._workspace: str | None = settings.workspace_id
         self._workspace_lock = asyncio.Lock()
         self._seen: dict[str, _Seen] = {}
+        self._deliveries = Up42Deliveries(self._http, self._base, self.workspace_id, wall_clock)
 
     # ------------------------------------------------------------------ auth and workspace
 
@@ -970,33 +488,13 @@ class Up42Provider:
             return PolledOrder.failed(exc)
 
     async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
-        """Deliveries of the order: ``POST /v2/assets/stac/search`` filtered on
-        ``up42-order:order_id`` (CQL2 JSON), following ``next`` links."""
+        """Deliveries of the order: ``POST /v2/assets/stac/search`` filtered on ``up42-order:id``
+        (CQL2 JSON; not ``up42-order:order_id``, an old SDK key that matches nothing), following
+        ``next`` links."""
         order_id = placed.tracking_key
-        body: dict[str, Any] = {
-            "filter-lang": "cql2-json",
-            "filter": {"op": "=", "args": [{"property": "up42-order:order_id"}, order_id]},
-            "limit": PAGE_SIZE,
-        }
-        url = self._url("/v2/assets/stac/search")
-        acquisitions: list[Acquisition] = []
-        for _ in range(1000):  # a bound against a server that links to itself forever
-            answer = await self._http.read("list_acquisitions", "POST", url, json=body)
-            features = answer.get("features") if isinstance(answer, dict) else None
-            if not isinstance(features, list):
-                raise ProviderProtocolError(
-                    "list_acquisitions: not a STAC FeatureCollection",
-                    provider=PROVIDER,
-                    operation="list_acquisitions",
-                )
-            acquisitions += [
-                to_acquisition(f, order_id) for f in features if isinstance(f, dict) and f.get("id")
-            ]
-            follow = _next_link(answer, body)
-            if follow is None:
-                break
-            url, body = follow
-        return acquisitions
+        cql2 = {"op": "=", "args": [{"property": "up42-order:id"}, order_id]}
+        features = await self._deliveries.search(cql2, "list_acquisitions")
+        return [to_acquisition(f, order_id) for f in features]
 
     async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
         """UP42 delivers what it acquires: there is nothing to accept or refuse."""
@@ -1115,6 +613,12 @@ class Up42Provider:
             )
         await self._http.write("cancel", "POST", self._url(f"/v2/orders/{order_id}/cancellation"))
 
+    async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
+        """Products in UP42 storage of ``orders``, new since ``cursor``: assets created since the
+        cursor, their STAC items, their collections' original archives
+        (``worker.providers.up42.delivery``). Calls grow with new assets, not with orders."""
+        return await self._deliveries.harvest(orders, cursor)
+
     async def refresh_token(self) -> bool:
         """Renew the password-grant token when it is within its renewal margin (see the protocol)."""
         return await self.tokens.refresh_if_due()
@@ -1123,14 +627,3 @@ class Up42Provider:
         """Close the HTTP client when this adapter built it."""
         if self._owns_client:
             await self._client.aclose()
-
-
-def _next_link(answer: Mapping[str, Any], body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The STAC API ``next`` link of a POST search: its href and the body to send (merged)."""
-    for link in answer.get("links") or []:
-        if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
-            raw = link.get("body")
-            extra: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            merged = {**body, **extra} if link.get("merge", True) else dict(extra)
-            return str(link["href"]), merged
-    return None

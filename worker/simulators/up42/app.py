@@ -1,4 +1,5 @@
-"""UP42 simulator: the v2 tasking API (``docs/providers/up42.md``) as one starlette app.
+"""UP42 simulator: the v2 tasking API (``docs/providers/up42.md``) as one starlette app, with
+UP42 storage (delivered assets, STAC API, downloads: :mod:`worker.simulators.up42.storage`).
 
 It serves the Keycloak token and user-info endpoints and the API paths on one app, with the
 payloads, error bodies and quirks of the reference: HTTP 200 with per-item ``errors`` on create
@@ -12,7 +13,8 @@ deterministic for a given clock and seed::
         or MANUAL study with options -> FEASIBILITY_WAITING_RESPONSE --option chosen-->
     QUOTATION_WAITING_UPLOAD --quotation_delay--> QUOTATION_WAITING_RESPONSE
         --ACCEPTED (credits deducted)--> BEING_PLACED -> PLACED -> BEING_FULFILLED
-            (deliveries appear as STAC items, coverage grows) -> FULFILLED at 100 % or window end
+            (deliveries appear as storage assets, coverage grows) -> FULFILLED at 100 % or window end
+            each asset's STAC items appear ``extraction_delay`` later (also after FULFILLED)
         --REJECTED--> FAILED_PERMANENTLY with subStatus QUOTATION_REJECTED          [I]
 
 Operator controls exist as Python methods and as ``/_sim/...`` JSON endpoints (those bypass auth,
@@ -29,20 +31,32 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from jsonschema import Draft7Validator
-from shapely.geometry import shape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso
+from worker.simulators.up42.console import console_routes
+from worker.simulators.up42.responses import (
+    Endpoint,
+    Json,
+    _error,
+    _keycloak_error,
+    _legacy_error,
+    _parse_time,
+    _tasking_error,
+    area_km2,
+    spring_page,
+)
+from worker.simulators.up42.storage import Up42Storage
 from worker.simulators.up42_schemas import COLLECTIONS, PRODUCT_SCHEMAS
 
 DEFAULT_WORKSPACE_ID = "7f3c2b1a-9d8e-4c6f-a5b4-3e2d1c0b9a87"
@@ -52,10 +66,6 @@ TOKEN_LIFETIME = 300.0
 CLIENT_IDS = frozenset({"up42-api", "up42-sdk"})
 CANCELLABLE = frozenset({"CREATED", "PLACEMENT_FAILED"})
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9 ._/:-]+$")
-KM_PER_DEGREE = 111.32
-
-Json = dict[str, Any]
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -80,6 +90,8 @@ class Up42SimConfig:
     auto_operator: bool = True
     default_page_size: int = 10
     max_page_size: int = 1000
+    extraction_delay: float = 0.0  # upload of an asset -> its STAC items are listed
+    scenes_per_delivery: int = 1  # STAC items per delivered asset
 
 
 @dataclass
@@ -109,67 +121,6 @@ class SimOrder:
     frozen: bool = False
 
 
-def _error(status: int, message: str, details: Any = None) -> JSONResponse:
-    """``BasicErrorResponse`` (orders, collections, schemas)."""
-    return JSONResponse({"code": status, "message": message, "details": details}, status_code=status)
-
-
-def _tasking_error(status: int, title: str) -> JSONResponse:
-    """The tasking services' body (studies, quotations; cancellation [I])."""
-    return JSONResponse({"status": status, "title": title, "detail": {}}, status_code=status)
-
-
-def _legacy_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": None}, "data": None}, status_code=status
-    )
-
-
-def _keycloak_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)
-
-
-def spring_page(items: list[Json], page: int, size: int) -> Json:
-    """A Spring-Data page exactly shaped like the recorded UP42 envelope."""
-    total_pages = math.ceil(len(items) / size) if size else 0
-    content = items[page * size : (page + 1) * size]
-    sort = {"sorted": True, "unsorted": False, "empty": False}
-    return {
-        "content": content,
-        "pageable": {
-            "sort": sort,
-            "pageNumber": page,
-            "pageSize": size,
-            "offset": page * size,
-            "paged": True,
-            "unpaged": False,
-        },
-        "totalPages": total_pages,
-        "totalElements": len(items),
-        "last": page >= total_pages - 1,
-        "first": page == 0,
-        "numberOfElements": len(content),
-        "size": size,
-        "number": page,
-        "sort": sort,
-        "empty": not content,
-    }
-
-
-def area_km2(geometry: Mapping[str, Any]) -> float:
-    """Approximate area of a WGS84 geometry (equirectangular at the centroid latitude)."""
-    geom = shape(geometry)
-    scale = KM_PER_DEGREE**2 * math.cos(math.radians(geom.centroid.y))
-    return float(geom.area) * scale
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 class Up42Simulator:
     """The UP42 v2 API, its Keycloak realm and an operator console, on one ASGI app (``.app``)."""
 
@@ -194,12 +145,15 @@ class Up42Simulator:
         self.orders: dict[str, SimOrder] = {}
         self.studies: dict[str, Json] = {}
         self.quotations: dict[str, Json] = {}
-        self.stac_items: list[Json] = []
         # Per-order fault: references (displayName or tag) whose coverage UP42 does not serve
         # (``GET /v2/coverage/orders/{id}`` answers 404, as for orders without coverage data).
         self.coverage_unavailable: set[str] = set()
         self._rng = random.Random(seed)
         self._seed = seed
+        self.storage = Up42Storage(self._now, self._uuid)
+        # reference -> how its deliveries go wrong: "missing" (items never extracted),
+        # "failed" (extraction fails), "partial" (only the first item of each asset)
+        self.delivery_faults: dict[str, str] = {}
         self.app = Starlette(routes=self._routes())
 
     # ------------------------------------------------------------------ plumbing
@@ -232,17 +186,27 @@ class Up42Simulator:
             Route("/v2/tasking/quotation", api(self._list_quotations), methods=["GET"]),
             Route("/v2/tasking/quotation/{quotation_id}", api(self._decide_quotation), methods=["PATCH"]),
             Route("/v2/coverage/orders/{order_id}", api(self._coverage), methods=["GET"]),
+            Route("/v2/assets/stac/", api(self.storage.catalog), methods=["GET"]),
+            Route("/v2/assets/stac", api(self.storage.catalog), methods=["GET"]),
             Route("/v2/assets/stac/search", api(self._stac_search), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/study", sim(self._sim_study), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/quotation", sim(self._sim_quotation), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/deliveries", sim(self._sim_deliver), methods=["POST"]),
-            Route("/_sim/orders/{order_id}/status", sim(self._sim_status), methods=["POST"]),
-            Route("/_sim/tokens/expire", sim(self._sim_expire), methods=["POST"]),
-            Route("/_sim/faults", sim(self._sim_faults), methods=["POST", "DELETE"]),
-            Route("/_sim/calls", sim(self._sim_calls), methods=["GET"]),
-            Route("/_sim/paid", sim(self._sim_paid), methods=["GET"]),
-            Route("/_sim/clock", sim(self._sim_clock), methods=["POST"]),
-            Route("/_sim/role", sim(self._sim_role), methods=["POST"]),
+            Route(
+                "/v2/assets/stac/collections/{collection_id}", api(self.storage.collection), methods=["GET"]
+            ),
+            Route(
+                "/v2/assets/stac/collections/{collection_id}/items",
+                api(self.storage.collection_items),
+                methods=["GET"],
+            ),
+            Route(
+                "/v2/assets/stac/collections/{collection_id}/items/{item_id}",
+                api(self.storage.collection_items),
+                methods=["GET"],
+            ),
+            Route("/v2/assets", api(self._list_assets), methods=["GET"]),
+            Route("/v2/assets/{asset_id}", api(self.storage.download), methods=["GET"]),
+            Route("/v2/assets/{asset_id}/download-url", api(self.storage.download_url), methods=["POST"]),
+            Route("/_storage/{token}", self.storage.signed_download, methods=["GET"]),
+            *console_routes(self, sim),
         ]
 
     def _api(self, handler: Endpoint, *, auth: bool = True) -> Endpoint:
@@ -658,7 +622,7 @@ class Up42Simulator:
         if order is None or any(order in self._orders_for(r) for r in self.coverage_unavailable):
             return _error(404, f"Order {request.path_params['order_id']} not found")
         pct = round(order.covered_pct, 2)
-        covered = [i for i in self.stac_items if i["properties"]["up42-order:order_id"] == order.id]
+        covered = self.storage.items_of(order.id)
         return JSONResponse(
             {
                 "covered": {
@@ -683,47 +647,16 @@ class Up42Simulator:
         body = await self._json(request) or {}
         if not isinstance(body, dict):
             return _error(400, "search body must be an object")
-        try:
-            matches = [i for i in self.stac_items if self._cql2(body.get("filter"), i)]
-        except ValueError as exc:
-            return _error(400, f"Unsupported filter: {exc}")
-        limit = max(1, min(int(body.get("limit", 10)), 1000))
-        start = int(body.get("token") or 0)
-        page = matches[start : start + limit]
-        links: list[Json] = []
-        if start + limit < len(matches):
-            links.append(
-                {
-                    "rel": "next",
-                    "href": str(request.url),
-                    "method": "POST",
-                    "body": {"token": str(start + limit)},
-                    "merge": True,
-                }
-            )
-        return JSONResponse(
-            {
-                "type": "FeatureCollection",
-                "features": page,
-                "links": links,
-                "context": {"returned": len(page), "matched": len(matches)},
-            }
-        )
+        return await self.storage.search(request, body)
 
-    def _cql2(self, expr: Any, item: Json) -> bool:
-        """The CQL2-JSON subset the simulator understands: ``=``, ``in``, ``and`` [I]."""
-        if expr is None:
-            return True
-        if not isinstance(expr, dict):
-            raise ValueError("filter must be a CQL2 JSON object")  # noqa: TRY004 - a 400, not a bug
-        op, args = expr.get("op"), expr.get("args") or []
-        if op == "and":
-            return all(self._cql2(a, item) for a in args)
-        if op in ("=", "in") and len(args) == 2 and isinstance(args[0], dict):
-            name = str(args[0].get("property"))
-            value = item["properties"].get(name, item.get(name))
-            return bool(value == args[1]) if op == "=" else value in args[1]
-        raise ValueError(f"operator {op!r}")
+    async def _list_assets(self, request: Request) -> Response:
+        page, size = self._paging(request)
+        return JSONResponse(spring_page(self.storage.list_assets(request, page, size), page, size))
+
+    @property
+    def stac_items(self) -> list[Json]:
+        """Every STAC item listed in storage (extraction done)."""
+        return self.storage.visible_items()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -863,29 +796,28 @@ class Up42Simulator:
         coverage_pct: float | None = None,
         at: datetime | None = None,
     ) -> Json:
-        """Deliver one acquisition as a STAC item; coverage grows, 100 % fulfils the order."""
+        """Deliver one acquisition as a storage asset with ``scenes_per_delivery`` STAC items
+        (listed ``extraction_delay`` later); coverage grows, 100 % fulfils the order. Returns the
+        asset as ``GET /v2/assets`` lists it."""
         order, at = self.orders[order_id], at or self._now()
-        asset_id = self._uuid()
-        item: Json = {
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "id": self._uuid(),
-            "collection": order.data_product_id,
-            "geometry": order.geometry,
-            "properties": {
-                "datetime": iso(at),
-                "eo:cloud_cover": cloud_cover,
-                "view:incidence_angle": incidence_angle,
-                "up42-order:order_id": order.id,
-                "up42-system:asset_id": asset_id,
-                "up42-product:product_id": order.data_product_id,
-                "up42-user:title": order.display_name,
-            },
-            "assets": {},
-            "links": [],
-        }
-        self.stac_items.append(item)
-        order.assets.append(asset_id)
+        fault = next((f for r, f in self.delivery_faults.items() if order in self._orders_for(r)), None)
+        scenes = [
+            {"eo:cloud_cover": cloud_cover, "view:incidence_angle": incidence_angle}
+            for _ in range(max(1, self.config.scenes_per_delivery))
+        ]
+        delay = math.inf if fault == "missing" else self.config.extraction_delay
+        stored = self.storage.store(
+            order_id=order.id,
+            workspace_id=self.workspace_id,
+            product_id=order.data_product_id,
+            geometry=order.geometry,
+            at=at,
+            scenes=scenes,
+            extraction_delay=delay if math.isfinite(delay) else 10 * 365 * 86400.0,
+            extracted=1 if fault == "partial" else None,
+            failed=fault == "failed",
+        )
+        order.assets.append(stored.id)
         share = coverage_pct if coverage_pct is not None else 100.0 / max(1, self.config.deliveries_per_order)
         order.covered_pct = min(100.0, order.covered_pct + share)
         order.updated_at = at
@@ -893,7 +825,25 @@ class Up42Simulator:
             order.status = "BEING_FULFILLED"
         if order.covered_pct >= 100.0 - 1e-9:
             order.status, order.deliveries_due = "FULFILLED", []
-        return item
+        return self.storage.asset_json(stored)
+
+    def release_deliveries(self, reference: str) -> int:
+        """Finish now the extraction of every asset of ``reference``'s orders whose STAC items were
+        held back (a ``missing``/``failed`` fault), and clear the fault. Returns how many."""
+        self.delivery_faults.pop(reference, None)
+        ids = {o.id for o in self._orders_for(reference)}
+        return self.storage.release([a for a in self.storage.assets.values() if a.order_id in ids])
+
+    def fault_deliveries(self, reference: str, mode: str) -> None:
+        """Make the deliveries of ``reference``'s orders go wrong: ``missing`` (STAC items never
+        listed), ``failed`` (metadata extraction fails), ``partial`` (one item per asset), or
+        ``ok`` to clear it."""
+        if mode == "ok":
+            self.delivery_faults.pop(reference, None)
+        elif mode in ("missing", "failed", "partial"):
+            self.delivery_faults[reference] = mode
+        else:
+            raise ValueError(f"unknown delivery fault {mode!r}")
 
     def set_status(
         self, order_id: str, status: str, sub_status: str | None = None, *, resume: bool = False
@@ -958,80 +908,3 @@ class Up42Simulator:
             for c in self.core.calls
             if (method is None or c.method == method) and re.fullmatch(path, c.path)
         ]
-
-    # ------------------------------------------------------------------ /_sim endpoints
-
-    async def _sim_study(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        study = self.upload_study(
-            request.path_params["order_id"],
-            manual=body.get("type", "MANUAL") == "MANUAL",
-            options=int(body.get("options", 2)),
-        )
-        return JSONResponse(study)
-
-    async def _sim_quotation(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        return JSONResponse(self.upload_quotation(request.path_params["order_id"], int(body["creditsPrice"])))
-
-    async def _sim_deliver(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        item = self.deliver(
-            request.path_params["order_id"],
-            cloud_cover=float(body["cloudCover"]),
-            incidence_angle=float(body.get("incidenceAngle", 10.0)),
-            coverage_pct=body.get("coveragePct"),
-        )
-        return JSONResponse(item)
-
-    async def _sim_status(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.tick()
-        order_id = request.path_params["order_id"]
-        self.set_status(
-            order_id, str(body["status"]), body.get("subStatus"), resume=bool(body.get("resume", False))
-        )
-        return JSONResponse(self.order_json(self.orders[order_id]))
-
-    async def _sim_expire(self, request: Request) -> Response:
-        self.expire_tokens()
-        return JSONResponse({"expired": len(self.core.tokens)})
-
-    async def _sim_faults(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.core.clear_faults()
-            return JSONResponse({"faults": 0})
-        body = await self._json(request) or {}
-        self.inject(Fault(**body))
-        return JSONResponse({"faults": len(self.core.faults)})
-
-    async def _sim_calls(self, request: Request) -> Response:
-        return JSONResponse(
-            {"calls": self.calls(request.query_params.get("method"), request.query_params.get("path", ".*"))}
-        )
-
-    async def _sim_paid(self, request: Request) -> Response:
-        reference = request.query_params["reference"]
-        return JSONResponse(
-            {
-                "reference": reference,
-                "paidOrderCount": self.paid_order_count(reference),
-                "acceptedQuotations": self.accepted_quotations(reference),
-            }
-        )
-
-    async def _sim_clock(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        if "speed" in body:
-            self.set_speed(float(body["speed"]))
-        if "advance" in body:
-            self.advance(float(body["advance"]))
-        return JSONResponse({"now": iso(self._now()), "speed": self.core.clock.speed})
-
-    async def _sim_role(self, request: Request) -> Response:
-        body = await self._json(request) or {}
-        self.role = str(body["role"]).upper()
-        return JSONResponse({"role": self.role})

@@ -1,0 +1,184 @@
+"""UP42 delivery discovery against ``httpx.MockTransport`` with reference-shaped payloads: new
+storage assets since the cursor, their STAC items (CNAM and older), original archives, the
+extraction lag, stable hrefs only, and calls that do not grow with waiting orders."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from providers import up42_payloads as p
+from providers.test_up42_adapter import FakeUp42, reply
+
+from worker.events.delivery import DeliveryEvent
+from worker.events.models import Provider
+from worker.events.stac_validation import validate_item
+from worker.providers.base import PlacedOrder
+from worker.providers.up42 import Up42Provider
+
+NOW = datetime(2026, 1, 10, tzinfo=UTC)
+ORDERS = [PlacedOrder(tracking_key=p.ORDER_ID, refs={}), PlacedOrder(tracking_key=p.ORDER_2, refs={})]
+
+
+def make(fake: FakeUp42) -> Up42Provider:
+    async def no_sleep(delay: float) -> None:
+        return None
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    return Up42Provider(
+        p.settings(base_url=p.API), p.http_settings(), client=client, sleep=no_sleep, wall_clock=lambda: NOW
+    )
+
+
+def search_of(request: httpx.Request) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(request.content)
+    return body
+
+
+def fc(*items: dict[str, Any], links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": list(items), "links": links or []}
+
+
+async def test_a_cnam_item_becomes_a_product_with_stable_hrefs_and_its_original_archive() -> None:
+    fake = FakeUp42()
+    fake.on(
+        "GET",
+        "/v2/assets",
+        reply(200, p.assets_page([p.storage_asset(p.CNAM_ASSET, "2026-01-09T10:00:00Z")])),
+    )
+    fake.on("POST", "/v2/assets/stac/search", reply(200, fc(p.cnam_item())))
+    fake.on("GET", f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}", reply(200, p.cnam_collection()))
+    harvest = await make(fake).find_deliveries(ORDERS, None)
+    (product,) = harvest.products
+    assert product.item_id == p.CNAM_ITEM
+    assert product.tracking_key == p.ORDER_ID
+    assert product.properties["proj:code"] == "EPSG:32633"
+    assert product.properties["eo:cloud_cover"] == 0.0
+    assert product.properties["view:incidence_angle"] == 25.94
+    assert product.refs == {"orderId": p.ORDER_ID, "collectionId": p.CNAM_COLLECTION, "assetId": p.CNAM_ASSET}
+    assert product.source_ids == [p.CNAM_ITEM, "DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365_R1C1"]
+    keys = {a.key: a for a in product.assets}
+    assert set(keys) == {
+        "mgag5ui3_img_phr1a_ms_202009301038498_sen.tiff",
+        "mgag5ui3_stac_metadata.json",
+        "mgag5ui3_DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365.zip",
+    }, "the signed URL is left out; the collection's original archive is added"
+    assert all(a.href.startswith(f"{p.API}/v2/assets/") for a in product.assets)
+    assert keys["mgag5ui3_DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365.zip"].roles == [
+        "data",
+        "original",
+    ]
+    assert product.via == f"{p.API}/v2/assets/stac/collections/{p.CNAM_COLLECTION}/items/{p.CNAM_ITEM}"
+    (asset_filter,) = [search_of(r)["filter"] for r in fake.sent("POST", "/v2/assets/stac/search")]
+    assert asset_filter == {"op": "=", "args": [{"property": "asset_id"}, p.CNAM_ASSET]}
+    item = DeliveryEvent(
+        request_id="r-1", provider=Provider.UP42, product=product, occurred_at=NOW
+    ).stac_item()
+    validate_item(item)
+
+
+async def test_an_older_item_keeps_its_single_data_asset_and_gets_a_bbox() -> None:
+    fake = FakeUp42()
+    fake.on(
+        "GET",
+        "/v2/assets",
+        reply(200, p.assets_page([p.storage_asset(p.OLD_ASSET, "2026-01-09T10:00:00Z", order_id=None)])),
+    )
+    fake.on("POST", "/v2/assets/stac/search", reply(200, fc(p.old_item())))
+    fake.on("GET", f"/v2/assets/stac/collections/{p.OLD_COLLECTION}", reply(200, {"id": p.OLD_COLLECTION}))
+    (product,) = (await make(fake).find_deliveries(ORDERS, None)).products
+    assert product.tracking_key == p.ORDER_2
+    assert [(a.key, a.roles, a.media_type) for a in product.assets] == [("data", ["data"], "application/zip")]
+    assert product.bbox is not None
+    assert len(product.bbox) == 4
+    validate_item(
+        DeliveryEvent(request_id="r-2", provider=Provider.UP42, product=product, occurred_at=NOW).stac_item()
+    )
+
+
+async def test_items_of_orders_not_waiting_are_dropped_and_foreign_assets_are_not_searched() -> None:
+    fake = FakeUp42()
+    entries = [
+        p.storage_asset(p.CNAM_ASSET, "2026-01-09T10:00:00Z", order_id=None),  # no orderId: searched
+        p.storage_asset("foreign-asset", "2026-01-09T11:00:00Z", order_id="someone-elses-order"),
+    ]
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page(entries)))
+    fake.on("POST", "/v2/assets/stac/search", reply(200, fc(p.cnam_item())))
+    fake.on("GET", f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}", reply(200, p.cnam_collection()))
+    only_other = [PlacedOrder(tracking_key=p.ORDER_2, refs={})]
+    harvest = await make(fake).find_deliveries(only_other, None)
+    assert harvest.products == []
+    (search,) = fake.sent("POST", "/v2/assets/stac/search")
+    assert "foreign-asset" not in json.dumps(search_of(search))
+    assert fake.sent("GET", f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}") == []
+
+
+async def test_an_asset_still_extracting_stays_pending_and_is_found_next_cycle() -> None:
+    fake = FakeUp42()
+    asset = p.storage_asset(p.CNAM_ASSET, "2026-01-09T10:00:00Z", status="IN_PROGRESS")
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page([asset])), reply(200, p.assets_page([asset])))
+    fake.on("POST", "/v2/assets/stac/search", reply(200, fc()), reply(200, fc(p.cnam_item())))
+    fake.on("GET", f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}", reply(200, p.cnam_collection()))
+    provider = make(fake)
+    first = await provider.find_deliveries(ORDERS, None)
+    assert first.products == []
+    assert first.cursor is not None
+    assert json.loads(first.cursor)["pending"] == {p.CNAM_ASSET: "2026-01-09T10:00:00Z"}
+    second = await provider.find_deliveries(ORDERS, first.cursor)
+    assert [x.item_id for x in second.products] == [p.CNAM_ITEM]
+    assert second.cursor is not None
+    assert json.loads(second.cursor)["pending"] == {}
+    listing = fake.sent("GET", "/v2/assets")[1]
+    assert listing.url.params["createdAfter"] == "2026-01-09T10:00:00Z"
+    assert listing.url.params["sort"] == "createdAt,asc"
+
+
+async def test_a_failed_extraction_is_not_searched_and_the_cursor_moves_on() -> None:
+    fake = FakeUp42()
+    asset = p.storage_asset(p.CNAM_ASSET, "2026-01-09T10:00:00Z", status="FAILED")
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page([asset])))
+    harvest = await make(fake).find_deliveries(ORDERS, None)
+    assert harvest.products == []
+    assert fake.sent("POST", "/v2/assets/stac/search") == []
+    assert harvest.cursor is not None
+    assert json.loads(harvest.cursor) == {
+        "after": "2026-01-09T10:00:00Z",
+        "seen": [p.CNAM_ASSET],
+        "pending": {},
+    }
+
+
+async def test_a_cycle_costs_pages_of_new_assets_not_calls_per_waiting_order() -> None:
+    fake = FakeUp42()
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page([])))
+    many = [PlacedOrder(tracking_key=f"order-{n}", refs={}) for n in range(10_000)]
+    harvest = await make(fake).find_deliveries(
+        many, '{"after": "2026-01-09T10:00:00Z", "seen": [], "pending": {}}'
+    )
+    assert harvest.products == []
+    api_calls = [r for r in fake.requests if not r.url.path.endswith(("/token", "/userinfo"))]
+    assert [(r.method, r.url.path) for r in api_calls] == [("GET", "/v2/assets")]
+
+
+async def test_search_follows_next_links_and_batches_assets() -> None:
+    fake = FakeUp42()
+    entries = [p.storage_asset(f"asset-{n:03d}", f"2026-01-09T10:{n % 60:02d}:00Z") for n in range(60)]
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page(entries)))
+    page_2 = {
+        "rel": "next",
+        "href": f"{p.API}/v2/assets/stac/search",
+        "method": "POST",
+        "body": {"token": "t2"},
+    }
+    fake.on(
+        "POST", "/v2/assets/stac/search", reply(200, fc(links=[page_2])), reply(200, fc()), reply(200, fc())
+    )
+    await make(fake).find_deliveries(ORDERS, None)
+    bodies = [search_of(r) for r in fake.sent("POST", "/v2/assets/stac/search")]
+    assert len(bodies) == 3, "two batches of assets (50 + 10), the first with a second page"
+    assert bodies[1]["token"] == "t2"
+    assert bodies[1]["filter"] == bodies[0]["filter"]
+    assert len(bodies[0]["filter"]["args"]) == 50
+    assert bodies[0]["filter"]["op"] == "or"

@@ -1,0 +1,149 @@
+"""The ``DeliveryEvent`` (CONTRACT §4.5): one delivered product of one request, as a STAC Item.
+
+:class:`DeliveryEvent` is what the domain core puts in an order's outbox (the product as the
+adapter found it, the request it belongs to and the acquisitions it was joined to);
+:meth:`DeliveryEvent.stac_item` builds its wire form, a STAC 1.1.0 Item, with ``pystac``. The
+item is a pure function of the event's payload, so a re-published event (same ``ce_id``) carries
+the same content.
+
+Extensions are listed in ``stac_extensions`` only when one of their fields is used. Their JSON
+Schemas ship with the project (``worker/events/stac_schemas``) and the tests validate every
+published item against them offline.
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pystac
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.events.models import Provider
+from worker.providers.base import DeliveredProduct, ProductAsset
+
+STAC_VERSION: Final = "1.1.0"
+
+EO: Final = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+VIEW: Final = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
+PROCESSING: Final = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+FILE: Final = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+TIMESTAMPS: Final = "https://stac-extensions.github.io/timestamps/v1.1.0/schema.json"
+AUTHENTICATION: Final = "https://stac-extensions.github.io/authentication/v1.1.0/schema.json"
+PROJECTION: Final = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+
+EXTENSIONS: Final = (EO, VIEW, PROCESSING, FILE, TIMESTAMPS, AUTHENTICATION, PROJECTION)
+"""Every extension a DeliveryEvent may use (the shipped schemas cover exactly these)."""
+
+# Which extension a property prefix (or a timestamps field) belongs to.
+_PREFIXES: Final = {"eo:": EO, "view:": VIEW, "processing:": PROCESSING, "proj:": PROJECTION}
+_TIMESTAMPS_FIELDS: Final = frozenset({"expires", "published", "unpublished"})
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class DeliveryEvent(BaseModel):
+    """A delivered product of one request (the outbox form of CONTRACT §4.5).
+
+    ``acquisition_ids`` are the ``acquisitionId``s the product was joined to (``[]`` when the
+    provider's data allows no join). ``occurred_at`` is when the worker saw the product: it is the
+    CloudEvents ``time``, not part of the item.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str
+    provider: Provider
+    product: DeliveredProduct
+    acquisition_ids: list[str] = Field(default_factory=list)
+    occurred_at: datetime
+
+    @property
+    def ce_id(self) -> str:
+        """Deterministic CloudEvents id: ``{requestId}:delivery:{itemId}``."""
+        return f"{self.request_id}:delivery:{self.product.item_id}"
+
+    def stac_item(self) -> dict[str, Any]:
+        """The STAC 1.1.0 Item (a JSON object) this event is published as.
+
+        ``datetime`` is the product's acquisition time; with only a range, ``datetime`` is null and
+        ``start_datetime``/``end_datetime`` carry it; with no time at all, the product's update time
+        (else ``occurred_at``) stands in, because STAC requires one.
+        """
+        product = self.product
+        when = product.datetime
+        if when is None and (product.start_datetime is None or product.end_datetime is None):
+            when = product.updated_at or self.occurred_at
+        scheme = self.provider.value
+        properties: dict[str, Any] = {
+            **product.properties,
+            "tasking:request_id": self.request_id,
+            "tasking:provider": self.provider.value,
+            "tasking:provider_refs": dict(sorted(product.refs.items())),
+            "tasking:acquisition_ids": list(self.acquisition_ids),
+        }
+        if any(a.needs_auth for a in product.assets):
+            properties["auth:schemes"] = {
+                scheme: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": f"the {scheme} access token of the account that placed the order",
+                }
+            }
+        item = pystac.Item(
+            id=product.item_id,
+            geometry=product.geometry,
+            bbox=product.bbox,
+            datetime=when,
+            properties=properties,
+            start_datetime=product.start_datetime,
+            end_datetime=product.end_datetime,
+        )
+        for asset in product.assets:
+            item.add_asset(asset.key, _asset(asset, scheme))
+        if product.via is not None:
+            item.add_link(pystac.Link(rel="via", target=product.via, media_type="application/json"))
+        item.stac_extensions = _extensions(properties, product.assets)
+        data = item.to_dict(include_self_link=False, transform_hrefs=False)
+        data["stac_version"] = STAC_VERSION
+        return data
+
+
+def _asset(asset: ProductAsset, scheme: str) -> pystac.Asset:
+    extra: dict[str, Any] = {}
+    if asset.size is not None:
+        extra["file:size"] = asset.size
+    if asset.checksum is not None:
+        extra["file:checksum"] = asset.checksum
+    if asset.needs_auth:
+        extra["auth:refs"] = [scheme]
+    return pystac.Asset(
+        href=asset.href,
+        title=asset.title,
+        media_type=asset.media_type,
+        roles=list(asset.roles) or None,
+        extra_fields=extra,
+    )
+
+
+def _extensions(properties: dict[str, Any], assets: list[ProductAsset]) -> list[str]:
+    """The schema URL of every extension whose fields the item uses, in a fixed order."""
+    used: set[str] = set()
+    for name in properties:
+        used.update(url for prefix, url in _PREFIXES.items() if name.startswith(prefix))
+        if name in _TIMESTAMPS_FIELDS:
+            used.add(TIMESTAMPS)
+    if "auth:schemes" in properties:
+        used.add(AUTHENTICATION)
+    if any(a.size is not None or a.checksum is not None for a in assets):
+        used.add(FILE)
+    return [url for url in EXTENSIONS if url in used]
+
+
+def stac_time(value: datetime) -> str:
+    """A time as the items carry it (RFC 3339, UTC, ``Z``), for adapters filling ``properties``."""
+    return _utc(value)

@@ -1,0 +1,637 @@
+"""Airbus OneAtlas tasking adapter (SPOT / Pléiades on the ``legacy`` backend, Pléiades Neo on ``neo``).
+
+It speaks the real API (Airbus's published tasking API, summarised in
+``docs/providers/oneatlas.md``) and nothing else: every call goes through :class:`ProviderHttp`
+(``read`` for calls without side effects, ``write`` for the ones that create or decide something),
+with a bearer token obtained from the API key (1 h, no refresh token, renewed 60 s early and once on
+401).
+
+The two backends differ after the order is placed:
+
+* legacy (SPOT, PLEIADES): ``POST /api/v1/orders`` answers a ``salesOrderId`` (the tracking key);
+  the order becomes an ICR ("tasking") listed under ``/api/v1/contracts/{cid}/taskings`` with its
+  segments (acquisitions).
+* neo (PLEIADESNEO): ``POST /api/v1/orders`` answers a ``quotationId`` (the tracking key); the order
+  line is found with ``POST /api/v2/orders/search`` and its acquisitions ("coverage items") with
+  ``POST /api/v1/coverages/search``.
+
+Provider quirks handled here: ``progCapacities`` as an object or an array, ``mission`` or
+``missions``, the ``MAUAL`` typo, WKT footprints in ``/attempts``, camel-case ICR ``progTypeName``,
+``token_type`` in either case, 201 on prices and orders, and three error body families.
+The API key and the token never appear in an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from functools import partial
+from typing import Any
+
+import httpx
+
+from worker.config import HttpClientSettings, OneAtlasSettings
+from worker.errors import (
+    InvalidOrderParams,
+    NotFeasible,
+    OutcomeUnknown,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
+from worker.providers.auth import TokenSource
+from worker.providers.base import (
+    Acquisition,
+    Attempt,
+    DeliveredProduct,
+    DeliveryHarvest,
+    FeasibilityResult,
+    OrderContext,
+    OrderSnapshot,
+    PlacedOrder,
+    PolledOrder,
+    PriceQuote,
+)
+from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
+from worker.providers.oneatlas.common import (
+    ATTEMPT_TYPES,
+    PROVIDER,
+    TOKEN_MARGIN_SECONDS,
+    Sleep,
+    as_dict,
+    as_float,
+    as_list,
+    backend_of,
+    lucene_escape,
+    parse_automation,
+    parse_classification,
+    parse_time,
+    refs_of,
+    str_or_none,
+)
+from worker.providers.oneatlas.delivery import DeliveryFinder
+from worker.providers.oneatlas.failures import auth_translate, translate_error
+from worker.providers.oneatlas.mapping import (
+    acquisition_from,
+    legacy_snapshot,
+    neo_quotation_id,
+    neo_snapshot,
+    raw_fingerprint,
+)
+from worker.providers.oneatlas.ordering import (
+    attempt_from,
+    check_aoi_size,
+    check_processing,
+    oneatlas_product,
+    order_body,
+    prog_type_entry,
+    search_body,
+    soonest,
+)
+
+
+class OneAtlasProvider:
+    """:class:`~worker.providers.base.TaskingProvider` for Airbus OneAtlas.
+
+    Args:
+        settings: API key, contract ids, hosts and order fields.
+        http: timeouts and retry policy.
+        client: an injected ``httpx.AsyncClient`` (tests pass a MockTransport or an ASGI app);
+            when ``None`` the adapter builds and owns one.
+        metrics: request / retry metrics sink.
+        sleep: awaited between retries (tests inject a recorder).
+        clock: monotonic seconds for token expiry (tests inject a fake clock).
+        page_size: items per page when listing taskings or searching orders.
+        delivery_page_size: items per page when searching delivered products (at most 500).
+    """
+
+    name = Provider.ONEATLAS
+
+    def __init__(
+        self,
+        settings: OneAtlasSettings,
+        http: HttpClientSettings,
+        *,
+        client: httpx.AsyncClient | None = None,
+        metrics: ProviderMetrics | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        page_size: int = 100,
+        delivery_page_size: int = 500,
+    ) -> None:
+        self._settings = settings
+        self._owns_client = client is None
+        self._client = client if client is not None else build_client(http, settings.max_concurrency)
+        self._page_size = page_size
+        self._base = str(settings.base_url).rstrip("/")
+        policy = http_policy(http, settings.rate_limit_per_second, settings.max_concurrency)
+        sink = metrics if metrics is not None else NullMetrics()
+        renewed = getattr(sink, "token_renewed", None)
+        self._tokens = TokenSource(
+            self._fetch_token,
+            margin=TOKEN_MARGIN_SECONDS,
+            clock=clock,
+            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None,
+        )
+        self._http = ProviderHttp(
+            PROVIDER,
+            self._client,
+            self._tokens,
+            policy=policy,
+            metrics=sink,
+            translate=translate_error,
+            sleep=sleep,
+        )
+        self._auth_http = ProviderHttp(
+            PROVIDER,
+            self._client,
+            None,
+            policy=policy,
+            metrics=sink,
+            translate=auth_translate(self._api_key_or_empty()),
+            sleep=sleep,
+        )
+        self._deliveries = DeliveryFinder(settings, self._http, self._contract, delivery_page_size)
+        # Which backend a tracking key belongs to, learnt when this process placed or found it.
+        self._backends: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ configuration and auth
+
+    def _api_key_or_empty(self) -> str:
+        key = self._settings.api_key
+        return key.get_secret_value() if key is not None else ""
+
+    def _contract(self, backend: str) -> str:
+        """The contract for a backend (PNEO: the neo contract, falling back to ``contract_id``)."""
+        if not self._settings.configured:
+            raise ProviderNotConfigured("OneAtlas API key is not configured", provider=PROVIDER)
+        contract = self._settings.contract_id
+        if backend == "neo":
+            contract = self._settings.neo_contract_id or contract
+        if not contract:
+            raise ProviderNotConfigured(f"no OneAtlas {backend} contract configured", provider=PROVIDER)
+        return contract
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        """Exchange the API key for a token (form POST); returns ``(token, expires_in)``."""
+        api_key = self._api_key_or_empty()
+        if not api_key:
+            raise ProviderNotConfigured("OneAtlas API key is not configured", provider=PROVIDER)
+        body = await self._auth_http.read(
+            "authenticate",
+            "POST",
+            str(self._settings.auth_url),
+            data={"apikey": api_key, "grant_type": "api_key", "client_id": "IDP"},
+        )
+        body = as_dict(body)
+        token, token_type = body.get("access_token"), str(body.get("token_type") or "bearer")
+        if not isinstance(token, str) or not token or token_type.lower() != "bearer":
+            raise ProviderProtocolError(
+                "authenticate: no bearer access_token in the answer",
+                provider=PROVIDER,
+                operation="authenticate",
+            )
+        return token, as_float(body.get("expires_in")) or 3600.0
+
+    def _url(self, path: str) -> str:
+        return self._base + path
+
+    async def _read(self, operation: str, method: str, path: str, **kw: Any) -> Any:
+        return await self._http.read(operation, method, self._url(path), **kw)
+
+    async def _write(self, operation: str, method: str, path: str, **kw: Any) -> Any:
+        return await self._http.write(operation, method, self._url(path), **kw)
+
+    # ------------------------------------------------------------------ validation
+
+    async def validate(self, request: OrderRequest) -> None:
+        """Check mission/type, configuration, options and the AOI size rules of §6.
+
+        Raises:
+            ProviderNotConfigured: no API key, or no contract for the request's backend.
+            InvalidOrderParams: the message names the offending field.
+        """
+        product = oneatlas_product(request)
+        self._contract(backend_of(product.mission))
+        check_processing(request, product)
+        check_aoi_size(request, product)
+        for key, value in request.provider_options.items():
+            if not isinstance(value, str | int | float | bool):
+                raise InvalidOrderParams(
+                    f"providerOptions.{key}: must be a scalar", provider=PROVIDER, operation="validate"
+                )
+
+    # ------------------------------------------------------------------ feasibility and attempts
+
+    def _search_body(self, request: OrderRequest, prog_type: str) -> dict[str, Any]:
+        contract = self._contract(backend_of(oneatlas_product(request).mission))
+        return search_body(request, prog_type, contract)
+
+    async def check_feasibility(self, request: OrderRequest) -> FeasibilityResult:
+        """``POST /api/v1/feasibility`` for the request's programming type.
+
+        Raises:
+            NotFeasible: ``available: false`` or a capacity error code.
+            ProviderRejected: a per-progType AOI error (e.g. ``ERR_MIN_AOI_AREA``) or a 4xx.
+        """
+        product = oneatlas_product(request)
+        prog = product.programming_type.value
+        body = await self._read(
+            "feasibility", "POST", "/api/v1/feasibility", json=self._search_body(request, prog)
+        )
+        entry = prog_type_entry(body, prog, "feasibility")
+        feasibility = as_dict(entry.get("feasibility"))
+        return FeasibilityResult(
+            programming_type=prog,
+            automation=parse_automation(feasibility.get("automation")),
+            classification=parse_classification(feasibility.get("classification")),
+            automation_name=str_or_none(feasibility.get("automationName")),
+            available=True,
+            expires_at=parse_time(entry.get("expirationDate") or feasibility.get("expirationDate")),
+        )
+
+    async def find_attempts(self, request: OrderRequest) -> list[Attempt]:
+        """``POST /api/v1/attempts``: the acquisition slots of a ONEDAY/ONENOW(ATTEMPTS) request.
+
+        Returns the attempts soonest first, footprints converted from WKT to GeoJSON.
+
+        Raises:
+            NotFeasible: ``ERR_NO_SENSOR_AVAILABLE`` (HTTP 500) or no segment at all.
+            InvalidOrderParams: the programming type has no attempts.
+        """
+        product = oneatlas_product(request)
+        if product.programming_type not in ATTEMPT_TYPES:
+            raise InvalidOrderParams(
+                f"product.programmingType: {product.programming_type} has no attempts",
+                provider=PROVIDER,
+                operation="attempts",
+            )
+        prog = product.programming_type.value
+        body = await self._read("attempts", "POST", "/api/v1/attempts", json=self._search_body(request, prog))
+        entry = prog_type_entry(body, prog, "attempts")
+        attempts = [a for a in (attempt_from(s) for s in as_list(entry.get("segments"))) if a is not None]
+        if not attempts:
+            raise NotFeasible(
+                "attempts: no acquisition attempt offered", provider=PROVIDER, operation="attempts"
+            )
+        return sorted(attempts, key=soonest)
+
+    # ------------------------------------------------------------------ price and order
+
+    def order_body(self, request: OrderRequest, context: OrderContext) -> dict[str, Any]:
+        """The body shared by ``POST /api/v1/prices`` and ``POST /api/v1/orders`` (§3.3)."""
+        contract = self._contract(backend_of(oneatlas_product(request).mission))
+        return order_body(self._settings, request, context, contract)
+
+    async def price(self, request: OrderRequest, context: OrderContext) -> PriceQuote:
+        """``POST /api/v1/prices`` (answers 201) with the order body.
+
+        Raises:
+            ProviderRejected: the provider refused to price it (4xx, provider code attached).
+        """
+        body = await self._read("price", "POST", "/api/v1/prices", json=self.order_body(request, context))
+        body = as_dict(body)
+        amount = as_float(body.get("totalAmount"))
+        if amount is None:
+            raise ProviderProtocolError(
+                "price: no totalAmount in the answer", provider=PROVIDER, operation="price"
+            )
+        areas = [as_float(as_dict(p).get("areaKm2")) for p in as_list(body.get("productTypes"))]
+        known = [a for a in areas if a is not None]
+        return PriceQuote(
+            amount=amount, currency=str(body.get("currency") or "EUR"), area_km2=sum(known) if known else None
+        )
+
+    async def place_order(self, request: OrderRequest, context: OrderContext) -> PlacedOrder:
+        """``POST /api/v1/orders`` (201): never retried once it may have been sent.
+
+        Returns the legacy ``salesOrderId`` or the PNEO ``quotationId`` as tracking key.
+
+        Raises:
+            OutcomeUnknown: timeout, lost connection or 5xx; or a 2xx without the expected id
+                (something was probably created): reconcile with :meth:`find_order`.
+            ProviderRejected: refused, nothing created.
+        """
+        backend = backend_of(oneatlas_product(request).mission)
+        body = self.order_body(request, context)
+        answer = as_dict(await self._write("place_order", "POST", "/api/v1/orders", json=body))
+        key_field = "salesOrderId" if backend == "legacy" else "quotationId"
+        key = answer.get(key_field)
+        if not key:
+            raise OutcomeUnknown(
+                f"place_order: answer has no {key_field}; reconcile",
+                provider=PROVIDER,
+                operation="place_order",
+            )
+        refs = refs_of(
+            salesOrderId=answer.get("salesOrderId"),
+            quotationId=answer.get("quotationId"),
+            contractId=body["contractId"],
+            customerReference=request.reference,
+        )
+        self._backends[str(key)] = backend
+        return PlacedOrder(
+            tracking_key=str(key),
+            refs=refs,
+            amount=as_float(answer.get("totalAmount")),
+            currency=str_or_none(answer.get("currency")),
+        )
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def find_order(self, request: OrderRequest) -> PlacedOrder | None:
+        """Find the order placed for ``request.reference`` (after a crash or OutcomeUnknown)."""
+        backend = backend_of(oneatlas_product(request).mission)
+        contract = self._contract(backend)
+        ref = request.reference
+        if backend == "legacy":
+            async for item in self._taskings(contract, {"customerRef": ref}):
+                if str(as_dict(item.get("icr")).get("customerRef")) == ref and item.get("sal"):
+                    return self._placed(legacy_snapshot(item, contract), backend)
+            return None
+        query = f"(customerReference:{lucene_escape(ref)}) AND (contractId:{lucene_escape(contract)})"
+        async for line in self._search("find_order", "/api/v2/orders/search", query):
+            if str(line.get("customerReference")) == ref and neo_quotation_id(line):
+                return self._placed(neo_snapshot(line), backend)
+        return None
+
+    def _placed(self, snapshot: OrderSnapshot, backend: str) -> PlacedOrder:
+        self._backends[snapshot.tracking_key] = backend
+        return PlacedOrder(tracking_key=snapshot.tracking_key, refs=snapshot.refs)
+
+    # ------------------------------------------------------------------ tracking
+
+    def _backend_for_key(self, key: str, refs: Mapping[str, str] | None = None) -> str:
+        """Which backend a tracking key belongs to: learnt, else from refs, else by id shape."""
+        known = self._backends.get(key)
+        if known is not None:
+            return known
+        if refs is not None and refs.get("quotationId") == key:
+            return "neo"
+        return "neo" if key.upper().startswith("QUO") else "legacy"
+
+    async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
+        """The current state of one order.
+
+        Raises:
+            ProviderRejected: the provider does not know the order (any more).
+        """
+        key = placed.tracking_key
+        if self._backend_for_key(key, placed.refs) == "neo":
+            contract = placed.refs.get("contractId") or self._contract("neo")
+            query = f"(cis.quotation:{lucene_escape(key)}) AND (contractId:{lucene_escape(contract)})"
+            async for line in self._search("get_order", "/api/v2/orders/search", query):
+                if neo_quotation_id(line) == key:
+                    return neo_snapshot(line)
+        else:
+            contract = placed.refs.get("contractId") or self._contract("legacy")
+            item = await self._find_tasking(contract, placed)
+            if item is not None:
+                return legacy_snapshot(item, contract)
+        raise ProviderRejected(
+            f"get_order: order {key} not found",
+            provider=PROVIDER,
+            operation="get_order",
+            provider_code="NOT_FOUND",
+        )
+
+    async def _find_tasking(self, contract: str, placed: PlacedOrder) -> dict[str, Any] | None:
+        """The ``{sal, so, icr}`` item of a legacy order (one GET when the ICR id is known)."""
+        tasking_id = placed.refs.get("taskingId")
+        if tasking_id:
+            item = as_dict(
+                await self._read("get_order", "GET", f"/api/v1/contracts/{contract}/taskings/{tasking_id}")
+            )
+            return item if item.get("icr") else None
+        ref = placed.refs.get("customerReference")
+        params = {"customerRef": ref} if ref else {}
+        async for item in self._taskings(contract, params):
+            if str(item.get("sal")) == placed.tracking_key:
+                return item
+        return None
+
+    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+        """The orders in ``keys``, by listing pages (calls grow with pages, not keys).
+
+        Legacy keys are matched against ``GET …/taskings`` pages (``sal``), PNEO keys against
+        ``POST /api/v2/orders/search`` pages (``quotationId``). Listing stops early once every
+        key was seen. Each order's fingerprint is that of its raw list item; its snapshot is
+        parsed only if the caller asks for it.
+        """
+        wanted = set(keys)
+        neo = {k for k in wanted if self._backend_for_key(k) == "neo"}
+        result: dict[str, PolledOrder] = {}
+        if wanted - neo:
+            result.update(await self._poll_legacy(wanted - neo))
+        if neo:
+            result.update(await self._poll_neo(neo))
+        return result
+
+    async def _poll_legacy(self, keys: set[str]) -> dict[str, PolledOrder]:
+        contract = self._contract("legacy")
+        found: dict[str, PolledOrder] = {}
+        async for item in self._taskings(contract, {}, until=lambda: len(found) == len(keys)):
+            sal = str(item.get("sal") or "")
+            if sal in keys:
+                found[sal] = PolledOrder(raw_fingerprint(item), partial(legacy_snapshot, item, contract))
+        return found
+
+    async def _poll_neo(self, keys: set[str]) -> dict[str, PolledOrder]:
+        contract = self._contract("neo")
+        found: dict[str, PolledOrder] = {}
+        query = f"(contractId:{lucene_escape(contract)})"
+        async for line in self._search(
+            "poll", "/api/v2/orders/search", query, until=lambda: len(found) == len(keys)
+        ):
+            key = neo_quotation_id(line)
+            if key in keys:
+                found[key] = PolledOrder(raw_fingerprint(line), partial(neo_snapshot, line))
+        return found
+
+    async def _taskings(
+        self, contract: str, filters: Mapping[str, str], until: Callable[[], bool] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every tasking item matching ``filters``, page by page (``count``/``startPage`` from 1)."""
+        page = 1
+        while True:
+            params = {**filters, "count": str(self._page_size), "startPage": str(page)}
+            body = as_dict(
+                await self._read("poll", "GET", f"/api/v1/contracts/{contract}/taskings", params=params)
+            )
+            items = [i for i in as_list(body.get("taskings")) if isinstance(i, dict)]
+            for item in items:
+                yield item
+            if len(items) < self._page_size or (until is not None and until()):
+                return
+            page += 1
+
+    async def _search(
+        self, operation: str, path: str, query: str, until: Callable[[], bool] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every feature of a PNEO search (``paging`` with ``pagingMode: item``, 0-based index)."""
+        start = 0
+        while True:
+            request = {
+                "paging": {"itemsPerPage": self._page_size, "startIndex": start, "pagingMode": "item"},
+                "criteria": {"q": query},
+            }
+            body = as_dict(await self._read(operation, "POST", path, json=request))
+            features = [f for f in as_list(body.get("features")) if isinstance(f, dict)]
+            for feature in features:
+                yield as_dict(feature.get("properties")) or feature
+            start += len(features)
+            total = as_float(as_dict(body.get("paging")).get("totalResults"))
+            done = len(features) < self._page_size or (total is not None and start >= total)
+            if done or (until is not None and until()):
+                return
+
+    # ------------------------------------------------------------------ acquisitions
+
+    async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
+        """Segments (legacy) or coverage items (PNEO) of one order; ``[]`` before there is any."""
+        if self._backend_for_key(placed.tracking_key, placed.refs) == "neo":
+            item_id = await self._order_item_id(placed, required=False)
+            if item_id is None:
+                return []
+            refs = refs_of(orderItemId=item_id, quotationId=placed.tracking_key)
+            query = f"(orderItemId:{lucene_escape(item_id)})"
+            return [
+                acquisition_from(c, id_key="coverageItemId", refs=refs)
+                async for c in self._search("list_acquisitions", "/api/v1/coverages/search", query)
+            ]
+        contract, tasking_id = await self._tasking_id(placed, required=False)
+        if tasking_id is None:
+            return []
+        body = as_dict(
+            await self._read(
+                "list_acquisitions", "GET", f"/api/v1/contracts/{contract}/taskings/{tasking_id}/segments"
+            )
+        )
+        refs = refs_of(taskingId=tasking_id, salesOrderId=placed.tracking_key)
+        return [
+            acquisition_from(s, id_key="id", refs=refs)
+            for s in as_list(body.get("segments"))
+            if isinstance(s, dict)
+        ]
+
+    async def _tasking_id(self, placed: PlacedOrder, *, required: bool) -> tuple[str, str | None]:
+        contract = placed.refs.get("contractId") or self._contract("legacy")
+        tasking_id = placed.refs.get("taskingId")
+        if not tasking_id:
+            item = await self._find_tasking(contract, placed)
+            tasking_id = str_or_none(as_dict(as_dict(item).get("icr")).get("id"))
+        if tasking_id is None and required:
+            raise ProviderRejected(
+                f"no tasking (ICR) exists yet for {placed.tracking_key}",
+                provider=PROVIDER,
+                provider_code="NOT_FOUND",
+            )
+        return contract, tasking_id
+
+    async def _order_item_id(self, placed: PlacedOrder, *, required: bool) -> str | None:
+        item_id = placed.refs.get("orderItemId")
+        if not item_id:
+            item_id = (await self.get_order(placed)).refs.get("orderItemId")
+        if item_id is None and required:
+            raise ProviderRejected(
+                f"quotation {placed.tracking_key} has no order item yet",
+                provider=PROVIDER,
+                provider_code="NOT_FOUND",
+            )
+        return item_id
+
+    async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
+        """Accept or refuse a proposed segment / coverage item (a write)."""
+        verb = "accept" if accept else "refuse"
+        if self._backend_for_key(placed.tracking_key, placed.refs) == "neo":
+            path = f"/api/v1/coverages/{acquisition_id}/{verb}"
+        else:
+            contract, tasking_id = await self._tasking_id(placed, required=True)
+            path = f"/api/v1/contracts/{contract}/taskings/{tasking_id}/segments/{acquisition_id}/{verb}"
+        await self._write("decide_acquisition", "POST", path, json={})
+
+    async def decide_quotation(self, placed: PlacedOrder, quotation_id: str, accept: bool) -> None:
+        """PNEO: ``PUT /api/v1/contracts/{cid}/quotations/{id}/accept|refuse`` (a write)."""
+        contract = placed.refs.get("contractId") or self._contract("neo")
+        verb = "accept" if accept else "refuse"
+        await self._write(
+            "decide_quotation", "PUT", f"/api/v1/contracts/{contract}/quotations/{quotation_id}/{verb}"
+        )
+
+    async def choose_option(self, placed: PlacedOrder, study_id: str, option_id: str) -> None:
+        """OneAtlas has no feasibility-study options to choose from.
+
+        Raises:
+            ProviderRejected: always.
+        """
+        raise ProviderRejected(
+            "OneAtlas does not offer feasibility study options: a manual study ends in a tasking "
+            "(SPOT/Pléiades) or a quotation (Pléiades Neo)",
+            provider=PROVIDER,
+            operation="choose_option",
+        )
+
+    async def cancel(self, placed: PlacedOrder) -> None:
+        """Cancel the order.
+
+        Legacy: ``POST …/taskings/{taskingId}/cancel`` with ``{}``. PNEO: before acceptance the
+        quotation is refused; after, ``POST /api/v1/orders/{orderItemId}/cancel``, or ``/stop``
+        when acquisitions already exist (what was acquired is kept).
+
+        Raises:
+            ProviderRejected: the provider refused; the message carries its reason.
+        """
+        if self._backend_for_key(placed.tracking_key, placed.refs) == "legacy":
+            contract, tasking_id = await self._tasking_id(placed, required=True)
+            await self._write(
+                "cancel", "POST", f"/api/v1/contracts/{contract}/taskings/{tasking_id}/cancel", json={}
+            )
+            return
+        snapshot = await self.get_order(placed)
+        item_id = snapshot.refs.get("orderItemId")
+        if item_id is None:
+            await self.decide_quotation(placed, placed.tracking_key, accept=False)
+            return
+        has_acquisitions = (
+            snapshot.counts is not None and (snapshot.counts.proposed + snapshot.counts.validated) > 0
+        )
+        verb = "stop" if has_acquisitions else "cancel"
+        await self._write("cancel", "POST", f"/api/v1/orders/{item_id}/{verb}", json={})
+
+    # ------------------------------------------------------------------ deliveries
+
+    async def find_deliveries(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
+        """Products delivered for ``orders`` since ``cursor`` (see :mod:`.delivery`).
+
+        Harvests the delivery workspaces of the orders' backends by update date, so the calls
+        grow with new products, not with ``len(orders)``; without orders nothing is asked.
+
+        Raises:
+            ProviderNotConfigured: no API key, or no contract for an order's backend.
+            ProviderProtocolError: a delivery workspace cannot be resolved.
+        """
+        if not orders:
+            return DeliveryHarvest(cursor=cursor)
+        backends = {self._backend_for_key(o.tracking_key, o.refs) for o in orders}
+        return await self._deliveries.harvest(orders, backends, cursor)
+
+    async def order_products(self, placed: PlacedOrder) -> list[DeliveredProduct]:
+        """The delivered products of one order, searched by sales order id (or customer reference)."""
+        backend = self._backend_for_key(placed.tracking_key, placed.refs)
+        return await self._deliveries.order_products(placed, backend)
+
+    @property
+    def tokens(self) -> TokenSource:
+        """The bearer token source (also used to download delivered products)."""
+        return self._tokens
+
+    async def refresh_token(self) -> bool:
+        """Renew the API-key token when it is within its renewal margin (see the protocol)."""
+        return await self._tokens.refresh_if_due()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client when this adapter created it."""
+        if self._owns_client:
+            await self._client.aclose()
