@@ -107,8 +107,8 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
         case Polled():
             return _polled(state, event, settings)
         case AcquisitionsListed():
-            state, effects = acquisitions.on_listed(state, event, settings)
-            state, more = deliveries.release_held(state, event.at, settings)
+            state, effects = acquisitions.on_listed(state, event, settings, then=deliveries.publish_held)
+            state, more = deliveries.after_listing(state, event.at, settings)
             return state, effects + more
         case WriteDone():
             return writes.on_write_done(state, event)

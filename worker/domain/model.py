@@ -242,15 +242,15 @@ class OrderState(DomainModel):
     @property
     def awaiting_delivery(self) -> bool:
         """Whether the delivery harvest should look for this order's products."""
-        return awaiting_delivery(self.placed is not None, self.status, self.phase)
+        return awaiting_delivery(self.placed is not None, self.phase)
 
 
-def awaiting_delivery(placed: bool, status: OrderStatus | None, phase: Phase) -> bool:
-    """Products may come for an order placed, not finished, and active at the provider (or whose
-    provider finished and whose products are still to come)."""
-    if not placed or phase is Phase.DONE:
-        return False
-    return phase is Phase.AWAITING_DELIVERY or status in (OrderStatus.ORDERED, OrderStatus.IN_PROGRESS)
+def awaiting_delivery(placed: bool, phase: Phase) -> bool:
+    """Products may come for any order placed at the provider and not finished: also one whose
+    state still shows an earlier status (a poll not yet seen: the provider may deliver before the
+    worker learns that the order is active), so the harvest never skips a product of an order it
+    owns."""
+    return placed and phase is not Phase.DONE
 
 
 TRACKED_PHASES = frozenset(

@@ -155,7 +155,7 @@ class StateStore:
         return [
             i
             for _, i in self.indexes()
-            if i.provider is provider and awaiting_delivery(i.tracking_key is not None, i.status, i.phase)
+            if i.provider is provider and awaiting_delivery(i.tracking_key is not None, i.phase)
         ]
 
     def orders(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[int, OrderState]]:

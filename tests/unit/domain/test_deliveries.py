@@ -223,9 +223,8 @@ def test_cancel_while_awaiting_delivery_is_answered_command_rejected() -> None:
 def test_which_orders_the_delivery_harvest_looks_for() -> None:
     from worker.domain.model import awaiting_delivery
 
-    assert awaiting_delivery(True, S.ORDERED, Phase.AWAITING_PROVIDER)
-    assert awaiting_delivery(True, S.IN_PROGRESS, Phase.AWAITING_PROVIDER), "products may come early"
-    assert awaiting_delivery(True, S.IN_PROGRESS, Phase.AWAITING_DELIVERY)
-    assert not awaiting_delivery(False, S.IN_PROGRESS, Phase.AWAITING_PROVIDER), "not placed"
-    assert not awaiting_delivery(True, S.FEASIBILITY_PENDING, Phase.AWAITING_PROVIDER)
-    assert not awaiting_delivery(True, S.COMPLETED, Phase.DONE)
+    assert awaiting_delivery(True, Phase.AWAITING_PROVIDER), "products may come while in progress"
+    assert awaiting_delivery(True, Phase.AWAITING_DELIVERY)
+    assert awaiting_delivery(True, Phase.AWAITING_OPTION), "a poll may be behind the provider"
+    assert not awaiting_delivery(False, Phase.AWAITING_PROVIDER), "not placed"
+    assert not awaiting_delivery(True, Phase.DONE)

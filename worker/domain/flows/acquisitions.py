@@ -8,6 +8,7 @@ before it may be re-sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from worker.domain.flows.common import (
@@ -52,9 +53,17 @@ _REFUSED = frozenset({A.REFUSED, A.REJECTED})
 # --------------------------------------------------------------------------- listing
 
 
-def on_listed(state: OrderState, event: AcquisitionsListed, settings: Settings) -> Step:
+def on_listed(
+    state: OrderState,
+    event: AcquisitionsListed,
+    settings: Settings,
+    then: Callable[[OrderState, datetime], OrderState] | None = None,
+) -> Step:
     """Publish what is new or changed, settle an in-doubt decision, then decide what the policy
-    or a pending command asks. On a finished order only the events are published."""
+    or a pending command asks. On a finished order only the events are published.
+
+    ``then`` runs once the acquisitions are recorded and before the progress is announced (the
+    delivered products held for this listing are published there, in the same progress event)."""
     if state.placed is None:
         return nothing(state)
     effects: list[Effect] = []
@@ -66,6 +75,8 @@ def on_listed(state: OrderState, event: AcquisitionsListed, settings: Settings) 
             state = observe(state, acquisition, event.at)
     if state.terminal:
         return state, effects
+    if then is not None:
+        state = then(state, event.at)
     state = set_progress(state, progress_of(state, None), event.at)
     return next_decision(state, event.at, effects)
 

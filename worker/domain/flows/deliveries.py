@@ -70,14 +70,22 @@ def on_delivery(state: OrderState, event: DeliveryFound, settings: Settings) -> 
     return _settle(publish(state, product, event.at), event.at, settings)
 
 
-def release_held(state: OrderState, at: datetime, settings: Settings) -> Step:
-    """After an acquisition listing: publish every held product with the join known now."""
-    if not state.held_products or state.terminal:
-        return state, []
+def publish_held(state: OrderState, at: datetime) -> OrderState:
+    """During an acquisition listing: publish every held product with the join known now (the
+    listing announces the progress)."""
+    if not state.held_products:
+        return state  # the same object: a listing that changes nothing is not persisted
     held, state = state.held_products, update(state, held_products=[])
     for product in held:
         state = publish(state, product, at)
-    return _settle(state, at, settings)
+    return state
+
+
+def after_listing(state: OrderState, at: datetime, settings: Settings) -> Step:
+    """After an acquisition listing: the order may now be complete."""
+    if state.phase is Phase.AWAITING_DELIVERY and not state.terminal:
+        return check(state, at, settings)
+    return state, []
 
 
 def publish(state: OrderState, product: DeliveredProduct, at: datetime) -> OrderState:
