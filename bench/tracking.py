@@ -164,6 +164,12 @@ class TimedProvider:
         self.cpu.append(time.process_time() - started)
         return polled
 
+    async def refresh_token(self) -> bool:
+        return await self.adapter.refresh_token()
+
+    async def aclose(self) -> None:
+        await self.adapter.aclose()
+
 
 # --------------------------------------------------------------------------- child process
 
