@@ -72,6 +72,7 @@ from worker.providers.base import (
     Quotation,
     QuotationDecision,
     RemotePhase,
+    stable_fingerprint,
 )
 from worker.providers.http import (
     NullMetrics,
@@ -469,11 +470,12 @@ def neo_snapshot(line: Mapping[str, Any]) -> OrderSnapshot:
 
 
 def raw_fingerprint(payload: Mapping[str, Any]) -> int:
-    """The fingerprint of one list item as the provider sent it (stable within this process).
+    """The fingerprint of one list item as the provider sent it (the same in every process:
+    :func:`~worker.providers.base.stable_fingerprint`).
 
     A snapshot is a pure function of its item (and the adapter's fixed contract), so equal items
     give equal snapshots: see :class:`~worker.providers.base.PolledOrder`."""
-    return hash(orjson.dumps(payload))
+    return stable_fingerprint(orjson.dumps(payload))
 
 
 def neo_quotation_id(line: Mapping[str, Any]) -> str | None:

@@ -51,9 +51,10 @@ from worker.errors import DecodeError
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.publisher import Publisher
+from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import BurntId, StateStore
 from worker.providers.base import PolledOrder, TaskingProvider
-from worker.runtime import crashpoints
+from worker.runtime import cooperative, crashpoints
 from worker.runtime.calls import perform
 from worker.runtime.timers import Timers
 
@@ -194,18 +195,31 @@ class Runner:
         """After a restore: re-publish each open order's pending events and latest status (same
         ``ce_id``), rebuild its timers and resume its step. Returns the number of open orders.
 
-        A finished order with nothing left to publish is skipped by its index, undecoded."""
+        A finished order with nothing left to publish is skipped by its index, undecoded. Orders
+        are resumed ``cooperative.BATCH`` at a time, concurrently within a batch: a batch's
+        decoding is a bounded stretch of the event loop, its acknowledgements are awaited
+        together, and no more than a batch of decoded states is held at once.
+
+        Raises:
+            KafkaError: an order's events or state could not be written (after its batch ends).
+        """
+        work = [(p, i) for p, i in self.store.indexes(partitions) if not (i.terminal and not i.has_outbox)]
         resumed = 0
-        for partition, index in list(self.store.indexes(partitions)):
-            if index.terminal and not index.has_outbox:
-                continue
-            state = self.store.get(index.request_id)
-            assert isinstance(state, OrderState)
-            await self._republish(partition, state)
-            if not state.terminal:
-                resumed += 1
-                await self.submit(partition, state.request_id, Resumed(at=self.clock()))
+        for batch in cooperative.chunked(work, cooperative.BATCH):
+            results = await asyncio.gather(*(self._resume(p, i) for p, i in batch), return_exceptions=True)
+            cooperative.raise_first(results)
+            resumed += sum(r is True for r in results)
         return resumed
+
+    async def _resume(self, partition: int, index: OrderIndex) -> bool:
+        """Resume one order; whether it is open."""
+        state = self.store.get(index.request_id)
+        assert isinstance(state, OrderState)
+        await self._republish(partition, state)
+        if state.terminal:
+            return False
+        await self.submit(partition, state.request_id, Resumed(at=self.clock()))
+        return True
 
     async def stop_partitions(self, partitions: Iterable[int], grace: float = 0.0) -> None:
         """Stop every task of these partitions (revocation or shutdown)."""
@@ -264,7 +278,7 @@ class Runner:
             if seen is not None and new is not None and new.tracking and not effects:
                 # Only for a tracked order: its snapshot handling (tracking.track) depends on
                 # the event's time only in outcomes that end the order, so it is a no-op again.
-                self.store.mark_seen(request_id, seen)
+                await self.store.mark_seen(partition, request_id, seen)
             self._perform(partition, new, effects)
             return new
         point = _paid_write_point(state, new) if crashpoints.armed() else None
