@@ -3,10 +3,14 @@
 ``count`` steady tracked orders (``bench.tracking.tracked_records``) are written to the state
 topic of fresh contract topics. A worker built as ``tasking-worker run`` builds it
 (``bench.stack.running_worker``, session timeout ``session_timeout_ms``) joins the group, is given
-every partition, restores and resumes the orders. Its OneAtlas poller is then pointed at the real
-OneAtlas adapter answered in-process (``bench.tracking.TaskingPages``: one round trip of the
-event loop per page, as a network answer takes at least one) and ``cycles`` poll cycles are run
-one after the other, in the worker's own event loop, while
+every partition, restores and resumes the orders. This is done twice, one worker after the
+other: the first finds the orders as written (no snapshot yet known to change nothing: a first
+start of this version, or every order's data changed); the second takes over what the first
+left in the changelog (a handover: the fingerprints of the snapshots that changed nothing).
+Each worker's OneAtlas poller is pointed at the real OneAtlas adapter answered in-process
+(``bench.tracking.TaskingPages``: one round trip of the event loop per page, as a network answer
+takes at least one) and ``cycles`` poll cycles are run one after the other, in the worker's own
+event loop, while
 
 - a 1 ms timer measures the loop's lag (how late it fires) during each cycle and during the
   restore (assignment until ready);
@@ -36,6 +40,7 @@ from bench.stack import (
 )
 from bench.throughput import wait_ordered
 from worker.app import Worker
+from worker.config import Settings
 from worker.domain.model import OrderState
 from worker.events.codec import encode_input
 from worker.events.models import Provider
@@ -123,44 +128,56 @@ async def measure(
     count: int,
     cycles: int = 3,
     session_timeout_ms: int = SESSION_TIMEOUT_MS,
-) -> HandoverResult:
+) -> tuple[HandoverResult, HandoverResult]:
+    """Two workers, one after the other, on the same topics and group: the first restores the
+    orders as written (no snapshot known to change nothing: a first start, or every order's
+    data changed), the second restores what the first left (a handover)."""
     topics = unique_topics("hnd")
     await broker.create_contract_topics(topics, PARTITIONS)
     await restore.write_states(broker, topics.state, tracking.tracked_records(template, count))
+    pages = tracking.TaskingPages(count, tracking.PAGE_SIZE)
     with simulators(0.0) as sims:
         settings = worker_settings(
             broker, topics, sims.env, 32, TASKING_KAFKA__SESSION_TIMEOUT_MS=str(session_timeout_ms)
         )
-        async with running_worker(settings) as running:
-            restore_lag = Lag()
-            ticker = asyncio.create_task(loop_lag(restore_lag.samples))
-            started = time.perf_counter()
-            await running.ready(timeout=1800)
-            ready_seconds = time.perf_counter() - started
+        first = await _one_worker(settings, pages, count, cycles)
+        second = await _one_worker(settings, pages, count, cycles)
+    return first, second
+
+
+async def _one_worker(
+    settings: Settings, pages: tracking.TaskingPages, count: int, cycles: int
+) -> HandoverResult:
+    async with running_worker(settings) as running:
+        restore_lag = Lag()
+        ticker = asyncio.create_task(loop_lag(restore_lag.samples))
+        started = time.perf_counter()
+        await running.ready(timeout=1800)
+        ready_seconds = time.perf_counter() - started
+        ticker.cancel()
+        worker = running.worker
+        # The poller's providers are the worker's own dict: point OneAtlas at the pages.
+        adapter = tracking.TimedProvider(pages)
+        original = worker.providers[Provider.ONEATLAS]
+        worker.providers[Provider.ONEATLAS] = adapter  # type: ignore[assignment]
+        job = worker.scheduler.get_job(f"poll:{Provider.ONEATLAS.value}")
+        poller = _poller(job.func.__self__)
+        rebalances = _rebalances(worker)
+        done: list[Cycle] = []
+        for _ in range(cycles):
+            lag = Lag()
+            ticker = asyncio.create_task(loop_lag(lag.samples))
+            await asyncio.sleep(0.002)  # the ticker is waiting for its first tick
+            cpu, wall = time.process_time(), time.perf_counter()
+            dispatched = await poller.run_cycle(Provider.ONEATLAS)
+            done.append(Cycle(time.process_time() - cpu, time.perf_counter() - wall, dispatched, lag))
+            await asyncio.sleep(0.005)  # the tick due during the cycle's last stretch is counted
             ticker.cancel()
-            worker = running.worker
-            # The poller's providers are the worker's own dict: point OneAtlas at the pages.
-            adapter = tracking.TimedProvider(tracking.TaskingPages(count, tracking.PAGE_SIZE))
-            original = worker.providers[Provider.ONEATLAS]
-            worker.providers[Provider.ONEATLAS] = adapter  # type: ignore[assignment]
-            job = worker.scheduler.get_job(f"poll:{Provider.ONEATLAS.value}")
-            poller = _poller(job.func.__self__)
-            rebalances = _rebalances(worker)
-            done: list[Cycle] = []
-            for _ in range(cycles):
-                lag = Lag()
-                ticker = asyncio.create_task(loop_lag(lag.samples))
-                await asyncio.sleep(0.002)  # the ticker is waiting for its first tick
-                cpu, wall = time.process_time(), time.perf_counter()
-                dispatched = await poller.run_cycle(Provider.ONEATLAS)
-                done.append(Cycle(time.process_time() - cpu, time.perf_counter() - wall, dispatched, lag))
-                await asyncio.sleep(0.005)  # the tick due during the cycle's last stretch is counted
-                ticker.cancel()
-            await asyncio.sleep(SETTLE_SECONDS)
-            assigned, revoked = (b - a for a, b in zip(rebalances, _rebalances(worker), strict=True))
-            owned = len(worker.intake.store.owned_partitions())
-            worker.providers[Provider.ONEATLAS] = original
-            await adapter.aclose()
+        await asyncio.sleep(SETTLE_SECONDS)
+        assigned, revoked = (b - a for a, b in zip(rebalances, _rebalances(worker), strict=True))
+        owned = len(worker.intake.store.owned_partitions())
+        worker.providers[Provider.ONEATLAS] = original
+        await adapter.aclose()
     return HandoverResult(
-        count, session_timeout_ms, ready_seconds, restore_lag, done, revoked, assigned, owned
+        count, settings.kafka.session_timeout_ms, ready_seconds, restore_lag, done, revoked, assigned, owned
     )
