@@ -45,8 +45,8 @@ class Slicer:
 
     __slots__ = ("_budget", "_clock", "_since", "yields")
 
-    def __init__(self, budget: float = SLICE_SECONDS, clock: Callable[[], float] = time.perf_counter) -> None:
-        self._budget = budget
+    def __init__(self, budget: float | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._budget = SLICE_SECONDS if budget is None else budget  # read when built (tests set it)
         self._clock = clock
         self._since = clock()
         self.yields = 0
@@ -77,14 +77,15 @@ async def gather_in_batches(
     items: Iterable[T],
     start: Callable[[T], Awaitable[R] | None],
     batch: int = BATCH,
-    budget: float = SLICE_SECONDS,
+    budget: float | None = None,
 ) -> list[R | BaseException]:
     """Like ``asyncio.gather(*filter(None, map(start, items)), return_exceptions=True)``: every
     started coroutine runs concurrently with the others and the results come back in order. But
     the coroutines are started ``batch`` at a time with one turn of the loop in between, so their
     synchronous first steps (often all of their work) never run more than ``batch`` to a turn;
     and ``start`` (which may skip an item by returning ``None``) is interrupted every ``budget``
-    seconds, so a long run of skipped items does not hold the loop either.
+    seconds (default ``SLICE_SECONDS``), so a long run of skipped items does not hold the loop
+    either.
 
     Exceptions of the coroutines are returned, never raised (one item's failure must not stop the
     others). If the caller is cancelled, the coroutines started so far are cancelled with it.
