@@ -18,6 +18,7 @@ the container may change during the yield.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import islice
@@ -31,6 +32,9 @@ SLICE_SECONDS = 0.01
 
 BATCH = 64
 """Orders handled per batch where each may need a decode and a ``decide`` (~150 µs each)."""
+
+IN_FLIGHT = 256
+"""Orders of one poll cycle in flight at once (each may wait for a state write's ack)."""
 
 
 async def yield_now() -> None:
@@ -58,6 +62,10 @@ class Slicer:
         """Yield now; a new slice starts."""
         await yield_now()
         self.yields += 1
+        self.restart()
+
+    def restart(self) -> None:
+        """Start a new slice (the caller was suspended anyway)."""
         self._since = self._clock()
 
     async def pause(self) -> None:
@@ -78,36 +86,68 @@ async def gather_in_batches(
     start: Callable[[T], Awaitable[R] | None],
     batch: int = BATCH,
     budget: float | None = None,
+    limit: int | None = None,
 ) -> list[R | BaseException]:
-    """Like ``asyncio.gather(*filter(None, map(start, items)), return_exceptions=True)``: every
-    started coroutine runs concurrently with the others and the results come back in order. But
-    the coroutines are started ``batch`` at a time with one turn of the loop in between, so their
-    synchronous first steps (often all of their work) never run more than ``batch`` to a turn;
-    and ``start`` (which may skip an item by returning ``None``) is interrupted every ``budget``
-    seconds (default ``SLICE_SECONDS``), so a long run of skipped items does not hold the loop
-    either.
+    """Like ``asyncio.gather(*filter(None, map(start, items)), return_exceptions=True)``: the
+    started coroutines run concurrently and the results come back in order. But
+
+    - they are started ``batch`` at a time with one turn of the loop in between, so their
+      synchronous first steps (often all of their work) never run more than ``batch`` to a turn;
+    - ``start`` (which may skip an item by returning ``None``) is interrupted every ``budget``
+      seconds (default ``SLICE_SECONDS``), so a long run of skipped items does not hold the
+      loop either;
+    - with ``limit``, at most ``limit`` of them are in flight at once (the next starts when one
+      ends): 100,000 state writes started together would queue in the producer until they time
+      out, the same writes ``limit`` at a time go through.
 
     Exceptions of the coroutines are returned, never raised (one item's failure must not stop the
     others). If the caller is cancelled, the coroutines started so far are cancelled with it.
     """
     tasks: list[asyncio.Future[R]] = []
     slicer = Slicer(budget)
+    gate = asyncio.Semaphore(limit) if limit is not None else None
     pending = 0
     try:
         for item in items:
             work = start(item)
             if work is not None:
-                tasks.append(asyncio.ensure_future(work))
+                if gate is not None:
+                    waited = gate.locked()
+                    try:
+                        await gate.acquire()
+                    except BaseException:
+                        _close(work)
+                        raise
+                    if waited:  # the loop ran meanwhile: a new slice and batch start
+                        slicer.restart()
+                        pending = 0
+                started: asyncio.Future[R] = asyncio.ensure_future(work)
+                if gate is not None:
+                    started.add_done_callback(_releaser(gate))
+                tasks.append(started)
                 pending += 1
             if pending >= batch or slicer.used_up():
                 await slicer.rest()
                 pending = 0
         results: list[R | BaseException] = await asyncio.gather(*tasks, return_exceptions=True)
     except BaseException:
-        for task in tasks:
-            task.cancel()
+        for future in tasks:
+            future.cancel()
         raise
     return results
+
+
+def _releaser(gate: asyncio.Semaphore) -> Callable[[object], None]:
+    def release(_: object) -> None:
+        gate.release()
+
+    return release
+
+
+def _close(work: Awaitable[object]) -> None:
+    """Close a coroutine that will never be started (no "never awaited" warning)."""
+    if inspect.iscoroutine(work):
+        work.close()
 
 
 def raise_first(results: Iterable[object]) -> None:

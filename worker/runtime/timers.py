@@ -210,11 +210,12 @@ class Poller:
                     return None
                 return self.dispatch(request_id, p, now)
 
-            # Bounded batches: the dispatches all run concurrently, but are started a batch at a
-            # time with a turn of the event loop in between (a snapshot that changes nothing is
-            # handled without any suspension point, so 100,000 of them started at once would
-            # hold the loop, and the group heartbeat, for seconds).
-            cooperative.raise_first(await cooperative.gather_in_batches(polled.items(), start))
+            # Bounded batches: the dispatches run concurrently, but are started a batch at a time
+            # with a turn of the event loop in between (a snapshot that changes nothing is handled
+            # without any suspension point, so 100,000 of them started at once would hold the
+            # loop, and the group heartbeat, for seconds), at most IN_FLIGHT at once.
+            results = await cooperative.gather_in_batches(polled.items(), start, limit=cooperative.IN_FLIGHT)
+            cooperative.raise_first(results)
             self.metrics.poll_succeeded(name.value)
             self.metrics.scheduler_job("poll", True)
             return len(polled)

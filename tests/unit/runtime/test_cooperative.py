@@ -98,6 +98,22 @@ async def test_gather_in_batches_yields_through_a_long_run_of_skipped_items(slic
     assert ticker.turns >= 500
 
 
+async def test_gather_in_batches_keeps_at_most_limit_in_flight() -> None:
+    in_flight, peak = 0, 0
+
+    async def write(n: int) -> int:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.001 * (n % 3))  # an acknowledgement, sooner or later
+        in_flight -= 1
+        return n
+
+    results = await cooperative.gather_in_batches(range(300), write, batch=16, limit=20)
+    assert results == list(range(300))
+    assert peak == 20
+
+
 async def test_slicer_yields_only_when_its_slice_is_used_up() -> None:
     ticker = Ticker()
     async with ticker.running():
