@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from bench import restore, tracking
 from bench.latency import loop_lag, percentile
+from bench.probe import StepRecorder
 from bench.stack import (
     PARTITIONS,
     oneatlas_request,
@@ -72,7 +73,9 @@ class Lag:
 class Cycle:
     cpu: float
     wall: float
-    dispatched: int
+    dispatched: int  # orders the adapter returned
+    decided: int  # snapshots that went through the runner (the others were known to change nothing)
+    writes: int  # of those, the ones that wrote state
     lag: Lag
 
 
@@ -163,16 +166,22 @@ async def _one_worker(
         job = worker.scheduler.get_job(f"poll:{Provider.ONEATLAS.value}")
         poller = _poller(job.func.__self__)
         rebalances = _rebalances(worker)
+        recorder = StepRecorder()
+        worker.runner.probe = recorder
         done: list[Cycle] = []
         for _ in range(cycles):
             lag = Lag()
+            recorder.clear()
             ticker = asyncio.create_task(loop_lag(lag.samples))
             await asyncio.sleep(0.002)  # the ticker is waiting for its first tick
             cpu, wall = time.process_time(), time.perf_counter()
             dispatched = await poller.run_cycle(Provider.ONEATLAS)
-            done.append(Cycle(time.process_time() - cpu, time.perf_counter() - wall, dispatched, lag))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            writes = len(recorder.steps)
+            done.append(Cycle(cpu, wall, dispatched, writes + recorder.unchanged, writes, lag))
             await asyncio.sleep(0.005)  # the tick due during the cycle's last stretch is counted
             ticker.cancel()
+        worker.runner.probe = None
         await asyncio.sleep(SETTLE_SECONDS)
         assigned, revoked = (b - a for a, b in zip(rebalances, _rebalances(worker), strict=True))
         owned = len(worker.intake.store.owned_partitions())
