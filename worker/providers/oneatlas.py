@@ -83,6 +83,7 @@ from worker.providers.http import (
     json_body,
 )
 from worker.providers.wkt import area_km2, extent_km, utm_epsg, wkt_to_geojson
+from worker.runtime import cooperative
 
 log = structlog.get_logger(__name__)
 
@@ -1001,10 +1002,15 @@ class OneAtlasProvider:
         parsed only if the caller asks for it.
         """
         wanted = set(keys)
-        neo = {k for k in wanted if self._backend_for_key(k) == "neo"}
-        result: dict[str, PolledOrder] = {}
-        if wanted - neo:
-            result.update(await self._poll_legacy(wanted - neo))
+        neo: set[str] = set()
+        slicer = cooperative.Slicer()  # ~0.3 µs a key: 30 ms of the loop at 100,000 keys
+        for key in wanted:
+            if self._backend_for_key(key) == "neo":
+                neo.add(key)
+            if slicer.used_up():
+                await slicer.rest()
+        legacy = wanted - neo
+        result = await self._poll_legacy(legacy) if legacy else {}
         if neo:
             result.update(await self._poll_neo(neo))
         return result
