@@ -291,7 +291,8 @@ async def _tracking(broker: EmbeddedBroker, sizes: Sizes, ordered: OrderState, r
         "answered in-process (`httpx.MockTransport`) with `/taskings` pages of 100 orders "
         "serialised once; every order is due, nothing changed, so no state is written and "
         "no snapshot is built (the fingerprints match). The first cycle after a restore "
-        "decodes and decides every order once (no snapshot seen yet) and is reported "
+        "decodes and decides every order once (no snapshot seen yet: the records carry no "
+        "fingerprint) and writes each order's mark (see the handover section); it is reported "
         "apart; the CPU per cycle is the median of the 3 cycles after it.",
     )
 
