@@ -84,7 +84,7 @@ async def measure(
             recorder = StepRecorder()
             running.worker.runner.probe = recorder
             lag: list[float] = []
-            watch = asyncio.create_task(_loop_lag(lag))
+            watch = asyncio.create_task(loop_lag(lag))
             started = time.perf_counter()
             await _paced(client, topics.requests, request_records("lat", count), rate)
             await wait_ordered(store, 20 + count, 300, 0.05)
@@ -95,7 +95,7 @@ async def measure(
     return LatencyResult(rate, count / elapsed, recorder.steps, states, lag)
 
 
-async def _loop_lag(samples: list[float], every: float = 0.001) -> None:
+async def loop_lag(samples: list[float], every: float = 0.001) -> None:
     """How late a timer of ``every`` seconds fires: the wait of anything the loop has to resume
     (a state write's acknowledgement, say) behind the callbacks already queued."""
     while True:

@@ -122,8 +122,9 @@ TOKEN = {"access_token": "bench-token", "expires_in": 3600, "token_type": "Beare
 
 class TaskingPages:
     """The provider's side of a legacy poll: ``GET …/taskings`` pages of every order, answered
-    in-process (``httpx.MockTransport``) from bodies serialised once, so a cycle's CPU is the
-    client's work (the adapter's HTTP client, JSON decoding, fingerprints) and the worker's."""
+    in-process (``httpx.MockTransport``, one turn of the event loop per answer) from bodies
+    serialised once, so a cycle's CPU is the client's work (the adapter's HTTP client, JSON
+    decoding, fingerprints) and the worker's."""
 
     def __init__(self, count: int, page_size: int) -> None:
         items = [_item(i) for i in range(1, count + 1)]
@@ -132,7 +133,10 @@ class TaskingPages:
             for start in range(0, count, page_size)
         ] or [orjson.dumps({"taskings": []})]
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        # One turn of the event loop, as a network answer takes at least one: without it the
+        # client would read every page of a cycle without ever handing the loop back.
+        await asyncio.sleep(0)
         if request.url.path == AUTH_PATH:
             return httpx.Response(200, json=TOKEN)
         page = int(request.url.params["startPage"])
@@ -163,6 +167,12 @@ class TimedProvider:
         polled = await self.adapter.poll(keys)
         self.cpu.append(time.process_time() - started)
         return polled
+
+    async def refresh_token(self) -> bool:
+        return await self.adapter.refresh_token()
+
+    async def aclose(self) -> None:
+        await self.adapter.aclose()
 
 
 # --------------------------------------------------------------------------- child process

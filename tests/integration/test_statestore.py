@@ -91,3 +91,33 @@ async def test_restore_in_another_store_gives_back_every_state(
     reader.release([0])
     assert reader.get("s-0") is None
     assert reader.get("s-1") == states[1]
+
+
+async def test_a_seen_mark_is_restored_by_the_next_owner_until_the_state_changes(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """``mark_seen`` writes the current state again with the fingerprint in its index header: the
+    next owner restores it (its first poll cycle skips the order); a newer state has none."""
+    await broker.create_topics([unique_topics.state], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        writer = StateStore(producer, broker.bootstrap_servers, unique_topics.state, hot_size=1)
+        await writer.restore([0])
+        kept, changed, cold = (order(f"m-{i}", "oneatlas", placed=True) for i in range(3))
+        for state in (kept, changed, cold):
+            await writer.persist(0, state)  # hot_size 1: m-0 and m-1 are packed, only m-2 is hot
+        await writer.mark_seen(0, "m-0", 2**63 + 5)
+        await writer.mark_seen(0, "m-1", 7)
+        await writer.mark_seen(0, "m-2", 11)
+        await writer.persist(0, changed.model_copy(update={"sequence": 4}))  # a new state: no mark
+
+        reader = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await reader.restore([0])
+    finally:
+        await producer.stop()
+    seen = {rid: reader.index(rid).seen for rid in ("m-0", "m-1", "m-2")}  # type: ignore[union-attr]
+    assert seen == {"m-0": 2**63 + 5, "m-1": None, "m-2": 11}
+    assert reader.get("m-0") == kept  # the mark's record holds the same state
+    assert reader.get("m-2") == cold
+    assert reader.get("m-1") == changed.model_copy(update={"sequence": 4})

@@ -25,6 +25,7 @@ class Sizes:
     kills: int  # random-kill run: SIGKILLs
     fuzz: int  # hostile-input stream through the broker
     concurrency: int  # crash-boundary cases run at once
+    handover_orders: int  # open orders restored by a group member before three poll cycles
 
 
 DEFAULT = Sizes(
@@ -32,10 +33,12 @@ DEFAULT = Sizes(
     kills=env_int("RELIABILITY_KILLS", 3),
     fuzz=env_int("RELIABILITY_FUZZ", 300),
     concurrency=env_int("RELIABILITY_CONCURRENCY", 4),
+    handover_orders=env_int("RELIABILITY_HANDOVER_ORDERS", 2000),
 )
 SOAK = Sizes(
     requests=env_int("SOAK_REQUESTS", 500),
     kills=env_int("SOAK_KILLS", 50),
     fuzz=env_int("SOAK_FUZZ", 10_000),
     concurrency=env_int("RELIABILITY_CONCURRENCY", 4),
+    handover_orders=env_int("SOAK_HANDOVER_ORDERS", 100_000),
 )

@@ -37,7 +37,7 @@ from worker.events.models import Command, OrderRequest, Provider
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
 from worker.kafka.statestore import StateStore
-from worker.runtime import crashpoints
+from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
 
 log = structlog.get_logger(__name__)
@@ -220,9 +220,12 @@ class Intake:
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
     ) -> int | None:
         """Handle one partition's records concurrently (per-order order is kept by the runner's
-        FIFO locks); returns the offset to commit. On a Kafka failure, seeks back so the records
+        FIFO locks, which are taken in the records' order: ``gather_in_batches`` starts them in
+        order); returns the offset to commit. On a Kafka failure, seeks back so the records
         from the first failed one are consumed again."""
-        results = await asyncio.gather(*(self._handle(r) for r in records), return_exceptions=True)
+        # Started a bounded batch per turn of the loop: a record's decode and decide run before
+        # its first suspension point, and a fetch brings up to 1,000 of them.
+        results = await cooperative.gather_in_batches(records, self._handle)
         for record, result in zip(records, results, strict=True):
             if isinstance(result, BaseException):
                 log.error(

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+import worker
 from worker.domain.model import TRACKED_PHASES, OrderState, Phase
 from worker.events.models import STORED, Provider
 from worker.events.status import OrderStatus
@@ -64,7 +65,12 @@ _ZDICT = (
     b'"refused":0},"coverage_pct":0.0},"reason":null},"outbox":[]}'
 )
 INDEX_HEADER = "tw-index"  # see OrderIndex.header
-_HEADER_VERSION = 2  # 2: the placed order's refs (version 1 headers are read from the value)
+_HEADER_VERSION = 2  # 2: + refs, seen, seen_by; version 1 headers are read from the value
+_SEEN_BY = getattr(worker, "__version__", None)
+"""Whose ``seen`` a restore trusts: only the same worker version's. A snapshot's fingerprint says
+the provider's data is unchanged; whether that data still changes nothing also depends on how
+this version builds snapshots and decides, so a release's first cycle after a restore decides
+every order once more (a release that changes either must change ``worker.__version__``)."""
 _STORED = {STORED: True}
 _WBITS = -15  # raw deflate: no header or checksum (the bytes never leave this process)
 # Plain dict lookups: an Enum call costs a few microseconds, a restore does three per record.
@@ -105,6 +111,8 @@ class OrderIndex:
     changed nothing in *this* state (see ``Runner.snapshot_is_news``); a new state starts with
     none. ``refs`` are the placed order's provider ids (the delivery harvest passes them to the
     adapter, which matches products by them); ``None`` before placement.
+    The header carries ``seen`` (``StateStore.mark_seen`` writes it), so the first poll
+    cycle after a restore skips what the previous owner already knew changes nothing.
     """
 
     __slots__ = (
@@ -178,6 +186,8 @@ class OrderIndex:
             self.tracking_key,
             self.has_outbox,
             self.refs,
+            self.seen,
+            None if self.seen is None else _SEEN_BY,
         ]
         return INDEX_HEADER, orjson.dumps(fields)
 
@@ -196,13 +206,17 @@ class OrderIndex:
             if name == INDEX_HEADER:
                 fields = orjson.loads(raw)
                 if fields[0] == _HEADER_VERSION:
-                    return cls._of_fields(request_id, pack(value), fields[1:])
+                    index = cls._of_fields(request_id, pack(value), fields[1:8])
+                    seen, seen_by = fields[8:10]
+                    if isinstance(seen, int) and seen_by is not None and seen_by == _SEEN_BY:
+                        index.seen = seen
+                    return index
         return cls.of_json(request_id, value)
 
     @classmethod
     def _of_fields(cls, request_id: str, packed: bytes, fields: list[Any]) -> OrderIndex:
-        provider, status, phase, since, tracking_key, has_outbox, refs = fields
         try:
+            provider, status, phase, since, tracking_key, has_outbox, refs = fields
             return cls(
                 request_id,
                 packed,
@@ -214,7 +228,7 @@ class OrderIndex:
                 bool(has_outbox),
                 None if refs is None else {str(k): str(v) for k, v in refs.items()},
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"state record {request_id!r} has an unreadable index: {exc}") from exc
 
     @classmethod

@@ -130,9 +130,13 @@ class Health:
                 await task
 
     async def _beat_forever(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self.beat()
+            due = loop.time() + interval
             await asyncio.sleep(interval)
+            # How late the loop ran this timer: the longest stretch of work it waited behind.
+            self._metrics.event_loop_lag(loop.time() - due)
 
     # -- verdicts ---------------------------------------------------------------------------
 

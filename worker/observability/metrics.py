@@ -71,6 +71,9 @@ _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,47}$")
 
 #: Provider calls span a fast token refresh (~10 ms) to a slow order search near the timeout.
 PROVIDER_LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
+#: How late the health heartbeat (a 1 s timer) runs: ~0 on an idle loop; seconds mean a stretch
+#: of work held the loop (and the group heartbeat) that long. Alerts read the 0.25 bucket.
+LOOP_LAG_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Restoring a partition's changelog takes from milliseconds (empty) to minutes (100k orders).
 RESTORE_BUCKETS: Final = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -339,6 +342,12 @@ class WorkerMetrics:
             "1 when the instance is ready (partitions assigned and restored).",
             registry=r,
         )
+        self._loop_lag = Histogram(
+            "tasking_event_loop_lag_seconds",
+            "How late the event loop ran a 1 s timer (the health heartbeat): work that held the loop.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
+        )
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -493,6 +502,10 @@ class WorkerMetrics:
         self._scheduler_runs.labels(
             job=_check("job", job, SCHEDULER_JOBS), outcome="ok" if ok else "error"
         ).inc()
+
+    def event_loop_lag(self, seconds: float) -> None:
+        """Record how late a timer of the event loop fired (negative values count as 0)."""
+        self._loop_lag.observe(max(0.0, seconds))
 
     def set_ready(self, ready: bool) -> None:
         """Mirror the readiness of the instance (1 ready, 0 not)."""

@@ -66,7 +66,7 @@ from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import BurntId, StateStore
 from worker.providers.base import DeliveredProduct, PolledOrder, TaskingProvider
 from worker.providers.http import before_write
-from worker.runtime import crashpoints
+from worker.runtime import cooperative, crashpoints
 from worker.runtime.calls import perform
 from worker.runtime.timers import Timers, TrackingTrouble
 
@@ -260,21 +260,26 @@ class Runner:
         """After a restore: re-publish each open order's pending events and latest status (same
         ``ce_id``), rebuild its timers and resume its step. Returns the number of open orders.
 
-        A finished order with nothing left to publish is skipped by its index, undecoded. One
-        order's failure stays that order's: it is logged and its resume retried in the
-        background (bounded) while the partition's tenure lasts; the others go on."""
-        resumed = 0
-        for partition, index in list(self.store.indexes(partitions)):
-            if index.terminal and not index.has_outbox:
-                continue
-            resumed += 0 if index.terminal else 1
-            try:
-                await self._resume_one(partition, index.request_id)
-            except Exception as exc:
-                log.warning("resume_failed", requestId=index.request_id, error=type(exc).__name__)
-                tenure = self.store.tenure(partition)
-                self._spawn_task(partition, self._retry_resume(partition, index.request_id, tenure))
-        return resumed
+        A finished order with nothing left to publish is skipped by its index, undecoded. Orders
+        are resumed ``cooperative.BATCH`` at a time, concurrently within a batch: a batch's
+        decoding is a bounded stretch of the event loop, its acknowledgements are awaited
+        together, and no more than a batch of decoded states is held at once. One order's
+        failure stays that order's: it is logged and its resume retried in the background
+        (bounded) while the partition's tenure lasts; the others go on."""
+        work = [(p, i) for p, i in self.store.indexes(partitions) if not (i.terminal and not i.has_outbox)]
+        for batch in cooperative.chunked(work, cooperative.BATCH):
+            results = await asyncio.gather(
+                *(self._resume_one(p, i.request_id) for p, i in batch), return_exceptions=True
+            )
+            for (partition, index), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    self._resume_later(partition, index.request_id, result)
+        return sum(not index.terminal for _, index in work)
+
+    def _resume_later(self, partition: int, request_id: str, error: Exception) -> None:
+        log.warning("resume_failed", requestId=request_id, error=type(error).__name__)
+        tenure = self.store.tenure(partition)
+        self._spawn_task(partition, self._retry_resume(partition, request_id, tenure))
 
     async def _resume_one(self, partition: int, request_id: str) -> None:
         state = self.store.get(request_id)
@@ -354,7 +359,7 @@ class Runner:
             if seen is not None and new is not None and new.tracking and not effects:
                 # Only for a tracked order: its snapshot handling (tracking.track) depends on
                 # the event's time only in outcomes that end the order, so it is a no-op again.
-                self.store.mark_seen(request_id, seen)
+                await self.store.mark_seen(partition, request_id, seen)
             self._perform(partition, new, effects)
             return new
         point = _paid_write_point(state, new) if crashpoints.armed() else None

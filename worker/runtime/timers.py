@@ -9,7 +9,6 @@ provider.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,6 +27,7 @@ from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
 from worker.providers.base import PolledOrder, TaskingProvider
+from worker.runtime import cooperative
 
 log = structlog.get_logger(__name__)
 
@@ -172,6 +172,11 @@ def _always_news(request_id: str, fingerprint: int) -> bool:
     return True
 
 
+def _is_due(order: OrderView, cycle: int) -> bool:
+    every = cadence(order)
+    return every == 1 or (zlib.crc32(order.request_id.encode()) + cycle) % every == 0
+
+
 def _tracking_key(order: OrderView) -> str:
     if isinstance(order, OrderIndex):
         assert order.tracking_key is not None
@@ -228,18 +233,25 @@ class Poller:
 
     def due(self, name: Provider, cycle: int) -> dict[str, str]:
         """tracking key -> request id of the orders of ``name`` due in this cycle."""
+        return {_tracking_key(o): o.request_id for o in self.tracked(name) if self._wanted(o, cycle)}
+
+    async def collect_due(self, name: Provider, cycle: int) -> dict[str, str]:
+        """:meth:`due`, handing the event loop back every ``cooperative.SLICE_SECONDS`` (a scan
+        of 100,000 orders takes ~0.1 s). ``tracked`` must tolerate changes to the store while it
+        is suspended (``StateStore.tracked`` does)."""
         keys: dict[str, str] = {}
-        troubles = self._troubles
+        slicer = cooperative.Slicer()
         for order in self.tracked(name):
-            trouble = troubles.get(order.request_id) if troubles else None
-            if trouble is not None:
-                if cycle >= trouble.retry_cycle:  # backing off: due only at its retry cycle
-                    keys[_tracking_key(order)] = order.request_id
-                continue
-            every = cadence(order)
-            if every == 1 or (zlib.crc32(order.request_id.encode()) + cycle) % every == 0:
+            if self._wanted(order, cycle):
                 keys[_tracking_key(order)] = order.request_id
+            if slicer.used_up():
+                await slicer.rest()
         return keys
+
+    def _wanted(self, order: OrderView, cycle: int) -> bool:
+        """Due by its cadence; an order in trouble is backing off: due only at its retry cycle."""
+        trouble = self._troubles.get(order.request_id) if self._troubles else None
+        return _is_due(order, cycle) if trouble is None else cycle >= trouble.retry_cycle
 
     async def run_cycle(self, name: Provider) -> int:
         """Poll the due orders of one provider; returns how many snapshots were dispatched."""
@@ -257,7 +269,7 @@ class Poller:
 
     async def _cycle(self, name: Provider, cycle: int) -> int:
         try:
-            keys = self.due(name, cycle)
+            keys = await self.collect_due(name, cycle)
             if not keys:
                 self.metrics.poll_succeeded(name.value)
                 return 0
@@ -267,8 +279,21 @@ class Poller:
             log.exception("poll_failed", provider=name.value)
             return 0
         now = self.clock()
-        seen = [(keys[k], p) for k, p in polled.items() if k in keys]
-        await asyncio.gather(*(self._track_one(name, request_id, p, now, cycle) for request_id, p in seen))
+
+        def start(item: tuple[str, PolledOrder]) -> Awaitable[None] | None:
+            key, p = item
+            request_id = keys.get(key)
+            if request_id is None:
+                return None
+            if request_id not in self._troubles and not self.news(request_id, p.fingerprint):
+                return None  # known to change nothing: no coroutine at all for it
+            return self._track_one(name, request_id, p, now, cycle)
+
+        # Bounded batches: the orders run concurrently, but are started a batch at a time with a
+        # turn of the event loop in between (a snapshot that changes nothing is handled without
+        # any suspension point, so 100,000 of them started at once would hold the loop, and the
+        # group heartbeat, for seconds), at most IN_FLIGHT at once. ``_track_one`` never raises.
+        await cooperative.gather_in_batches(polled.items(), start, limit=cooperative.IN_FLIGHT)
         self.metrics.poll_succeeded(name.value)
         self.metrics.scheduler_job("poll", True)
         return len(polled)
@@ -279,8 +304,7 @@ class Poller:
         """Apply one polled order; never raises (its failure is its own, see the class)."""
         trouble = self._troubles.get(request_id)
         try:
-            if self.news(request_id, polled.fingerprint) or trouble is not None:
-                await self.dispatch(request_id, polled, now)
+            await self.dispatch(request_id, polled, now)
         except OwnershipLost:
             return  # not this order's trouble: the partition is moving, its owner goes on
         except Exception as exc:
@@ -411,23 +435,46 @@ class OrderGauges:
     async def _refresh_job(self) -> None:
         # A coroutine on purpose: the scheduler runs plain functions in a thread pool, where the
         # scan would race the event loop's writes to the store.
-        self.refresh()
+        await self.refresh_cooperatively()
 
     def refresh(self) -> None:
-        """Recompute the gauges from ``orders``; must run on the event loop's thread."""
-        counts: dict[tuple[str, str], int] = {}
-        oldest: dict[tuple[str, str], datetime] = {}
+        """Recompute the gauges from ``orders`` in one go; must run on the event loop's thread."""
+        tally = _Tally()
         for order in self.orders():
-            if order.terminal or order.status is None:
-                continue
-            provider, since = _provider_and_since(order)
-            key = (provider.value, order.status.value)
-            counts[key] = counts.get(key, 0) + 1
-            if key not in oldest or since < oldest[key]:
-                oldest[key] = since
-        now = self.clock()
-        self.metrics.set_open_orders(counts)
-        self.metrics.set_status_ages({k: max(0.0, (now - t).total_seconds()) for k, t in oldest.items()})
+            tally.add(order)
+        tally.publish(self.metrics, self.clock())
+
+    async def refresh_cooperatively(self) -> None:
+        """:meth:`refresh`, handing the event loop back every ``cooperative.SLICE_SECONDS`` (the
+        scheduler's job). ``orders`` must tolerate changes to the store while it is suspended
+        (``StateStore.indexes`` does); an order changed meanwhile is counted as it was seen."""
+        tally, slicer = _Tally(), cooperative.Slicer()
+        for order in self.orders():
+            tally.add(order)
+            if slicer.used_up():
+                await slicer.rest()
+        tally.publish(self.metrics, self.clock())
+
+
+@dataclass
+class _Tally:
+    """Open orders and the oldest status start per (provider, status)."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    oldest: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def add(self, order: OrderView) -> None:
+        if order.terminal or order.status is None:
+            return
+        provider, since = _provider_and_since(order)
+        key = (provider.value, order.status.value)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if key not in self.oldest or since < self.oldest[key]:
+            self.oldest[key] = since
+
+    def publish(self, metrics: GaugeMetrics, now: datetime) -> None:
+        metrics.set_open_orders(self.counts)
+        metrics.set_status_ages({k: max(0.0, (now - t).total_seconds()) for k, t in self.oldest.items()})
 
 
 def _provider_and_since(order: OrderView) -> tuple[Provider, datetime]:

@@ -134,3 +134,34 @@ def test_a_stored_state_is_decoded_without_the_aoi_geometry_checks_a_request_get
     assert decoded.request.aoi.ring()[1] == (1.1, 43.1)
     with pytest.raises(ValidationError):
         unpack_state(pack(raw.replace('"provider":"up42"', '"provider":"nowhere"').encode()))
+
+
+def test_the_seen_fingerprint_travels_in_the_header_of_the_same_version() -> None:
+    value = state().model_dump_json().encode()
+    index = OrderIndex.of_record("ix-1", value, None)
+    index.seen = 2**64 - 1  # a fingerprint is 64 bits (stable_fingerprint)
+    restored = OrderIndex.of_record("ix-1", value, [index.header()])
+    assert restored.seen == 2**64 - 1
+    assert fields(restored) == fields(index)
+    unseen = OrderIndex.of_record("ix-1", value, [OrderIndex.of_record("ix-1", value, None).header()])
+    assert unseen.seen is None
+
+
+def test_a_seen_fingerprint_of_another_version_is_not_trusted() -> None:
+    """Whether unchanged provider data still changes nothing depends on the version that builds
+    snapshots and decides: another version's mark is dropped (the order is decided again)."""
+    value = state().model_dump_json().encode()
+    name, raw = OrderIndex.of_record("ix-1", value, None).header()
+    other = json.loads(raw)
+    other[7:9] = [12345, "0.0.0-other"]
+    restored = OrderIndex.of_record("ix-1", value, [(name, json.dumps(other).encode())])
+    assert restored.seen is None
+    assert restored.tracking_key == "order-9"
+
+
+def test_a_version_1_header_is_still_read() -> None:
+    value = state().model_dump_json().encode()
+    header = b'[1, "up42", "ORDERED", "AWAITING_PROVIDER", "2026-05-01T12:00:00+00:00", "order-9", false]'
+    restored = OrderIndex.of_record("ix-1", value, [(INDEX_HEADER, header)])
+    assert fields(restored) == fields(OrderIndex.of_state(state(), None))
+    assert restored.seen is None

@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any
 
 import httpx
+import orjson
 
 from worker.config import HttpClientSettings, OneAtlasSettings
 from worker.errors import (
@@ -53,6 +54,7 @@ from worker.providers.base import (
     PlacedOrder,
     PolledOrder,
     PriceQuote,
+    stable_fingerprint,
 )
 from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
 from worker.providers.oneatlas.common import (
@@ -75,10 +77,10 @@ from worker.providers.oneatlas.delivery import DeliveryFinder
 from worker.providers.oneatlas.failures import auth_translate, translate_error
 from worker.providers.oneatlas.mapping import (
     acquisition_from,
+    from_raw,
     legacy_snapshot,
     neo_quotation_id,
     neo_snapshot,
-    raw_fingerprint,
 )
 from worker.providers.oneatlas.ordering import (
     attempt_from,
@@ -90,6 +92,7 @@ from worker.providers.oneatlas.ordering import (
     search_body,
     soonest,
 )
+from worker.runtime import cooperative
 
 
 class OneAtlasProvider:
@@ -421,10 +424,15 @@ class OneAtlasProvider:
         parsed only if the caller asks for it.
         """
         wanted = set(keys)
-        neo = {k for k in wanted if self._backend_for_key(k) == "neo"}
-        result: dict[str, PolledOrder] = {}
-        if wanted - neo:
-            result.update(await self._poll_legacy(wanted - neo))
+        neo: set[str] = set()
+        slicer = cooperative.Slicer()  # ~0.3 µs a key: 30 ms of the loop at 100,000 keys
+        for key in wanted:
+            if self._backend_for_key(key) == "neo":
+                neo.add(key)
+            if slicer.used_up():
+                await slicer.rest()
+        legacy = wanted - neo
+        result = await self._poll_legacy(legacy) if legacy else {}
         if neo:
             result.update(await self._poll_neo(neo))
         return result
@@ -435,7 +443,10 @@ class OneAtlasProvider:
         async for item in self._taskings(contract, {}, until=lambda: len(found) == len(keys)):
             sal = str(item.get("sal") or "")
             if sal in keys:
-                found[sal] = PolledOrder(raw_fingerprint(item), partial(legacy_snapshot, item, contract))
+                raw = orjson.dumps(item)
+                found[sal] = PolledOrder(
+                    stable_fingerprint(raw), partial(from_raw, legacy_snapshot, raw, contract)
+                )
         return found
 
     async def _poll_neo(self, keys: set[str]) -> dict[str, PolledOrder]:
@@ -447,7 +458,8 @@ class OneAtlasProvider:
         ):
             key = neo_quotation_id(line)
             if key in keys:
-                found[key] = PolledOrder(raw_fingerprint(line), partial(neo_snapshot, line))
+                raw = orjson.dumps(line)
+                found[key] = PolledOrder(stable_fingerprint(raw), partial(from_raw, neo_snapshot, raw))
         return found
 
     async def _taskings(
