@@ -153,7 +153,7 @@ def test_a_seen_fingerprint_of_another_version_is_not_trusted() -> None:
     value = state().model_dump_json().encode()
     name, raw = OrderIndex.of_record("ix-1", value, None).header()
     other = json.loads(raw)
-    other[7:9] = [12345, "0.0.0-other"]
+    other[8:10] = [12345, "0.0.0-other"]
     restored = OrderIndex.of_record("ix-1", value, [(name, json.dumps(other).encode())])
     assert restored.seen is None
     assert restored.tracking_key == "order-9"
