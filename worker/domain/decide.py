@@ -10,6 +10,8 @@ an intent recorded here is durable before its paid call.
 - A finished order (phase DONE) ignores every event, except a command (answered with
   ``COMMAND_REJECTED``) and the last acquisition listing (its AcquisitionEvents are published).
 - An event that does not fit the current phase (a late answer, a stale timer) changes nothing.
+- A ``provider: "auto"`` request first collects its offers (``flows.routing``), then goes on as
+  a direct request to the chosen provider.
 
 Raises:
     IllegalTransition: the flow asked for a status change the contract forbids (a bug).
@@ -27,6 +29,7 @@ from worker.domain.flows import (
     oneatlas,
     placement,
     reads,
+    routing,
     timers,
     tracking,
     writes,
@@ -40,10 +43,12 @@ from worker.domain.model import (
     DomainEvent,
     Effect,
     FeasibilityAnswered,
+    OfferAnswered,
     Op,
     OrderNotFound,
     OrderPlaced,
     OrderState,
+    Phase,
     Polled,
     Priced,
     RequestReceived,
@@ -56,7 +61,7 @@ from worker.domain.model import (
     Validated,
     WriteDone,
 )
-from worker.events.models import OrderRequest
+from worker.events.models import OrderRequest, Provider
 
 DEFAULT_SETTINGS = Settings()
 
@@ -90,11 +95,21 @@ def receive(request: OrderRequest, at: datetime) -> Step:
             windowEnd=request.window.end.isoformat(),
         )
         return end(state, S.EXPIRED, at, why)
-    return state, [Schedule(timer=TimerKind.WINDOW_END, at=request.window.end), CallProvider(op=Op.VALIDATE)]
+    window_end = Schedule(timer=TimerKind.WINDOW_END, at=request.window.end)
+    if request.provider is Provider.AUTO:
+        state, offer_calls = routing.start_offers(state, at)
+        return state, [window_end, *offer_calls]
+    return state, [window_end, CallProvider(op=Op.VALIDATE)]
 
 
 def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step:
+    if state.phase is Phase.OFFERS:
+        step = routing.on_offers_event(state, event, settings, decide)
+        if step is not None:
+            return step
     match event:
+        case OfferAnswered():
+            return state, []  # a late answer once the offers are compared
         case (
             Validated() | FeasibilityAnswered() | AttemptsFound() | Priced() | OrderPlaced() | OrderNotFound()
         ):

@@ -208,6 +208,19 @@ def input_examples() -> dict[str, dict[str, Any]]:
             "constraints": {"acquisitionMode": "STEREO", "minBH": 0.25, "maxBH": 0.6},
             "dryRun": True,
         },
+        "order-request.auto-pleiades-toulouse": {
+            "requestId": "req-toulouse-2025-06-003",
+            "provider": "auto",
+            "candidates": [
+                {"provider": "oneatlas", "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"}},
+                {"provider": "up42", "product": {"dataProductId": UP42_PLEIADES_PRODUCT}},
+            ],
+            "routing": {"prefer": "cheapest", "fallback": True},
+            "aoi": {"type": "Polygon", "coordinates": TOULOUSE},
+            "window": _window(28),
+            "constraints": {"maxCloudCover": 20},
+            "budget": {"maxAmount": 2500, "currency": "EUR"},
+        },
     }
     commands = {
         f"command.{name}": _command(name, extra)
@@ -216,6 +229,7 @@ def input_examples() -> dict[str, dict[str, Any]]:
             ("reject", {"reason": "too expensive"}),
             ("cancel", {"reason": "no longer needed", "issuedBy": "ops@example.org"}),
             ("select-feasibility-option", {"optionId": "attempt-2"}),
+            ("select-offer", {"optionId": "up42-2", "issuedBy": "ops@example.org"}),
             ("accept-acquisition", {"acquisitionId": "DS_PHR1A_202506101045"}),
             ("refuse-acquisition", {"acquisitionId": "DS_PHR1A_202506081052", "reason": "haze over the AOI"}),
         )
