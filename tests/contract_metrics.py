@@ -11,4 +11,5 @@ CONTRACT_FAMILIES = {
     "tasking_events_published": "counter",
     "tasking_consumer_lag_messages": "gauge",
     "tasking_build_info": "gauge",
+    "tasking_routing_choices": "counter",
 }

@@ -57,7 +57,9 @@ def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider
 
 
 def domain_settings(settings: Settings) -> DomainSettings:
-    return DomainSettings(settle_seconds=settings.http_client.settle_seconds)
+    return DomainSettings(
+        settle_seconds=settings.http_client.settle_seconds, rates=dict(settings.routing.rates)
+    )
 
 
 @dataclass

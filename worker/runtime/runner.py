@@ -31,13 +31,17 @@ from aiokafka.errors import KafkaError
 from worker.domain.decide import decide
 from worker.domain.model import (
     PAID_OPS,
+    AttemptsFound,
     CallProvider,
     CommandReceived,
     DomainEvent,
     Effect,
     ErrorInfo,
+    FeasibilityAnswered,
+    OfferAnswered,
     OrderState,
     Polled,
+    Priced,
     RequestReceived,
     Resumed,
     Schedule,
@@ -46,6 +50,7 @@ from worker.domain.model import (
     TimerFired,
     TimerKind,
     Unschedule,
+    Validated,
 )
 from worker.errors import DecodeError
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
@@ -64,6 +69,8 @@ class RunnerMetrics(Protocol):
     def order_transition(self, provider: str, status: str) -> None: ...
 
     def acquisition_decision(self, provider: str, decision: str, decided_by: str) -> None: ...
+
+    def routing_choice(self, provider: str, prefer: str, by: str) -> None: ...
 
 
 class StepProbe(Protocol):
@@ -326,6 +333,12 @@ class Runner:
         before = old.sequence if old is not None else 0
         if new.sequence > before and new.status is not None:
             self.metrics.order_transition(new.request.provider.value, new.status.value)
+        routing = new.routing
+        if routing is not None and routing.chosen_by is not None:
+            choices_before = old.routing.choices if old is not None and old.routing is not None else 0
+            if routing.choices > choices_before:
+                prefer = routing.request.routing.prefer.value if routing.request.routing else "cheapest"
+                self.metrics.routing_choice(new.request.provider.value, prefer, routing.chosen_by)
 
     def _perform(self, partition: int, state: OrderState | None, effects: list[Effect]) -> None:
         if state is None:
@@ -374,16 +387,21 @@ class Runner:
     async def _call(self, partition: int, state: OrderState, call: CallProvider) -> None:
         # A call task inherits its creator's context (a record, a poll): log as this order only.
         structlog.contextvars.clear_contextvars()
+        # A read for one offer of a provider-choice order runs on that offer's own (dry-run)
+        # state and provider; its answer goes back to the order wrapped with the offer's id.
+        target = _offer_state(state, call.offer) if call.offer is not None else state
         structlog.contextvars.bind_contextvars(
-            requestId=state.request_id, provider=state.request.provider.value
+            requestId=state.request_id, provider=target.request.provider.value
         )
-        provider = self.providers.get(state.request.provider.value)
+        provider = self.providers.get(target.request.provider.value)
         if provider is None:
             event: DomainEvent = _not_configured(call, self.clock())
         else:
-            event = await perform(provider, state, call, self.clock)
+            event = await perform(provider, target, call, self.clock)
             if call.op in PAID_OPS:
                 crashpoints.reached(f"after_call_returned:{call.op.value}")
+        if call.offer is not None:
+            event = _offer_answer(call.offer, event)
         await self._feed_back(partition, state.request_id, event)
 
     async def _feed_back(self, partition: int, request_id: str, event: DomainEvent) -> None:
@@ -413,6 +431,20 @@ def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:
     if before is not None and after is None:
         return f"result_persist:{before.kind.value}"
     return None
+
+
+def _offer_state(state: OrderState, offer_id: str) -> OrderState:
+    record = state.routing.offer(offer_id) if state.routing is not None else None
+    if record is None:
+        raise ValueError(f"no offer {offer_id!r} in this order")  # a bug of the core
+    return record.state
+
+
+def _offer_answer(offer_id: str, event: DomainEvent) -> DomainEvent:
+    """Wrap the answer of an offer's read (only reads are ever run for offers)."""
+    if not isinstance(event, Validated | FeasibilityAnswered | AttemptsFound | Priced | StepFailed):
+        raise TypeError(f"unexpected answer {event.kind} for an offer")
+    return OfferAnswered(offer=offer_id, event=event, at=event.at)
 
 
 def _not_configured(call: CallProvider, at: datetime) -> StepFailed:
