@@ -25,9 +25,9 @@ from worker.events.models import (
     Command,
     DecidedBy,
     Decision,
+    Money,
     OrderRequest,
     OrderStatusEvent,
-    Price,
     Progress,
     Reason,
 )
@@ -433,7 +433,7 @@ class OfferRecord(DomainModel):
     candidate: int
     state: OrderState
     retry_at: datetime | None = None
-    comparable: Price | None = None
+    comparable: Money | None = None
     refused: Reason | None = None
 
 

@@ -484,6 +484,11 @@ class OfferStatus(StrEnum):
     DROPPED = "DROPPED"
 
 
+class Money(ContractModel):
+    amount: Annotated[float, Field(ge=0)]
+    currency: str
+
+
 class Offer(ContractModel):
     """One candidate of a ``provider: "auto"`` request once its non-paying steps ran.
 
@@ -497,7 +502,7 @@ class Offer(ContractModel):
     provider: Provider
     product: Product
     price: Price | None = None
-    comparable_price: Price | None = None
+    comparable_price: Money | None = None
     feasibility: Feasibility | None = None
     first_opportunity: UtcDatetime | None = None
     status: OfferStatus

@@ -73,8 +73,8 @@ from worker.events.models import (
     Decision,
     DecisionKind,
     DecisionOption,
+    Money,
     OrderRequest,
-    Price,
     Provider,
     Reason,
     RoutingPrefer,
@@ -219,13 +219,13 @@ def conversion(currency: str, target: str, rates: dict[str, float]) -> float | N
     return rates[currency] / rates[target] if target in rates else rates[currency]
 
 
-def comparable_price(quote: PriceQuote | None, target: str, rates: dict[str, float]) -> Price | None:
+def comparable_price(quote: PriceQuote | None, target: str, rates: dict[str, float]) -> Money | None:
     if quote is None:
         return None
     factor = conversion(quote.currency, target, rates)
     if factor is None:
         return None
-    return Price(amount=round(quote.amount * factor, 6), currency=target)
+    return Money(amount=round(quote.amount * factor, 6), currency=target)
 
 
 def offers_known(state: OrderState, at: datetime, settings: Settings) -> Step:
@@ -367,7 +367,7 @@ def _rates(state: OrderState) -> dict[str, float]:
     return rates
 
 
-def _within_budget(request: OrderRequest, comparable: Price | None) -> bool:
+def _within_budget(request: OrderRequest, comparable: Money | None) -> bool:
     if comparable is None:
         return False
     return request.budget is None or comparable.amount <= request.budget.max_amount
