@@ -426,7 +426,11 @@ def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:
     (``worker.runtime.crashpoints``, a test facility); ``None`` for any other write."""
     before = old.intent if old is not None else None
     after = new.intent
-    if after is not None and (before is None or (before.kind, before.attempt) != (after.kind, after.attempt)):
+    # A new target is a new intent too (a provider-choice fallback places another offer).
+    if after is not None and (
+        before is None
+        or (before.kind, before.attempt, before.target) != (after.kind, after.attempt, after.target)
+    ):
         return f"intent_persist:{after.kind.value}"
     if before is not None and after is None:
         return f"result_persist:{before.kind.value}"
