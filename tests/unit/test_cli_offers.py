@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.cli import offer_lines
+from worker.display import offer_lines
 from worker.events.models import OrderStatusEvent
 
 EVENT = {
