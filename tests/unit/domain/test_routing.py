@@ -424,6 +424,39 @@ def test_without_fallback_a_refusal_ends_the_request() -> None:
     assert [c.op for c in order.calls].count(Op.PLACE_ORDER) == 1
 
 
+def test_a_cancel_waiting_for_the_placement_is_not_overtaken_by_a_fallback() -> None:
+    order = decided()
+    order.send(CommandReceived(command=command("cancel"), at=at(5)))
+    order.send(refused(6))
+    assert order.last().status is S.REJECTED
+    assert [c.target for c in order.calls if c.op is Op.PLACE_ORDER] == [UP_ID]
+
+
+def test_no_fallback_once_the_window_is_over() -> None:
+    order = decided()
+    late = refused(0).model_copy(update={"at": WINDOW_END})
+    order.send(late)
+    assert order.last().status is S.REJECTED
+    assert [c.target for c in order.calls if c.op is Op.PLACE_ORDER] == [UP_ID]
+
+
+def test_a_refusal_that_is_not_a_business_refusal_does_not_fall_back() -> None:
+    order = decided()
+    error = ErrorInfo(reason_code="PROVIDER_ERROR", message="401 after a renewed token")
+    order.send(StepFailed(op=Op.PLACE_ORDER, error=error, target=UP_ID, at=at(5)))
+    assert order.s.terminal
+    assert [c.target for c in order.calls if c.op is Op.PLACE_ORDER] == [UP_ID]
+
+
+def test_a_stale_failure_of_the_refused_offer_does_not_touch_the_fallback_placement() -> None:
+    order = decided()
+    order.send(refused(5))
+    before = order.s
+    stale = StepFailed(op=Op.PLACE_ORDER, error=refused(6).error, target=UP_ID, at=at(6))
+    order.send(stale)
+    assert order.s == before, "the failure names the refused offer, not the one being placed"
+
+
 def test_a_refusal_of_the_last_offer_ends_the_request() -> None:
     order = decided()
     order.send(refused(5))

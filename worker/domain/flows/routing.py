@@ -425,7 +425,7 @@ def after_refusal(state: OrderState, event: StepFailed) -> tuple[OrderState, Ste
     """The chosen provider definitively refused the placement (``event``; the caller checked
     that the intent is PLACE_ORDER). Returns the state with the offer marked refused, and the
     fallback step, or ``None`` when the order ends as a direct request would (no fallback asked,
-    not a business refusal, nothing left to try)."""
+    not a business refusal, a cancel waiting, the window over, nothing left to try)."""
     routing = state.routing
     record = routing.offer(routing.chosen) if routing is not None else None
     if routing is None or record is None:
@@ -440,7 +440,10 @@ def after_refusal(state: OrderState, event: StepFailed) -> tuple[OrderState, Ste
     )
     state = _replace(state, record.model_copy(update={"refused": why}))
     fallback = routing.request.routing is None or routing.request.routing.fallback
-    if not fallback or not (error.rejected or error.not_feasible) or not remaining_offers(state):
+    business_refusal = error.rejected or error.not_feasible
+    # A cancel waiting for this outcome, or a window already over, ends the request instead.
+    stopping = state.cancel_requested_by is not None or event.at >= state.request.window.end
+    if not fallback or not business_refusal or stopping or not remaining_offers(state):
         return state, None
     state = unchoose(update(state, intent=None))
     details = {**why.details, "offers": [o.to_json_dict() for o in contract_offers(state) or []]}
