@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cli_support import cli_env, invoke
 from harness import PANAMA, TOULOUSE, UP42_PHR_PRODUCT, Stack, running_worker, stack_for, window
 
 from worker.config import TopicSettings
@@ -210,3 +211,23 @@ async def test_a_refused_placement_falls_back_to_the_next_offer_once(
             'tasking_routing_choices_total{by="fallback",prefer="cheapest",provider="oneatlas"} 1.0'
             in metrics
         )
+
+
+async def test_status_command_lists_the_offers(broker: EmbeddedBroker, unique_topics: TopicSettings) -> None:
+    """``tasking-worker status`` on a real provider-choice order: one line per offer."""
+    async with (
+        stack_for(broker, unique_topics, speed=FAST) as (stack, events),
+        running_worker(stack, TASKING_ROUTING__RATES=UP42_CHEAP),
+    ):
+        await stack.publish(auto_request("auto-status", dryRun=True))
+        await events.wait_status("auto-status", "QUOTED", timeout=40)
+        shown = await invoke(["status", "auto-status"], cli_env(broker, unique_topics))
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert "offers (preferred first):" in shown.stdout
+    up42_line = next(line for line in lines if line.strip().startswith("up42-2"))
+    oneatlas_line = next(line for line in lines if line.strip().startswith("oneatlas-1"))
+    assert lines.index(up42_line) < lines.index(oneatlas_line)
+    assert "OFFERED" in up42_line
+    assert "CREDITS (~" in up42_line
+    assert "EUR" in oneatlas_line
