@@ -184,6 +184,20 @@ async def test_one_provider_down_the_other_is_ordered(
         assert paid(stack, "auto-down") == {"oneatlas": 1, "up42": 0}
 
 
+async def test_a_provider_without_credentials_drops_out_and_the_other_is_ordered(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    async with (
+        stack_for(broker, unique_topics, speed=FAST) as (stack, events),
+        running_worker(stack, TASKING_ROUTING__RATES=UP42_CHEAP, TASKING_UP42__USERNAME=""),
+    ):
+        await stack.publish(auto_request("auto-unconfigured"))
+        ordered = await events.wait_status("auto-unconfigured", "ORDERED", timeout=40)
+        assert offer_ids(ordered) == [("oneatlas-1", "OFFERED"), ("up42-2", "DROPPED")]
+        assert ordered["offers"][1]["reason"]["code"] == "PROVIDER_NOT_CONFIGURED"
+        assert paid(stack, "auto-unconfigured") == {"oneatlas": 1, "up42": 0}
+
+
 async def test_a_refused_placement_falls_back_to_the_next_offer_once(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:

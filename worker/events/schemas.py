@@ -289,6 +289,40 @@ def output_examples() -> dict[str, ContractModel]:
                 },
             }
         ),
+        "order-status-event.offers": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-003",
+                "provider": "auto",
+                "sequence": 2,
+                "status": "QUOTED",
+                "previousStatus": "RECEIVED",
+                "stapiStatus": stapi_status(OrderStatus.QUOTED),
+                "occurredAt": _T0,
+                "offers": [
+                    {
+                        "id": "up42-2",
+                        "provider": "up42",
+                        "product": {"dataProductId": UP42_PLEIADES_PRODUCT},
+                        "price": {"amount": 98000, "currency": "CREDITS", "areaKm2": 125.4},
+                        "comparablePrice": {"amount": 980, "currency": "EUR"},
+                        "status": "OFFERED",
+                    },
+                    {
+                        "id": "oneatlas-1",
+                        "provider": "oneatlas",
+                        "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"},
+                        "price": {"amount": 1830.5, "currency": "EUR", "areaKm2": 125.4},
+                        "comparablePrice": {"amount": 1830.5, "currency": "EUR"},
+                        "feasibility": {
+                            "automation": "AUTOMATIC",
+                            "classification": "EASY",
+                            "programmingType": "ONEPLAN",
+                        },
+                        "status": "OFFERED",
+                    },
+                ],
+            }
+        ),
         "acquisition-event": AcquisitionEvent.model_validate(
             {
                 "requestId": "req-toulouse-2025-06-001",
