@@ -12,6 +12,7 @@ CONTRACT_FAMILIES = {
     "tasking_consumer_lag_messages": "gauge",
     "tasking_build_info": "gauge",
     "tasking_deliveries": "counter",
+    "tasking_routing_choices": "counter",
 }
 
 #: Contract families whose label values are learnt at run time, so a fresh worker exports them

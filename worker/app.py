@@ -63,6 +63,7 @@ def domain_settings(settings: Settings) -> DomainSettings:
         settle_seconds=settings.http_client.settle_seconds,
         delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
         delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
+        rates=dict(settings.routing.rates),
     )
 
 

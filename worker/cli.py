@@ -56,6 +56,7 @@ from rich.markup import escape
 
 from worker.config import KafkaSettings, Settings, load_settings
 from worker.demo import DEFAULT_SPEED, DEFAULT_TIMEOUT
+from worker.display import offer_lines
 from worker.errors import ConfigError, DecodeError
 from worker.events import codec
 from worker.events import schemas as schema_files
@@ -607,6 +608,10 @@ def _print_status(event: OrderStatusEvent) -> None:
         value = data.get(name)
         if value:
             console.print(f"  [bold]{name}[/]: {escape(orjson.dumps(value).decode())}")
+    if data.get("offers"):
+        console.print("  [bold]offers[/] (preferred first):")
+        for line in offer_lines(data["offers"]):
+            console.print(f"    {escape(line)}")
 
 
 # --------------------------------------------------------------------------- download

@@ -12,6 +12,8 @@ redaction processor (``worker.observability.logging``) learns their values from
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 import threading
@@ -19,8 +21,9 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigError
 
@@ -182,6 +185,42 @@ class TrackingSettings(_Section):
         return self.delivery_interval_seconds or self.poll_interval_seconds
 
 
+class RoutingSettings(_Section):
+    """Provider choice (``provider: "auto"``): how offers in other currencies are compared.
+
+    ``rates`` maps a currency to the value of one of its units in the budget currency (one base
+    currency for every budget; a budget in another listed currency is converted through it), read
+    from ``TASKING_ROUTING__RATES`` as a JSON object, e.g. ``{"CREDITS": 0.01, "USD": 0.92}``.
+    """
+
+    rates: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object of currency -> rate") from None
+        if not isinstance(value, dict):
+            raise PydanticCustomError("rates", "must be a JSON object of currency -> rate")
+        for currency, rate in value.items():
+            if isinstance(rate, bool) or not isinstance(rate, int | float):
+                raise PydanticCustomError(
+                    "rates", "the rate of {currency} must be a positive number", {"currency": repr(currency)}
+                )
+        return value
+
+    @field_validator("rates", mode="after")
+    @classmethod
+    def _positive(cls, rates: dict[str, float]) -> dict[str, float]:
+        for currency, rate in rates.items():
+            if not currency or not math.isfinite(rate) or rate <= 0:
+                raise ValueError(f"the rate of {currency!r} must be a positive number")
+        return rates
+
+
 class HttpServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
@@ -218,6 +257,7 @@ class Settings(BaseSettings):
     up42: Up42Settings = Up42Settings()
     http_client: HttpClientSettings = HttpClientSettings()
     tracking: TrackingSettings = TrackingSettings()
+    routing: RoutingSettings = RoutingSettings()
     http: HttpServerSettings = HttpServerSettings()
     health: HealthSettings = HealthSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -65,13 +65,16 @@ from rich.table import Table
 from rich.text import Text
 
 from worker.config import Settings, settings_from
+from worker.display import offer_lines
 from worker.events import codec
 from worker.events.models import (
     AcquisitionEvent,
     AcquisitionStatus,
+    Candidate,
     Command,
     CommandName,
     DecisionKind,
+    Offer,
     OrderRequest,
     OrderStatusEvent,
     Provider,
@@ -147,6 +150,11 @@ SAMPLES: tuple[Sample, ...] = (
         OrderStatus.QUOTED,
         "Pléiades ONEDAY dry run: stops once the price is known",
     ),
+    Sample(
+        "auto-pleiades-toulouse.json",
+        OrderStatus.COMPLETED,
+        "Pléiades from OneAtlas or UP42 (provider auto): both offers compared, the cheaper ordered",
+    ),
 )
 
 
@@ -155,13 +163,27 @@ def sample_text(name: str) -> bytes:
     return resources.files("worker").joinpath("samples", name).read_bytes()
 
 
-def load_samples(now: datetime, samples: tuple[Sample, ...] = SAMPLES) -> list[OrderRequest]:
+def load_samples(
+    now: datetime, samples: tuple[Sample, ...] = SAMPLES, *, interactive: bool = False
+) -> list[OrderRequest]:
     """The sample requests, each window moved to start at ``now`` with its original length.
+
+    ``interactive``: a provider-choice sample leaves the choice to the person at the prompt
+    (``autoApprove: false``, so the worker asks ``select-offer``) instead of ordering the cheaper
+    offer itself.
 
     Raises:
         ValidationError: a sample file is not a valid ``OrderRequest`` (a packaging bug).
     """
-    return [starting_at(OrderRequest.model_validate(orjson.loads(sample_text(s.file))), now) for s in samples]
+    requests = [
+        starting_at(OrderRequest.model_validate(orjson.loads(sample_text(s.file))), now) for s in samples
+    ]
+    if interactive:
+        requests = [
+            r.model_copy(update={"auto_approve": False}) if r.provider is Provider.AUTO else r
+            for r in requests
+        ]
+    return requests
 
 
 def starting_at(request: OrderRequest, now: datetime) -> OrderRequest:
@@ -202,6 +224,13 @@ def auto_answer(request: OrderRequest, event: OrderStatusEvent) -> Answer | None
         first = decision.options[0]
         return Answer(
             CommandName.SELECT_FEASIBILITY_OPTION, f"first option: {first.description}", option_id=first.id
+        )
+    if decision.kind is DecisionKind.SELECT_OFFER:
+        if not decision.options:
+            return None
+        preferred = decision.options[0]  # the worker lists the preferred offer first
+        return Answer(
+            CommandName.SELECT_OFFER, f"preferred offer: {preferred.description}", option_id=preferred.id
         )
     if over_budget(request, event):
         return Answer(CommandName.REJECT, "over budget: declined")
@@ -355,12 +384,21 @@ def _status_text(status: OrderStatus | None) -> Text:
 
 
 def _product(request: OrderRequest) -> str:
+    if request.provider is Provider.AUTO:
+        candidates = request.candidates or []
+        return "auto: " + " | ".join(_product(_as_direct(request, c)) for c in candidates)
     if request.provider is Provider.UP42:
         return f"up42 {request.up42_product().data_product_id[:8]}…"
     p = request.oneatlas_product()
     mode = request.constraints.acquisition_mode.value
     suffix = f" {mode}" if mode != "MONO" else ""
     return f"oneatlas {p.mission.value} {p.programming_type.value}{suffix}"
+
+
+def _as_direct(request: OrderRequest, candidate: Candidate) -> OrderRequest:
+    return request.model_copy(
+        update={"provider": candidate.provider, "product": candidate.product, "candidates": None}
+    )
 
 
 def _price(event: OrderStatusEvent | None) -> str:
@@ -449,6 +487,10 @@ def status_line(event: OrderStatusEvent) -> str:
     """One plain progress line for a status event."""
     previous = f"{event.previous_status.value} → " if event.previous_status else ""
     parts = [f"{event.request_id} #{event.sequence} {previous}{event.status.value}"]
+    if event.provider is Provider.AUTO or (event.offers and event.status is OrderStatus.QUOTED):
+        parts.append(f"provider {event.provider.value}")
+    if event.offers and event.previous_status is OrderStatus.RECEIVED:
+        parts.append("offers " + "; ".join(_offer_text(o) for o in event.offers))
     if event.price is not None:
         parts.append(f"price {_price(event)}")
     if event.provider_refs:
@@ -478,6 +520,11 @@ def delivery_line(item: dict[str, Any]) -> str:
         f"{properties.get('tasking:request_id')} delivered {item.get('id')} "
         f"({len(assets)} asset(s), {data} with data)"
     )
+
+
+def _offer_text(offer: Offer) -> str:
+    price = f" {offer.price.amount:,.0f} {offer.price.currency}" if offer.price is not None else ""
+    return f"{offer.id} {offer.status.value}{price}"
 
 
 def acquisition_line(event: AcquisitionEvent) -> str:
@@ -554,6 +601,8 @@ def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -
         "TASKING_SHUTDOWN_GRACE_SECONDS": "3",
         "TASKING_LOG_LEVEL": "INFO",
         "TASKING_LOG_FORMAT": "json",
+        # Provider choice compares UP42 credits with euros (about a hundredth of a euro each).
+        "TASKING_ROUTING__RATES": '{"CREDITS": 0.01}',
     }
 
 
@@ -698,6 +747,8 @@ class Demo:
                 f"\n[bold magenta]{escape(event.request_id)}[/] needs a decision: "
                 f"{escape(status_line(event))}"
             )
+            if decision.kind is DecisionKind.SELECT_OFFER:
+                return ask_offer()
             if decision.kind is DecisionKind.SELECT_FEASIBILITY_OPTION:
                 for number, option in enumerate(decision.options, start=1):
                     self.output.console.print(f"  {number}. {escape(option.description)} ({option.id})")
@@ -719,6 +770,24 @@ class Demo:
                 default=default,
             )
             return Answer(CommandName(verb), f"{verb} chosen at the prompt")
+
+        def ask_offer() -> Answer | None:
+            assert decision is not None
+            self.output.console.print("  the offers, preferred first:")
+            for line in offer_lines([o.to_json_dict() for o in event.offers or []]):
+                self.output.console.print(f"    {escape(line)}")
+            for number, option in enumerate(decision.options, start=1):
+                self.output.console.print(f"  {number}. {escape(option.description)} ({option.id})")
+            choice = IntPrompt.ask(
+                "offer to order",
+                console=self.output.console,
+                default=1,
+                choices=[str(n) for n in range(1, len(decision.options) + 1)],
+            )
+            chosen = decision.options[choice - 1]
+            return Answer(
+                CommandName.SELECT_OFFER, f"offer {chosen.id} chosen at the prompt", option_id=chosen.id
+            )
 
         return await self._prompt(ask)
 
@@ -902,7 +971,7 @@ async def run_async(options: DemoOptions, console: Console) -> int:
         )
     workdir = Path(tempfile.mkdtemp(prefix="tasking-demo-"))
     output = Output(console, live, started)
-    board = Board(load_samples(datetime.now(UTC)), SAMPLES)
+    board = Board(load_samples(datetime.now(UTC), interactive=interactive), SAMPLES)
     output.board = board
     output.line(f"starting the broker, the simulators and the worker (logs in {workdir})")
     try:

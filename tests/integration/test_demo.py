@@ -63,16 +63,34 @@ def by_id(requests: list[OrderRequest], fragment: str) -> OrderRequest:
 
 def test_samples_are_valid_requests_whose_windows_start_now() -> None:
     requests = load_samples(NOW)
-    assert len(requests) == len(SAMPLES) == 7
-    assert len({r.request_id for r in requests}) == 7
+    assert len(requests) == len(SAMPLES) == 8
+    assert len({r.request_id for r in requests}) == 8
     assert all(r.window.start == NOW for r in requests)
-    assert {r.provider for r in requests} == {Provider.ONEATLAS, Provider.UP42}
+    assert {r.provider for r in requests} == {Provider.ONEATLAS, Provider.UP42, Provider.AUTO}
     assert sum(r.dry_run for r in requests) == 1
     panama = by_id(requests, "panama")
     assert panama.up42_product().data_product_id == "bd102407-1814-4f92-8b5a-7697b7a73f5a"
     australia = by_id(requests, "western-australia")
     lons = [lon for lon, _ in australia.aoi.ring()]
     assert (min(lons), max(lons)) == (122.68, 122.83)
+
+
+def test_the_provider_choice_sample_compares_oneatlas_and_up42_and_asks_at_the_prompt() -> None:
+    auto = by_id(load_samples(NOW), "auto-pleiades")
+    assert [c.provider for c in auto.candidates or []] == [Provider.ONEATLAS, Provider.UP42]
+    assert auto.auto_approve
+    asked = by_id(load_samples(NOW, interactive=True), "auto-pleiades")
+    assert not asked.auto_approve, "at the prompt the person chooses the offer"
+    options = [DecisionOption(id="up42-2", description="U"), DecisionOption(id="oneatlas-1", description="O")]
+    choose = event(
+        auto,
+        2,
+        OrderStatus.DECISION_REQUIRED,
+        decision=Decision(kind=DecisionKind.SELECT_OFFER, options=options),
+    )
+    answer = auto_answer(auto, choose)
+    assert answer is not None
+    assert (answer.command, answer.option_id) == (CommandName.SELECT_OFFER, "up42-2")
 
 
 def test_starting_at_keeps_the_window_length() -> None:
@@ -200,3 +218,6 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
     # Every status event was printed as a progress line, and the demo answered the decisions.
     assert "DECISION_REQUIRED → REJECTED" in output
     assert "select-feasibility-option" in output
+    # The provider-choice sample: both offers shown, the cheaper (UP42 at these rates) ordered.
+    assert "demo-auto-pleiades-toulouse #2 RECEIVED → QUOTED  provider auto  offers up42-2 OFFERED" in output
+    assert "oneatlas-1 OFFERED" in output

@@ -39,6 +39,7 @@ def exercise(metrics: WorkerMetrics) -> None:
     metrics.set_ready(True)
     metrics.set_status_ages({("oneatlas", "DECISION_REQUIRED"): 3600.0})
     metrics.acquisition_decision("oneatlas", "accept", "policy")
+    metrics.routing_choice("up42", "cheapest", "worker")
 
 
 def samples(metrics: WorkerMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -291,6 +292,9 @@ def test_poll_timestamp_is_unix_seconds(metrics: WorkerMetrics) -> None:
         lambda m: m.acquisition_decision("oneatlas", "maybe", "policy"),
         lambda m: m.acquisition_decision("oneatlas", "accept", "provider"),
         lambda m: m.token_renewed("acme", ok=True),
+        lambda m: m.routing_choice("auto", "cheapest", "worker"),
+        lambda m: m.routing_choice("up42", "fastest", "worker"),
+        lambda m: m.routing_choice("up42", "cheapest", "provider"),
         lambda m: m.poll_succeeded("acme"),
         lambda m: m.event_published(""),
     ],
@@ -335,3 +339,20 @@ def test_delivery_counters_start_at_zero_for_both_providers_and_count() -> None:
     assert samples()[("tasking_delivery_errors_total", "oneatlas")] == 1.0
     with pytest.raises(ValueError, match="provider"):
         metrics.delivery_published("planet")
+
+
+def test_routing_choices_start_at_zero_for_every_known_label_set(metrics: WorkerMetrics) -> None:
+    name = "tasking_routing_choices_total"
+    for provider in ("oneatlas", "up42"):
+        for prefer in ("cheapest", "earliest", "listed"):
+            for by in ("worker", "command", "fallback"):
+                assert value(metrics, name, provider=provider, prefer=prefer, by=by) == 0
+    metrics.routing_choice("oneatlas", "earliest", "fallback")
+    assert value(metrics, name, provider="oneatlas", prefer="earliest", by="fallback") == 1
+
+
+def test_orders_of_a_provider_choice_count_under_auto_before_the_choice(metrics: WorkerMetrics) -> None:
+    metrics.order_transition("auto", "QUOTED")
+    metrics.set_open_orders({("auto", "DECISION_REQUIRED"): 2})
+    assert value(metrics, "tasking_order_transitions_total", provider="auto", status="QUOTED") == 1
+    assert value(metrics, "tasking_orders", provider="auto", status="DECISION_REQUIRED") == 2

@@ -35,3 +35,20 @@ def test_an_invalid_value_names_its_variable_and_restores_the_environment(
         settings_from({"TASKING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092", "TASKING_LOG_LEVEL": "LOUD"})
     assert "LOUD" not in str(caught.value)
     assert os.environ["TASKING_LOG_LEVEL"] == "DEBUG"
+
+
+def test_routing_rates_are_a_json_object_of_positive_numbers() -> None:
+    settings = settings_from({"TASKING_ROUTING__RATES": '{"CREDITS": 0.01, "USD": 0.92}'})
+    assert settings.routing.rates == {"CREDITS": 0.01, "USD": 0.92}
+    assert settings_from({}).routing.rates == {}
+
+
+@pytest.mark.parametrize(
+    "value", ['{"CREDITS": 0.01', "[0.01]", '{"CREDITS": 0}', '{"CREDITS": -1}', '{"CREDITS": "x"}']
+)
+def test_invalid_routing_rates_stop_the_start_naming_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from({"TASKING_ROUTING__RATES": value})
+    message = str(caught.value)
+    assert message.startswith("TASKING_ROUTING__RATES: ")
+    assert "\n" not in message

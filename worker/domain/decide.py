@@ -11,6 +11,8 @@ an intent recorded here is durable before its paid call.
   ``COMMAND_REJECTED``) and the last acquisition listing (its AcquisitionEvents are published).
 - An acquisition listing also releases the delivered products held for it (their join is known).
 - An event that does not fit the current phase (a late answer, a stale timer) changes nothing.
+- A ``provider: "auto"`` request first collects its offers (``flows.routing``), then goes on as
+  a direct request to the chosen provider.
 
 Raises:
     IllegalTransition: the flow asked for a status change the contract forbids (a bug).
@@ -29,6 +31,7 @@ from worker.domain.flows import (
     oneatlas,
     placement,
     reads,
+    routing,
     timers,
     tracking,
     writes,
@@ -43,10 +46,12 @@ from worker.domain.model import (
     DomainEvent,
     Effect,
     FeasibilityAnswered,
+    OfferAnswered,
     Op,
     OrderNotFound,
     OrderPlaced,
     OrderState,
+    Phase,
     Polled,
     Priced,
     RequestReceived,
@@ -61,7 +66,7 @@ from worker.domain.model import (
     Validated,
     WriteDone,
 )
-from worker.events.models import OrderRequest
+from worker.events.models import OrderRequest, Provider
 
 DEFAULT_SETTINGS = Settings()
 
@@ -82,6 +87,10 @@ def decide(
         if isinstance(event, AcquisitionsListed):
             return acquisitions.on_listed(state, event, settings)
         return state, []
+    if state.phase is Phase.OFFERS:
+        step = routing.on_offers_event(state, event, settings, decide)
+        if step is not None:
+            return step
     return _dispatch(state, event, settings)
 
 
@@ -95,7 +104,11 @@ def receive(request: OrderRequest, at: datetime) -> Step:
             windowEnd=request.window.end.isoformat(),
         )
         return end(state, S.EXPIRED, at, why)
-    return state, [Schedule(timer=TimerKind.WINDOW_END, at=request.window.end), CallProvider(op=Op.VALIDATE)]
+    window_end = Schedule(timer=TimerKind.WINDOW_END, at=request.window.end)
+    if request.provider is Provider.AUTO:
+        state, offer_calls = routing.start_offers(state, at)
+        return state, [window_end, *offer_calls]
+    return state, [window_end, CallProvider(op=Op.VALIDATE)]
 
 
 def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step:
@@ -122,8 +135,8 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
             return timers.on_resumed(state, event)
         case TrackingFailed() | TrackingRecovered():
             return tracking.on_trouble(state, event)
-        case RequestReceived() | CommandReceived():
-            return state, []  # handled before dispatch
+        case RequestReceived() | CommandReceived() | OfferAnswered():
+            return state, []  # handled before dispatch; a late offer answer once offers are compared
         case _:
             assert_never(event)
 

@@ -22,9 +22,11 @@ from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     AcquisitionEvent,
     AcquisitionStatus,
+    Candidate,
     Command,
     DecidedBy,
     Decision,
+    Money,
     OrderRequest,
     OrderStatusEvent,
     Progress,
@@ -99,6 +101,8 @@ class Phase(StrEnum):
     DECIDING_QUOTATION = "DECIDING_QUOTATION"  # intent recorded, DECIDE_QUOTATION in flight
     CANCELLING = "CANCELLING"  # CANCEL in flight
     AWAITING_DELIVERY = "AWAITING_DELIVERY"  # the provider finished; products still to come (IN_PROGRESS)
+    OFFERS = "OFFERS"  # provider "auto": the candidates' reads run (``OrderState.routing``)
+    AWAITING_OFFER = "AWAITING_OFFER"  # DECISION_REQUIRED select-offer
     DONE = "DONE"  # terminal (or dry run ended at QUOTED)
 
 
@@ -225,6 +229,7 @@ class OrderState(DomainModel):
     finished: ProviderFinished | None = None  # set in AWAITING_DELIVERY
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)
+    routing: RoutingState | None = None  # provider "auto" only (see the routing block below)
 
     @property
     def request_id(self) -> str:
@@ -403,8 +408,24 @@ class TrackingRecovered(DomainModel):
     at: datetime
 
 
+# Provider "auto": the answer of a read run for one offer (see the provider-choice block).
+CandidateEvent = Annotated[
+    Validated | FeasibilityAnswered | AttemptsFound | Priced | StepFailed, Field(discriminator="kind")
+]
+
+
+class OfferAnswered(DomainModel):
+    """The answer of a read run for one offer of a ``provider: "auto"`` request."""
+
+    kind: Literal["offer_answered"] = "offer_answered"
+    offer: str
+    event: CandidateEvent
+    at: datetime
+
+
 DomainEvent = Annotated[
-    RequestReceived
+    OfferAnswered
+    | RequestReceived
     | CommandReceived
     | Validated
     | FeasibilityAnswered
@@ -439,6 +460,7 @@ class CallProvider(DomainModel):
     op: Op
     target: str | None = None
     accept: bool | None = None
+    offer: str | None = None  # provider "auto": a read for this offer, on its own provider
 
 
 class Schedule(DomainModel):
@@ -469,3 +491,55 @@ class Settings(DomainModel):
     commands_remembered: int = 64
     delivery_grace_seconds: float = 600.0
     delivery_timeout_seconds: float = 1209600.0
+    # Provider "auto": currency -> value of one unit in the budget currency (TASKING_ROUTING__RATES).
+    rates: dict[str, float] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- provider choice
+# A ``provider: "auto"`` request (CONTRACT §3.3) runs the non-paying steps of each candidate as a
+# dry-run direct request of its own (an ``OrderState`` nested in an :class:`OfferRecord`), all at
+# once; the answers come back wrapped in :class:`OfferAnswered`. Once an offer is chosen, the
+# order's ``request`` becomes the direct request of that offer and the order goes on as one.
+
+
+class OfferRecord(DomainModel):
+    """One candidate: its dry-run state and, once it settled, what it offers.
+
+    ``retry_at`` is when its read is retried after a retriable failure (the order's single
+    ``RETRY`` timer fires at the earliest one). ``comparable`` is fixed when every offer is known,
+    with the rates of that moment. ``refused`` is the provider's refusal of its placement.
+    """
+
+    id: str
+    candidate: int
+    state: OrderState
+    retry_at: datetime | None = None
+    comparable: Money | None = None
+    refused: Reason | None = None
+
+
+class RoutingState(DomainModel):
+    """The choice of a provider: the request as received, its offers, and the choice so far.
+
+    ``ranking`` holds the offer ids, preferred first, once every offer is known. ``chosen`` is
+    the offer whose direct request ``OrderState.request`` now is; ``choices`` counts the choices
+    made (a fallback is a new choice), ``chosen_by`` says who made the last one.
+    """
+
+    request: OrderRequest
+    offers: list[OfferRecord]
+    ranking: list[str] = Field(default_factory=list)
+    chosen: str | None = None
+    chosen_by: Literal["worker", "command", "fallback"] | None = None
+    choices: int = 0
+
+    def candidate(self, record: OfferRecord) -> Candidate:
+        """The request's candidate behind ``record``."""
+        return (self.request.candidates or [])[record.candidate]
+
+    def offer(self, offer_id: str | None) -> OfferRecord | None:
+        return next((record for record in self.offers if record.id == offer_id), None)
+
+
+OrderState.model_rebuild()
+OfferRecord.model_rebuild()

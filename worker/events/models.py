@@ -78,6 +78,7 @@ class ContractModel(BaseModel):
 class Provider(StrEnum):
     ONEATLAS = "oneatlas"
     UP42 = "up42"
+    AUTO = "auto"  # the worker chooses among the request's candidates (CONTRACT §3.3)
 
 
 class Mission(StrEnum):
@@ -240,12 +241,54 @@ class AcquisitionPolicy(ContractModel):
     auto_refuse: bool = False
 
 
+# --------------------------------------------------------------------------- provider choice
+
+
+class RoutingPrefer(StrEnum):
+    """How offers are ranked (CONTRACT §3.3)."""
+
+    CHEAPEST = "cheapest"
+    EARLIEST = "earliest"
+    LISTED = "listed"
+
+
+class Routing(ContractModel):
+    prefer: RoutingPrefer = RoutingPrefer.CHEAPEST
+    fallback: bool = True
+
+
+class Candidate(ContractModel):
+    """One way to buy the image: a provider and a complete product of it."""
+
+    provider: Provider
+    product: Product
+    provider_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("provider", mode="after")
+    @classmethod
+    def _concrete(cls, provider: Provider) -> Provider:
+        if provider is Provider.AUTO:
+            raise ValueError("a candidate names a provider, oneatlas or up42")
+        return provider
+
+    @field_validator("product", mode="after")
+    @classmethod
+    def _product_fits_provider(cls, product: Product, info: ValidationInfo) -> Product:
+        expected = _PRODUCT_BY_PROVIDER.get(info.data.get("provider"))  # type: ignore[arg-type]
+        if expected is not None and not isinstance(product, expected):
+            raise ValueError(f"product does not fit provider {info.data['provider']}")
+        return product
+
+
+CandidateList = Annotated[list[Candidate], Field(min_length=2, max_length=6)]
+
+
 class OrderRequest(ContractModel):
     """A request to task a satellite (CONTRACT §3.1); ``requestId`` is the idempotency key."""
 
     request_id: RequestId
     provider: Provider
-    product: Product
+    product: Product | None = Field(default=None, validate_default=True)
     aoi: Polygon
     window: Window
     constraints: Constraints = Constraints()
@@ -258,15 +301,57 @@ class OrderRequest(ContractModel):
     acquisition_policy: AcquisitionPolicy | None = None
     display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     comments: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    # Provider choice (CONTRACT §3.3): only with ``provider: "auto"``.
+    candidates: CandidateList | None = Field(default=None, validate_default=True)
+    routing: Routing | None = None
 
     @field_validator("product", mode="after")
     @classmethod
-    def _product_fits_provider(cls, product: Product, info: ValidationInfo) -> Product:
+    def _product_fits_provider(cls, product: Product | None, info: ValidationInfo) -> Product | None:
         # ``provider`` is declared before ``product``, so it is already validated (when valid).
-        expected = _PRODUCT_BY_PROVIDER.get(info.data.get("provider"))  # type: ignore[arg-type]
+        provider = info.data.get("provider")
+        if provider is Provider.AUTO:
+            if product is not None:
+                raise ValueError("with provider auto the product is given by each candidate")
+            return None
+        if product is None:
+            if provider is None:
+                return None  # the provider's own error is reported
+            raise ValueError("product is required unless provider is auto")
+        expected = _PRODUCT_BY_PROVIDER.get(provider)  # type: ignore[arg-type]
         if expected is not None and not isinstance(product, expected):
-            raise ValueError(f"product does not fit provider {info.data['provider']}")
+            raise ValueError(f"product does not fit provider {provider}")
         return product
+
+    @field_validator("provider_options", mode="after")
+    @classmethod
+    def _options_per_candidate(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if options and info.data.get("provider") is Provider.AUTO:
+            raise ValueError("with provider auto, providerOptions are given by each candidate")
+        return options
+
+    @field_validator("candidates", mode="after")
+    @classmethod
+    def _candidates_with_auto(
+        cls, candidates: list[Candidate] | None, info: ValidationInfo
+    ) -> list[Candidate] | None:
+        provider = info.data.get("provider")
+        if provider is Provider.AUTO and candidates is None:
+            raise ValueError("candidates are required with provider auto")
+        if provider is not Provider.AUTO and candidates is not None:
+            raise ValueError("candidates are only allowed with provider auto")
+        for later, candidate in enumerate(candidates or []):
+            for earlier in range(later):
+                if (candidates or [])[earlier] == candidate:
+                    raise ValueError(f"candidates[{later}] repeats candidates[{earlier}]")
+        return candidates
+
+    @field_validator("routing", mode="after")
+    @classmethod
+    def _routing_with_auto(cls, routing: Routing | None, info: ValidationInfo) -> Routing | None:
+        if routing is not None and info.data.get("provider") is not Provider.AUTO:
+            raise ValueError("routing is only allowed with provider auto")
+        return routing
 
     @property
     def reference(self) -> str:
@@ -297,6 +382,7 @@ class CommandName(StrEnum):
     REJECT = "reject"
     CANCEL = "cancel"
     SELECT_FEASIBILITY_OPTION = "select-feasibility-option"
+    SELECT_OFFER = "select-offer"
     ACCEPT_ACQUISITION = "accept-acquisition"
     REFUSE_ACQUISITION = "refuse-acquisition"
 
@@ -314,8 +400,9 @@ class Command(ContractModel):
 
     @model_validator(mode="after")
     def _required_arguments(self) -> Self:
-        if self.command is CommandName.SELECT_FEASIBILITY_OPTION and not self.option_id:
-            raise ValueError("optionId is required for select-feasibility-option")
+        option_commands = (CommandName.SELECT_FEASIBILITY_OPTION, CommandName.SELECT_OFFER)
+        if self.command in option_commands and not self.option_id:
+            raise ValueError(f"optionId is required for {self.command}")
         acq_commands = (CommandName.ACCEPT_ACQUISITION, CommandName.REFUSE_ACQUISITION)
         if self.command in acq_commands and not self.acquisition_id:
             raise ValueError(f"acquisitionId is required for {self.command}")
@@ -362,6 +449,7 @@ class Price(ContractModel):
 class DecisionKind(StrEnum):
     APPROVE_PRICE = "approve-price"
     SELECT_FEASIBILITY_OPTION = "select-feasibility-option"
+    SELECT_OFFER = "select-offer"
     CONFIRM_ORDER = "confirm-order"
 
 
@@ -396,6 +484,39 @@ class Reason(ContractModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+# --------------------------------------------------------------------------- offers (provider "auto")
+
+
+class OfferStatus(StrEnum):
+    OFFERED = "OFFERED"
+    DROPPED = "DROPPED"
+
+
+class Money(ContractModel):
+    amount: Annotated[float, Field(ge=0)]
+    currency: str
+
+
+class Offer(ContractModel):
+    """One candidate of a ``provider: "auto"`` request once its non-paying steps ran.
+
+    ``price`` is the provider's indicative price (OneAtlas price, UP42 estimate);
+    ``comparablePrice`` the same in the budget currency (else EUR), ``null`` when it cannot be
+    converted (no price, unknown rate); ``firstOpportunity`` the earliest acquisition the provider
+    stated, when it stated one.
+    """
+
+    id: str
+    provider: Provider
+    product: Product
+    price: Price | None = None
+    comparable_price: Money | None = None
+    feasibility: Feasibility | None = None
+    first_opportunity: UtcDatetime | None = None
+    status: OfferStatus
+    reason: Reason | None = None
+
+
 class OrderStatusEvent(ContractModel):
     """One transition of one request (CONTRACT §4.1); ``sequence`` is contiguous from 1."""
 
@@ -412,6 +533,7 @@ class OrderStatusEvent(ContractModel):
     decision: Decision | None = None
     progress: Progress | None = None
     reason: Reason | None = None
+    offers: list[Offer] | None = None  # provider "auto" (CONTRACT §3.3)
 
     @property
     def ce_id(self) -> str:

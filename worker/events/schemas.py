@@ -312,6 +312,19 @@ def input_examples() -> dict[str, dict[str, Any]]:
             "constraints": {"acquisitionMode": "STEREO", "minBH": 0.25, "maxBH": 0.6},
             "dryRun": True,
         },
+        "order-request.auto-pleiades-toulouse": {
+            "requestId": "req-toulouse-2025-06-003",
+            "provider": "auto",
+            "candidates": [
+                {"provider": "oneatlas", "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"}},
+                {"provider": "up42", "product": {"dataProductId": UP42_PLEIADES_PRODUCT}},
+            ],
+            "routing": {"prefer": "cheapest", "fallback": True},
+            "aoi": {"type": "Polygon", "coordinates": TOULOUSE},
+            "window": _window(28),
+            "constraints": {"maxCloudCover": 20},
+            "budget": {"maxAmount": 2500, "currency": "EUR"},
+        },
     }
     commands = {
         f"command.{name}": _command(name, extra)
@@ -320,6 +333,7 @@ def input_examples() -> dict[str, dict[str, Any]]:
             ("reject", {"reason": "too expensive"}),
             ("cancel", {"reason": "no longer needed", "issuedBy": "ops@example.org"}),
             ("select-feasibility-option", {"optionId": "attempt-2"}),
+            ("select-offer", {"optionId": "up42-2", "issuedBy": "ops@example.org"}),
             ("accept-acquisition", {"acquisitionId": "DS_PHR1A_202506101045"}),
             ("refuse-acquisition", {"acquisitionId": "DS_PHR1A_202506081052", "reason": "haze over the AOI"}),
         )
@@ -377,6 +391,40 @@ def output_examples() -> dict[str, ContractModel]:
                     "options": [{"id": "approve", "description": "order at 312000 CREDITS"}],
                     "deadline": "2025-06-04T08:00:00Z",
                 },
+            }
+        ),
+        "order-status-event.offers": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-003",
+                "provider": "auto",
+                "sequence": 2,
+                "status": "QUOTED",
+                "previousStatus": "RECEIVED",
+                "stapiStatus": stapi_status(OrderStatus.QUOTED),
+                "occurredAt": _T0,
+                "offers": [
+                    {
+                        "id": "up42-2",
+                        "provider": "up42",
+                        "product": {"dataProductId": UP42_PLEIADES_PRODUCT},
+                        "price": {"amount": 98000, "currency": "CREDITS", "areaKm2": 125.4},
+                        "comparablePrice": {"amount": 980, "currency": "EUR"},
+                        "status": "OFFERED",
+                    },
+                    {
+                        "id": "oneatlas-1",
+                        "provider": "oneatlas",
+                        "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"},
+                        "price": {"amount": 1830.5, "currency": "EUR", "areaKm2": 125.4},
+                        "comparablePrice": {"amount": 1830.5, "currency": "EUR"},
+                        "feasibility": {
+                            "automation": "AUTOMATIC",
+                            "classification": "EASY",
+                            "programmingType": "ONEPLAN",
+                        },
+                        "status": "OFFERED",
+                    },
+                ],
             }
         ),
         "acquisition-event": AcquisitionEvent.model_validate(

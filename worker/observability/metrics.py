@@ -46,6 +46,10 @@ from worker.events.status import OrderStatus
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 
 PROVIDERS: Final = frozenset({"oneatlas", "up42"})
+#: Orders are counted under ``auto`` while a provider-choice request has not chosen yet.
+ORDER_PROVIDERS: Final = PROVIDERS | {"auto"}
+ROUTING_PREFERENCES: Final = frozenset({"cheapest", "earliest", "listed"})
+ROUTING_CHOSEN_BY: Final = frozenset({"worker", "command", "fallback"})
 STATUSES: Final = frozenset(status.value for status in OrderStatus)
 OPEN_STATUSES: Final = frozenset(status.value for status in OrderStatus if not status.terminal)
 CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command"})
@@ -253,6 +257,16 @@ class WorkerMetrics:
         for provider in sorted(PROVIDERS):
             self._deliveries.labels(provider=provider)
             self._delivery_errors.labels(provider=provider)
+        self._routing_choices = Counter(
+            "tasking_routing_choices",
+            "Offers chosen for provider-choice requests, by provider, preference and who chose.",
+            ["provider", "prefer", "by"],
+            registry=r,
+        )
+        for provider in sorted(PROVIDERS):
+            for prefer in sorted(ROUTING_PREFERENCES):
+                for by in sorted(ROUTING_CHOSEN_BY):
+                    self._routing_choices.labels(provider=provider, prefer=prefer, by=by)
         self._restore_duration = Histogram(
             "tasking_state_restore_duration_seconds",
             "Time to restore the order state of newly assigned partitions.",
@@ -388,7 +402,7 @@ class WorkerMetrics:
     def order_transition(self, provider: str, status: str) -> None:
         """Count one transition of an order into ``status``."""
         self._transitions.labels(
-            provider=_check("provider", provider, PROVIDERS),
+            provider=_check("provider", provider, ORDER_PROVIDERS),
             status=_check("status", status, STATUSES),
         ).inc()
 
@@ -429,9 +443,18 @@ class WorkerMetrics:
         """Count a product (or a harvest) of ``provider`` that could not be applied."""
         self._delivery_errors.labels(provider=_check("provider", provider, PROVIDERS)).inc()
 
+    def routing_choice(self, provider: str, prefer: str, by: str) -> None:
+        """Count an offer chosen for a provider-choice request (by the ``worker``, a ``command``
+        or a ``fallback`` after a refusal)."""
+        self._routing_choices.labels(
+            provider=_check("provider", provider, PROVIDERS),
+            prefer=_check("prefer", prefer, ROUTING_PREFERENCES),
+            by=_check("by", by, ROUTING_CHOSEN_BY),
+        ).inc()
+
     def _validated_keys(self, values: Mapping[tuple[str, str], float]) -> set[tuple[str, str]]:
         for provider, status in values:
-            _check("provider", provider, PROVIDERS)
+            _check("provider", provider, ORDER_PROVIDERS)
             _check("status", status, STATUSES)
         return set(values)
 

@@ -39,14 +39,18 @@ from aiokafka.errors import KafkaError
 from worker.domain.decide import decide
 from worker.domain.model import (
     PAID_OPS,
+    AttemptsFound,
     CallProvider,
     CommandReceived,
     DeliveryFound,
     DomainEvent,
     Effect,
     ErrorInfo,
+    FeasibilityAnswered,
+    OfferAnswered,
     OrderState,
     Polled,
+    Priced,
     RequestReceived,
     Resumed,
     Schedule,
@@ -57,6 +61,7 @@ from worker.domain.model import (
     TrackingFailed,
     TrackingRecovered,
     Unschedule,
+    Validated,
 )
 from worker.errors import DecodeError, OwnershipLost
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
@@ -79,6 +84,7 @@ class RunnerMetrics(Protocol):
     def acquisition_decision(self, provider: str, decision: str, decided_by: str) -> None: ...
 
     def delivery_published(self, provider: str, n: int = 1) -> None: ...
+    def routing_choice(self, provider: str, prefer: str, by: str) -> None: ...
 
 
 class StepProbe(Protocol):
@@ -436,6 +442,12 @@ class Runner:
         delivered = len(new.deliveries) - (len(old.deliveries) if old is not None else 0)
         if delivered > 0:
             self.metrics.delivery_published(new.request.provider.value, delivered)
+        routing = new.routing
+        if routing is not None and routing.chosen_by is not None:
+            choices_before = old.routing.choices if old is not None and old.routing is not None else 0
+            if routing.choices > choices_before:
+                prefer = routing.request.routing.prefer.value if routing.request.routing else "cheapest"
+                self.metrics.routing_choice(new.request.provider.value, prefer, routing.chosen_by)
 
     def _perform(self, partition: int, state: OrderState | None, effects: list[Effect]) -> None:
         if state is None:
@@ -484,20 +496,26 @@ class Runner:
     async def _call(self, partition: int, state: OrderState, call: CallProvider, tenure: int | None) -> None:
         # A call task inherits its creator's context (a record, a poll): log as this order only.
         structlog.contextvars.clear_contextvars()
+        # A read for one offer of a provider-choice order runs on that offer's own (dry-run)
+        # state and provider; its answer goes back to the order wrapped with the offer's id.
+        target = _offer_state(state, call.offer) if call.offer is not None else state
         structlog.contextvars.bind_contextvars(
-            requestId=state.request_id, provider=state.request.provider.value
+            requestId=state.request_id, provider=target.request.provider.value
         )
-        provider = self.providers.get(state.request.provider.value)
+        provider = self.providers.get(target.request.provider.value)
         if provider is None:
             event: DomainEvent | None = _not_configured(call, self.clock())
         elif call.op in PAID_OPS:
-            event = await self._paid_call(partition, tenure, provider, state, call)
+            event = await self._paid_call(partition, tenure, provider, target, call)
             if event is not None:
                 crashpoints.reached(f"after_call_returned:{call.op.value}")
         else:
-            event = await perform(provider, state, call, self.clock)
-        if event is not None:
-            await self._feed_back(partition, state.request_id, event, tenure)
+            event = await perform(provider, target, call, self.clock)
+        if event is None:
+            return
+        if call.offer is not None:
+            event = _offer_answer(call.offer, event)
+        await self._feed_back(partition, state.request_id, event, tenure)
 
     async def _paid_call(
         self,
@@ -567,11 +585,29 @@ def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:
     (``worker.runtime.crashpoints``, a test facility); ``None`` for any other write."""
     before = old.intent if old is not None else None
     after = new.intent
-    if after is not None and (before is None or (before.kind, before.attempt) != (after.kind, after.attempt)):
+    # A new target is a new intent too (a provider-choice fallback places another offer).
+    if after is not None and (
+        before is None
+        or (before.kind, before.attempt, before.target) != (after.kind, after.attempt, after.target)
+    ):
         return f"intent_persist:{after.kind.value}"
     if before is not None and after is None:
         return f"result_persist:{before.kind.value}"
     return None
+
+
+def _offer_state(state: OrderState, offer_id: str) -> OrderState:
+    record = state.routing.offer(offer_id) if state.routing is not None else None
+    if record is None:
+        raise ValueError(f"no offer {offer_id!r} in this order")  # a bug of the core
+    return record.state
+
+
+def _offer_answer(offer_id: str, event: DomainEvent) -> DomainEvent:
+    """Wrap the answer of an offer's read (only reads are ever run for offers)."""
+    if not isinstance(event, Validated | FeasibilityAnswered | AttemptsFound | Priced | StepFailed):
+        raise TypeError(f"unexpected answer {event.kind} for an offer")
+    return OfferAnswered(offer=offer_id, event=event, at=event.at)
 
 
 def _not_configured(call: CallProvider, at: datetime) -> StepFailed:

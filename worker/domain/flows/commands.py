@@ -4,15 +4,15 @@ A command acts once per ``commandId`` (the last ``settings.commands_remembered``
 command that does not fit the state is answered with a status event repeating the status, reason
 ``COMMAND_REJECTED``. A fitting command is audited: the status event it causes carries
 ``reason = {code, message: command.reason or a default, details: {commandId, command, issuedBy}}``
-with code ``APPROVED``, ``DECLINED``, ``CANCELLED`` or ``OPTION_SELECTED``. Acquisition commands
-are audited in their AcquisitionEvent (``decidedBy: command``).
+with code ``APPROVED``, ``DECLINED``, ``CANCELLED``, ``OPTION_SELECTED`` or ``OFFER_SELECTED``.
+Acquisition commands are audited in their AcquisitionEvent (``decidedBy: command``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from worker.domain.flows import acquisitions
+from worker.domain.flows import acquisitions, routing
 from worker.domain.flows.common import S, Step, audit_reason, end, misfit, update
 from worker.domain.flows.intents import (
     start_cancel,
@@ -42,6 +42,8 @@ def on_command(state: OrderState, event: CommandReceived, settings: Settings) ->
             return _cancel(state, command, at)
         case CommandName.SELECT_FEASIBILITY_OPTION:
             return _select_option(state, command, at)
+        case CommandName.SELECT_OFFER:
+            return routing.on_select_offer(state, command, at)
         case CommandName.ACCEPT_ACQUISITION | CommandName.REFUSE_ACQUISITION:
             return _acquisition(state, command, at)
 
@@ -62,7 +64,7 @@ def _approve(state: OrderState, command: Command, at: datetime) -> Step:
 def _reject(state: OrderState, command: Command, at: datetime) -> Step:
     """Decline: REJECTED ``DECLINED`` (a pending quotation is refused at the provider first)."""
     why = audit_reason(command, "DECLINED", "declined")
-    if state.phase is Phase.AWAITING_APPROVAL:
+    if state.phase in (Phase.AWAITING_APPROVAL, Phase.AWAITING_OFFER):
         return end(state, S.REJECTED, at, why)
     if state.phase is Phase.AWAITING_QUOTATION_DECISION and state.quotation is not None:
         return start_quotation_decision(update(state, audit=why), at, accept=False)

@@ -18,9 +18,11 @@ from typing import Any
 from worker.domain.model import (
     Effect,
     Intent,
+    OfferRecord,
     OrderState,
     OutboxStatus,
     Phase,
+    RoutingState,
     Schedule,
     Settings,
     TimerKind,
@@ -34,6 +36,8 @@ from worker.events.models import (
     DecisionKind,
     DecisionOption,
     Feasibility,
+    Offer,
+    OfferStatus,
     OrderStatusEvent,
     Price,
     Reason,
@@ -46,7 +50,12 @@ Step = tuple[OrderState, list[Effect]]
 S = OrderStatus
 
 DECISION_PHASES = frozenset(
-    {Phase.AWAITING_APPROVAL, Phase.AWAITING_OPTION, Phase.AWAITING_QUOTATION_DECISION}
+    {
+        Phase.AWAITING_APPROVAL,
+        Phase.AWAITING_OPTION,
+        Phase.AWAITING_QUOTATION_DECISION,
+        Phase.AWAITING_OFFER,
+    }
 )
 # Statuses that mean "the order is active at the provider" (progress repeats are emitted there).
 ACTIVE_STATUSES = frozenset({S.ORDERED, S.IN_PROGRESS})
@@ -145,6 +154,7 @@ def _emit(
         decision=state.decision if status is S.DECISION_REQUIRED else None,
         progress=state.progress,
         reason=why,
+        offers=contract_offers(state),
     )
     outbox = [*state.outbox, OutboxStatus(event=event)]
     return update(state, status=status, sequence=sequence, last_event=event, reason=why, outbox=outbox)
@@ -183,6 +193,43 @@ def contract_price(state: OrderState) -> Price | None:
     if state.price is not None:
         return Price(amount=state.price.amount, currency=state.price.currency, area_km2=state.price.area_km2)
     return None
+
+
+def contract_offers(state: OrderState) -> list[Offer] | None:
+    """The contract ``offers`` of a ``provider: "auto"`` request, preferred first, once every
+    offer is known (``None`` before, and for a direct request)."""
+    routing = state.routing
+    if routing is None or not routing.ranking:
+        return None
+    by_id = {record.id: record for record in routing.offers}
+    return [_offer(routing, by_id[offer_id]) for offer_id in routing.ranking]
+
+
+def offered(record: OfferRecord) -> bool:
+    """A candidate that reached a quote (a dry run's end) and whose placement was not refused."""
+    return record.state.status is S.QUOTED and record.refused is None
+
+
+def first_opportunity(state: OrderState) -> datetime | None:
+    """The earliest acquisition the provider stated: the chosen attempt's start (attempts flows)."""
+    attempt = state.chosen_attempt
+    return attempt.acquisition_start if attempt is not None else None
+
+
+def _offer(routing: RoutingState, record: OfferRecord) -> Offer:
+    candidate = routing.candidate(record)
+    sub = record.state
+    return Offer(
+        id=record.id,
+        provider=candidate.provider,
+        product=candidate.product,
+        price=contract_price(sub),
+        comparable_price=record.comparable,
+        feasibility=contract_feasibility(sub),
+        first_opportunity=first_opportunity(sub),
+        status=OfferStatus.OFFERED if offered(record) else OfferStatus.DROPPED,
+        reason=record.refused or sub.reason,
+    )
 
 
 # --------------------------------------------------------------------------- ending

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from worker.domain.flows import acquisitions, writes
+from worker.domain.flows import acquisitions, routing, writes
 from worker.domain.flows.common import S, Step, after, backoff_seconds, end, nothing, reason, update
 from worker.domain.flows.reconcile import outcome_unknown
 from worker.domain.model import (
@@ -133,6 +133,10 @@ def _write_refused(state: OrderState, event: StepFailed) -> Step:
     assert intent is not None
     match intent.kind:
         case IntentKind.PLACE_ORDER:
+            if state.routing is not None:  # provider "auto": the next offer, when allowed
+                state, fallback = routing.after_refusal(state, event)
+                if fallback is not None:
+                    return fallback
             return _read_refused(update(state, intent=None), event)
         case IntentKind.CANCEL:
             return writes.cancel_refused(state, event.at, event.error)

@@ -74,7 +74,7 @@ def manual_study(state: OrderState, at: datetime) -> Step:
     if state.request.auto_approve and state.request.budget is None:
         return start_placing(state, at)
     options = approve_options("order the study (the price comes after it)", "decline the order")
-    decision = Decision(kind=DecisionKind.CONFIRM_ORDER, options=options, deadline=_deadline(state))
+    decision = Decision(kind=DecisionKind.CONFIRM_ORDER, options=options, deadline=decision_deadline(state))
     return require_decision(state, at, decision, Phase.AWAITING_APPROVAL, why)
 
 
@@ -125,7 +125,7 @@ def after_price(state: OrderState, at: datetime) -> Step:
     amount, currency = state.price.amount, state.price.currency
     if state.request.auto_approve and within_budget(state, amount, currency):
         return start_placing(state, at)
-    decision = price_decision(state, amount, currency, _deadline(state))
+    decision = price_decision(state, amount, currency, decision_deadline(state))
     return require_decision(
         state, at, decision, Phase.AWAITING_APPROVAL, over_budget_reason(state, amount, currency)
     )
@@ -142,7 +142,7 @@ def after_placed(state: OrderState, at: datetime) -> OrderState:
     return transition(state, S.ORDERED, at)
 
 
-def _deadline(state: OrderState) -> datetime | None:
+def decision_deadline(state: OrderState) -> datetime | None:
     """A decision's deadline before placement: the feasibility's expiry (PNEO) or the chosen
     attempt's order deadline."""
     if state.chosen_attempt is not None and state.chosen_attempt.order_deadline is not None:

@@ -41,7 +41,7 @@ _READ_BACKS = {
     Phase.CANCELLING: Op.GET_ORDER,
 }
 # Before anything can be engaged without us, the end of the window ends the request.
-_EXPIRES_AT_WINDOW_END = frozenset(_READS) | DECISION_PHASES
+_EXPIRES_AT_WINDOW_END = frozenset(_READS) | DECISION_PHASES | {Phase.OFFERS}
 
 
 def on_timer(state: OrderState, event: TimerFired, settings: Settings) -> Step:
