@@ -156,14 +156,15 @@ class StateStore:
         :meth:`indexes`, safe to suspend between items."""
         return (i for _, i in self.indexes() if i.provider is provider and i.tracking)
 
-    def awaiting_delivery(self, provider: Provider) -> list[OrderIndex]:
+    def awaiting_delivery(self, provider: Provider) -> Iterator[OrderIndex]:
         """The orders of ``provider`` whose products the delivery harvest looks for
-        (``OrderState.awaiting_delivery``, read from the index: nothing is decoded)."""
-        return [
+        (``OrderState.awaiting_delivery``, read from the index: nothing is decoded); as
+        :meth:`indexes`, safe to suspend between items."""
+        return (
             i
             for _, i in self.indexes()
             if i.provider is provider and awaiting_delivery(i.tracking_key is not None, i.phase)
-        ]
+        )
 
     def orders(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[int, OrderState]]:
         """Every order state (not burnt ids) of the given (default: all owned) partitions.

@@ -112,6 +112,30 @@ _CADENCE = {
 OrderView = OrderState | OrderIndex
 
 
+def every(
+    scheduler: AsyncIOScheduler,
+    job_id: str,
+    seconds: float,
+    run: Callable[..., Awaitable[object]],
+    *args: object,
+    misfire_grace_time: float | None = 1,
+) -> None:
+    """Run the coroutine function ``run(*args)`` every ``seconds`` on the event loop (never two
+    runs at once; missed runs coalesce into one). ``misfire_grace_time=None`` runs a late job
+    whatever its delay (a poll cycle must not be skipped because the previous one was long)."""
+    scheduler.add_job(
+        run,
+        "interval",
+        seconds=seconds,
+        args=args,
+        id=job_id,
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=misfire_grace_time,
+    )
+
+
 def cadence(state: OrderView) -> int:
     """Poll this order every ``cadence`` cycles (1 = every cycle)."""
     if state.phase is Phase.AWAITING_OPTION or state.status is None:
@@ -219,15 +243,12 @@ class Poller:
 
     def start(self) -> None:
         for name in self.providers:
-            self.scheduler.add_job(
+            every(
+                self.scheduler,
+                f"poll:{name.value}",
+                self.interval,
                 self.run_cycle,
-                "interval",
-                seconds=self.interval,
-                args=(name,),
-                id=f"poll:{name.value}",
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
+                name,
                 misfire_grace_time=None,
             )
 
@@ -379,16 +400,7 @@ class TokenKeeper:
 
     def start(self) -> None:
         for name in self.providers:
-            self.scheduler.add_job(
-                self.refresh,
-                "interval",
-                seconds=self.interval,
-                args=(name,),
-                id=f"token:{name.value}",
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
-            )
+            every(self.scheduler, f"token:{name.value}", self.interval, self.refresh, name)
 
     async def refresh(self, name: Provider) -> bool:
         """Renew ``name``'s token if due; failures are counted and logged, never raised."""
@@ -422,15 +434,7 @@ class OrderGauges:
     interval: float = 10.0
 
     def start(self) -> None:
-        self.scheduler.add_job(
-            self._refresh_job,
-            "interval",
-            seconds=self.interval,
-            id="gauges",
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
+        every(self.scheduler, "gauges", self.interval, self._refresh_job)
 
     async def _refresh_job(self) -> None:
         # A coroutine on purpose: the scheduler runs plain functions in a thread pool, where the
