@@ -16,7 +16,7 @@ import pytest
 import yaml
 from helm_python.errors import HelmError
 
-from worker.config import NESTED_DELIMITER, Settings
+from worker.config import NESTED_DELIMITER, Settings, settings_from
 
 from .support import (
     CHART,
@@ -501,3 +501,25 @@ def test_notes_render_with_instructions() -> None:
     assert f"deployment/{FULLNAME}" in notes
     assert "/readyz" in notes
     assert "PROVIDER_NOT_CONFIGURED" in notes  # no credentials in the default values
+
+
+def test_routing_rates_become_the_json_variable_the_worker_reads() -> None:
+    assert "TASKING_ROUTING__RATES" not in worker_config(objects(render({})))  # none by default
+    rates = {"CREDITS": 0.01, "USD": 0.92}
+    data = worker_config(objects(render({"config": {"routing": {"rates": rates}}})))
+    assert json.loads(data["TASKING_ROUTING__RATES"]) == rates
+    assert settings_from({"TASKING_ROUTING__RATES": data["TASKING_ROUTING__RATES"]}).routing.rates == rates
+
+
+@pytest.mark.parametrize(
+    ("rates", "why"),
+    [
+        ({"USD": 0}, "/config/routing/rates/USD"),
+        ({"USD": "0.9"}, "/config/routing/rates/USD"),
+        ({"usd": 0.9}, "usd"),
+    ],
+)
+def test_values_schema_refuses_a_rate_that_is_not_positive_or_a_bad_currency(
+    rates: dict[str, Any], why: str
+) -> None:
+    assert why in render_error({"config": {"routing": {"rates": rates}}})
