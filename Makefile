@@ -9,6 +9,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ASYNCAPI := tools/asyncapi/node_modules/.installed
 PYTEST_ARGS ?=
+# Most of the suite waits on real processes (broker, workers, simulated clocks), not on the CPU:
+# test files run in parallel (a file's tests stay together: some share module fixtures).
+PYTEST_WORKERS ?= 3
 
 .PHONY: all install tools test check fmt demo soak bench schemas clean
 
@@ -34,7 +37,7 @@ $(ASYNCAPI): tools/asyncapi/package.json
 	touch $@
 
 test: $(STAMP) tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(VENV)/bin/ruff format --check worker tests bench

@@ -94,7 +94,8 @@ async def faulty_run(
     topics = TopicSettings(**{k: f"{v}.{suffix}" for k, v in TopicSettings().model_dump().items()})
     log_dir = tmp_path_factory.mktemp("faults")
     async with reliability_stack(broker, topics) as (stack, events):
-        worker = spawn_worker(stack, log_dir / "worker.log")
+        # DEBUG: the secret checks then read everything the worker and its libraries can log.
+        worker = spawn_worker(stack, log_dir / "worker.log", TASKING_LOG_LEVEL="DEBUG")
         expiry = asyncio.create_task(expire_tokens_forever(stack))
         try:
             await wait_ready(worker)
