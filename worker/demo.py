@@ -395,6 +395,14 @@ def _product(request: OrderRequest) -> str:
     return f"oneatlas {p.mission.value} {p.programming_type.value}{suffix}"
 
 
+def _provider(view: OrderView) -> str:
+    """The request's provider; for ``auto``, the one chosen (status events carry it once an
+    offer is chosen)."""
+    asked = view.request.provider
+    chosen = view.last.provider if view.last is not None else asked
+    return f"auto → {chosen.value}" if asked is Provider.AUTO and chosen is not Provider.AUTO else asked.value
+
+
 def _as_direct(request: OrderRequest, candidate: Candidate) -> OrderRequest:
     return request.model_copy(
         update={"provider": candidate.provider, "product": candidate.product, "candidates": None}
@@ -471,7 +479,7 @@ def summary_table(board: Board) -> Table:
         acquisitions = f"{validated} validated, {proposed} proposed, {refused} refused"
         table.add_row(
             rid,
-            view.request.provider.value,
+            _provider(view),
             _status_text(view.status),
             view.sample.expected.value,
             str(view.last.sequence if view.last else 0),

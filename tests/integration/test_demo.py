@@ -221,3 +221,5 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
     # The provider-choice sample: both offers shown, the cheaper (UP42 at these rates) ordered.
     assert "demo-auto-pleiades-toulouse #2 RECEIVED → QUOTED  provider auto  offers up42-2 OFFERED" in output
     assert "oneatlas-1 OFFERED" in output
+    auto_row = [c.strip() for c in rows["demo-auto-pleiades-toulouse"].split("│")]
+    assert auto_row[2] == "auto → up42", "the summary names the provider the offer was chosen from"
