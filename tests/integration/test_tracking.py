@@ -22,9 +22,11 @@ from test_worker_flows import command
 
 from worker.config import TopicSettings
 from worker.domain.model import OrderState, Phase
+from worker.errors import OwnershipLost
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.broker import EmbeddedBroker
+from worker.providers.base import PolledOrder
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.runtime.timers import Poller
 
@@ -300,3 +302,45 @@ async def test_unchanged_snapshots_are_skipped_changed_ones_are_not(
         moved = (await provider.poll([key]))[key]
         assert moved.fingerprint != polled.fingerprint
         assert moved.snapshot.change_marker != polled.snapshot.change_marker
+
+
+class _Lost:
+    """The fence of a member whose partitions went to another member (frozen past its session)."""
+
+    def holds(self, partition: int) -> bool:
+        return False
+
+    async def confirm(self, partition: int, fresh: bool = True) -> bool:
+        return False
+
+
+async def test_an_instance_that_lost_ownership_writes_no_seen_mark(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """The seen mark rewrites the order's state in the changelog: an instance that no longer owns
+    the partition must not write it (its successor's newer state would be overwritten)."""
+    async with (
+        stack_for(broker, unique_topics, speed=HOURLY) as (stack, events),
+        running_worker(stack) as worker,
+    ):
+        await stack.publish(oneatlas_request("fenced-1"))
+        await events.wait_status("fenced-1", "ORDERED", timeout=40)
+        runner = worker.worker.runner
+        state = runner.store.get("fenced-1")
+        assert isinstance(state, OrderState)
+        assert state.placed is not None
+        key = state.placed.tracking_key
+        polled = (await worker.worker.providers[Provider.ONEATLAS].poll([key]))[key]
+        # The owner's poll cycles find that this snapshot changes nothing (and mark it).
+        await events.wait_for(lambda: not runner.snapshot_is_news("fenced-1", polled.fingerprint), 20)
+        unseen = PolledOrder(polled.fingerprint ^ 0xFFFF, lambda: polled.snapshot)  # same data
+        owner = runner.ownership
+        runner.ownership = _Lost()
+        try:
+            with pytest.raises(OwnershipLost):
+                await runner.deliver_snapshot("fenced-1", unseen, datetime.now(UTC))
+            assert runner.snapshot_is_news("fenced-1", unseen.fingerprint), "no mark, not even in memory"
+        finally:
+            runner.ownership = owner
+        await runner.deliver_snapshot("fenced-1", unseen, datetime.now(UTC))  # the owner marks it
+        assert not runner.snapshot_is_news("fenced-1", unseen.fingerprint)

@@ -365,6 +365,9 @@ class Runner:
             if seen is not None and new is not None and new.tracking and not effects:
                 # Only for a tracked order: its snapshot handling (tracking.track) depends on
                 # the event's time only in outcomes that end the order, so it is a no-op again.
+                # The mark rewrites the state in the changelog: like any state write, only by
+                # the partition's owner (a woken instance must not write over its successor).
+                await self._fence(partition)
                 await self.store.mark_seen(partition, request_id, seen)
             self._perform(partition, new, effects)
             return new
