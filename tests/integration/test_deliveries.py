@@ -235,6 +235,14 @@ def provider_done(sim: OneAtlasSimulator, request: OrderRequest) -> bool:
         return False
 
 
+def ordered(sim: OneAtlasSimulator, request: OrderRequest) -> bool:
+    try:
+        sim.order(request.reference)
+    except KeyError:
+        return False
+    return True
+
+
 def validated(sim: OneAtlasSimulator, request: OrderRequest) -> list[str]:
     order = sim.order(request.reference)
     return sorted(a.id for a in order.acquisitions if a.status.upper() == "VALIDATED")
@@ -300,22 +308,29 @@ async def test_a_oneatlas_delivery_after_the_provider_finished_holds_completed_b
     broker: EmbeddedBroker, unique_topics: TopicSettings, flavour: Flavour
 ) -> None:
     async with reliability_stack(broker, unique_topics) as (stack, events):
-        sim = oneatlas_sim(stack, delivery_delay=30 * DAY)  # not delivered before it is released
-        rid = f"oa-late-{flavour.name}"
-        request = flavour.request(rid, stack)
-        async with running_worker(stack):
-            await stack.publish(request)
-            await wait_until(lambda: provider_done(sim, request), 60, "the provider completes the order")
-            await events.wait_status(rid, "IN_PROGRESS", timeout=30)
-            await asyncio.sleep(4)  # well past the 1 s grace period: COMPLETED must still wait
-            assert "COMPLETED" not in events.statuses(rid)
-            assert events.deliveries[rid] == []
-            sim.plan_delivery(request.reference, release=True)
-            completed = await events.wait_status(rid, "COMPLETED", timeout=30)
+        sim = oneatlas_sim(stack)
+        late = flavour.request(f"oa-late-{flavour.name}", stack)
+        other = flavour.request(f"oa-other-{flavour.name}", stack)
+        # The other order runs its whole course while this one waits: a longer delivery timeout.
+        async with running_worker(stack, TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS="20"):
+            await stack.publish(late)
+            await wait_until(lambda: ordered(sim, late), 30, "the order is placed")
+            sim.plan_delivery(late.reference, withhold_all=True)  # stored, not yet in the catalogue
+            await wait_until(lambda: provider_done(sim, late), 60, "the provider completes the order")
+            await events.wait_status(late.request_id, "IN_PROGRESS", timeout=30)
+            # Another order of the same workspace is delivered meanwhile: the harvest moves on.
+            await stack.publish(other)
+            await events.wait_status(other.request_id, "COMPLETED", timeout=60)
+            await asyncio.sleep(2)  # well past the 1 s grace period: COMPLETED must still wait
+            assert "COMPLETED" not in events.statuses(late.request_id)
+            assert events.deliveries[late.request_id] == []
+            sim.plan_delivery(late.reference, release=True)
+            completed = await events.wait_status(late.request_id, "COMPLETED", timeout=30)
         assert completed["reason"] is None
-        check_oneatlas_items(events, rid, sim, request, flavour)
-        assert len(events.delivered_items(rid)) == 1
-        await completed_after_deliveries(events, rid)
+        for request in (late, other):
+            check_oneatlas_items(events, request.request_id, sim, request, flavour)
+            assert len(events.delivered_items(request.request_id)) == 1
+            await completed_after_deliveries(events, request.request_id)
         assert events.event_problems() == []
 
 
