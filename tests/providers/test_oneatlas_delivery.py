@@ -24,7 +24,12 @@ from worker.events.models import AcquisitionStatus, Provider
 from worker.events.stac_validation import validate_item
 from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
-from worker.providers.oneatlas.delivery import CURSOR_OVERLAP_SECONDS, decode_cursor, product_from
+from worker.providers.oneatlas.delivery import (
+    CURSOR_OVERLAP_SECONDS,
+    decode_cursor,
+    encode_cursor,
+    product_from,
+)
 from worker.simulators.oneatlas import DEFAULT_CONTRACTS, OneAtlasSimulator, SimContract
 
 SEARCH_PATH = "/api/v2/opensearch"
@@ -300,7 +305,32 @@ async def test_withheld_acquisitions_make_a_partial_delivery_until_released() ->
     assert len(partial.products) == len(validated) - 1
     sim.plan_delivery("ref-d3", release=True)
     complete = await provider.find_deliveries([flow.placed], partial.cursor)
-    assert len(complete.products) == 1, "the released product is new since the cursor"
+    seen = {p.item_id for p in partial.products}
+    released = [p for p in complete.products if p.item_id not in seen]
+    assert len(released) == 1, "the released product is new since the cursor"
+    assert released[0].source_ids == [
+        next(a.refs["catalogId"] for a in flow.acquisitions if a.id == validated[0])
+    ]
+
+
+async def test_a_product_released_late_enters_the_catalogue_when_released() -> None:
+    """Not back-dated to its due time: a harvest whose cursor moved past that time (other
+    orders' products) still finds it."""
+    sim = OneAtlasSimulator(delivery_delay=30 * DAY, product_size=4096)
+    provider = provider_for(sim)
+    flow = await drive(sim, provider, order_request(sim, "PLEIADES", "ONEPLAN", ref="ref-d5"))
+    sim.plan_delivery("ref-d5", withhold_all=True)
+    sim.advance(40 * DAY)  # long past the products' due time
+    assert (await provider.find_deliveries([flow.placed], None)).products == []
+    released_at = sim.core.clock.now()
+    cursor = encode_cursor({DEFAULT_CONTRACTS[0].workspace: released_at})
+    sim.plan_delivery("ref-d5", release=True)
+    delivered = sim.delivered("ref-d5")
+    assert delivered
+    since = released_at - timedelta(seconds=1)  # the times are given to the second
+    assert all(datetime.fromisoformat(p["publishedAt"]) >= since for p in delivered)
+    harvest = await provider.find_deliveries([flow.placed], cursor)
+    assert {p.item_id for p in harvest.products} == {p["id"] for p in delivered}
 
 
 async def test_simulator_download_head_checksum_and_ranges() -> None:

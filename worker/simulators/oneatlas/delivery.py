@@ -79,6 +79,10 @@ class DeliveryPlan:
     withheld: set[str] = field(default_factory=set)  # acquisition ids never delivered
     withhold_all: bool = False
     release: bool = False  # deliver every validated acquisition now, whatever the delay
+    # When the plan last changed: a product not yet in the catalogue enters it no earlier (a
+    # withheld product released today is published today, not back-dated behind a harvest's
+    # cursor; products are created lazily, so one not created yet was seen by no search).
+    changed_at: datetime | None = None
 
 
 @dataclass
@@ -127,6 +131,8 @@ class DeliveryApi(SimulatorState):
                     continue
                 validated = a.validated_at or a.acquired_at
                 due = min(validated + delay, now) if plan.release else validated + delay
+                if plan.changed_at is not None:
+                    due = max(due, plan.changed_at)
                 if due <= now:
                     self._publish(order, a, due)
 
@@ -358,6 +364,7 @@ class DeliveryApi(SimulatorState):
             self._advance_all()
             order = self.order(key)
             plan = self._plans.setdefault(order.seq, DeliveryPlan())
+            plan.changed_at = self._now()
             if delay is not None:
                 plan.delay = delay
             if withhold is not None:
