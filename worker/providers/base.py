@@ -1,6 +1,6 @@
 """The `Provider` protocol and the project-owned types that cross it.
 
-Adapters (``oneatlas.py``, ``up42.py``) translate between these types and the providers' HTTP APIs;
+Adapters (the packages ``oneatlas`` and ``up42``) translate between these types and the providers' HTTP APIs;
 nothing outside an adapter ever sees an ``httpx.Response`` or a provider payload. Every type here
 is a frozen pydantic model so the domain core can keep it in the durable order state as JSON.
 
