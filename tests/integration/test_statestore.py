@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from worker.config import TopicSettings
 from worker.domain.model import OrderState, Phase
+from worker.errors import OwnershipLost
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
 from worker.kafka.broker import EmbeddedBroker
@@ -121,3 +122,30 @@ async def test_a_seen_mark_is_restored_by_the_next_owner_until_the_state_changes
     assert reader.get("m-0") == kept  # the mark's record holds the same state
     assert reader.get("m-2") == cold
     assert reader.get("m-1") == changed.model_copy(update={"sequence": 4})
+
+
+async def test_a_released_partition_gets_no_write(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """A step that was under way when its partition was revoked must not write: the new owner may
+    have restored the partition already, and a write landing after that restore would be the
+    state the next restore finds (a stale state over the new owner's)."""
+    await broker.create_topics([unique_topics.state], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        old_owner = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await old_owner.restore([0])
+        state = order("rel-1", "oneatlas", placed=True)
+        await old_owner.persist(0, state)
+        old_owner.release([0])  # revoked while the order's next step is under way
+        later = state.model_copy(update={"sequence": 4, "status": OrderStatus.IN_PROGRESS})
+        with pytest.raises(OwnershipLost):
+            await old_owner.persist(0, later)
+        await old_owner.mark_seen(0, "rel-1", 12345)  # nothing, not even an error
+        new_owner = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        result = await new_owner.restore([0])
+    finally:
+        await producer.stop()
+    assert result.records == 1, "only the write made while the partition was owned"
+    assert new_owner.get("rel-1") == state

@@ -186,7 +186,8 @@ class StateStore:
 
         Raises:
             KafkaError: the write failed; memory is left unchanged so the caller can retry.
-            OwnershipLost: the partition was revoked while the write was in flight.
+            OwnershipLost: the partition is not owned (released), or was revoked while the write
+                was in flight; nothing was kept (and, when not owned, nothing was written).
         """
         value = _value_of(entry)
         held = _held_of(entry)
@@ -194,6 +195,10 @@ class StateStore:
         headers = [held.header()] if isinstance(held, OrderIndex) else None
         key = entry.request_id.encode()
         tenure = self._tenures.get(partition)
+        if tenure is None:
+            # Released (revoked, or dropped before a new assignment): its new owner may already
+            # have restored it, so a write now would land after that restore and win at the next.
+            raise OwnershipLost(partition)
         await self.producer.send_and_wait(self.topic, value, key=key, partition=partition, headers=headers)
         if self._tenures.get(partition) != tenure:
             # Revoked (and maybe restored again) during the write: memory belongs to another tenure.
@@ -217,8 +222,8 @@ class StateStore:
         the next owner decides the snapshot once more); it is tried again after the next change.
         """
         index = self.index(request_id)
-        if index is None or index.seen == fingerprint:
-            return
+        if index is None or index.seen == fingerprint or partition not in self._tenures:
+            return  # unknown, already marked, or its partition released (never written then)
         index.seen = fingerprint
         # The index's packed bytes, when it has them, are the current state's value (cheaper
         # to inflate than a state is to serialise); otherwise the state is hot.
