@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -427,6 +427,42 @@ async def wait_ready(process: WorkerProcess, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("worker not ready:\n" + process.log_text()[-3000:])
         await asyncio.sleep(0.2)
+
+
+class NamedCase(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class CheckedOutcome(Protocol):
+    def failures(self) -> list[str]: ...
+
+
+CaseT = TypeVar("CaseT", bound=NamedCase)
+
+
+async def failed_cases(
+    cases: Sequence[CaseT], run: Callable[[CaseT], Awaitable[CheckedOutcome]], concurrency: int
+) -> list[str]:
+    """Run every case, at most ``concurrency`` at once; one line per case that raised or whose
+    outcome lists failures (a case's failure never stops the others)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded(case: CaseT) -> CheckedOutcome | BaseException:
+        async with gate:
+            try:
+                return await run(case)
+            except Exception as exc:  # reported with the case name below
+                return exc
+
+    results = await asyncio.gather(*(bounded(c) for c in cases))
+    report = []
+    for case, result in zip(cases, results, strict=True):
+        if isinstance(result, BaseException):
+            report.append(f"{case.name}: {type(result).__name__}: {result}")
+        elif wrong := result.failures():
+            report.append(f"{case.name}: " + "; ".join(wrong))
+    return report
 
 
 def crash_points(process: WorkerProcess) -> list[str]:

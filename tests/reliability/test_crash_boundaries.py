@@ -32,6 +32,7 @@ from harness import (
     WorkerProcess,
     accepted_quotations,
     crash_points,
+    failed_cases,
     fast_oneatlas_request,
     fast_up42_request,
     paid_orders,
@@ -221,20 +222,5 @@ async def run_case(broker: EmbeddedBroker, tmp_path: Path, case: Case) -> Outcom
 async def test_sigkill_at_each_paid_step_boundary_orders_exactly_once(
     broker: EmbeddedBroker, log_dir: Path, sizes: Sizes
 ) -> None:
-    gate = asyncio.Semaphore(sizes.concurrency)
-
-    async def bounded(case: Case) -> Outcome | BaseException:
-        async with gate:
-            try:
-                return await run_case(broker, log_dir, case)
-            except Exception as exc:  # reported with the case name below
-                return exc
-
-    results = await asyncio.gather(*(bounded(c) for c in CASES))
-    report = []
-    for case, result in zip(CASES, results, strict=True):
-        if isinstance(result, BaseException):
-            report.append(f"{case.name}: {type(result).__name__}: {result}")
-        elif wrong := result.failures():
-            report.append(f"{case.name}: " + "; ".join(wrong))
+    report = await failed_cases(CASES, lambda case: run_case(broker, log_dir, case), sizes.concurrency)
     assert not report, "\n".join(report)

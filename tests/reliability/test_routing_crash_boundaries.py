@@ -25,6 +25,7 @@ from harness import (
     Stack,
     WorkerProcess,
     crash_points,
+    failed_cases,
     reliability_stack,
     sim_window,
     spawn_worker,
@@ -197,20 +198,5 @@ async def run_case(broker: EmbeddedBroker, directory: Path, case: Case) -> Outco
 async def test_sigkill_at_each_boundary_of_the_chosen_placement_orders_exactly_once(
     broker: EmbeddedBroker, log_dir: Path, sizes: Sizes
 ) -> None:
-    gate = asyncio.Semaphore(sizes.concurrency)
-
-    async def bounded(case: Case) -> Outcome | BaseException:
-        async with gate:
-            try:
-                return await run_case(broker, log_dir, case)
-            except Exception as exc:  # reported with the case name below
-                return exc
-
-    results = await asyncio.gather(*(bounded(c) for c in CASES))
-    report = []
-    for case, result in zip(CASES, results, strict=True):
-        if isinstance(result, BaseException):
-            report.append(f"{case.name}: {type(result).__name__}: {result}")
-        elif wrong := result.failures():
-            report.append(f"{case.name}: " + "; ".join(wrong))
+    report = await failed_cases(CASES, lambda case: run_case(broker, log_dir, case), sizes.concurrency)
     assert not report, "\n".join(report)
