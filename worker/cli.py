@@ -12,7 +12,9 @@ Commands:
 * ``tail``: follow the status, acquisition and dead-letter topics, optionally filtered;
 * ``status``: the latest status event of one request;
 * ``download``: the delivered products of a request (or of one STAC Item file) to local files;
-* ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples.
+* ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples;
+* ``docs``: write (or ``--check``) the generated references under ``docs/reference/`` and the
+  chart README (``worker.commands.docs``).
 
 Kafka connection and topic names come from :class:`worker.config.Settings` (``TASKING_*``
 variables); options override them. Every command's ``--help`` shows examples.
@@ -63,7 +65,7 @@ from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
 from worker.events.models import Command, OrderRequest, OrderStatusEvent
 from worker.kafka.publisher import producer_options
-from worker.kafka.reader import keyed_records
+from worker.kafka.reader import keyed_records, request_partition
 
 app = typer.Typer(
     name="tasking-worker",
@@ -556,12 +558,15 @@ def status_command(
     current end of the partition that holds the request's key (events are keyed by requestId
     with the default partitioner), and keeps the event with the highest sequence. A consumer can
     rebuild the whole state of a request from that event.
+
+    Also prints the partition of the requests topic that holds the request: the worker instance
+    that owns it is the one whose partitions_assigned log line lists that partition.
     """
     settings = _settings()
     kwargs = _kafka_kwargs(settings.kafka, bootstrap_servers)
     try:
-        found = asyncio.run(
-            asyncio.wait_for(latest_status(settings.topics.status, request_id, kwargs), timeout)
+        found, partition = asyncio.run(
+            asyncio.wait_for(_status_and_partition(settings, request_id, kwargs), timeout)
         )
     except TimeoutError:
         errors.print(f"[red]timeout:[/] the status topic was not read within {timeout:g} s")
@@ -576,6 +581,19 @@ def status_command(
         typer.echo(found.model_dump_json(by_alias=True))
     else:
         _print_status(found)
+        if partition is not None:
+            console.print(
+                f"  [bold]partition[/]: {partition} of {escape(settings.topics.requests)} (owned by the "
+                f"instance whose partitions_assigned log lists {partition})"
+            )
+
+
+async def _status_and_partition(
+    settings: Settings, request_id: str, kwargs: dict[str, Any]
+) -> tuple[OrderStatusEvent | None, int | None]:
+    found = await latest_status(settings.topics.status, request_id, kwargs)
+    partition = await request_partition(settings.topics.requests, request_id, kwargs)
+    return found, partition
 
 
 async def latest_status(topic: str, request_id: str, kwargs: dict[str, Any]) -> OrderStatusEvent | None:
@@ -776,3 +794,10 @@ def demo_command(
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- commands in their own modules
+
+from worker.commands import docs as _docs_command  # noqa: E402 - registered after the built-in ones
+
+_docs_command.register(app)

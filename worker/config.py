@@ -12,16 +12,18 @@ redaction processor (``worker.observability.logging``) learns their values from
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -111,9 +113,9 @@ class OneAtlasSettings(_Section):
     search_url: HttpUrl = HttpUrl("https://search.foundation.api.oneatlas.airbus.com")
     data_url: HttpUrl = HttpUrl("https://data.api.oneatlas.airbus.com")
     primary_market: str = Field("NQUAL", min_length=1)
-    end_users: list[EndUser] = Field(
-        default_factory=lambda: [EndUser(endUserName="tasking-worker", country="FR")]
-    )
+    # Declared to Airbus on every order: no default, the start is refused without them when the
+    # API key is set (nothing is declared that the operator did not say).
+    end_users: list[EndUser] = Field(default_factory=list)
     notification_emails: list[str] = Field(default_factory=list)
     delivery_type: str = "network"
     rate_limit_per_second: float = Field(10.0, gt=0)
@@ -313,12 +315,74 @@ def load_settings() -> Settings:
 
     Raises:
         ConfigError: one line naming the first invalid variable and what is wrong with it. The
-            message never contains the rejected value, which may be a secret.
+            message never contains the rejected value, which may be a secret. Also when OneAtlas
+            is configured without its end users (:func:`check_required`).
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         raise ConfigError(f"{_variable_name(first['loc'])}: {first['msg']}") from None
     except ValueError as exc:  # pydantic-settings raises this for unparsable nested JSON
         raise ConfigError(f"invalid configuration: {exc}") from None
+    check_required(settings)
+    return settings
+
+
+def check_required(settings: Settings) -> None:
+    """Refuse settings that would make the worker declare, or buy, what the operator did not say.
+
+    Raises:
+        ConfigError: ``TASKING_ONEATLAS__END_USERS`` is empty while the OneAtlas API key is set
+            (every OneAtlas order declares its end users to Airbus, a legal statement).
+    """
+    if settings.oneatlas.configured and not settings.oneatlas.end_users:
+        raise ConfigError(
+            "TASKING_ONEATLAS__END_USERS: required when TASKING_ONEATLAS__API_KEY is set: the end users "
+            'declared on every OneAtlas order, as JSON, e.g. [{"endUserName": "Acme SAS", "country": "FR"}]'
+        )
+
+
+# --------------------------------------------------------------------------- the variables
+
+
+def setting_fields(
+    model: type[BaseModel] = Settings, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every leaf setting as ``(path, field)``, in declaration order: ``("kafka",
+    "bootstrap_servers")`` is ``TASKING_KAFKA__BOOTSTRAP_SERVERS`` (:func:`variable_of`)."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            yield from setting_fields(annotation, (*path, name))
+        else:
+            yield (*path, name), field
+
+
+def variable_of(path: tuple[str, ...]) -> str:
+    """The environment variable of a setting path."""
+    return _variable_name(path)
+
+
+def known_variables() -> list[str]:
+    """Every ``TASKING_*`` variable the settings read: the leaves, and the sections (which
+    pydantic-settings also reads whole, as JSON)."""
+    leaves = [variable_of(path) for path, _ in setting_fields()]
+    sections = {variable_of(path[:1]) for path, _ in setting_fields() if len(path) > 1}
+    return leaves + sorted(sections)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``TASKING_*`` names in ``environ`` that no setting reads, each with the closest known
+    variable (``None`` when nothing is close): a misspelt variable is otherwise ignored silently."""
+    known = known_variables()
+    # Compared without the shared prefix, which would make every name look close.
+    suffixes = {name[len(ENV_PREFIX) :]: name for name in known}
+    unknown = sorted(name for name in environ if name.upper().startswith(ENV_PREFIX))
+    result: list[tuple[str, str | None]] = []
+    for name in unknown:
+        if name.upper() in known:
+            continue
+        closest = difflib.get_close_matches(name.upper()[len(ENV_PREFIX) :], suffixes, n=1, cutoff=0.6)
+        result.append((name, suffixes[closest[0]] if closest else None))
+    return result
