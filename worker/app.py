@@ -67,6 +67,7 @@ def domain_settings(settings: Settings) -> DomainSettings:
         delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
         delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
         rates=dict(settings.routing.rates),
+        unbudgeted_ceiling=dict(settings.approval.unbudgeted_ceiling),
     )
 
 

@@ -223,6 +223,45 @@ class RoutingSettings(_Section):
         return rates
 
 
+class ApprovalSettings(_Section):
+    """What the worker may approve by itself for a request without a ``budget`` (ADR 0007).
+
+    ``unbudgeted_ceiling`` maps a currency to the highest price of a request with ``autoApprove``
+    and no ``budget`` that is approved without a human, read from
+    ``TASKING_APPROVAL__UNBUDGETED_CEILING`` as a JSON object, e.g. ``{"EUR": 5000, "CREDITS":
+    400000}``. Empty (the default), or a price in a currency it does not list: the order waits for
+    an ``approve`` command (``DECISION_REQUIRED`` with ``NO_BUDGET``), so nothing is bought at a
+    price nobody agreed to.
+    """
+
+    unbudgeted_ceiling: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("unbudgeted_ceiling", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object of currency -> amount") from None
+        if not isinstance(value, dict):
+            raise PydanticCustomError("ceiling", "must be a JSON object of currency -> amount")
+        for currency, amount in value.items():
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                raise PydanticCustomError(
+                    "ceiling", "the amount of {currency} must be a number >= 0", {"currency": repr(currency)}
+                )
+        return value
+
+    @field_validator("unbudgeted_ceiling", mode="after")
+    @classmethod
+    def _finite(cls, ceiling: dict[str, float]) -> dict[str, float]:
+        for currency, amount in ceiling.items():
+            if not currency or not math.isfinite(amount) or amount < 0:
+                raise ValueError(f"the amount of {currency!r} must be a number >= 0")
+        return ceiling
+
+
 class HttpServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
@@ -260,6 +299,7 @@ class Settings(BaseSettings):
     http_client: HttpClientSettings = HttpClientSettings()
     tracking: TrackingSettings = TrackingSettings()
     routing: RoutingSettings = RoutingSettings()
+    approval: ApprovalSettings = ApprovalSettings()
     http: HttpServerSettings = HttpServerSettings()
     health: HealthSettings = HealthSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

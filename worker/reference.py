@@ -316,7 +316,7 @@ def reason_codes() -> str:
     lines += [f"| `{code.value}` | {_cell(STATUS_MEANINGS.get(code.value, ''))} |" for code in ReasonCode]
     lines += [
         "",
-        "## Dead-letter codes (`error.code` of `tasking.dead-letter`, CONTRACT §4.6)",
+        "## Dead-letter codes (`error.code` of `tasking.dead-letter`, CONTRACT §4.5)",
         "",
         "A dead-lettered message is never retried by the worker. Fix the producer and send the "
         "corrected message; a corrected **request** needs a new `requestId` (an id is used once).",

@@ -1,6 +1,7 @@
 """What the person on call relies on, through real processes: ``status`` names the partition (and
 so the instance) that owns a request, a misspelt variable is reported at start, ``SIGUSR1`` writes
-a stack dump to the log, and a OneAtlas deployment without end users does not start."""
+a stack dump to the log, and a OneAtlas deployment without end users does not start. And what
+the producer relies on: a request without a budget is not bought at any price by default."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from cli_support import cli_env, invoke
-from harness import WorkerProcess, spawn_worker, stack_for, wait_ready
+from harness import WorkerProcess, oneatlas_request, running_worker, spawn_worker, stack_for, wait_ready
 
 from worker.config import TopicSettings
 from worker.events import codec
@@ -125,3 +126,21 @@ def test_a_oneatlas_key_without_end_users_refuses_the_start() -> None:
     assert len(lines) == 1, result.stderr
     assert "TASKING_ONEATLAS__END_USERS" in lines[0]
     assert "key-SECRET-123" not in result.stderr + result.stdout
+
+
+async def test_by_default_a_request_without_budget_waits_for_approve_through_the_broker(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    async with (
+        stack_for(broker, unique_topics) as (stack, events),
+        running_worker(stack, TASKING_APPROVAL__UNBUDGETED_CEILING="") as _,
+    ):
+        await stack.publish(oneatlas_request("oa-no-budget"))
+        waiting = await events.wait_status("oa-no-budget", "DECISION_REQUIRED")
+        assert waiting["decision"]["kind"] == "approve-price"
+        assert waiting["reason"]["code"] == "NO_BUDGET"
+        assert waiting["reason"]["details"]["currency"] == "EUR"
+        assert "ceiling" not in waiting["reason"]["details"]
+        # nothing was ordered at the provider
+        assert stack.sims.oneatlas.core.count("POST", "/api/v1/prices") == 1  # it was priced
+        assert stack.sims.oneatlas.core.count("POST", "/api/v1/orders", status_ok=False) == 0

@@ -1,6 +1,6 @@
 """Every reason code the worker uses, with its meaning: the source of the reason-code reference.
 
-Two families (CONTRACT §4.1 and §4.6):
+Two families (CONTRACT §4.1 and §4.5):
 
 * :class:`ReasonCode`: ``reason.code`` of an ``OrderStatusEvent``: why a status was reached or
   repeated;
@@ -30,6 +30,7 @@ class ReasonCode(StrEnum):
     NOT_FEASIBLE = "NOT_FEASIBLE"
     MANUAL_FEASIBILITY = "MANUAL_FEASIBILITY"
     OVER_BUDGET = "OVER_BUDGET"
+    NO_BUDGET = "NO_BUDGET"
     NO_OFFER = "NO_OFFER"
     PRICE_NOT_COMPARABLE = "PRICE_NOT_COMPARABLE"
     OFFER_SELECTED = "OFFER_SELECTED"
@@ -93,7 +94,7 @@ STATUS_MEANINGS: Final[dict[str, str]] = {
     "`DECISION_REQUIRED`.",
 }
 
-#: What each dead-letter code means (CONTRACT §4.6). Keyed by the code's text.
+#: What each dead-letter code means (CONTRACT §4.5). Keyed by the code's text.
 DEAD_LETTER_MEANINGS: Final[dict[str, str]] = {
     "MALFORMED_JSON": "The value is not JSON (or not UTF-8).",
     "SCHEMA_VIOLATION": "Valid JSON that breaks the schema (`details` name the fields); a readable "
