@@ -393,7 +393,7 @@ def setting_fields(
     "bootstrap_servers")`` is ``TASKING_KAFKA__BOOTSTRAP_SERVERS`` (:func:`variable_of`)."""
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, _Section):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from setting_fields(annotation, (*path, name))
         else:
             yield (*path, name), field
