@@ -45,6 +45,19 @@ def _thread_frames(frame: FrameType | None) -> list[FrameType]:
     return frames
 
 
+def _awaited_frames(task: asyncio.Task[Any]) -> list[FrameType]:
+    """The frames a task waits in, outermost first: its coroutine, then what each one awaits
+    (``Task.get_stack`` gives only the outermost frame of a suspended coroutine)."""
+    frames: list[FrameType] = []
+    current: Any = task.get_coro()
+    while current is not None and len(frames) < MAX_FRAMES:
+        frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None)
+    return frames
+
+
 def snapshot() -> dict[str, Any]:
     """Every asyncio task of the running loop (when there is one) and every thread, with frames."""
     tasks: list[dict[str, Any]] = []
@@ -55,7 +68,7 @@ def snapshot() -> dict[str, Any]:
                     "name": task.get_name(),
                     "state": "done" if task.done() else "pending",
                     "coroutine": getattr(task.get_coro(), "__qualname__", repr(task.get_coro())),
-                    "frames": _frames(task.get_stack(limit=MAX_FRAMES)),
+                    "frames": _frames(_awaited_frames(task)),
                 }
             )
     names = {t.ident: t.name for t in threading.enumerate()}
