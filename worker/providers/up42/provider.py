@@ -15,6 +15,7 @@ import structlog
 
 from worker.config import HttpClientSettings, Up42Settings
 from worker.errors import (
+    OutcomeUnknown,
     ProviderAuthError,
     ProviderNotConfigured,
     ProviderProtocolError,
@@ -304,7 +305,8 @@ class Up42Provider:
         """``POST /v2/orders?workspaceId=…``, sent once (no idempotency key at UP42).
 
         Raises:
-            OutcomeUnknown: no answer (timeout, lost connection, 5xx): reconcile with find_order.
+            OutcomeUnknown: no answer (timeout, lost connection, 5xx), or a 2xx that is not
+                readable (HTML, truncated, without an order id): reconcile with find_order.
             ProviderRejected: a per-item error (HTTP 200) or a 400; nothing was created.
             InvalidOrderParams: the params do not fit the product schema (nothing sent).
         """
@@ -318,8 +320,9 @@ class Up42Provider:
         results = answer.get("results") if isinstance(answer, dict) else None
         first = results[0] if isinstance(results, list) and results else None
         if not isinstance(first, dict) or not first.get("id"):
-            raise ProviderProtocolError(
-                "place_order: answer has neither results nor errors",
+            # A 2xx without the order id: the order may exist; only a read can tell.
+            raise OutcomeUnknown(
+                "place_order: answer has neither results nor errors; outcome unknown",
                 provider=PROVIDER,
                 operation="place_order",
             )
