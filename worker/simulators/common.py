@@ -20,9 +20,15 @@ from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
-FaultKind = Literal["status", "latency", "lost_response"]
+FaultKind = Literal["status", "latency", "lost_response", "html_success"]
+
+#: What a gateway in maintenance serves with a success status (fault ``html_success``).
+MAINTENANCE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Maintenance</title></head>"
+    "<body><h1>Service temporarily under maintenance</h1></body></html>"
+)
 
 
 @dataclass
@@ -69,7 +75,9 @@ class Fault:
         kind: ``status`` answers ``status``/``body`` without running the handler; ``latency``
             delays the answer by ``delay`` seconds; ``lost_response`` runs the handler (the effect
             happens) and then delays the answer by ``delay`` seconds (longer than the client
-            timeout) so the client never sees it.
+            timeout) so the client never sees it; ``html_success`` runs the handler (the effect
+            happens) and answers its 2xx status with an HTML maintenance page instead of its body
+            (a refusal, non-2xx, is passed through unchanged).
         path: regular expression matched against the request path.
         method: HTTP method, or ``None`` for any.
         times: how many matching requests it applies to (``None``: all).
@@ -220,6 +228,8 @@ async def apply_faults(core: SimulatorCore, request: Request, handler: Handler) 
     core.record(request, response.status_code, body, fault=fault.kind if fault else None)
     if fault is not None and fault.kind == "lost_response":
         await asyncio.sleep(fault.delay)
+    if fault is not None and fault.kind == "html_success" and 200 <= response.status_code < 300:
+        return HTMLResponse(MAINTENANCE_PAGE, status_code=response.status_code)
     return response
 
 
