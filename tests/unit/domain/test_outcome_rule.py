@@ -247,3 +247,25 @@ def test_states_persisted_before_the_rule_still_load_and_count_as_in_doubt() -> 
     assert order.s.status is S.QUOTED
     assert must(order.s.intent).refused_at == at(6)
     assert placed("SO-1").identity == {}
+
+
+def test_a_cancel_refused_after_a_lost_answer_is_read_back_and_an_active_order_stays_tracked() -> None:
+    order = to_placed(request(), settings=SETTINGS)
+    order.send(CommandReceived(command=command("cancel"), at=at(10)))
+    order.send(StepFailed(op=Op.CANCEL, error=UNKNOWN, at=at(11)))
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACTIVE), at=at(12)))  # no effect: sent again
+    assert [c.op for c in order.calls].count(Op.CANCEL) == 2
+    refused = ErrorInfo(reason_code="PROVIDER_REJECTED", message="already cancelled", rejected=True)
+    events = len(order.events)
+    order.send(StepFailed(op=Op.CANCEL, error=refused, at=at(13)))
+    assert len(order.events) == events  # not answered COMMAND_REJECTED: read back first
+    assert order.s.phase is Phase.CANCELLING
+    status = order.s.status
+    for minute in (14, 30, 50):
+        order.send(Polled(snapshot=snapshot(RemotePhase.ACTIVE), at=at(minute)))
+    last = order.last()
+    assert must(last.reason).code == "OUTCOME_UNKNOWN"
+    assert last.status is status  # repeated: the order exists and is still tracked
+    assert [c.op for c in order.calls].count(Op.CANCEL) == 2
+    order.send(Polled(snapshot=snapshot(RemotePhase.CANCELLED), at=at(60)))
+    assert order.last().status is S.CANCELLED

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from worker.domain.flows.common import S, Step, after, reason, repeat, transition, update
+from worker.domain.flows.common import ACTIVE_STATUSES, S, Step, after, reason, repeat, transition, update
 from worker.domain.flows.intents import call_for
 from worker.domain.model import (
     ErrorInfo,
@@ -140,12 +140,14 @@ def _undecided(state: OrderState, at: datetime, settings: Settings) -> OrderStat
         customerReference=state.request.reference,
         evidence=list(intent.evidence),
     )
+    if state.status in ACTIVE_STATUSES or state.status is S.DECISION_REQUIRED:
+        # A write on an order that exists (acquisition decision, cancel: tracked on) or one made
+        # from a pending decision (quotation, study option: its decision stays what the phase
+        # rests on): the status is repeated with the reason.
+        return repeat(state, at, why)
     cancel = DecisionOption(id="cancel", description="stop the request (an order may exist at the provider)")
     decision = Decision(kind=DecisionKind.CONFIRM_ORDER, options=[cancel])
-    state = update(state, decision=decision)
-    if state.status is S.DECISION_REQUIRED:
-        return repeat(state, at, why)
-    return transition(state, S.DECISION_REQUIRED, at, why=why)
+    return transition(update(state, decision=decision), S.DECISION_REQUIRED, at, why=why)
 
 
 def unknown_evidence(state: OrderState) -> dict[str, object]:
