@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 from providers.test_oneatlas_flows import order_request, prepare, provider_for
 from providers.test_up42_flows import AUTO, CTX, adapter, request_for
@@ -89,3 +90,19 @@ async def test_up42_listing_lag_and_html_success() -> None:
     found = await provider.find_order(request)
     assert found is not None
     assert found.tracking_key in sim.orders
+
+
+async def test_both_simulators_set_the_switches_over_http_and_refuse_nonsense() -> None:
+    for sim in (OneAtlasSimulator(), Up42Simulator(config=Up42SimConfig())):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=sim.app), base_url="http://sim"
+        ) as client:
+            answer = await client.post(
+                "/_sim/paid-write-faults", json={"listingLag": 2.5, "duplicateReferenceStatus": 409}
+            )
+            assert answer.status_code == 200
+            assert answer.json() == {"listingLag": 2.5, "duplicateReferenceStatus": 409}
+            assert (sim.listing_lag, sim.duplicate_reference_status) == (2.5, 409)
+            bad = await client.post("/_sim/paid-write-faults", json={"duplicateReferenceStatus": 200})
+            assert bad.status_code == 400
+            assert sim.duplicate_reference_status == 409

@@ -206,6 +206,22 @@ class SimulatorCore:
             self.tokens[token] = now - timedelta(seconds=1)
 
 
+def paid_write_switches(sim: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Set a simulator's paid-write switches from a ``/_sim/paid-write-faults`` body
+    (``listingLag`` seconds, ``duplicateReferenceStatus`` HTTP status or ``null``); returns them."""
+    if "listingLag" in body:
+        lag = float(body["listingLag"])
+        if not 0 <= lag < float("inf"):
+            raise ValueError("listingLag must be a finite number of seconds >= 0")
+        sim.listing_lag = lag
+    if "duplicateReferenceStatus" in body:
+        status = body["duplicateReferenceStatus"]
+        if status is not None and not (isinstance(status, int) and 400 <= status < 500):
+            raise ValueError("duplicateReferenceStatus must be a 4xx status or null")
+        sim.duplicate_reference_status = status
+    return {"listingLag": sim.listing_lag, "duplicateReferenceStatus": sim.duplicate_reference_status}
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 

@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso
+from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso, paid_write_switches
 from worker.simulators.oneatlas.catalogue import CatalogueApi
 from worker.simulators.oneatlas.delivery import DeliveryApi
 from worker.simulators.oneatlas.model import (
@@ -396,6 +396,7 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
             route("/_sim/clock", "POST", lambda b, p: self._set_clock(b)),
             route("/_sim/faults", "POST", lambda b, p: self.inject(b)),
             route("/_sim/faults", "DELETE", lambda b, p: self.core.clear_faults()),
+            route("/_sim/paid-write-faults", "POST", lambda b, p: paid_write_switches(self, b)),
             route("/_sim/calls", "GET", lambda b, p: {"calls": self.calls()}),
             route(
                 "/_sim/paid-orders",
