@@ -144,3 +144,14 @@ async def test_up42_find_order_prefers_the_order_that_matches_the_request() -> N
     other = await make(fake).find_order(request)
     assert other is not None
     assert mismatches(request_identity(request), other.identity) == ["aoi"]
+
+
+def test_provider_numbers_that_are_not_finite_read_as_absent() -> None:
+    from worker.providers.oneatlas.common import as_float
+    from worker.providers.up42.mapping import _number
+
+    for parse in (as_float, _number):
+        for value in ("inf", "-Infinity", "nan", "1e999", 10**400):
+            assert parse(value) is None, (parse.__name__, value)
+        assert parse("12.5") == 12.5
+        assert parse(7) == 7.0
