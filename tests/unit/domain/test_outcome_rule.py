@@ -269,3 +269,15 @@ def test_a_cancel_refused_after_a_lost_answer_is_read_back_and_an_active_order_s
     assert [c.op for c in order.calls].count(Op.CANCEL) == 2
     order.send(Polled(snapshot=snapshot(RemotePhase.CANCELLED), at=at(60)))
     assert order.last().status is S.CANCELLED
+
+
+def test_an_auth_failure_after_a_lost_answer_reads_back_and_may_send_again() -> None:
+    order = to_quoted(request(), settings=SETTINGS)
+    order.send(StepFailed(op=Op.PLACE_ORDER, error=UNKNOWN, at=at(4)))
+    order.send(OrderNotFound(at=at(5)))
+    auth = ErrorInfo(reason_code="PROVIDER_ERROR", message="HTTP 401 (not authorised)")
+    effects = order.send(StepFailed(op=Op.PLACE_ORDER, error=auth, at=at(6)))
+    assert schedules(effects) == {"reconcile": at(7)}  # the settle period, not the refusal's reads
+    assert must(order.s.intent).refused_at is None
+    assert must(order.s.intent).unknown_sends == 2
+    assert order.s.status is S.QUOTED

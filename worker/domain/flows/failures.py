@@ -65,8 +65,12 @@ def on_failed(state: OrderState, event: StepFailed, settings: Settings) -> Step:
             return outcome_unknown(state, event.at, event.error, settings)
         assert state.intent is not None  # _expected: a write's failure is expected only with its intent
         if in_doubt(state.intent):
-            # An earlier send may have taken effect: this refusal may be its consequence.
-            return refused_in_doubt(state, event.at, event.error, settings)
+            if event.error.rejected:
+                # An earlier send may have taken effect: this refusal may be its consequence.
+                return refused_in_doubt(state, event.at, event.error, settings)
+            # Credentials refused, an answer not as documented: this send did nothing, and the
+            # earlier one is as unknown as before. Read back, as after any unknown outcome.
+            return outcome_unknown(state, event.at, event.error, settings)
         return _write_refused(state, event)
     if event.error.retriable:
         return _retry_later(state, event, settings)
