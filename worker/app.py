@@ -64,6 +64,7 @@ def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider
 def domain_settings(settings: Settings) -> DomainSettings:
     return DomainSettings(
         settle_seconds=settings.http_client.settle_seconds,
+        outcome_timeout_seconds=settings.http_client.outcome_timeout_seconds,
         delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
         delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
         rates=dict(settings.routing.rates),

@@ -162,6 +162,13 @@ class HttpClientSettings(_Section):
     # An order POST whose answer was lost is looked up again only after this long, so that a
     # request still in flight at the provider has landed (must exceed timeout_seconds).
     settle_seconds: float = Field(45.0, gt=0)
+    # After a paid write was refused following a send with an unknown outcome, how long the
+    # provider's records are read (with backoff, for a listing that lags) before the request goes
+    # to DECISION_REQUIRED OUTCOME_UNKNOWN (reads go on after that, at the longest backoff).
+    outcome_timeout_seconds: float = Field(1800.0, gt=0, le=30 * 86400)
+    # The longest a provider's Retry-After is honoured (seconds or an HTTP date); a larger or
+    # unreadable value waits this long at most, so a call is never parked for ever.
+    retry_after_max_seconds: float = Field(300.0, gt=0, le=86400)
 
 
 class TrackingSettings(_Section):

@@ -111,6 +111,11 @@ MEANINGS: Final[dict[str, str]] = {
     "TASKING_HTTP_CLIENT__MAX_RETRIES": "Retries of a retriable provider failure before `RETRIES_EXHAUSTED`.",
     "TASKING_HTTP_CLIENT__BACKOFF_BASE_SECONDS": "First retry delay (doubles each time).",
     "TASKING_HTTP_CLIENT__BACKOFF_MAX_SECONDS": "Longest retry delay.",
+    "TASKING_HTTP_CLIENT__OUTCOME_TIMEOUT_SECONDS": "After a paid write was refused following a send "
+    "with an unknown outcome, how long the provider's records are read (with backoff) before the "
+    "request goes to `DECISION_REQUIRED` `OUTCOME_UNKNOWN`; reads go on after it.",
+    "TASKING_HTTP_CLIENT__RETRY_AFTER_MAX_SECONDS": "The longest a provider's `Retry-After` "
+    "(seconds or an HTTP date) is honoured; a larger or unreadable value waits this long at most.",
     "TASKING_HTTP_CLIENT__SETTLE_SECONDS": "An order call whose answer was lost is looked up only after "
     "this long (must exceed the timeout).",
     "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "Period of the batched tracking poll per provider.",

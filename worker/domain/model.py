@@ -103,6 +103,9 @@ class Phase(StrEnum):
     AWAITING_DELIVERY = "AWAITING_DELIVERY"  # the provider finished; products still to come (IN_PROGRESS)
     OFFERS = "OFFERS"  # provider "auto": the candidates' reads run (``OrderState.routing``)
     AWAITING_OFFER = "AWAITING_OFFER"  # DECISION_REQUIRED select-offer
+    # DECISION_REQUIRED CUSTOMER_REFERENCE_IN_USE: an order found by the customer reference does
+    # not match the request (``OrderState.found_order``); adopted by ``approve``, else declined.
+    AWAITING_ADOPTION = "AWAITING_ADOPTION"
     DONE = "DONE"  # terminal (or dry run ended at QUOTED)
 
 
@@ -133,6 +136,21 @@ class Intent(DomainModel):
     # writes the provider answered ambiguously); ``interrupted`` bounds restarts of one write.
     from_resume: bool = False
     interrupted: int = 0
+    # Sends of this write whose outcome was unknown (a lost answer, a 5xx, an unreadable 2xx, an
+    # owner stopped mid-call). Never reset by a re-send: while it is above zero, no refusal is
+    # definitive (docs/adr/0008-outcome-of-paid-writes.md).
+    unknown_sends: int = 0
+    # A refusal came after an unknown outcome: from then on only the provider's record decides.
+    # Reads repeat with backoff (``reads``) until ``refused_at`` + ``Settings.outcome_timeout_seconds``,
+    # then the request goes to DECISION_REQUIRED ``OUTCOME_UNKNOWN`` (``undecided``).
+    refused_at: datetime | None = None
+    reads: int = 0
+    undecided: bool = False
+    # What the worker saw of this write, oldest first (bounded): the status event's evidence.
+    evidence: list[str] = Field(default_factory=list)
+    # PLACE_ORDER: the request's product/AOI/window fingerprint (``worker.providers.identity``),
+    # compared with an order found by customer reference before it is adopted.
+    identity: dict[str, str] = Field(default_factory=dict)
 
 
 class AcquisitionRecord(DomainModel):
@@ -233,6 +251,8 @@ class OrderState(DomainModel):
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)
     routing: RoutingState | None = None  # provider "auto" only (see the routing block below)
+    # The order found by customer reference that does not match this request (AWAITING_ADOPTION).
+    found_order: PlacedOrder | None = None
 
     @property
     def request_id(self) -> str:
@@ -491,6 +511,10 @@ class Settings(DomainModel):
     retry_max_seconds: float = 600.0
     max_place_attempts: int = 3
     max_interruptions: int = 10
+    # After a refusal that follows an unknown outcome, how long reads may take to find the order
+    # before the request goes to DECISION_REQUIRED OUTCOME_UNKNOWN
+    # (``TASKING_HTTP_CLIENT__OUTCOME_TIMEOUT_SECONDS``).
+    outcome_timeout_seconds: float = 1800.0
     commands_remembered: int = 64
     delivery_grace_seconds: float = 600.0
     delivery_timeout_seconds: float = 1209600.0

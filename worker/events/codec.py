@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal, NamedTuple, overload
 
 import orjson
+import pydantic_core
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
@@ -348,6 +349,10 @@ def _request_id_of_bytes(value: bytes | None) -> str | None:
     try:
         return _request_id_of(orjson.loads(value))
     except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses numbers that overflow (``1e999``); the id beside them is still readable
+        return _request_id_of(pydantic_core.from_json(value))
+    except ValueError:
         return None
 
 

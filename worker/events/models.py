@@ -10,13 +10,17 @@ This package does no I/O.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -65,6 +69,9 @@ class ContractModel(BaseModel):
         frozen=True,
         use_enum_values=False,
         ser_json_inf_nan="null",
+        # ``1e999`` parses as infinity and a number of hundreds of digits overflows to it: neither
+        # is a number any field of the contract can mean, so every float field refuses them.
+        allow_inf_nan=False,
     )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -226,8 +233,63 @@ class Processing(ContractModel):
     licence: str | None = None
 
 
+#: The largest budget a request may state, and its precision (decimal places): within these a
+#: budget is an exact decimal that survives the JSON round trip and every comparison with a price.
+BUDGET_MAX: Final = 1_000_000_000_000
+BUDGET_DECIMALS: Final = 2
+#: The largest integer a ``providerOptions`` value may be (a JSON number any client reads exactly).
+OPTION_INT_MAX: Final = 2**53
+
+
+def _budget_decimal(value: Any, info: ValidationInfo) -> Any:
+    """A budget is a decimal of at most ``BUDGET_DECIMALS`` places and at most ``BUDGET_MAX``
+    (``12.345`` is refused, not rounded: the producer meant something the worker cannot keep).
+    A stored budget is not checked again: states written before these bounds must still load."""
+    if info.context and info.context.get(STORED):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value  # the type check reports it
+    if isinstance(value, float) and not math.isfinite(value):
+        return value  # allow_inf_nan reports it
+    if abs(value) > BUDGET_MAX:
+        raise ValueError(f"must be at most {BUDGET_MAX}")
+    exponent = Decimal(repr(value) if isinstance(value, float) else value).as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -BUDGET_DECIMALS:
+        raise ValueError(f"must have at most {BUDGET_DECIMALS} decimal places")
+    return value
+
+
+def finite_values(value: Any, path: str = "") -> Any:
+    """``value`` (free-form JSON) unchanged when every number in it is finite and an integer
+    within ±``OPTION_INT_MAX``; raises ``ValueError`` naming the first offending path."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path or 'value'}: not a finite number")
+    if isinstance(value, int) and abs(value) > OPTION_INT_MAX:
+        raise ValueError(f"{path or 'value'}: integer out of range (at most {OPTION_INT_MAX} in magnitude)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            finite_values(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            finite_values(item, f"{path}[{n}]")
+    return value
+
+
 class Budget(ContractModel):
-    max_amount: Annotated[float, Field(gt=0)]
+    """A ceiling for the price: a decimal above 0 and at most 1000000000000, with at most 2
+    decimal places (a non-finite or overflowing number is refused)."""
+
+    max_amount: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="a decimal of at most 2 decimal places, at most 1000000000000",
+            json_schema_extra={"maximum": BUDGET_MAX},
+        ),
+        BeforeValidator(_budget_decimal),
+    ]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3,10}$")]
 
 
@@ -262,7 +324,7 @@ class Candidate(ContractModel):
 
     provider: Provider
     product: Product
-    provider_options: dict[str, Any] = Field(default_factory=dict)
+    provider_options: Annotated[dict[str, Any], AfterValidator(finite_values)] = Field(default_factory=dict)
 
     @field_validator("provider", mode="after")
     @classmethod
@@ -293,7 +355,7 @@ class OrderRequest(ContractModel):
     window: Window
     constraints: Constraints = Constraints()
     processing: Processing = Processing()
-    provider_options: dict[str, Any] = Field(default_factory=dict)
+    provider_options: Annotated[dict[str, Any], AfterValidator(finite_values)] = Field(default_factory=dict)
     budget: Budget | None = None
     auto_approve: bool = True
     dry_run: bool = False

@@ -47,6 +47,9 @@ class ReasonCode(StrEnum):
     TRACKING_ERROR = "TRACKING_ERROR"
     TRACKING_RECOVERED = "TRACKING_RECOVERED"
     DELIVERY_INCOMPLETE = "DELIVERY_INCOMPLETE"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+    CUSTOMER_REFERENCE_IN_USE = "CUSTOMER_REFERENCE_IN_USE"
+    ORDER_FOUND = "ORDER_FOUND"
 
 
 #: What each status reason means and what the producer does about it. Keyed by the code's text,
@@ -92,6 +95,8 @@ STATUS_MEANINGS: Final[dict[str, str]] = {
     "`DECISION_REQUIRED`, never a second order.",
     "CUSTOMER_REFERENCE_IN_USE": "An order found by `customerReference` does not match the request; "
     "`DECISION_REQUIRED`.",
+    "ORDER_FOUND": "A paid write's answer was lost, and reading the provider found the order it "
+    "placed; the order is tracked (`ORDERED`, `details` give the evidence).",
 }
 
 #: What each dead-letter code means (CONTRACT §4.5). Keyed by the code's text.

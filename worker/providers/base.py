@@ -95,6 +95,9 @@ class PlacedOrder(ProviderModel):
     refs: Refs
     amount: float | None = None
     currency: str | None = None
+    # What the provider's listing states about the order (``worker.providers.identity``); set by
+    # ``find_order`` so an order found by customer reference is adopted only when it matches.
+    identity: dict[str, str] = Field(default_factory=dict)
 
 
 class StudyOption(ProviderModel):

@@ -10,20 +10,29 @@ Reads and writes differ on purpose:
   connection errors, up to ``max_retries`` times.
 * :meth:`ProviderHttp.write` retries only when the request certainly did not take effect (the
   connection was never made, 429, 401 before a renewed token). When it may have taken effect (a
-  read timeout, a dropped connection after sending, a 5xx), it raises :class:`OutcomeUnknown`: a
-  paid call is never re-sent blindly, the caller reconciles.
+  read timeout, a dropped connection after sending, a 5xx, a 2xx whose body cannot be read: an
+  HTML maintenance page, a truncated answer), it raises :class:`OutcomeUnknown`: a paid call is
+  never re-sent blindly, the caller reconciles. The re-send after a 401 passes the caller's
+  ownership check again (``before_write``), as the first send did.
+
+``Retry-After`` is read in both of its forms (delay-seconds and HTTP-date) and capped by
+``HttpPolicy.retry_after_max`` (``TASKING_HTTP_CLIENT__RETRY_AFTER_MAX_SECONDS``), infinity
+included; a value that is neither a number nor a date is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import math
 import random
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -84,6 +93,7 @@ class HttpPolicy:
     backoff_max: float = 60.0
     rate_per_second: float = 10.0
     max_concurrency: int = 32
+    retry_after_max: float = 300.0
 
 
 def http_policy(settings: HttpClientSettings, rate_per_second: float, max_concurrency: int) -> HttpPolicy:
@@ -94,6 +104,7 @@ def http_policy(settings: HttpClientSettings, rate_per_second: float, max_concur
         backoff_max=settings.backoff_max_seconds,
         rate_per_second=rate_per_second,
         max_concurrency=max_concurrency,
+        retry_after_max=settings.retry_after_max_seconds,
     )
 
 
@@ -157,14 +168,30 @@ def json_body(response: httpx.Response) -> Any:
         return response.text[:500]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now``: delay-seconds (``120``) or an HTTP-date
+    (``Wed, 21 Oct 2026 07:28:00 GMT``); ``None`` when absent or unreadable (``nan``, garbage).
+    Not capped here (``HttpPolicy.retry_after_max`` is applied to every ``RateLimited``)."""
+    if value is None or not value.strip():
         return None
+    text = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(text)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds) or seconds == -math.inf:
         return None
+    return max(0.0, seconds)  # ``inf`` ("1e999") stays: the cap applies to it
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 @dataclass
@@ -273,9 +300,13 @@ class ProviderHttp:
             await guard()
         response = await self._send(operation, method, url, write, kw, token)
         if response.status_code == 401 and self.tokens is not None and token is not None:
-            # An expired or revoked token: the request was refused, so it is safe to resend once.
+            # An expired or revoked token: the request was refused, so it is safe to resend once,
+            # but only while this instance still owns the order: the token renewal may have taken
+            # long enough for the partition to move (the guard raises OwnershipLost then).
             self.tokens.invalidate(token)
             token = await self.tokens.get()
+            if guard is not None:
+                await guard()
             response = await self._send(operation, method, url, write, kw, token)
         return response
 
@@ -317,6 +348,14 @@ class ProviderHttp:
         if response.is_success:
             body = json_body(response)
             if isinstance(body, str):
+                if write:
+                    # A 2xx says the write may well have taken effect; its body cannot say what.
+                    raise OutcomeUnknown(
+                        f"{operation}: HTTP {response.status_code} with an unreadable body "
+                        f"({_content_type(response)}); outcome unknown",
+                        status_code=response.status_code,
+                        **self._ids(operation),
+                    )
                 raise ProviderProtocolError(
                     f"{operation}: answer is not JSON",
                     status_code=response.status_code,
@@ -326,13 +365,17 @@ class ProviderHttp:
         raise self._error(operation, response, write)
 
     def _error(self, operation: str, response: httpx.Response, write: bool) -> ProviderError:
+        error: ProviderError | None = None
         if self.translate is not None:
-            specific = self.translate(response, operation)
-            if specific is not None:
-                specific.provider, specific.operation = self.provider, operation
-                specific.status_code = response.status_code
-                return specific
-        return default_error(self.provider, operation, response, write)
+            error = self.translate(response, operation)
+            if error is not None:
+                error.provider, error.operation = self.provider, operation
+                error.status_code = response.status_code
+        if error is None:
+            error = default_error(self.provider, operation, response, write)
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            error.retry_after = min(error.retry_after, self.policy.retry_after_max)
+        return error
 
 
 def default_error(provider: str, operation: str, response: httpx.Response, write: bool) -> ProviderError:
@@ -349,6 +392,11 @@ def default_error(provider: str, operation: str, response: httpx.Response, write
     if status in (401, 403):
         return ProviderAuthError(message + " (not authorised)", **ids)
     return ProviderRejected(message, details={"body": json_body(response)}, **ids)
+
+
+def _content_type(response: httpx.Response) -> str:
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    return kind[:40] or "no content type"
 
 
 def _outcome(status: int) -> str:

@@ -20,9 +20,15 @@ from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
-FaultKind = Literal["status", "latency", "lost_response"]
+FaultKind = Literal["status", "latency", "lost_response", "html_success"]
+
+#: What a gateway in maintenance serves with a success status (fault ``html_success``).
+MAINTENANCE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Maintenance</title></head>"
+    "<body><h1>Service temporarily under maintenance</h1></body></html>"
+)
 
 
 @dataclass
@@ -69,7 +75,9 @@ class Fault:
         kind: ``status`` answers ``status``/``body`` without running the handler; ``latency``
             delays the answer by ``delay`` seconds; ``lost_response`` runs the handler (the effect
             happens) and then delays the answer by ``delay`` seconds (longer than the client
-            timeout) so the client never sees it.
+            timeout) so the client never sees it; ``html_success`` runs the handler (the effect
+            happens) and answers its 2xx status with an HTML maintenance page instead of its body
+            (a refusal, non-2xx, is passed through unchanged).
         path: regular expression matched against the request path.
         method: HTTP method, or ``None`` for any.
         times: how many matching requests it applies to (``None``: all).
@@ -198,6 +206,22 @@ class SimulatorCore:
             self.tokens[token] = now - timedelta(seconds=1)
 
 
+def paid_write_switches(sim: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Set a simulator's paid-write switches from a ``/_sim/paid-write-faults`` body
+    (``listingLag`` seconds, ``duplicateReferenceStatus`` HTTP status or ``null``); returns them."""
+    if "listingLag" in body:
+        lag = float(body["listingLag"])
+        if not 0 <= lag < float("inf"):
+            raise ValueError("listingLag must be a finite number of seconds >= 0")
+        sim.listing_lag = lag
+    if "duplicateReferenceStatus" in body:
+        status = body["duplicateReferenceStatus"]
+        if status is not None and not (isinstance(status, int) and 400 <= status < 500):
+            raise ValueError("duplicateReferenceStatus must be a 4xx status or null")
+        sim.duplicate_reference_status = status
+    return {"listingLag": sim.listing_lag, "duplicateReferenceStatus": sim.duplicate_reference_status}
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -220,6 +244,8 @@ async def apply_faults(core: SimulatorCore, request: Request, handler: Handler) 
     core.record(request, response.status_code, body, fault=fault.kind if fault else None)
     if fault is not None and fault.kind == "lost_response":
         await asyncio.sleep(fault.delay)
+    if fault is not None and fault.kind == "html_success" and 200 <= response.status_code < 300:
+        return HTMLResponse(MAINTENANCE_PAGE, status_code=response.status_code)
     return response
 
 

@@ -20,7 +20,7 @@ from worker.domain.flows.common import (
     update,
 )
 from worker.domain.flows.intents import start_acquisition_decision, start_cancel
-from worker.domain.flows.reconcile import resend
+from worker.domain.flows.reconcile import no_effect
 from worker.domain.model import (
     AcquisitionRecord,
     AcquisitionsListed,
@@ -316,7 +316,7 @@ def _read_back(state: OrderState, event: AcquisitionsListed, settings: Settings)
     if found is not None and found.status is not A.PROPOSED:
         state = _store(state, found.id, _record(state, found.id).model_copy(update={"acquisition": found}))
         return _settle(state, found.status, event.at)
-    return resend(state, event.at, settings, give_up)
+    return no_effect(state, event.at, settings, give_up, f"read: acquisition {target} still proposed")
 
 
 def _record(state: OrderState, acquisition_id: str) -> AcquisitionRecord:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from worker.domain.flows import acquisitions, routing
+from worker.domain.flows import acquisitions, placement, routing
 from worker.domain.flows.common import S, Step, audit_reason, end, misfit, update
 from worker.domain.flows.intents import (
     start_cancel,
@@ -58,13 +58,16 @@ def _approve(state: OrderState, command: Command, at: datetime) -> Step:
     if state.phase is Phase.AWAITING_QUOTATION_DECISION and state.quotation is not None:
         audited = update(audited, approved_amount=state.quotation.amount)
         return start_quotation_decision(audited, at, accept=True)
+    if state.phase is Phase.AWAITING_ADOPTION and state.found_order is not None:
+        # The customer vouches for the order found under the reference: no paid call is made.
+        return placement.adopt(audited, state.found_order, at)
     return misfit(state, command, at, "nothing waits for an approval")
 
 
 def _reject(state: OrderState, command: Command, at: datetime) -> Step:
     """Decline: REJECTED ``DECLINED`` (a pending quotation is refused at the provider first)."""
     why = audit_reason(command, "DECLINED", "declined")
-    if state.phase in (Phase.AWAITING_APPROVAL, Phase.AWAITING_OFFER):
+    if state.phase in (Phase.AWAITING_APPROVAL, Phase.AWAITING_OFFER, Phase.AWAITING_ADOPTION):
         return end(state, S.REJECTED, at, why)
     if state.phase is Phase.AWAITING_QUOTATION_DECISION and state.quotation is not None:
         return start_quotation_decision(update(state, audit=why), at, accept=False)

@@ -55,6 +55,7 @@ DECISION_PHASES = frozenset(
         Phase.AWAITING_OPTION,
         Phase.AWAITING_QUOTATION_DECISION,
         Phase.AWAITING_OFFER,
+        Phase.AWAITING_ADOPTION,
     }
 )
 # Statuses that mean "the order is active at the provider" (progress repeats are emitted there).

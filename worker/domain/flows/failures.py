@@ -2,7 +2,9 @@
 
 - A write (place, quotation decision, option choice, acquisition decision, cancel) that timed out
   or failed retriably is never re-sent blindly: its outcome is read back after the settle period
-  (``reconcile``). A refused write ends or answers per operation (see :func:`_write_refused`).
+  (``reconcile``). A refused write ends or answers per operation (see :func:`_write_refused`),
+  but only when no earlier send of it had an unknown outcome: otherwise the refusal starts a
+  reconcile (``reconcile.refused_in_doubt``) and only the provider's record decides.
 - A read that failed retriably is retried with exponential backoff (``RETRY``, or ``RECONCILE``
   for the read-back of a write in doubt); after ``settings.max_step_retries`` retries the order
   is FAILED ``RETRIES_EXHAUSTED``. The read-back of a write in doubt is retried without limit: an
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from worker.domain.flows import acquisitions, routing, writes
 from worker.domain.flows.common import S, Step, after, backoff_seconds, end, nothing, reason, update
-from worker.domain.flows.reconcile import outcome_unknown
+from worker.domain.flows.reconcile import in_doubt, outcome_unknown, refused_in_doubt
 from worker.domain.model import (
     IntentKind,
     Op,
@@ -60,6 +62,14 @@ def on_failed(state: OrderState, event: StepFailed, settings: Settings) -> Step:
         return update(state, change_marker=None), []
     if event.op in _WRITES:
         if event.error.outcome_unknown or event.error.retriable:
+            return outcome_unknown(state, event.at, event.error, settings)
+        assert state.intent is not None  # _expected: a write's failure is expected only with its intent
+        if in_doubt(state.intent):
+            if event.error.rejected:
+                # An earlier send may have taken effect: this refusal may be its consequence.
+                return refused_in_doubt(state, event.at, event.error, settings)
+            # Credentials refused, an answer not as documented: this send did nothing, and the
+            # earlier one is as unknown as before. Read back, as after any unknown outcome.
             return outcome_unknown(state, event.at, event.error, settings)
         return _write_refused(state, event)
     if event.error.retriable:

@@ -25,6 +25,7 @@ from worker.domain.model import (
 )
 from worker.events.models import DecidedBy, DecisionKind
 from worker.events.status import OrderStatus
+from worker.providers.identity import request_identity
 
 _OP_OF_INTENT = {
     IntentKind.PLACE_ORDER: Op.PLACE_ORDER,
@@ -69,8 +70,11 @@ def start(state: OrderState, intent: Intent) -> Step:
 
 
 def start_placing(state: OrderState, at: datetime, attempt: int = 1) -> Step:
-    """Intent PLACE_ORDER, then the paid call."""
-    return start(state, Intent(kind=IntentKind.PLACE_ORDER, started_at=at, attempt=attempt))
+    """Intent PLACE_ORDER (with the request's identity fingerprint), then the paid call."""
+    identity = request_identity(state.request)
+    return start(
+        state, Intent(kind=IntentKind.PLACE_ORDER, started_at=at, attempt=attempt, identity=identity)
+    )
 
 
 def start_quotation_decision(state: OrderState, at: datetime, *, accept: bool) -> Step:

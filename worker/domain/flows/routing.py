@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
 
 from worker.domain.flows.common import (
     S,
@@ -69,6 +70,8 @@ from worker.domain.model import (
     TimerKind,
 )
 from worker.events.models import (
+    BUDGET_DECIMALS,
+    BUDGET_MAX,
     Budget,
     Candidate,
     Command,
@@ -355,7 +358,16 @@ def _budget_for(request: OrderRequest, quote: PriceQuote | None, state: OrderSta
     factor = conversion(quote.currency, budget.currency, _rates(state))
     if factor is None or factor <= 0:
         return budget
-    return Budget(max_amount=budget.max_amount / factor, currency=quote.currency)
+    return Budget(max_amount=converted_budget(budget.max_amount, factor), currency=quote.currency)
+
+
+def converted_budget(amount: float, factor: float) -> float:
+    """``amount / factor`` rounded *down* to the budget precision (a converted budget never
+    allows more than the customer's), within the budget maximum."""
+    # Rates are floats (1 / 0.9): drop their noise at 1e-6 before rounding down.
+    exact = (Decimal(repr(amount)) / Decimal(repr(factor))).quantize(Decimal("0.000001"))
+    step = Decimal(1).scaleb(-BUDGET_DECIMALS)
+    return float(min(exact.quantize(step, rounding=ROUND_FLOOR), Decimal(BUDGET_MAX)))
 
 
 def _rates(state: OrderState) -> dict[str, float]:

@@ -20,7 +20,7 @@ from worker.domain.flows.common import (
     update,
 )
 from worker.domain.flows.intents import resting_phase, timers_for
-from worker.domain.flows.reconcile import resend
+from worker.domain.flows.reconcile import no_effect
 from worker.domain.model import (
     ErrorInfo,
     IntentKind,
@@ -148,7 +148,7 @@ def on_readback(state: OrderState, event: Polled, settings: Settings) -> Step:
         return tracking.track(
             update(state, intent=None, phase=Phase.AWAITING_PROVIDER), snapshot, at, settings
         )
-    return resend(state, at, settings, give_up)
+    return no_effect(state, at, settings, give_up, f"read: order is {snapshot.provider_status}, no effect")
 
 
 def _took_effect(state: OrderState, snapshot: OrderSnapshot) -> bool:
@@ -186,4 +186,6 @@ def _cancel_readback(state: OrderState, snapshot: OrderSnapshot, at: datetime, s
         return cancelled(state, at)
     if snapshot.phase in _ENDED_REMOTE:
         return tracking.track(update(state, intent=None, phase=resting_phase(state)), snapshot, at, settings)
-    return resend(state, at, settings, give_up)
+    return no_effect(
+        state, at, settings, give_up, f"read: order is {snapshot.provider_status}, not cancelled"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -129,16 +130,17 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def as_float(value: Any) -> float | None:
+    """A finite number from a provider field, else ``None`` (``"inf"``, ``NaN`` and numbers too
+    large for a float are not numbers any field can mean; the contract models refuse them)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    number: float | None = None
+    try:
+        if isinstance(value, int | float | str):
+            number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def as_int(value: Any) -> int:

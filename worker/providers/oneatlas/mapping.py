@@ -16,6 +16,7 @@ from worker.providers.base import (
     QuotationDecision,
     RemotePhase,
 )
+from worker.providers.identity import listed_identity, parse_instant
 from worker.providers.oneatlas.common import (
     ICR_ACTIVE,
     ICR_CANCELLED,
@@ -25,6 +26,7 @@ from worker.providers.oneatlas.common import (
     as_dict,
     as_float,
     as_int,
+    as_list,
     log,
     parse_time,
     refs_of,
@@ -159,6 +161,31 @@ def neo_snapshot(line: Mapping[str, Any]) -> OrderSnapshot:
         counts=AcquisitionCounts(proposed=proposed, validated=max(0, total - proposed)),
         coverage_pct=min(100.0, max(0.0, pct)) if pct is not None else None,
         change_marker=f"{status}|{quotation_status}|{proposed}|{total}|{pct or 0:g}",
+    )
+
+
+def legacy_identity(item: Mapping[str, Any]) -> dict[str, str]:
+    """What a legacy tasking item states about its order: ``icr.progTypeName`` (camel-case),
+    ``icr.aoi`` and ``icr.period`` (whether that is the requested window or the acquisition
+    period is not documented, so it is compared as lying within the request's window)."""
+    icr = as_dict(item.get("icr"))
+    period = as_dict(icr.get("period"))
+    return listed_identity(
+        programming_type=icr.get("progTypeName"),
+        geometry=icr.get("aoi"),
+        period=(parse_instant(period.get("startDate")), parse_instant(period.get("endDate"))),
+    )
+
+
+def neo_identity(line: Mapping[str, Any]) -> dict[str, str]:
+    """What a Pléiades Neo order line states: ``mission``, ``aoi.geometry`` and the first
+    ``tasking.period`` entry (the requested window)."""
+    periods = as_list(as_dict(line.get("tasking")).get("period"))
+    first = as_dict(periods[0]) if periods else {}
+    return listed_identity(
+        mission=line.get("mission"),
+        geometry=as_dict(line.get("aoi")).get("geometry"),
+        window=(parse_instant(first.get("startDate")), parse_instant(first.get("endDate"))),
     )
 
 

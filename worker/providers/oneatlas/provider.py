@@ -57,6 +57,7 @@ from worker.providers.base import (
     stable_fingerprint,
 )
 from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
+from worker.providers.identity import mismatches, request_identity
 from worker.providers.oneatlas.common import (
     ATTEMPT_TYPES,
     PROVIDER,
@@ -78,7 +79,9 @@ from worker.providers.oneatlas.failures import auth_translate, translate_error
 from worker.providers.oneatlas.mapping import (
     acquisition_from,
     from_raw,
+    legacy_identity,
     legacy_snapshot,
+    neo_identity,
     neo_quotation_id,
     neo_snapshot,
 )
@@ -345,24 +348,34 @@ class OneAtlasProvider:
     # ------------------------------------------------------------------ reconciliation
 
     async def find_order(self, request: OrderRequest) -> PlacedOrder | None:
-        """Find the order placed for ``request.reference`` (after a crash or OutcomeUnknown)."""
+        """Find the order placed for ``request.reference`` (after a crash or OutcomeUnknown): one
+        whose product, AOI and window match the request, else the first one listed under the
+        reference, with what its listing states (``PlacedOrder.identity``) for the caller's check."""
         backend = backend_of(oneatlas_product(request).mission)
         contract = self._contract(backend)
         ref = request.reference
+        wanted = request_identity(request)
+        first: PlacedOrder | None = None
         if backend == "legacy":
             async for item in self._taskings(contract, {"customerRef": ref}):
                 if str(as_dict(item.get("icr")).get("customerRef")) == ref and item.get("sal"):
-                    return self._placed(legacy_snapshot(item, contract), backend)
-            return None
+                    placed = self._placed(legacy_snapshot(item, contract), backend, legacy_identity(item))
+                    if not mismatches(wanted, placed.identity):
+                        return placed
+                    first = first or placed
+            return first
         query = f"(customerReference:{lucene_escape(ref)}) AND (contractId:{lucene_escape(contract)})"
         async for line in self._search("find_order", "/api/v2/orders/search", query):
             if str(line.get("customerReference")) == ref and neo_quotation_id(line):
-                return self._placed(neo_snapshot(line), backend)
-        return None
+                placed = self._placed(neo_snapshot(line), backend, neo_identity(line))
+                if not mismatches(wanted, placed.identity):
+                    return placed
+                first = first or placed
+        return first
 
-    def _placed(self, snapshot: OrderSnapshot, backend: str) -> PlacedOrder:
+    def _placed(self, snapshot: OrderSnapshot, backend: str, identity: dict[str, str]) -> PlacedOrder:
         self._backends[snapshot.tracking_key] = backend
-        return PlacedOrder(tracking_key=snapshot.tracking_key, refs=snapshot.refs)
+        return PlacedOrder(tracking_key=snapshot.tracking_key, refs=snapshot.refs, identity=identity)
 
     # ------------------------------------------------------------------ tracking
 

@@ -3,6 +3,7 @@ tree, studies, quotations and STAC items to the project's types. No I/O."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -239,10 +240,12 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, else ``None`` (``"inf"``, ``NaN``, overflowing integers)."""
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        number = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def to_acquisition(item: Mapping[str, Any], order_id: str) -> Acquisition:

@@ -15,6 +15,7 @@ import structlog
 
 from worker.config import HttpClientSettings, Up42Settings
 from worker.errors import (
+    OutcomeUnknown,
     ProviderAuthError,
     ProviderNotConfigured,
     ProviderProtocolError,
@@ -45,6 +46,7 @@ from worker.providers.http import (
     build_client,
     http_policy,
 )
+from worker.providers.identity import listed_identity, mismatches, parse_instant, request_identity
 from worker.providers.up42.delivery import Up42Deliveries
 from worker.providers.up42.mapping import (
     _READ_QUOTATION,
@@ -76,6 +78,18 @@ log = structlog.get_logger(__name__)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _listed(order: Mapping[str, Any]) -> dict[str, str]:
+    """What a listed v2 order states about its product, AOI and window (``orderDetails`` of a
+    tasking order: ``geometry``, ``acquisitionStart``, ``acquisitionEnd``; ``dataProductId``)."""
+    details = order.get("orderDetails")
+    details = details if isinstance(details, Mapping) else {}
+    return listed_identity(
+        product=order.get("dataProductId"),
+        geometry=details.get("geometry"),
+        window=(parse_instant(details.get("acquisitionStart")), parse_instant(details.get("acquisitionEnd"))),
+    )
 
 
 class Up42Provider:
@@ -291,7 +305,8 @@ class Up42Provider:
         """``POST /v2/orders?workspaceId=…``, sent once (no idempotency key at UP42).
 
         Raises:
-            OutcomeUnknown: no answer (timeout, lost connection, 5xx): reconcile with find_order.
+            OutcomeUnknown: no answer (timeout, lost connection, 5xx), or a 2xx that is not
+                readable (HTML, truncated, without an order id): reconcile with find_order.
             ProviderRejected: a per-item error (HTTP 200) or a 400; nothing was created.
             InvalidOrderParams: the params do not fit the product schema (nothing sent).
         """
@@ -305,8 +320,9 @@ class Up42Provider:
         results = answer.get("results") if isinstance(answer, dict) else None
         first = results[0] if isinstance(results, list) and results else None
         if not isinstance(first, dict) or not first.get("id"):
-            raise ProviderProtocolError(
-                "place_order: answer has neither results nor errors",
+            # A 2xx without the order id: the order may exist; only a read can tell.
+            raise OutcomeUnknown(
+                "place_order: answer has neither results nor errors; outcome unknown",
                 provider=PROVIDER,
                 operation="place_order",
             )
@@ -347,29 +363,41 @@ class Up42Provider:
         """
         tags = reference_tags(request.reference)
         name = display_name(request)
+        wanted = request_identity(request)
         found = await self._first(
-            "find_order", [("tags", tags[0])], lambda o: all(t in (o.get("tags") or []) for t in tags)
+            "find_order",
+            [("tags", tags[0])],
+            lambda o: all(t in (o.get("tags") or []) for t in tags),
+            wanted,
         )
         if found is None and name == request.reference:
             found = await self._first(
-                "find_order", [("displayName", name)], lambda o: o.get("displayName") == name
+                "find_order", [("displayName", name)], lambda o: o.get("displayName") == name, wanted
             )
         if found is None:
             return None
         order_id = str(found["id"])
-        return PlacedOrder(tracking_key=order_id, refs={"orderId": order_id})
+        return PlacedOrder(tracking_key=order_id, refs={"orderId": order_id}, identity=_listed(found))
 
     async def _first(
         self,
         operation: str,
         query: list[tuple[str, str]],
         match: Callable[[dict[str, Any]], bool],
+        wanted: Mapping[str, str],
     ) -> dict[str, Any] | None:
+        """The oldest order ``match`` accepts whose product, AOI and window are the request's
+        (a duplicate, if any, is newer), else the oldest one ``match`` accepts (the caller's
+        identity check then refuses to adopt it)."""
+        first: dict[str, Any] | None = None
         async with aclosing(self._orders(operation, query)) as orders:
             async for order in orders:
-                if match(order) and order.get("id"):
-                    return order  # the oldest one: a duplicate, if any, is newer
-        return None
+                if not match(order) or not order.get("id"):
+                    continue
+                if not mismatches(wanted, _listed(order)):
+                    return order
+                first = first or order
+        return first
 
     # ------------------------------------------------------------------ tracking
 

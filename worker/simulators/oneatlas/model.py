@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -159,6 +160,11 @@ class SimOrder:
     validated_fraction: float = 0.0
     last_change: datetime | None = None
     acquisitions: list[SimAcquisition] = field(default_factory=list)
+    listed_from: float = 0.0  # monotonic seconds: out of the listings before (``listing_lag``)
+
+    def listed(self) -> bool:
+        """Whether the listings show this order yet (a lagging search index hides new ones)."""
+        return time.monotonic() >= self.listed_from
 
     def ids(self) -> set[str]:
         """Every id an operator may use to name this order."""

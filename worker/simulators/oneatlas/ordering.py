@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from worker.simulators.oneatlas.helpers import as_dict, as_list, parse_aoi, pars
 from worker.simulators.oneatlas.model import (
     ATTEMPT_TYPES,
     CAMEL,
+    ICR_CANCELED,
     ICR_STUDY,
     MIN_KM2,
     PREFIX,
@@ -164,6 +166,7 @@ class OrderingApi(SimulatorState):
 
     def _orders(self, request: Request, raw: bytes) -> Response:
         o = self._order_request(self._json(raw))
+        self._check_reference_unused(o["ref"])
         order = self._create_order(o)
         answer: dict[str, Any] = {
             "currency": order.currency,
@@ -176,6 +179,18 @@ class OrderingApi(SimulatorState):
         else:
             answer = {"quotationId": order.quotation_id, **answer}
         return JSONResponse(answer, status_code=201)
+
+    def _check_reference_unused(self, ref: str) -> None:
+        """With ``duplicate_reference_status`` set, a reference an open order carries is refused
+        (whether the listing shows that order yet or not: the order store is not the index)."""
+        status = self.duplicate_reference_status
+        if status is None:
+            return
+        closed = {ICR_CANCELED, "CANCELLED", "STOPPED"}
+        if any(o.customer_ref == ref and o.status not in closed for o in self.orders):
+            raise api_error(
+                status, f"customerReference '{ref}' is already used by another order", "ORDER-409"
+            )
 
     def _create_order(self, o: dict[str, Any]) -> SimOrder:
         now, n = self._now(), self._next_id()
@@ -206,6 +221,7 @@ class OrderingApi(SimulatorState):
             rng=self._rng("order", n),
             attempt=o["attempt"],
             last_change=now,
+            listed_from=time.monotonic() + self.listing_lag,
         )
         self.orders.append(order)
         if order.backend == "legacy":

@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso
+from worker.simulators.common import Fault, SimulatorCore, apply_faults, iso, paid_write_switches
 from worker.simulators.oneatlas.catalogue import CatalogueApi
 from worker.simulators.oneatlas.delivery import DeliveryApi
 from worker.simulators.oneatlas.model import (
@@ -82,6 +82,12 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
         delivery_delay: simulated seconds between an acquisition's validation and its delivered
             product in the delivery workspace.
         product_size: bytes of each delivered product (seeded content).
+        listing_lag: real seconds a new order stays out of the listings (``GET …/taskings``,
+            ``POST /api/v2/orders/search``) after it was created, as a search index that lags.
+        duplicate_reference_status: when set, ``POST /api/v1/orders`` with a
+            ``customerReference`` an open order already carries is refused with this status and
+            an ``ApiError`` body (``ORDER-409``), as an API that keeps references unique would;
+            the reference does not document the real behaviour ([U]), so it is a switch.
         raise_on_lost_response: a ``lost_response`` fault raises ``httpx.ReadTimeout`` after the
             handler ran, which ``httpx.ASGITransport`` propagates to the client (in-process tests
             have no client timeout); behind uvicorn the fault's ``delay`` does the job.
@@ -104,6 +110,8 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
         min_clear_sky: float = 55.0,
         neo_auto_accept: bool = False,
         raise_on_lost_response: bool = True,
+        listing_lag: float = 0.0,
+        duplicate_reference_status: int | None = None,
         delivery_delay: float = DAY,
         product_size: int = 1024 * 1024,
     ) -> None:
@@ -121,6 +129,8 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
         self.min_clear_sky = min_clear_sky
         self.neo_auto_accept = neo_auto_accept
         self.raise_on_lost_response = raise_on_lost_response
+        self.listing_lag = listing_lag
+        self.duplicate_reference_status = duplicate_reference_status
         self.orders: list[SimOrder] = []
         # Per-order fault: customer references whose /taskings item is served malformed (an
         # ``icr`` that is not an object), as a provider's corrupted record would be.
@@ -386,6 +396,7 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
             route("/_sim/clock", "POST", lambda b, p: self._set_clock(b)),
             route("/_sim/faults", "POST", lambda b, p: self.inject(b)),
             route("/_sim/faults", "DELETE", lambda b, p: self.core.clear_faults()),
+            route("/_sim/paid-write-faults", "POST", lambda b, p: paid_write_switches(self, b)),
             route("/_sim/calls", "GET", lambda b, p: {"calls": self.calls()}),
             route(
                 "/_sim/paid-orders",

@@ -48,6 +48,8 @@ class SimulatorState:
     min_clear_sky: float
     neo_auto_accept: bool
     raise_on_lost_response: bool
+    listing_lag: float
+    duplicate_reference_status: int | None
     orders: list[SimOrder]
     malformed_items: set[str]
     no_capacity_aois: list[dict[str, Any]]

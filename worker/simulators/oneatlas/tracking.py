@@ -102,7 +102,7 @@ class TrackingApi(SimulatorState):
 
     def _orders_search(self, request: Request, raw: bytes) -> Response:
         body = self._json(raw)
-        lines = [self._order_line(o) for o in self.orders if o.backend == "neo"]
+        lines = [self._order_line(o) for o in self.orders if o.backend == "neo" and o.listed()]
         return self._paged(body, [line for line in lines if query_match(body, line)])
 
     def _coverages_search(self, request: Request, raw: bytes) -> Response:
@@ -233,7 +233,8 @@ class TrackingApi(SimulatorState):
         selected = [
             o
             for o in orders
-            if (not query.get("customerRef") or o.customer_ref == query["customerRef"])
+            if o.listed()
+            and (not query.get("customerRef") or o.customer_ref == query["customerRef"])
             and (not statuses or o.status in statuses)
             and (not ids or o.tasking_id in ids)
             and (not progs or o.prog_type in progs)

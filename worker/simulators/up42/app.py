@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class SimOrder:
     covered_pct: float = 0.0
     assets: list[str] = field(default_factory=list)
     frozen: bool = False
+    listed_from: float = 0.0  # monotonic seconds: out of ``GET /v2/orders`` before (listing lag)
 
 
 class Up42Simulator:
@@ -154,6 +156,14 @@ class Up42Simulator:
         # reference -> how its deliveries go wrong: "missing" (items never extracted),
         # "failed" (extraction fails), "partial" (only the first item of each asset)
         self.delivery_faults: dict[str, str] = {}
+        # Switches for the paid-write faults: ``listing_lag`` real seconds during which a new
+        # order is missing from ``GET /v2/orders`` (a search index that lags; ``GET
+        # /v2/orders/{id}`` already serves it); ``duplicate_reference_status`` refuses an order
+        # whose tags or displayName an open order already carries (BasicErrorResponse). UP42
+        # documents no such uniqueness (a blind re-send duplicates the order), so the switch
+        # stands for a gateway or account rule that refuses the re-send.
+        self.listing_lag = 0.0
+        self.duplicate_reference_status: int | None = None
         self.app = Starlette(routes=self._routes())
 
     # ------------------------------------------------------------------ plumbing
@@ -415,12 +425,28 @@ class Up42Simulator:
         failed, good, errors = self._check_order_body(body)
         if failed is not None:
             return failed
+        if (duplicate := self._duplicate(body)) is not None:
+            return duplicate
         results = []
         for item in good:
             name = body["displayName"] + (f" Order {item['index'] + 1}" if len(good) > 1 else "")
             order = self._new_order(body, name, item["geometry"])
             results.append({"index": item["index"], "id": order.id})
         return JSONResponse({"results": results, "errors": errors})
+
+    def _duplicate(self, body: Json) -> Response | None:
+        status = self.duplicate_reference_status
+        if status is None:
+            return None
+        tags, name = set(body.get("tags") or []), body.get("displayName")
+        for order in self.orders.values():
+            if order.status in ("CANCELED", "FAILED"):
+                continue
+            if (tags and tags <= set(order.tags)) or order.display_name == name:
+                return _error(
+                    status, f"An order with displayName or tags {sorted(tags) or name} already exists"
+                )
+        return None
 
     def _new_order(self, body: Json, name: str, geometry: Json) -> SimOrder:
         now, params = self._now(), body["params"]
@@ -440,6 +466,7 @@ class Up42Simulator:
             window=(start, end),
             manual=self._is_manual(params),
             study_due=now + timedelta(seconds=self.config.study_delay),
+            listed_from=time.monotonic() + self.listing_lag,
         )
         self.orders[order.id] = order
         return order
@@ -499,7 +526,8 @@ class Up42Simulator:
         items = [
             o
             for o in self.orders.values()
-            if (not kind or kind == "TASKING")
+            if o.listed_from <= time.monotonic()
+            and (not kind or kind == "TASKING")
             and (not statuses or o.status in statuses)
             and (not subs or o.sub_status in subs)
             and (not tags or any(t in o.tags for t in tags))  # any of the tags [I]

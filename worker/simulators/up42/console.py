@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.simulators.common import Fault, iso
+from worker.simulators.common import Fault, iso, paid_write_switches
 from worker.simulators.up42.responses import Endpoint
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def console_routes(sim: Up42Simulator, wrap: Callable[[Endpoint], Endpoint]) -> 
         Route("/_sim/orders/{order_id}/status", wrap(c.status), methods=["POST"]),
         Route("/_sim/tokens/expire", wrap(c.expire), methods=["POST"]),
         Route("/_sim/faults", wrap(c.faults), methods=["POST", "DELETE"]),
+        Route("/_sim/paid-write-faults", wrap(c.paid_write_faults), methods=["POST"]),
         Route("/_sim/calls", wrap(c.calls), methods=["GET"]),
         Route("/_sim/paid", wrap(c.paid), methods=["GET"]),
         Route("/_sim/clock", wrap(c.clock), methods=["POST"]),
@@ -125,6 +126,9 @@ class Console:
         if "advance" in body:
             self.sim.advance(float(body["advance"]))
         return JSONResponse({"now": iso(self.sim._now()), "speed": self.sim.core.clock.speed})
+
+    async def paid_write_faults(self, request: Request) -> Response:
+        return JSONResponse(paid_write_switches(self.sim, await self._json(request) or {}))
 
     async def role(self, request: Request) -> Response:
         body = await self._json(request) or {}
