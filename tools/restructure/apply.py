@@ -471,6 +471,8 @@ def ensure_package(module: str) -> None:
     parts = module.split(".")[:-1]
     for i in range(1, len(parts) + 1):
         init = ROOT.joinpath(*parts[:i], "__init__.py")
+        if ROOT.joinpath(*parts[:i]).with_suffix(".py").exists():
+            continue  # `worker/cli.py` becomes the package's __init__ by its split
         if not init.exists():
             write(init, "")
 
@@ -519,31 +521,11 @@ def do_moves() -> None:
             continue
         SUMMARY.append(f"moved  {old} -> {new}")
         ensure_package(new)
-        if new.rsplit(".", 1)[0] == "worker.cli" and mod_path("worker.cli") == ROOT / "worker/cli.py":
-            PENDING_INTO_PACKAGE.append((src, dst))  # worker/cli.py becomes a package first
-            continue
         if not DRY:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(src, dst)
         CHANGED.add(dst)
     # an emptied package (worker/commands/) goes
-    for old, _ in MOVES:
-        if old.endswith(".*"):
-            folder = ROOT.joinpath(*old[:-2].split("."))
-            if folder.is_dir() and not [p for p in folder.glob("*.py") if p.name != "__init__.py"]:
-                if not DRY and not PENDING_INTO_PACKAGE:
-                    shutil.rmtree(folder)
-
-
-PENDING_INTO_PACKAGE: list[tuple[Path, Path]] = []
-
-
-def finish_pending_moves() -> None:
-    for src, dst in PENDING_INTO_PACKAGE:
-        if not DRY:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(src, dst)
-        CHANGED.add(dst)
     for old, _ in MOVES:
         if old.endswith(".*"):
             folder = ROOT.joinpath(*old[:-2].split("."))
@@ -703,8 +685,9 @@ def parse_items(text: str) -> tuple[str, list[Item]]:
             if not names:
                 item.kind = "stmt"
         if item.kind == "stmt" and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str) and items:
-            item.anchor = items[-1]  # an attribute docstring stays under its definition
+                and isinstance(node.value.value, str) and items and items[-1].kind in ("def", "replicate"):
+            items[-1].text = items[-1].text.rstrip("\n") + "\n" + item_text  # an attribute docstring
+            continue
         items.append(item)
     # a statement follows the last definition above it that it refers to
     defs_by_name = {n: it for it in items if it.kind == "def" for n in it.names}
@@ -748,6 +731,11 @@ def place(split: Split, items: list[Item]) -> Placement:
             match = rx.match(name)
             if match:
                 module = tmpl.format(**match.groupdict())
+                if module in MODULE_MOVES.values() or (module not in order and exists(module)):
+                    warn(f"split {split.source}: {name} stays in {split.source} ({module} is another module)")
+                    module = split.source
+                    if module not in order:
+                        continue
                 if module not in order:
                     order.insert(source_rank, module)
                     docs[module] = doc.format(**match.groupdict())
@@ -962,8 +950,8 @@ def do_split(split: Split) -> bool:
         body = [r.text for r in reps] + [it.text for it in sorted(mine, key=lambda it: it.order)]
         module_headers = headers
         if split.register and module == split.source:
-            subs = sorted({m.rsplit(".", 1)[1] for m in placement.order if m.startswith(module + ".")}
-                          | registered_modules(module))
+            subs = sorted({m.rsplit(".", 1)[1] for m in placement.order
+                           if m.startswith(module + ".") and m != module + ".base"})
             if subs:
                 cross_line = ("# each module registers its commands on import\n"
                               f"from {module} import {', '.join(subs)}  # noqa: F401\n")
@@ -1023,17 +1011,6 @@ def do_split(split: Split) -> bool:
     for line in placement.moved_down:
         warn(f"split {split.source}: pulled down {line}")
     return True
-
-
-def registered_modules(package: str) -> set[str]:
-    """Modules already in a package (moved there, or from an earlier run)."""
-    folder = ROOT.joinpath(*package.split("."))
-    if not folder.is_dir():
-        return {m.rsplit(".", 1)[1] for o, m in MODULE_MOVES.items() if m.startswith(package + ".")
-                and m.count(".") == package.count(".") + 1}
-    return {p.stem for p in folder.glob("*.py") if p.name != "__init__.py"} | {
-        m.rsplit(".", 1)[1] for m in MODULE_MOVES.values()
-        if m.startswith(package + ".") and m.count(".") == package.count(".") + 1}
 
 
 def merge_into(existing: str, headers: list[str], cross: dict[str, list[str]], body: list[str]) -> str:
@@ -1454,6 +1431,40 @@ def update_makefile() -> None:
     write(path, new)
 
 
+CONTRACT_TEST = '''"""The import contracts of docs/architecture.md hold (import-linter, [tool.importlinter] in pyproject.toml).
+
+`make check` runs `lint-imports` too; this test puts the same check in `make test`, which CI runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_rings_hold() -> None:
+    lint = Path(sys.executable).parent / "lint-imports"
+    if not lint.exists():
+        pytest.fail("lint-imports is missing: install the dev dependencies (pip install -e '.[dev]')")
+    done = subprocess.run(
+        [str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=240
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "broken" in done.stdout and " 0 broken" in done.stdout
+'''
+
+
+def write_contract_test() -> None:
+    path = ROOT / "tests/unit/test_import_contracts.py"
+    if not path.exists():
+        write(path, CONTRACT_TEST)
+
+
 def tool(name: str) -> str | None:
     local = ROOT / ".venv/bin" / name
     return str(local) if local.exists() else shutil.which(name)
@@ -1506,7 +1517,6 @@ def main(argv: list[str]) -> int:
         return 2
     do_moves()
     failed = [s.source for s in SPLITS if not do_split(s)]
-    finish_pending_moves()
     if DRY:
         for line in SUMMARY:
             print(line)
@@ -1518,6 +1528,7 @@ def main(argv: list[str]) -> int:
         rewrite_text(path)
     update_pyproject()
     update_makefile()
+    write_contract_test()
     ok = compile_all()
     if not args.no_check:
         tidy()
