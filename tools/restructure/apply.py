@@ -256,7 +256,7 @@ SPLITS: list[Split] = [
                 doc='"""``tasking-worker submit``: validate request/command files and publish the valid ones."""',
             ),
             Target(
-                "worker.cli.watch",
+                "worker.cli.tail",
                 names=(
                     "_TailFilter",
                     "tail_command",
@@ -271,14 +271,15 @@ SPLITS: list[Split] = [
                     "_delivery_line",
                     "_acquisition_line",
                     "_dead_letter_line",
-                    "status_command",
-                    "latest_status",
-                    "_status_event",
-                    "_print_status",
                 ),
-                doc='"""``tasking-worker tail`` and ``tasking-worker status``: reading the output topics."""',
+                doc='"""``tasking-worker tail``: follow the output topics, with the lines it prints."""',
             ),
             Target("worker.cli.service", names=("run_command",), doc='"""``tasking-worker run``: the service."""'),
+            Target(
+                "worker.cli.status",
+                names=("status_command", "latest_status", "_status_event", "_print_status"),
+                doc='"""``tasking-worker status``: the latest status event of one request."""',
+            ),
             Target(
                 "worker.cli.download", names=("download_command",), doc='"""``tasking-worker download``."""'
             ),
@@ -950,11 +951,14 @@ def do_split(split: Split) -> bool:
         body = [r.text for r in reps] + [it.text for it in sorted(mine, key=lambda it: it.order)]
         module_headers = headers
         if split.register and module == split.source:
-            subs = sorted({m.rsplit(".", 1)[1] for m in placement.order
-                           if m.startswith(module + ".") and m != module + ".base"})
+            first = {m: min((it.order for it in items if it.home == m and it.kind == "def"), default=10**6)
+                     for m in placement.order if m.startswith(module + ".") and m != module + ".base"}
+            subs = [m.rsplit(".", 1)[1] for m in sorted(first, key=lambda m: first[m])]
             if subs:
-                cross_line = ("# each module registers its commands on import\n"
-                              f"from {module} import {', '.join(subs)}  # noqa: F401\n")
+                # separate lines, kept in this order: the order of registration is that of `--help`
+                cross_line = ("# isort: off\n# each module registers its commands on import, in the order of `--help`\n"
+                              + "".join(f"from {module} import {sub}  # noqa: F401\n" for sub in subs)
+                              + "# isort: on\n")
                 module_headers = [*module_headers, cross_line]
         if all_item is not None:
             exported = [n for n in sorted(all_item.refs)
