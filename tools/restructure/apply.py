@@ -1504,6 +1504,10 @@ def tidy() -> None:
 
 def check_contracts() -> int:
     lint = tool("lint-imports")
+    venv_python = ROOT / ".venv/bin/python"
+    if lint is None and venv_python.exists():  # the dev dependency was just added to pyproject
+        subprocess.run([str(venv_python), "-m", "pip", "install", "--quiet", "import-linter>=2.1"], check=False)
+        lint = tool("lint-imports")
     if lint is None:
         warn("lint-imports is not installed (pip install -e '.[dev]'): contracts not checked")
         return 0
