@@ -14,7 +14,15 @@ import httpx
 import structlog
 
 from worker.config import HttpClientSettings, Up42Settings
-from worker.domain.ports import (
+from worker.errors import (
+    ProviderAuthError,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
+from worker.providers.auth import TokenSource
+from worker.providers.base import (
     Acquisition,
     Attempt,
     DeliveryHarvest,
@@ -30,14 +38,6 @@ from worker.domain.ports import (
     RemotePhase,
     StudyDecision,
 )
-from worker.errors import (
-    ProviderAuthError,
-    ProviderNotConfigured,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import OrderRequest, Provider
-from worker.providers.auth import TokenSource
 from worker.providers.http import (
     NullMetrics,
     ProviderHttp,
@@ -79,7 +79,7 @@ def _utc_now() -> datetime:
 
 
 class Up42Provider:
-    """The UP42 v2 tasking API as a :class:`~worker.domain.ports.TaskingProvider`.
+    """The UP42 v2 tasking API as a :class:`~worker.providers.base.TaskingProvider`.
 
     Args:
         settings: credentials (password grant), hosts, workspace, pacing.
