@@ -55,7 +55,10 @@ MOVES: list[tuple[str, str]] = [
     ("worker.runtime.cooperative", "worker.cooperative"),
     ("worker.runtime.crashpoints", "worker.crashpoints"),
     ("worker.providers.wkt", "worker.wkt"),
-    ("worker.commands.*", "worker.cli.*"),
+    # token lifecycles (TokenSource) serve the providers, the Kafka OAUTHBEARER login and downloads
+    ("worker.providers.auth", "worker.tokens"),
+    # the identity of an order beyond its customer reference (adoption checks): domain and adapters use it
+    ("worker.providers.identity", "worker.domain.identity"),
 ]
 
 
@@ -411,11 +414,12 @@ SPLITS: list[Split] = [
 
 # Rings, inside out, for the import contracts. Members that do not exist are left out.
 GROUND = ["worker.errors", "worker.config", "worker.cooperative", "worker.crashpoints", "worker.wkt",
-          "worker.httpserver"]
+          "worker.tokens", "worker.httpserver"]
 RINGS: list[list[str]] = [
     ["bench"],
     ["worker.cli"],
     ["worker.demo"],
+    ["worker.commands"],  # command implementations apart from their parsing, shared by cli and demo
     ["worker.display"],
     ["worker.app"],
     ["worker.runtime", "worker.delivery"],
@@ -424,7 +428,7 @@ RINGS: list[list[str]] = [
     ["worker.events"],
 ]
 ADAPTERS = ["worker.providers", "worker.kafka", "worker.observability", "worker.delivery", "worker.api"]
-ENTRY = ["worker.app", "worker.cli", "worker.demo", "worker.display"]
+ENTRY = ["worker.app", "worker.cli", "worker.demo", "worker.commands", "worker.display"]
 
 
 # ============================================================================ paths
@@ -513,9 +517,8 @@ def do_moves() -> None:
         src = ROOT.joinpath(*old.split(".")).with_suffix(".py")
         dst = ROOT.joinpath(*new.split(".")).with_suffix(".py")
         if not src.exists():
-            if dst.exists():
-                continue  # already moved
-            warn(f"move {old} -> {new}: neither exists")
+            if not dst.exists():
+                MODULE_MOVES.pop(old, None)  # a module that may come with another change: nothing to do
             continue
         if dst.exists():
             warn(f"move {old} -> {new}: {dst.relative_to(ROOT)} exists already; {old} left in place")
@@ -533,6 +536,92 @@ def do_moves() -> None:
             if folder.is_dir() and not [p for p in folder.glob("*.py") if p.name != "__init__.py"]:
                 if not DRY:
                     shutil.rmtree(folder)
+
+
+def module_imports(path: Path) -> set[str]:
+    """Absolute worker modules (or packages) a file imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    current, is_pkg = path_module(path), path.name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve(node, current, is_pkg)
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return {n for n in found if n.startswith("worker.") and (exists(n) or exists(n.rsplit(".", 1)[0]))}
+
+
+def ring_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def rank_of(unit: str) -> int | None:
+    for i, ring in enumerate(RINGS):
+        if unit in ring:
+            return i
+    if unit in GROUND:
+        return len(RINGS)
+    return None
+
+
+def plain_module(module: str) -> Path | None:
+    path = mod_path(module)
+    return path if path is not None and path.name != "__init__.py" else None
+
+
+def auto_moves() -> None:
+    """A plain module imported against the rings (outward or sideways) that imports only inner
+    rings moves inward, to the highest place all its importers may reach: the domain, the
+    contract or the ground. Anything else is left for the contracts to name."""
+    events_rank, domain_rank = rank_of("worker.events"), rank_of("worker.domain")
+    wanted: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "worker").rglob("*.py")):
+        module = path_module(path)
+        unit = ring_of(module)
+        for imported in module_imports(path):
+            target = imported if plain_module(imported) else None
+            if target is None or ring_of(target) == unit or target.count(".") < 2:
+                continue
+            r_from, r_to = rank_of(unit), rank_of(ring_of(target))
+            if unit == "worker.simulators":
+                bad = ring_of(target) not in ("worker.events", *GROUND)
+            else:
+                bad = r_from is not None and r_to is not None and r_to <= r_from
+            if bad:
+                wanted.setdefault(target, set()).add(unit)
+    for module, users_ in sorted(wanted.items()):
+        path = plain_module(module)
+        if path is None or module in MODULE_MOVES:
+            continue
+        deps = {ring_of(m) for m in module_imports(path)} - {ring_of(module)}
+        lowest_user = max((rank_of(u) or 0) for u in users_ if u != "worker.simulators") \
+            if users_ - {"worker.simulators"} else 0
+        last = module.rsplit(".", 1)[1]
+        if deps <= set(GROUND):
+            new = f"worker.{last}"
+        elif deps <= {*GROUND, "worker.events"} and (events_rank or 0) > lowest_user:
+            new = f"worker.events.{last}"
+        elif deps <= {*GROUND, "worker.events", "worker.domain"} and (domain_rank or 0) > lowest_user \
+                and "worker.simulators" not in users_:
+            new = f"worker.domain.{last}"
+        else:
+            warn(f"{module} is imported by {sorted(users_)} against the rings and imports {sorted(deps)}: "
+                 "not moved (the contracts will name it)")
+            continue
+        if exists(new):
+            warn(f"{module} would move to {new}, which exists: not moved")
+            continue
+        MODULE_MOVES[module] = new
+        SUMMARY.append(f"moved  {module} -> {new} (imported by {', '.join(sorted(users_))}; imports only inward)")
+        warn(f"{module} is not in the tables; moved to {new} because {sorted(users_)} import it")
+        if new.count(".") == 1 and new not in GROUND:
+            GROUND.append(new)
+        if not DRY:
+            shutil.move(path, ROOT.joinpath(*new.split(".")).with_suffix(".py"))
+        CHANGED.add(ROOT.joinpath(*new.split(".")).with_suffix(".py"))
 
 
 # ============================================================================ splitting
@@ -1551,6 +1640,11 @@ def main(argv: list[str]) -> int:
         return 0
     for path in py_files():
         rewrite_imports(path)
+    before = dict(MODULE_MOVES)
+    auto_moves()  # on the imports as they are now
+    if MODULE_MOVES != before:
+        for path in py_files():
+            rewrite_imports(path)
     for path in text_files():
         rewrite_text(path)
     update_pyproject()
