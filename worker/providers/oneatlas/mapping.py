@@ -7,8 +7,7 @@ from typing import Any
 
 import orjson
 
-from worker.events.models import AcquisitionStatus
-from worker.providers.base import (
+from worker.domain.ports import (
     Acquisition,
     AcquisitionCounts,
     OrderSnapshot,
@@ -16,6 +15,7 @@ from worker.providers.base import (
     QuotationDecision,
     RemotePhase,
 )
+from worker.events.models import AcquisitionStatus
 from worker.providers.oneatlas.common import (
     ICR_ACTIVE,
     ICR_CANCELLED,

@@ -32,21 +32,11 @@ from typing import Any
 import httpx
 import orjson
 
+from worker import cooperative
 from worker.config import HttpClientSettings, OneAtlasSettings
-from worker.errors import (
-    InvalidOrderParams,
-    NotFeasible,
-    OutcomeUnknown,
-    ProviderNotConfigured,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import OrderRequest, Provider
-from worker.providers.auth import TokenSource
-from worker.providers.base import (
+from worker.domain.ports import (
     Acquisition,
     Attempt,
-    DeliveredProduct,
     DeliveryHarvest,
     FeasibilityResult,
     OrderContext,
@@ -56,6 +46,16 @@ from worker.providers.base import (
     PriceQuote,
     stable_fingerprint,
 )
+from worker.errors import (
+    InvalidOrderParams,
+    NotFeasible,
+    OutcomeUnknown,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
+from worker.events.products import DeliveredProduct
 from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
 from worker.providers.oneatlas.common import (
     ATTEMPT_TYPES,
@@ -92,11 +92,11 @@ from worker.providers.oneatlas.ordering import (
     search_body,
     soonest,
 )
-from worker.runtime import cooperative
+from worker.tokens import TokenSource
 
 
 class OneAtlasProvider:
-    """:class:`~worker.providers.base.TaskingProvider` for Airbus OneAtlas.
+    """:class:`~worker.domain.ports.TaskingProvider` for Airbus OneAtlas.
 
     Args:
         settings: API key, contract ids, hosts and order fields.

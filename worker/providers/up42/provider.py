@@ -14,15 +14,7 @@ import httpx
 import structlog
 
 from worker.config import HttpClientSettings, Up42Settings
-from worker.errors import (
-    ProviderAuthError,
-    ProviderNotConfigured,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import OrderRequest, Provider
-from worker.providers.auth import TokenSource
-from worker.providers.base import (
+from worker.domain.ports import (
     Acquisition,
     Attempt,
     DeliveryHarvest,
@@ -38,6 +30,13 @@ from worker.providers.base import (
     RemotePhase,
     StudyDecision,
 )
+from worker.errors import (
+    ProviderAuthError,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
 from worker.providers.http import (
     NullMetrics,
     ProviderHttp,
@@ -70,6 +69,7 @@ from worker.providers.up42.mapping import (
     translate_error,
 )
 from worker.providers.up42.params import build_params, display_name, reference_tags, validate_params
+from worker.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ def _utc_now() -> datetime:
 
 
 class Up42Provider:
-    """The UP42 v2 tasking API as a :class:`~worker.providers.base.TaskingProvider`.
+    """The UP42 v2 tasking API as a :class:`~worker.domain.ports.TaskingProvider`.
 
     Args:
         settings: credentials (password grant), hosts, workspace, pacing.
