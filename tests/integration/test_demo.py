@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from worker.demo.samples import SAMPLES, auto_answer, load_samples, starting_at
-from worker.demo.view import Board
+from worker.demo import (
+    SAMPLES,
+    Board,
+    auto_answer,
+    load_samples,
+    starting_at,
+)
 from worker.events.models import (
     CommandName,
     Decision,

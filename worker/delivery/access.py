@@ -26,7 +26,7 @@ import httpx
 
 from worker.config import Settings
 from worker.errors import DownloadError, ProviderAuthError, ProviderError, ProviderNotConfigured
-from worker.tokens import TokenSource
+from worker.providers.auth import TokenSource
 
 ONEATLAS_SUFFIX = ".oneatlas.airbus.com"
 UP42_SUFFIX = ".up42.com"

@@ -18,16 +18,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.domain.ports import (
-    Acquisition,
-    Attempt,
-    FeasibilityResult,
-    FeasibilityStudy,
-    OrderSnapshot,
-    PlacedOrder,
-    PriceQuote,
-    Quotation,
-)
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     AcquisitionEvent,
@@ -42,8 +32,18 @@ from worker.events.models import (
     Progress,
     Reason,
 )
-from worker.events.products import DeliveredProduct
 from worker.events.status import OrderStatus
+from worker.providers.base import (
+    Acquisition,
+    Attempt,
+    DeliveredProduct,
+    FeasibilityResult,
+    FeasibilityStudy,
+    OrderSnapshot,
+    PlacedOrder,
+    PriceQuote,
+    Quotation,
+)
 
 
 class DomainModel(BaseModel):

@@ -22,7 +22,7 @@ import pystac
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.events.models import Provider
-from worker.events.products import DeliveredProduct, ProductAsset
+from worker.providers.base import DeliveredProduct, ProductAsset
 
 STAC_VERSION: Final = "1.1.0"
 

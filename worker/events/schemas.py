@@ -14,9 +14,15 @@ ranges, the provider/product pairing) so that schema validators catch them too.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, Literal
 
-from worker.events.codec import EventType
+import yaml
+
+from worker.events.codec import DEFAULT_SOURCE, DeadLetterCode, EventType, rfc3339
 from worker.events.delivery import EXTENSIONS, STAC_VERSION, DeliveryEvent
 from worker.events.geometry import MAX_POSITIONS, MIN_POSITIONS
 from worker.events.models import (
@@ -28,10 +34,13 @@ from worker.events.models import (
     DeadLetter,
     OrderRequest,
     OrderStatusEvent,
+    Provider,
 )
+from worker.events.status import OrderStatus, stapi_status
 
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
-
+ASYNCAPI_FILE: Final = "asyncapi.yaml"
+EXAMPLES_DIR: Final = "examples"
 
 Mode = Literal["validation", "serialization"]
 
@@ -77,12 +86,12 @@ SPECS: Final = (
     SchemaSpec("delivery-event", DeliveryEvent, EventType.DELIVERY, "serialization", "DeliveryEvent"),
     SchemaSpec("dead-letter", DeadLetter, EventType.DEAD_LETTER, "serialization", "DeadLetter"),
 )
-
-
 SPEC_BY_NAME: Final = {spec.name: spec for spec in SPECS}
 
 
 # --------------------------------------------------------------------------- JSON Schemas
+
+
 def json_schema(spec: SchemaSpec) -> dict[str, Any]:
     """The JSON Schema (2020-12) of one message, with the hand-added rules."""
     if spec.model is DeliveryEvent:
@@ -244,6 +253,709 @@ def _product_for(provider: str, definition: str) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- examples
+
+_T0: Final = datetime(2025, 6, 2, 8, 0, tzinfo=UTC)
+
+TOULOUSE: Final = [
+    [[1.3600, 43.5700], [1.5000, 43.5700], [1.5000, 43.6700], [1.3600, 43.6700], [1.3600, 43.5700]]
+]
+PANAMA: Final = [
+    [[-79.5800, 8.9300], [-79.4500, 8.9300], [-79.4500, 9.0500], [-79.5800, 9.0500], [-79.5800, 8.9300]]
+]
+UP42_PLEIADES_PRODUCT: Final = "bd102407-1814-4f92-8b5a-7697b7a73f5a"
+
+
+def _window(days: int) -> dict[str, str]:
+    return {"start": "2025-06-02T00:00:00Z", "end": f"2025-06-{2 + days:02d}T00:00:00Z"}
+
+
+def input_examples() -> dict[str, dict[str, Any]]:
+    """Example inputs as a sender writes them (file stem -> message)."""
+    requests: dict[str, dict[str, Any]] = {
+        "order-request.oneatlas-oneplan-toulouse": {
+            "requestId": "req-toulouse-2025-06-001",
+            "provider": "oneatlas",
+            "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"},
+            "aoi": {"type": "Polygon", "coordinates": TOULOUSE},
+            "window": _window(28),
+            "constraints": {"maxCloudCover": 20, "maxIncidenceAngle": 30},
+            "processing": {
+                "processingLevel": "ortho",
+                "spectralProcessing": "bundle",
+                "pixelCoding": "12bits",
+                "imageFormat": "image/jp2",
+                "projection": "32631",
+            },
+            "budget": {"maxAmount": 2500, "currency": "EUR"},
+            "customerReference": "toulouse-urban-2025",
+            "acquisitionPolicy": {"autoAccept": {"maxCloudCover": 15}, "autoRefuse": False},
+            "displayName": "Toulouse city centre",
+        },
+        "order-request.up42-pleiades-panama": {
+            "requestId": "req-panama-2025-06-001",
+            "provider": "up42",
+            "product": {"dataProductId": UP42_PLEIADES_PRODUCT},
+            "aoi": {"type": "Polygon", "coordinates": PANAMA},
+            "window": _window(21),
+            "constraints": {"maxCloudCover": 10, "maxIncidenceAngle": 25},
+            "budget": {"maxAmount": 400000, "currency": "CREDITS"},
+            "autoApprove": False,
+            "displayName": "Panama City port",
+        },
+        "order-request.oneatlas-pneo-stereo-dry-run": {
+            "requestId": "req-toulouse-2025-06-002",
+            "provider": "oneatlas",
+            "product": {"mission": "PLEIADESNEO", "programmingType": "ONEDAY"},
+            "aoi": {"type": "Polygon", "coordinates": TOULOUSE},
+            "window": _window(7),
+            "constraints": {"acquisitionMode": "STEREO", "minBH": 0.25, "maxBH": 0.6},
+            "dryRun": True,
+        },
+        "order-request.auto-pleiades-toulouse": {
+            "requestId": "req-toulouse-2025-06-003",
+            "provider": "auto",
+            "candidates": [
+                {"provider": "oneatlas", "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"}},
+                {"provider": "up42", "product": {"dataProductId": UP42_PLEIADES_PRODUCT}},
+            ],
+            "routing": {"prefer": "cheapest", "fallback": True},
+            "aoi": {"type": "Polygon", "coordinates": TOULOUSE},
+            "window": _window(28),
+            "constraints": {"maxCloudCover": 20},
+            "budget": {"maxAmount": 2500, "currency": "EUR"},
+        },
+    }
+    commands = {
+        f"command.{name}": _command(name, extra)
+        for name, extra in (
+            ("approve", {"reason": "price within the project budget", "issuedBy": "ops@example.org"}),
+            ("reject", {"reason": "too expensive"}),
+            ("cancel", {"reason": "no longer needed", "issuedBy": "ops@example.org"}),
+            ("select-feasibility-option", {"optionId": "attempt-2"}),
+            ("select-offer", {"optionId": "up42-2", "issuedBy": "ops@example.org"}),
+            ("accept-acquisition", {"acquisitionId": "DS_PHR1A_202506101045"}),
+            ("refuse-acquisition", {"acquisitionId": "DS_PHR1A_202506081052", "reason": "haze over the AOI"}),
+        )
+    }
+    return {**requests, **commands}
+
+
+def _command(name: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestId": "req-toulouse-2025-06-001",
+        "commandId": f"cmd-{name}-0001",
+        "command": name,
+        **extra,
+    }
+
+
+def output_examples() -> dict[str, ContractModel]:
+    """Example outputs as the worker publishes them (file stem -> model)."""
+    return {
+        "order-status-event": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-001",
+                "provider": "oneatlas",
+                "sequence": 4,
+                "status": "ORDERED",
+                "previousStatus": "QUOTED",
+                "stapiStatus": stapi_status(OrderStatus.ORDERED),
+                "occurredAt": _T0,
+                "providerRefs": {
+                    "quotationId": "Q-20250602-0042",
+                    "salesOrderId": "SO-771203",
+                    "taskingId": "ICR-0063311",
+                },
+                "feasibility": {
+                    "automation": "AUTOMATIC",
+                    "classification": "EASY",
+                    "programmingType": "ONEPLAN",
+                },
+                "price": {"amount": 1830.5, "currency": "EUR", "areaKm2": 125.4},
+            }
+        ),
+        "order-status-event.decision-required": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-panama-2025-06-001",
+                "provider": "up42",
+                "sequence": 3,
+                "status": "DECISION_REQUIRED",
+                "previousStatus": "QUOTED",
+                "stapiStatus": stapi_status(OrderStatus.DECISION_REQUIRED),
+                "occurredAt": _T0,
+                "providerRefs": {"orderId": "b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11"},
+                "price": {"amount": 312000, "currency": "CREDITS", "areaKm2": 171.6},
+                "decision": {
+                    "kind": "approve-price",
+                    "options": [{"id": "approve", "description": "order at 312000 CREDITS"}],
+                    "deadline": "2025-06-04T08:00:00Z",
+                },
+            }
+        ),
+        "order-status-event.offers": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-003",
+                "provider": "auto",
+                "sequence": 2,
+                "status": "QUOTED",
+                "previousStatus": "RECEIVED",
+                "stapiStatus": stapi_status(OrderStatus.QUOTED),
+                "occurredAt": _T0,
+                "offers": [
+                    {
+                        "id": "up42-2",
+                        "provider": "up42",
+                        "product": {"dataProductId": UP42_PLEIADES_PRODUCT},
+                        "price": {"amount": 98000, "currency": "CREDITS", "areaKm2": 125.4},
+                        "comparablePrice": {"amount": 980, "currency": "EUR"},
+                        "status": "OFFERED",
+                    },
+                    {
+                        "id": "oneatlas-1",
+                        "provider": "oneatlas",
+                        "product": {"mission": "PLEIADES", "programmingType": "ONEPLAN"},
+                        "price": {"amount": 1830.5, "currency": "EUR", "areaKm2": 125.4},
+                        "comparablePrice": {"amount": 1830.5, "currency": "EUR"},
+                        "feasibility": {
+                            "automation": "AUTOMATIC",
+                            "classification": "EASY",
+                            "programmingType": "ONEPLAN",
+                        },
+                        "status": "OFFERED",
+                    },
+                ],
+            }
+        ),
+        "acquisition-event": AcquisitionEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-001",
+                "provider": "oneatlas",
+                "acquisitionId": "DS_PHR1A_202506101045",
+                "status": "PROPOSED",
+                "decidedBy": "provider",
+                "acquiredAt": "2025-06-10T10:45:12Z",
+                "cloudCover": 8.5,
+                "incidenceAngle": 14.2,
+                "footprint": {"type": "Polygon", "coordinates": TOULOUSE},
+                "providerRefs": {"taskingId": "ICR-0063311", "satellite": "PHR1A"},
+                "occurredAt": "2025-06-10T12:00:00Z",
+            }
+        ),
+        "dead-letter": DeadLetter.model_validate(
+            {
+                "error": {
+                    "code": "SCHEMA_VIOLATION",
+                    "message": "invalid request: window: Value error, window.end must be after window.start",
+                    "details": {
+                        "errorCount": 1,
+                        "errors": [
+                            {
+                                "field": "window",
+                                "type": "value_error",
+                                "message": "Value error, window.end must be after window.start",
+                            }
+                        ],
+                    },
+                },
+                "source": {
+                    "topic": "tasking.order-requests",
+                    "partition": 3,
+                    "offset": 1204,
+                    "key": "req-bad-window-1",
+                    "headers": {"ce_type": EventType.ORDER_REQUESTED.value},
+                },
+                "payload": '{"requestId":"req-bad-window-1","provider":"up42","window":{"start":'
+                '"2025-06-10T00:00:00Z","end":"2025-06-01T00:00:00Z"}}',
+                "receivedAt": _T0,
+            }
+        ),
+    }
+
+
+def delivery_example() -> DeliveryEvent:
+    """An UP42 delivery as the worker publishes it (a CNAM item of the reference)."""
+    from worker.providers.base import DeliveredProduct, ProductAsset
+
+    api = "https://api.up42.com/v2/assets"
+    product = DeliveredProduct(
+        item_id="363e7831-48ff-4311-83c1-a37d3ef54b66",
+        tracking_key="b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11",
+        geometry={"type": "Polygon", "coordinates": PANAMA},
+        bbox=[-79.6418, 8.8703, -79.4387, 9.0727],
+        datetime=datetime(2025, 6, 12, 15, 30, 26, 600000, tzinfo=UTC),
+        properties={
+            "platform": "PHR-1A",
+            "constellation": "PHR",
+            "gsd": 0.5,
+            "eo:cloud_cover": 3.5,
+            "view:incidence_angle": 12.4,
+            "proj:code": "EPSG:32617",
+        },
+        refs={
+            "orderId": "b0f3c5d2-4a51-4c4e-9d2b-3f3c2e0a9e11",
+            "assetId": "22d0b8e9-b649-4971-8adc-1a5eac1fa6f3",
+            "collectionId": "7947d269-117a-4954-8cab-adf6be623ca9",
+        },
+        source_ids=["363e7831-48ff-4311-83c1-a37d3ef54b66"],
+        assets=[
+            ProductAsset(
+                key="mgag5ui3_img_phr1a_ms.tiff",
+                href=f"{api}/e4a15000-890b-445c-82bb-e4364baac40b",
+                media_type="image/tiff; application=geotiff; profile=cloud-optimized",
+                roles=["data", "multispectral"],
+                title="Multispectral data",
+                size=73400320,
+                checksum="d5104b2c7e5e8a7c3c1a2a6f0a3b1c9d8e7f",
+            ),
+            ProductAsset(
+                key="mgag5ui3_oneatlas_b0f3c5d2.zip",
+                href=f"{api}/22d0b8e9-b649-4971-8adc-1a5eac1fa6f3",
+                media_type="application/zip",
+                roles=["data", "original"],
+                title="Original Delivery",
+            ),
+        ],
+        via=f"{api}/stac/collections/7947d269-117a-4954-8cab-adf6be623ca9/items/363e7831-48ff-4311-83c1-a37d3ef54b66",
+    )
+    return DeliveryEvent(
+        request_id="req-panama-2025-06-001",
+        provider=Provider.UP42,
+        product=product,
+        acquisition_ids=["363e7831-48ff-4311-83c1-a37d3ef54b66"],
+        occurred_at=datetime(2025, 6, 13, 8, 0, tzinfo=UTC),
+    )
+
+
+def example_payloads() -> dict[str, dict[str, Any]]:
+    """Every example as JSON (file stem -> payload); inputs are validated on the way."""
+    payloads: dict[str, dict[str, Any]] = {}
+    for stem, message in input_examples().items():
+        model = spec_for(stem).model
+        assert issubclass(model, ContractModel)
+        model.model_validate(message)  # an invalid example is a bug here
+        payloads[stem] = message
+    for stem, model_instance in output_examples().items():
+        payloads[stem] = model_instance.to_json_dict()
+    payloads["delivery-event"] = delivery_example().stac_item()
+    return payloads
+
+
 def spec_for(example_stem: str) -> SchemaSpec:
     """The message an example file is of, from its name (``order-request.xyz`` -> request)."""
     return SPEC_BY_NAME[example_stem.split(".", 1)[0]]
+
+
+# --------------------------------------------------------------------------- AsyncAPI
+
+
+class Channel:
+    """A topic of CONTRACT §1 as the AsyncAPI document shows it."""
+
+    def __init__(
+        self, cid: str, address: str, spec: SchemaSpec | None, action: str, description: str
+    ) -> None:
+        self.cid = cid
+        self.address = address
+        self.spec = spec
+        self.action = action
+        self.description = description
+
+
+CHANNELS: Final = (
+    Channel(
+        "orderRequests",
+        "tasking.order-requests",
+        SPEC_BY_NAME["order-request"],
+        "receive",
+        "Tasking requests. Keyed by requestId; co-partitioned with commands and worker-state.",
+    ),
+    Channel(
+        "commands",
+        "tasking.commands",
+        SPEC_BY_NAME["command"],
+        "receive",
+        "Customer decisions about a request (approve, cancel, accept an acquisition, ...). "
+        "Keyed by requestId; co-partitioned with order-requests.",
+    ),
+    Channel(
+        "orderStatus",
+        "tasking.order-status",
+        SPEC_BY_NAME["order-status-event"],
+        "send",
+        "One event per status transition of a request, in order, sequence from 1.",
+    ),
+    Channel(
+        "acquisitions",
+        "tasking.acquisitions",
+        SPEC_BY_NAME["acquisition-event"],
+        "send",
+        "Acquisitions (OneAtlas segments, Pléiades Neo coverage items, UP42 deliveries) "
+        "when first seen and on every change of their status.",
+    ),
+    Channel(
+        "deliveries",
+        "tasking.deliveries",
+        SPEC_BY_NAME["delivery-event"],
+        "send",
+        "One STAC Item per product the provider delivers for a request (an OneAtlas catalogue "
+        "item, a UP42 STAC item), as soon as the worker sees it; exactly once per item, "
+        "re-publishes keep the ce_id and the content.",
+    ),
+    Channel(
+        "deadLetter",
+        "tasking.dead-letter",
+        SPEC_BY_NAME["dead-letter"],
+        "send",
+        "Input messages that could not be used, with the reason and the original bytes. "
+        "Keyed by the original key (may be null).",
+    ),
+)
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of the contract, from the worker's point of view."""
+    channels: dict[str, Any] = {c.cid: _channel(c) for c in CHANNELS}
+    channels["workerState"] = _worker_state_channel()
+    operations: dict[str, Any] = {}
+    for c in CHANNELS:
+        operations[f"{c.action}{c.cid[0].upper()}{c.cid[1:]}"] = _operation(c.cid, c.action, c.description)
+    operations["sendWorkerState"] = _operation(
+        "workerState", "send", "Record the durable state of each order before acting on it."
+    )
+    operations["receiveWorkerState"] = _operation(
+        "workerState", "receive", "Restore the state of the orders of newly assigned partitions."
+    )
+    return {
+        "asyncapi": "3.0.0",
+        "id": "urn:tasking-worker",
+        "info": _info(),
+        "defaultContentType": "application/json",
+        "servers": {
+            "kafka": {
+                "host": "localhost:9092",
+                "protocol": "kafka",
+                "description": "Any Kafka cluster (TASKING_KAFKA__BOOTSTRAP_SERVERS). Topic names "
+                "are defaults; each can be changed with TASKING_TOPICS__*.",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": _components(),
+    }
+
+
+def _channel(channel: Channel) -> dict[str, Any]:
+    assert channel.spec is not None
+    return {
+        "address": channel.address,
+        "title": channel.address,
+        "description": channel.description,
+        "messages": {
+            _message_id(channel.spec): {"$ref": f"#/components/messages/{_message_id(channel.spec)}"}
+        },
+        "bindings": {"kafka": {"topic": channel.address, "bindingVersion": "0.5.0"}},
+    }
+
+
+def _worker_state_channel() -> dict[str, Any]:
+    return {
+        "address": "tasking.worker-state",
+        "title": "tasking.worker-state",
+        "description": "Internal: the worker's own durable order state, one record per "
+        "requestId, compacted. Co-partitioned with order-requests and commands. "
+        "Its format belongs to the worker and may change without notice; other "
+        "systems must not read or write it.",
+        "messages": {"workerState": {"$ref": "#/components/messages/workerState"}},
+        "bindings": {
+            "kafka": {
+                "topic": "tasking.worker-state",
+                "topicConfiguration": {"cleanup.policy": ["compact"]},
+                "bindingVersion": "0.5.0",
+            }
+        },
+    }
+
+
+def _operation(cid: str, action: str, summary: str) -> dict[str, Any]:
+    channel = f"#/channels/{cid}"
+    message = (
+        "workerState" if cid == "workerState" else _message_id(next(c for c in CHANNELS if c.cid == cid).spec)
+    )
+    operation: dict[str, Any] = {
+        "action": action,
+        "channel": {"$ref": channel},
+        "summary": summary,
+        "messages": [{"$ref": f"{channel}/messages/{message}"}],
+    }
+    if action == "receive":
+        operation["bindings"] = {
+            "kafka": {
+                "groupId": {
+                    "type": "string",
+                    "default": "tasking-worker",
+                    "description": "TASKING_KAFKA__GROUP_ID",
+                },
+                "bindingVersion": "0.5.0",
+            }
+        }
+    return operation
+
+
+def _message_id(spec: SchemaSpec | None) -> str:
+    assert spec is not None
+    return spec.title[0].lower() + spec.title[1:]
+
+
+def _components() -> dict[str, Any]:
+    messages = {_message_id(spec): _message(spec) for spec in SPECS}
+    messages["workerState"] = {
+        "name": "WorkerState",
+        "title": "Worker state (internal)",
+        "contentType": "application/json",
+        "payload": {"type": "object", "description": "Opaque to every other system."},
+        "bindings": {"kafka": {"key": _key_schema(), "bindingVersion": "0.5.0"}},
+    }
+    schemas = {f"{_message_id(spec)}Headers": _headers_schema(spec) for spec in SPECS}
+    return {"messages": messages, "schemas": schemas}
+
+
+def _message(spec: SchemaSpec) -> dict[str, Any]:
+    key = _key_schema()
+    if spec.model is DeadLetter:
+        key = {
+            "type": ["string", "null"],
+            "description": "The original record's key, unchanged (may be null).",
+        }
+    message: dict[str, Any] = {
+        "name": spec.title,
+        "title": spec.title,
+        "summary": (spec.model.__doc__ or "").strip().splitlines()[0],
+        "contentType": "application/json",
+        "headers": {"$ref": f"#/components/schemas/{_message_id(spec)}Headers"},
+        "payload": {"$ref": f"./{spec.file}"},
+        "bindings": {"kafka": {"key": key, "bindingVersion": "0.5.0"}},
+        "examples": _message_examples(spec),
+    }
+    if spec.model is DeliveryEvent:
+        message["correlationId"] = {"location": "$message.payload#/properties/tasking:request_id"}
+        message["contentType"] = "application/geo+json"
+    elif spec.model is not DeadLetter:
+        message["correlationId"] = {"location": "$message.payload#/requestId"}
+    return message
+
+
+def _key_schema() -> dict[str, Any]:
+    return {"type": "string", "pattern": REQUEST_ID_PATTERN, "description": "The requestId, UTF-8."}
+
+
+def _headers_schema(spec: SchemaSpec) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_id": {"type": "string", "description": _CE_ID[spec.name]},
+        "ce_source": {"type": "string", "description": f"Configurable, default {DEFAULT_SOURCE}"},
+        "ce_type": {"type": "string", "const": spec.ce_type.value},
+        "ce_time": {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"},
+        "ce_subject": {"type": "string", "description": "The requestId"},
+        "content-type": {"type": "string", "const": "application/json"},
+    }
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if spec.mode == "validation":
+        properties["content-type"] = {
+            "type": "string",
+            "enum": ["application/json", "application/cloudevents+json"],
+        }
+        schema["description"] = (
+            "Binary content mode as shown. Also accepted: structured mode (content-type "
+            "application/cloudevents+json, the whole event in the value) and a bare JSON value "
+            "with no ce_ headers, whose type is implied by the topic."
+        )
+    else:
+        required = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"]
+        schema["required"] = required if spec.model is DeadLetter else [*required, "ce_subject"]
+        schema["description"] = "CloudEvents 1.0, Kafka protocol binding, binary content mode."
+    return schema
+
+
+_CE_ID: Final = {
+    "order-request": "Any unique id chosen by the sender",
+    "command": "Any unique id chosen by the sender",
+    "order-status-event": "{requestId}:{sequence}, deterministic",
+    "acquisition-event": "{requestId}:{acquisitionId}:{n}, deterministic",
+    "delivery-event": "{requestId}:delivery:{itemId}, deterministic",
+    "dead-letter": "{sourceTopic}:{partition}:{offset}, deterministic",
+}
+
+
+def _message_examples(spec: SchemaSpec) -> list[dict[str, Any]]:
+    examples = []
+    for stem, payload in sorted(example_payloads().items()):
+        if spec_for(stem) is spec:
+            name = stem.split(".", 1)[1] if "." in stem else stem
+            examples.append({"name": name, "headers": _example_headers(spec, payload), "payload": payload})
+    return examples
+
+
+def _example_headers(spec: SchemaSpec, payload: Mapping[str, Any]) -> dict[str, str]:
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": _example_ce_id(spec, payload),
+        "ce_source": DEFAULT_SOURCE,
+        "ce_type": spec.ce_type.value,
+        "ce_time": payload.get("occurredAt") or payload.get("receivedAt") or rfc3339(_T0),
+    }
+    if spec.model is DeliveryEvent:
+        headers["ce_time"] = rfc3339(delivery_example().occurred_at)
+        headers["ce_subject"] = payload["properties"]["tasking:request_id"]
+    if "requestId" in payload:
+        headers["ce_subject"] = payload["requestId"]
+    headers["content-type"] = "application/json"
+    return headers
+
+
+def _example_ce_id(spec: SchemaSpec, payload: Mapping[str, Any]) -> str:
+    """The ``ce_id`` the codec gives such an event (senders of inputs choose their own)."""
+    if spec.model is OrderStatusEvent:
+        return f"{payload['requestId']}:{payload['sequence']}"
+    if spec.model is AcquisitionEvent:
+        return f"{payload['requestId']}:{payload['acquisitionId']}:1"
+    if spec.model is DeliveryEvent:
+        return f"{payload['properties']['tasking:request_id']}:delivery:{payload['id']}"
+    if spec.model is DeadLetter:
+        src = payload["source"]
+        return f"{src['topic']}:{src['partition']}:{src['offset']}"
+    return str(payload.get("commandId", payload["requestId"]))
+
+
+def _info() -> dict[str, Any]:
+    return {
+        "title": "tasking-worker",
+        "version": "1.0.0",
+        "description": _DESCRIPTION + _status_table() + _dead_letter_table(),
+        "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
+    }
+
+
+_DESCRIPTION: Final = """\
+A Kafka worker that orders satellite tasking from Airbus OneAtlas and UP42 and reports every step
+as events. Every message is a CloudEvents 1.0 event over the Kafka protocol binding; outputs use
+binary content mode (attributes as `ce_*` headers, the JSON data as the value). All JSON field
+names are camelCase; times are RFC 3339 (UTC on output). Unknown input fields are refused
+(dead-lettered). Events are delivered at least once; a re-published event keeps its `ce_id`.
+
+"""
+
+_STATUS_MEANING: Final = {
+    OrderStatus.RECEIVED: "valid, durably accepted by the worker",
+    OrderStatus.FEASIBLE: "the provider's feasibility answer is known (`feasibility` set)",
+    OrderStatus.FEASIBILITY_PENDING: "a manual feasibility study runs at the provider",
+    OrderStatus.QUOTED: "the price is known (`price` set); terminal for a `dryRun` request",
+    OrderStatus.DECISION_REQUIRED: "waiting for a command from the customer (`decision` set)",
+    OrderStatus.ORDERED: "the order is placed and activated at the provider",
+    OrderStatus.IN_PROGRESS: "acquisitions are being made, or the provider finished and its "
+    "products are still being delivered",
+    OrderStatus.COMPLETED: "the tasking finished at the provider and its products are delivered "
+    "(`reason.code` `DELIVERY_INCOMPLETE` when they did not all come in time)",
+    OrderStatus.REJECTED: "invalid, infeasible, declined, over budget and refused",
+    OrderStatus.CANCELLED: "cancelled by a command (`user_cancelled`) or by the provider (`cancelled`)",
+    OrderStatus.FAILED: "unrecoverable provider or worker failure after retries",
+    OrderStatus.EXPIRED: "the window or a decision deadline passed",
+}
+
+
+def _status_table() -> str:
+    rows = [
+        "## Order statuses and their STAPI codes",
+        "",
+        "| status | terminal | STAPI | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for status in OrderStatus:
+        stapi = f"`{stapi_status(status).value}`"
+        if status is OrderStatus.CANCELLED:
+            stapi = f"`{stapi_status(status, by_user=True).value}` or {stapi}"
+        terminal = "yes" if status.terminal else "no"
+        rows.append(f"| `{status.value}` | {terminal} | {stapi} | {_STATUS_MEANING[status]} |")
+    return "\n".join(rows) + "\n\n"
+
+
+_DEAD_LETTER_MEANING: Final = {
+    DeadLetterCode.MALFORMED_JSON: "the value is empty, not UTF-8 JSON, or not a JSON object",
+    DeadLetterCode.SCHEMA_VIOLATION: "the JSON breaks the message schema "
+    "(`error.details.errors` lists the camelCase field paths)",
+    DeadLetterCode.KEY_MISMATCH: "the Kafka key is present and differs from `requestId`",
+    DeadLetterCode.UNKNOWN_TYPE: "`ce_type` (or `ce_specversion`) is not the one of the topic",
+    DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default); checked before parsing",
+    DeadLetterCode.UNKNOWN_REQUEST: "a command names a `requestId` this worker does not know",
+}
+
+
+def _dead_letter_table() -> str:
+    rows = ["## Dead-letter codes", "", "| code | meaning |", "| --- | --- |"]
+    rows += [f"| `{code.value}` | {text} |" for code, text in _DEAD_LETTER_MEANING.items()]
+    return "\n".join(rows) + "\n"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _yaml_text(value: Any) -> str:
+    # Round-trip through JSON so YAML sees only plain types (no anchors, no Python tags).
+    plain = json.loads(json.dumps(value))
+    return yaml.dump(
+        plain, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False
+    )
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings as ``|`` blocks, so the Markdown descriptions stay readable."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def render() -> dict[str, str]:
+    """Every generated file (path relative to the schemas directory -> text)."""
+    files = {spec.file: _json_text(json_schema(spec)) for spec in SPECS}
+    files[ASYNCAPI_FILE] = _yaml_text(asyncapi_document())
+    for stem, payload in example_payloads().items():
+        files[f"{EXAMPLES_DIR}/{stem}.json"] = _json_text(payload)
+    return files
+
+
+def write(out: Path) -> list[Path]:
+    """Write every generated file under ``out`` (created if needed); returns the paths written."""
+    written = []
+    for relative, text in render().items():
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def differences(out: Path) -> list[str]:
+    """Files under ``out`` that are missing, differ, or are stale examples (empty: up to date)."""
+    expected = render()
+    problems = []
+    for relative, text in expected.items():
+        path = out / relative
+        if not path.exists():
+            problems.append(f"{relative}: missing")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{relative}: differs from the models")
+    examples = out / EXAMPLES_DIR
+    if examples.is_dir():
+        for path in sorted(examples.glob("*.json")):
+            if f"{EXAMPLES_DIR}/{path.name}" not in expected:
+                problems.append(f"{EXAMPLES_DIR}/{path.name}: not generated (stale)")
+    return problems

@@ -30,12 +30,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from worker import cooperative
 from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
+from worker.runtime import cooperative
 
 log = structlog.get_logger(__name__)
 

@@ -40,8 +40,8 @@ from worker.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from worker.providers.auth import TokenSource
 from worker.providers.transport import transport
-from worker.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 

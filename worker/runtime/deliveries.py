@@ -29,11 +29,10 @@ from typing import Protocol
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from worker import cooperative
-from worker.domain.ports import PlacedOrder, TaskingProvider
 from worker.events.models import Provider
-from worker.events.products import DeliveredProduct
 from worker.kafka.statecodec import OrderIndex
+from worker.providers.base import DeliveredProduct, PlacedOrder, TaskingProvider
+from worker.runtime import cooperative
 from worker.runtime.timers import every
 
 log = structlog.get_logger(__name__)

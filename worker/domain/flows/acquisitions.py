@@ -32,7 +32,6 @@ from worker.domain.model import (
     Settings,
     WriteDone,
 )
-from worker.domain.ports import Acquisition
 from worker.events.models import (
     AcquisitionCounts,
     AcquisitionEvent,
@@ -44,6 +43,7 @@ from worker.events.models import (
     Progress,
     Reason,
 )
+from worker.providers.base import Acquisition
 
 A = AcquisitionStatus
 _VALIDATED = frozenset({A.VALIDATED, A.ACCEPTED, A.DELIVERED})

@@ -48,10 +48,9 @@ from worker.domain.model import (
     TimerFired,
     TimerKind,
 )
-from worker.domain.ports import OrderSnapshot
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Reason
-from worker.events.products import DeliveredProduct
+from worker.providers.base import DeliveredProduct, OrderSnapshot
 
 
 def on_delivery(state: OrderState, event: DeliveryFound, settings: Settings) -> Step:

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from worker.domain.ports import (
+from worker.events.models import AcquisitionStatus
+from worker.providers.base import (
     Acquisition,
     AcquisitionCounts,
     OrderSnapshot,
@@ -15,7 +16,6 @@ from worker.domain.ports import (
     QuotationDecision,
     RemotePhase,
 )
-from worker.events.models import AcquisitionStatus
 from worker.providers.oneatlas.common import (
     ICR_ACTIVE,
     ICR_CANCELLED,

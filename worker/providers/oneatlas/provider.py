@@ -32,20 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
-from worker import cooperative
 from worker.config import HttpClientSettings, OneAtlasSettings
-from worker.domain.ports import (
-    Acquisition,
-    Attempt,
-    DeliveryHarvest,
-    FeasibilityResult,
-    OrderContext,
-    OrderSnapshot,
-    PlacedOrder,
-    PolledOrder,
-    PriceQuote,
-    stable_fingerprint,
-)
 from worker.errors import (
     InvalidOrderParams,
     NotFeasible,
@@ -55,7 +42,20 @@ from worker.errors import (
     ProviderRejected,
 )
 from worker.events.models import OrderRequest, Provider
-from worker.events.products import DeliveredProduct
+from worker.providers.auth import TokenSource
+from worker.providers.base import (
+    Acquisition,
+    Attempt,
+    DeliveredProduct,
+    DeliveryHarvest,
+    FeasibilityResult,
+    OrderContext,
+    OrderSnapshot,
+    PlacedOrder,
+    PolledOrder,
+    PriceQuote,
+    stable_fingerprint,
+)
 from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
 from worker.providers.oneatlas.common import (
     ATTEMPT_TYPES,
@@ -92,11 +92,11 @@ from worker.providers.oneatlas.ordering import (
     search_body,
     soonest,
 )
-from worker.tokens import TokenSource
+from worker.runtime import cooperative
 
 
 class OneAtlasProvider:
-    """:class:`~worker.domain.ports.TaskingProvider` for Airbus OneAtlas.
+    """:class:`~worker.providers.base.TaskingProvider` for Airbus OneAtlas.
 
     Args:
         settings: API key, contract ids, hosts and order fields.

@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 import structlog
 
-from worker.domain.ports import (
+from worker.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import AcquisitionStatus, Automation, Provider
+from worker.providers.base import (
     Acquisition,
     FeasibilityStudy,
     Quotation,
@@ -20,13 +27,6 @@ from worker.domain.ports import (
     StudyDecision,
     StudyOption,
 )
-from worker.errors import (
-    ProviderAuthError,
-    ProviderError,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import AcquisitionStatus, Automation, Provider
 from worker.providers.http import (
     json_body,
 )

@@ -14,7 +14,15 @@ import httpx
 import structlog
 
 from worker.config import HttpClientSettings, Up42Settings
-from worker.domain.ports import (
+from worker.errors import (
+    ProviderAuthError,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
+from worker.providers.auth import TokenSource
+from worker.providers.base import (
     Acquisition,
     Attempt,
     DeliveryHarvest,
@@ -30,13 +38,6 @@ from worker.domain.ports import (
     RemotePhase,
     StudyDecision,
 )
-from worker.errors import (
-    ProviderAuthError,
-    ProviderNotConfigured,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import OrderRequest, Provider
 from worker.providers.http import (
     NullMetrics,
     ProviderHttp,
@@ -69,7 +70,6 @@ from worker.providers.up42.mapping import (
     translate_error,
 )
 from worker.providers.up42.params import build_params, display_name, reference_tags, validate_params
-from worker.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ def _utc_now() -> datetime:
 
 
 class Up42Provider:
-    """The UP42 v2 tasking API as a :class:`~worker.domain.ports.TaskingProvider`.
+    """The UP42 v2 tasking API as a :class:`~worker.providers.base.TaskingProvider`.
 
     Args:
         settings: credentials (password grant), hosts, workspace, pacing.

@@ -27,16 +27,17 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
-from worker import cooperative, crashpoints
 from worker.config import Settings
 from worker.errors import DecodeError
 from worker.events.codec import DeadLetterCode, InputKind, build_dead_letter, decode
 from worker.events.models import Command, OrderRequest, Provider
 from worker.kafka.ownership import GroupOwnership
-from worker.kafka.publisher import Publisher
+from worker.kafka.publisher import Publisher, producer_options
 from worker.kafka.statestore import StateStore
+from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
 
 log = structlog.get_logger(__name__)
@@ -62,6 +63,22 @@ class HealthSink(Protocol):
     def broker_answered(self) -> None: ...
 
     def set_ready(self, ready: bool) -> None: ...
+
+
+def make_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """The intake consumer: manual commits, earliest reset, range assignment (co-partitioning)."""
+    options: dict[str, Any] = producer_options(settings.kafka)
+    return AIOKafkaConsumer(
+        group_id=settings.kafka.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        session_timeout_ms=settings.kafka.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.kafka.session_timeout_ms // 4),
+        max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
+        rebalance_timeout_ms=settings.kafka.max_poll_interval_ms,
+        **options,
+    )
 
 
 @dataclass
@@ -333,4 +350,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._intake.acquire(partitions)
 
 
-__all__ = ["Intake", "KafkaError"]
+__all__ = ["Intake", "KafkaError", "make_consumer"]
