@@ -420,6 +420,7 @@ RINGS: list[list[str]] = [
     ["worker.cli"],
     ["worker.demo"],
     ["worker.commands"],  # command implementations apart from their parsing, shared by cli and demo
+    ["worker.reference"],  # the generated references (settings, metrics, reason codes) for `docs`
     ["worker.display"],
     ["worker.app"],
     ["worker.runtime", "worker.delivery"],
@@ -428,7 +429,7 @@ RINGS: list[list[str]] = [
     ["worker.events"],
 ]
 ADAPTERS = ["worker.providers", "worker.kafka", "worker.observability", "worker.delivery", "worker.api"]
-ENTRY = ["worker.app", "worker.cli", "worker.demo", "worker.commands", "worker.display"]
+ENTRY = ["worker.app", "worker.cli", "worker.demo", "worker.commands", "worker.reference", "worker.display"]
 
 
 # ============================================================================ paths
@@ -848,6 +849,8 @@ def place(split: Split, items: list[Item]) -> Placement:
         ]
 
     def home_of(item: Item) -> str:
+        if item.kind == "stmt" and split.register:
+            return split.source  # registrations run after the modules they register are imported
         if item.kind == "stmt":
             return item.anchor.home if item.anchor and item.anchor.home else split.default
         return item.home or split.default
@@ -903,8 +906,8 @@ def prune_imports(text: str) -> str:
 
     def rebuild(node: ast.Import | ast.ImportFrom, indent: str) -> str | None:
         line = "".join(lines[node.lineno - 1: node.end_lineno])
-        if "noqa" in line:
-            return line
+        if "noqa" in line and "F401" in line:
+            return line  # a deliberate re-export or registration
         if isinstance(node, ast.ImportFrom):
             if node.module == "__future__" or any(a.name == "*" for a in node.names):
                 return line
@@ -953,6 +956,8 @@ def module_text(doc: str, headers: list[str], cross: dict[str, list[str]], body:
     parts: list[str] = []
     if doc:
         parts.append(doc.rstrip("\n") + "\n")
+    # in a new module every import is at the top: an E402 exemption would be an unused noqa
+    headers = [re.sub(r"  # noqa: E402\b[^\n]*", "", h) for h in headers]
     future = [h for h in headers if "from __future__" in h]
     guarded = [h for h in headers if "TYPE_CHECKING:" in h]
     rest = [h for h in headers if "from __future__" not in h and h not in guarded]
