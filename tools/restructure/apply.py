@@ -4,7 +4,9 @@ Run from the repository root:  python tools/restructure/apply.py [--dry-run] [--
 
 What it does, in order (every step is a no-op when its result is already there):
 
-1. Whole-module moves (MOVES): helpers to the ground, `worker/commands/*.py` into `worker/cli/`.
+1. Whole-module moves (MOVES): helpers to the ground (cooperative, crashpoints, wkt, tokens), the
+   order identity to the domain. Modules a table does not name but that are imported against the
+   rings and import only inner rings move inward by rule (after the imports are rewritten).
 2. Splits by name (SPLITS): the top-level definitions of a module, selected BY NAME with `ast`, go
    to the modules of the split. Rules for names the tables do not know (definitions added since
    the tables were written): a name matching a target's pattern goes there; otherwise a name lives
@@ -18,8 +20,11 @@ What it does, in order (every step is a no-op when its result is already there):
    `monkeypatch.setattr(x, "name", ...)`; then dotted names and file paths in strings, comments and
    docs (`"worker.cli.load_settings"`, `python -m worker....`, `worker/kafka/intake.py`) are
    rewritten in worker/, tests/, bench/, docs/, README, CONTRIBUTING, Makefile, Dockerfile, helm/.
-4. pyproject: `import-linter` in the dev dependencies and the contracts in [tool.importlinter];
-   Makefile: `lint-imports` in `make check`.
+4. pyproject: `import-linter` in the dev dependencies and the contracts in [tool.importlinter]
+   (the rings of RINGS/GROUND, for the units that exist; an unknown top-level module joins the
+   ground when it imports only the ground, else it is named in a warning); Makefile:
+   `lint-imports` in `make check`; tests/unit/test_import_contracts.py (the same check in
+   `make test`, which CI runs).
 5. `ruff check --fix --select I,F401` and `ruff format` on the files it changed, then
    `lint-imports`. Exit status 1 when a contract fails, 2 when a split could not be applied.
 
