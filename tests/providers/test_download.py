@@ -142,7 +142,7 @@ async def test_download_verifies_the_md5_and_a_second_run_transfers_nothing(
     assert local["assets"]["data"]["file:size"] == SIZE
     assert local["assets"]["data"]["file:checksum"] == "d510" + hashlib.md5(stack.content()).hexdigest()
     assert "auth:refs" not in local["assets"]["data"]
-    assert local["assets"]["quicklook"]["href"].startswith(stack.url), "assets not downloaded stay remote"
+    assert local["assets"]["overview"]["href"].startswith(stack.url), "assets not downloaded stay remote"
     validate_item(local)
     assert "1 downloaded, 0 already complete, 0 failed" in out
 
@@ -391,7 +391,7 @@ async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack,
     assert code == 0, err
     folder = data_file(stack, tmp_path).parent
     names = sorted(p.name for p in folder.iterdir())
-    assert "quicklook.jpg" in names
+    assert "overview.jpg" in names
     assert "metadata-panchromatic.geojson" in names
     assert "metadata-multispectral.geojson" in names
     geojson = json.loads((folder / "metadata-panchromatic.geojson").read_text())
