@@ -140,7 +140,7 @@ async def test_download_verifies_the_md5_and_a_second_run_transfers_nothing(
     local = json.loads((target.parent / f"{stack.item['id']}.json").read_text())
     assert local["assets"]["data"]["href"] == f"./{target.name}"
     assert local["assets"]["data"]["file:size"] == SIZE
-    assert local["assets"]["data"]["file:checksum"] == "d510" + hashlib.md5(stack.content()).hexdigest()
+    assert local["assets"]["data"]["file:checksum"] == "d50110" + hashlib.md5(stack.content()).hexdigest()
     assert "auth:refs" not in local["assets"]["data"]
     assert local["assets"]["overview"]["href"].startswith(stack.url), "assets not downloaded stay remote"
     validate_item(local)
@@ -170,6 +170,41 @@ async def test_a_partial_file_on_disk_is_resumed(stack: Stack, tmp_path: Path) -
     assert target.read_bytes() == stack.content()
     assert stack.downloads() == [("HEAD", 200), ("GET", 206)]
     assert f"{(SIZE - 300_000) / 1000:.1f} kB transferred" in out
+
+
+def _checksum(form: str, content: bytes) -> str:
+    return {
+        "legacy-md5": "d510" + hashlib.md5(content).hexdigest(),  # events published before multihashes
+        "md5": "d50110" + hashlib.md5(content).hexdigest(),
+        "sha1": "1114" + hashlib.sha1(content).hexdigest(),
+        "sha2-256": "1220" + hashlib.sha256(content).hexdigest(),
+        "sha2-512": "1340" + hashlib.sha512(content).hexdigest(),
+        "sha3-256": "1620" + hashlib.sha3_256(content).hexdigest(),
+    }[form]
+
+
+@pytest.mark.parametrize("form", ["legacy-md5", "md5", "sha1", "sha2-256", "sha2-512", "sha3-256"])
+async def test_every_checksum_form_is_verified(stack: Stack, tmp_path: Path, form: str) -> None:
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    good = json.loads(json.dumps(stack.item))
+    good["assets"]["data"]["file:checksum"] = _checksum(form, stack.content())
+    code, _, err = await download(stack.settings(), good, tmp_path / "good")
+    assert code == 0, err
+    bad = json.loads(json.dumps(stack.item))
+    bad["assets"]["data"]["file:checksum"] = _checksum(form, stack.content() + b"x")
+    code, _, err = await download(stack.settings(), bad, tmp_path / "bad")
+    assert code == 1
+    assert "CHECKSUM_MISMATCH" in err
+
+
+async def test_an_unreadable_checksum_is_reported_not_silently_skipped(stack: Stack, tmp_path: Path) -> None:
+    item = json.loads(json.dumps(stack.item))
+    item["assets"]["data"]["file:checksum"] = "ffff01"
+    code, out, err = await download(stack.settings(), item, tmp_path)
+    assert code == 0, err
+    assert "is not a multihash" in out + err
+    assert "checked by size only" in out + err
 
 
 async def test_a_corrupted_transfer_fails_on_the_checksum(stack: Stack, tmp_path: Path) -> None:

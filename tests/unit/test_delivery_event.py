@@ -36,7 +36,7 @@ def product(**extra: object) -> DeliveredProduct:
                 media_type="application/zip",
                 roles=["data"],
                 size=1234,
-                checksum="d5101f2b",
+                checksum="d50110" + "1f2b" * 8,
             ),
             ProductAsset(
                 key="quicklook", href="https://provider.example/ql", roles=["overview"], needs_auth=False

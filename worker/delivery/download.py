@@ -14,7 +14,10 @@ Per file:
   the middle is resumed the same way, up to ``retries`` times, then the part is kept for the next
   run.
 * The size (``file:size``, else ``Content-Length``) and the checksum (``file:checksum``, a
-  multihash; else OneAtlas's md5 from ``HEAD``) are verified when known. A mismatch after a
+  multihash of any function ``py-multihash`` computes, or the legacy ``d510`` md5 form of older
+  events: :mod:`worker.delivery.checksums`; else OneAtlas's md5 from ``HEAD``) are verified when
+  known. A checksum that cannot be read or computed is reported (the file is then checked by
+  size only). A mismatch after a
   resumed transfer retries once from zero (the old part may be what was wrong); otherwise the
   part is deleted and the file fails with ``CHECKSUM_MISMATCH``.
 * Failures are :class:`~worker.errors.DownloadError` with a code: ``EXPIRED`` (``expires`` in the
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import mimetypes
 import os
 import re
@@ -42,12 +44,11 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from worker.delivery import checksums
 from worker.delivery.access import Access
 from worker.delivery.progress import DownloadProgress
 from worker.errors import DownloadError
 
-# Multihash prefixes of ``file:checksum`` (function code + digest length, in hex).
-_MULTIHASH: Final = {"d510": "md5", "1114": "sha1", "1220": "sha256", "1340": "sha512"}
 # Extensions for media types the providers use (``mimetypes`` knows some of them differently).
 _EXTENSIONS: Final = {
     "application/zip": ".zip",
@@ -171,6 +172,9 @@ class Downloader:
                 part.unlink(missing_ok=True)
             await self._transfer(asset, access, part, outcome)
             problem = _verify(part, asset)
+            if problem is not None and problem.code == "CHECKSUM_UNREADABLE":
+                self._progress.note(problem.message)
+                problem = None
             if problem is None:
                 part.replace(final)
                 return outcome
@@ -193,7 +197,7 @@ class Downloader:
         method = response.headers.get("x-ads-checksum-method", "").lower()
         value = response.headers.get("x-ads-checksum-value", "").lower()
         if checksum is None and method == "md5" and re.fullmatch(r"[0-9a-f]{32}", value):
-            checksum = "d510" + value
+            checksum = checksums.md5_multihash(value)
         return AssetFile(asset.item_id, asset.key, asset.href, asset.path, size, checksum)
 
     async def _send(
@@ -463,17 +467,15 @@ def _verify(path: Path, asset: AssetFile) -> DownloadError | None:
         return DownloadError("SIZE_MISMATCH", f"{asset.path.name}: {size} bytes, expected {asset.size}")
     if asset.checksum is None:
         return None
-    algorithm = _MULTIHASH.get(asset.checksum[:4])
-    if algorithm is None:
-        return None  # a hash function this command does not know: size only
-    digest = hashlib.new(algorithm, usedforsecurity=False)
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != asset.checksum[4:]:
+    try:
+        expected = checksums.parse(asset.checksum)
+        found = checksums.digest_of(path, expected)
+    except ValueError as exc:
+        return DownloadError("CHECKSUM_UNREADABLE", f"{asset.path.name}: {exc}; checked by size only")
+    if found != expected.digest:
         return DownloadError(
             "CHECKSUM_MISMATCH",
-            f"{asset.path.name}: {algorithm} {digest.hexdigest()} does not match the expected "
-            f"{asset.checksum[4:]}",
+            f"{asset.path.name}: {expected.function} {found.hex()} does not match the expected "
+            f"{expected.digest.hex()}",
         )
     return None

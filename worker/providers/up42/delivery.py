@@ -35,6 +35,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from worker.delivery.checksums import canonical
 from worker.errors import ProviderProtocolError
 from worker.events.stac_vocabulary import vocabulary_properties
 from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, ProductAsset
@@ -309,6 +310,18 @@ def stable_key(raw: Mapping[str, Any], used: set[str]) -> str:
     return key
 
 
+def _checksum(value: Any, key: str) -> str | None:
+    """UP42's ``file:checksum`` as a correct multihash; one that is not a multihash is left out
+    (logged): an event must not carry a value that no tool can check."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return canonical(value)
+    except ValueError:
+        log.warning("up42_checksum_not_a_multihash", asset=key)
+        return None
+
+
 def _fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     out = {name: raw[name] for name in _ASSET_FIELDS if raw.get(name) is not None}
     if "proj:code" not in out and raw.get("proj:epsg"):
@@ -326,7 +339,7 @@ def _asset(raw: Mapping[str, Any], used: set[str]) -> list[ProductAsset]:
         log.warning("up42_signed_href_left_out", asset=key)
         return []
     size = raw.get("file:size")
-    checksum = raw.get("file:checksum")
+    checksum = _checksum(raw.get("file:checksum"), key)
     return [
         ProductAsset(
             key=key,

@@ -56,8 +56,8 @@ def content_of(file_id: str, size: int) -> bytes:
 
 
 def md5_multihash(data: bytes) -> str:
-    """``file:checksum`` form: multihash md5 (``d5 10`` + digest), hex."""
-    return "d510" + hashlib.md5(data, usedforsecurity=False).hexdigest()
+    """``file:checksum`` form: multihash md5 (varint ``d5 01``, length ``10``, digest), hex."""
+    return "d50110" + hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 @dataclass
