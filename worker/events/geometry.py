@@ -26,7 +26,8 @@ def validate_polygon_rings(rings: Sequence[Sequence[tuple[float, float]]]) -> No
     """Raise ``ValueError`` with a precise message unless ``rings`` is one valid WGS84 ring.
 
     Rules: exactly one ring (no holes); 4..999 positions; first equals last; lon in [-180, 180]
-    and lat in [-90, 90]; not self-intersecting.
+    and lat in [-90, 90]; not across the antimeridian (which also refuses a ring around a pole);
+    not self-intersecting.
     """
     if len(rings) != 1:
         raise ValueError(
@@ -42,14 +43,14 @@ def validate_polygon_rings(rings: Sequence[Sequence[tuple[float, float]]]) -> No
             raise ValueError(f"latitude {lat} is outside [-90, 90]")
     if tuple(ring[0]) != tuple(ring[-1]):
         raise ValueError("aoi ring is not closed (first and last positions differ)")
-    if not LinearRing(ring).is_simple:
-        raise ValueError("aoi ring intersects itself")
     if crosses_antimeridian(ring):
         raise ValueError(
             "aoi crosses the antimeridian (two consecutive positions are more than 180 degrees of "
             "longitude apart); send one request for each side, split at longitude 180 / -180 "
             "(RFC 7946 section 3.1.9)"
         )
+    if not LinearRing(ring).is_simple:
+        raise ValueError("aoi ring intersects itself")
 
 
 def crosses_antimeridian(ring: Sequence[Sequence[float]]) -> bool:
