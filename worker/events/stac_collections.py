@@ -112,7 +112,7 @@ def collection(identifier: str, base_url: str | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "type": "Collection",
         "stac_version": STAC_VERSION,
-        "stac_extensions": [EO, PROJECTION] if sensor is not None else [],
+        "stac_extensions": [EO] if sensor is not None else [],
         "id": identifier,
         "title": f"{title} tasking products delivered by {host}",
         "description": (
