@@ -427,6 +427,7 @@ async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack,
     folder = data_file(stack, tmp_path).parent
     names = sorted(p.name for p in folder.iterdir())
     assert "overview.jpg" in names
+    assert "thumbnail.jpg" in names
     assert "metadata-panchromatic.geojson" in names
     assert "metadata-multispectral.geojson" in names
     geojson = json.loads((folder / "metadata-panchromatic.geojson").read_text())
@@ -434,7 +435,7 @@ async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack,
     local = json.loads((folder / f"{stack.item['id']}.json").read_text())
     assert all(asset["href"].startswith("./") for asset in local["assets"].values())
     validate_item(local)
-    assert "4 downloaded" in out
+    assert "5 downloaded" in out
 
 
 async def test_a_refused_token_is_renewed_once(stack: Stack, tmp_path: Path) -> None:

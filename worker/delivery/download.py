@@ -47,7 +47,10 @@ import orjson
 from worker.delivery import checksums
 from worker.delivery.access import Access
 from worker.delivery.progress import DownloadProgress
+from worker.delivery.unpack import localize
 from worker.errors import DownloadError
+from worker.events.delivery import local_collection_href
+from worker.events.stac_collections import collection, collection_ids
 
 # Extensions for media types the providers use (``mimetypes`` knows some of them differently).
 _EXTENSIONS: Final = {
@@ -152,7 +155,7 @@ class Downloader:
                 self._progress.note(f"{asset.path.name}: {exc.code}: {exc.message}")
                 outcome.files.append(FileOutcome(asset, "failed", error=exc))
         if any(f.state != "failed" for f in outcome.files):
-            outcome.item_path = write_local_item(item, folder, outcome.files)
+            outcome.item_path = write_local_item(item, folder, outcome.files, note=self._progress.note)
         return outcome
 
     # ------------------------------------------------------------------ one file
@@ -355,9 +358,15 @@ def safe_name(text: str) -> str:
     return name[:200]
 
 
-def write_local_item(item: Mapping[str, Any], folder: Path, files: list[FileOutcome]) -> Path:
+def write_local_item(
+    item: Mapping[str, Any], folder: Path, files: list[FileOutcome], note: Callable[[str], None] = print
+) -> Path:
     """Write ``{item id}.json`` in ``folder``: the item with the local files as hrefs (relative),
-    without ``auth:refs`` on them, with ``file:size`` set; other assets keep their remote href."""
+    without ``auth:refs`` on them, with ``file:size`` set; other assets keep their remote href.
+    Downloaded archives are unpacked and their rasters added as assets, with projection and
+    bands read from the files (:func:`worker.delivery.unpack.localize`); the item's collection
+    document is written to ``{folder}/../collections/{id}.json``, where its ``collection`` link
+    points."""
     local = copy.deepcopy(dict(item))
     assets = local.get("assets") or {}
     for outcome in files:
@@ -376,13 +385,46 @@ def write_local_item(item: Mapping[str, Any], folder: Path, files: list[FileOutc
         if file_ext not in extensions:
             extensions.append(file_ext)
         local["stac_extensions"] = extensions
-    local["links"] = [link for link in local.get("links") or [] if link.get("rel") != "self"]
-    target = folder / f"{safe_name(str(item['id']))}.json"
     folder.mkdir(parents=True, exist_ok=True)
+    downloaded = {o.asset.key: o.asset.path for o in files if o.state != "failed"}
+    localize(local, folder, downloaded, note)
+    local["links"] = _local_links(local, folder)
+    target = folder / f"{safe_name(str(item['id']))}.json"
     temporary = target.with_name(target.name + ".tmp")
     temporary.write_bytes(orjson.dumps(local, option=orjson.OPT_INDENT_2))
     os.replace(temporary, target)
     return target
+
+
+def _local_links(item: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    """The links of a local item: no ``self``; ``collection`` (and ``parent``) to the collection
+    document written beside the downloads; ``via`` and the others kept."""
+    links = [
+        link
+        for link in item.get("links") or []
+        if isinstance(link, dict) and link.get("rel") not in ("self", "collection", "parent", "root")
+    ]
+    identifier = item.get("collection")
+    if isinstance(identifier, str) and identifier in collection_ids():
+        write_collections_for(folder.parent / "collections", [identifier])
+        href = local_collection_href(identifier)
+        links[:0] = [
+            {"rel": "collection", "href": href, "type": "application/json"},
+            {"rel": "parent", "href": href, "type": "application/json"},
+        ]
+    elif identifier is not None:
+        item.pop("collection", None)  # a collection field needs its collection link
+    return links
+
+
+def write_collections_for(dest: Path, identifiers: list[str]) -> None:
+    """Write the collection documents ``identifiers`` into ``dest`` (``{id}.json``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for identifier in identifiers:
+        target = dest / f"{identifier}.json"
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(orjson.dumps(collection(identifier), option=orjson.OPT_INDENT_2))
+        os.replace(temporary, target)
 
 
 # ----------------------------------------------------------------------------- helpers
