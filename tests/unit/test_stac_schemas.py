@@ -104,3 +104,24 @@ def test_items_and_collections_round_trip_through_pystac_and_validate() -> None:
         assert round_trip["item_assets"] == document["item_assets"]
         assert round_trip.get("summaries", {}) == document["summaries"]
         validate_dict(round_trip, validator=validator)
+
+
+def test_items_validate_against_the_published_tasking_extension_schema() -> None:
+    from pathlib import Path
+
+    published = json.loads(
+        (Path(__file__).parents[2] / "schemas" / "stac-extension-tasking.json").read_text(encoding="utf-8")
+    )
+    validator = jsonschema.Draft7Validator(
+        published, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+    )
+    item = _ranged_item()
+    validator.validate(item)
+    unknown = copy.deepcopy(item)
+    unknown["properties"]["tasking:colour"] = "blue"
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(unknown)
+    missing = copy.deepcopy(item)
+    del missing["properties"]["tasking:request_id"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(missing)

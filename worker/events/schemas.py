@@ -935,6 +935,9 @@ def render() -> dict[str, str]:
     """Every generated file (path relative to the schemas directory -> text)."""
     files = {spec.file: _json_text(json_schema(spec)) for spec in SPECS}
     files[ASYNCAPI_FILE] = _yaml_text(asyncapi_document())
+    from worker.events import stac_tasking
+
+    files[stac_tasking.FILE] = _json_text(stac_tasking.tasking_extension_schema())
     for stem, payload in example_payloads().items():
         files[f"{EXAMPLES_DIR}/{stem}.json"] = _json_text(payload)
     return files
