@@ -83,3 +83,15 @@ def test_an_invalid_base_url_stops_the_command_naming_the_variable() -> None:
     result = CliRunner().invoke(app, ["stac", "collections"], env={"TASKING_STAC__BASE_URL": "not a url"})
     assert result.exit_code == 2
     assert re.search(r"TASKING_STAC__BASE_URL", result.output)
+
+
+def test_the_documented_items_are_valid_and_of_both_providers() -> None:
+    from worker.events.stac_validation import validate_item
+
+    doc = (Path(__file__).parents[2] / "docs" / "stac.md").read_text(encoding="utf-8")
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", doc, flags=re.DOTALL)]
+    assert len(blocks) == 3
+    for item in blocks:
+        validate_item(item)
+    assert [b["properties"]["tasking:provider"] for b in blocks] == ["oneatlas", "up42", "up42"]
+    assert {b["collection"] for b in blocks} == {"oneatlas-pleiades", "up42-pleiades"}
