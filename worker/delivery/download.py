@@ -359,7 +359,7 @@ def safe_name(text: str) -> str:
 
 
 def write_local_item(
-    item: Mapping[str, Any], folder: Path, files: list[FileOutcome], note: Callable[[str], None] = print
+    item: Mapping[str, Any], folder: Path, files: list[FileOutcome], note: Callable[[str], None] | None = None
 ) -> Path:
     """Write ``{item id}.json`` in ``folder``: the item with the local files as hrefs (relative),
     without ``auth:refs`` on them, with ``file:size`` set; other assets keep their remote href.
@@ -387,7 +387,7 @@ def write_local_item(
         local["stac_extensions"] = extensions
     folder.mkdir(parents=True, exist_ok=True)
     downloaded = {o.asset.key: o.asset.path for o in files if o.state != "failed"}
-    localize(local, folder, downloaded, note)
+    localize(local, folder, downloaded, note or (lambda _text: None))
     local["links"] = _local_links(local, folder)
     target = folder / f"{safe_name(str(item['id']))}.json"
     temporary = target.with_name(target.name + ".tmp")
