@@ -401,13 +401,19 @@ async def test_up42_simulator_product_downloads_through_a_signed_url(tmp_path: P
         assert code == 0, err.getvalue()
         again = await run(settings, options, console, errors, client=client)
         assert again == 0
-    files = [p for p in (tmp_path / "out" / products[0].item_id).iterdir() if not p.name.endswith(".json")]
+    folder = tmp_path / "out" / products[0].item_id
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(".json")]
     assert files
     data_assets = [a for a in products[0].assets if "data" in a.roles]
     assert len(files) == len(data_assets)
     for asset in data_assets:
         assert asset.checksum is not None, "the simulator announces file:checksum"
     assert "0 downloaded" in out.getvalue().splitlines()[-1], "the second run transfers nothing"
+    local = json.loads((folder / f"{products[0].item_id}.json").read_text())
+    assert {"multispectral", "archive", "panchromatic", "multispectral-2"} <= set(local["assets"]), (
+        "the original delivery is unpacked and its rasters are assets beside UP42's own GeoTIFF"
+    )
+    assert local["assets"]["panchromatic"]["href"].startswith("./archive/")
 
 
 async def test_progress_bars_on_a_terminal(stack: Stack, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from worker.simulators.common import iso
-from worker.simulators.rasters import MS_PIXELS, geotiff, raster_projection
+from worker.simulators.rasters import MS_PIXELS, dimap_zip, geotiff, raster_projection
 
 Json = dict[str, Any]
 FILE_SIZE = 64 * 1024
@@ -110,10 +110,13 @@ class Up42Storage:
         asset_id, collection_id = self.uuid(), self.uuid()
         prefix = asset_id[:8]
         name = f"{prefix}_oneatlas_{order_id}.zip"
-        self.files[asset_id] = (ZIP_SIZE, name)
+        # The original delivery is the provider's DIMAP bundle, with small real GeoTIFFs.
+        archive = dimap_zip(geometry, "PHR1A", 4, asset_id, ZIP_SIZE)
+        self.contents[asset_id] = archive
+        self.files[asset_id] = (len(archive), name)
         original = {
             name: self._file_asset(
-                asset_id, "Original Delivery", "application/zip", ["data", "original"], ZIP_SIZE
+                asset_id, "Original Delivery", "application/zip", ["data", "original"], len(archive)
             )
         }
         collection: Json = {
@@ -150,7 +153,7 @@ class Up42Storage:
         }
 
     def content(self, file_id: str, size: int) -> bytes:
-        """A stored file's bytes: the GeoTIFF made for it, else :func:`content_of`."""
+        """A stored file's bytes: the GeoTIFF or DIMAP zip made for it, else :func:`content_of`."""
         made = self.contents.get(file_id)
         return made if made is not None else content_of(file_id, size)
 
@@ -264,7 +267,7 @@ class Up42Storage:
             "updatedAt": iso(stored.created_at),
             "name": stored.name,
             "title": stored.name,
-            "size": ZIP_SIZE,
+            "size": self.files[stored.id][0],
             "contentType": "application/zip",
             "orderId": stored.order_id,
             "source": "TASKING",
