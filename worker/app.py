@@ -135,7 +135,13 @@ async def build_worker(settings: Settings) -> Worker:
     store = StateStore(
         producer, settings.kafka.bootstrap_servers, settings.topics.state, consumer_options=security
     )
-    publisher = Publisher(producer, settings.topics, metrics, source=settings.ce_source)
+    publisher = Publisher(
+        producer,
+        settings.topics,
+        metrics,
+        source=settings.ce_source,
+        stac_base_url=str(settings.stac.base_url) if settings.stac.base_url else None,
+    )
     providers = build_providers(settings, metrics)
     scheduler = AsyncIOScheduler(timezone=UTC)
     runner = _wire_runtime(settings, store, publisher, providers, scheduler, metrics)

@@ -77,6 +77,15 @@ app = typer.Typer(
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def _register_subcommands() -> None:
+    from worker.commands.stac import stac_app
+
+    app.add_typer(stac_app, name="stac")
+
+
+_register_subcommands()
+
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_TIMEOUT = 3

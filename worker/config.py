@@ -284,6 +284,14 @@ class HealthSettings(_Section):
     broker_check_interval_seconds: float = Field(2.0, gt=0)
 
 
+class StacSettings(_Section):
+    """Where the project's STAC documents are served, if anywhere: with ``base_url`` set,
+    delivered items link ``self``, ``collection``, ``parent`` and ``root`` under it
+    (``{base}/collections/{id}/items/{item}``) and the collection documents link ``self``/``root``."""
+
+    base_url: HttpUrl | None = None
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -309,6 +317,7 @@ class Settings(BaseSettings):
     approval: ApprovalSettings = ApprovalSettings()
     http: HttpServerSettings = HttpServerSettings()
     health: HealthSettings = HealthSettings()
+    stac: StacSettings = StacSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Annotated[LogFormat | None, Field(description="json or console")] = None
     ce_source: str = Field("urn:tasking-worker", min_length=1)

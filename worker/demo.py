@@ -989,6 +989,12 @@ async def run_async(options: DemoOptions, console: Console) -> int:
     board = Board(load_samples(datetime.now(UTC), interactive=interactive), SAMPLES)
     output.board = board
     output.line(f"starting the broker, the simulators and the worker (logs in {workdir})")
+    # Beside the downloaded items, whose ``collection`` links point at ``../collections/{id}.json``.
+    from worker.commands.stac import write_collections
+
+    collections = workdir / "downloads" / "collections"
+    write_collections(collections, None)
+    output.line(f"STAC collection documents of the delivered items: {collections}")
     try:
         async with running_services(workdir) as services:
             code = await _client(options, services, board, output, interactive, started)

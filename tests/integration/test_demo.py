@@ -204,6 +204,10 @@ def test_demo_runs_every_sample_to_its_expected_status() -> None:
     assert "every order reached its expected status" in output
     # The last step: one delivered product downloaded and verified.
     assert re.search(r"[1-9]\d* downloaded, 0 already complete, 0 failed", output), output[-3000:]
+    # Where the STAC collection documents are, and they are there.
+    where = re.search(r"STAC collection documents of the delivered items: (\S+)", output)
+    assert where is not None, output[:3000]
+    assert (Path(where.group(1)) / "oneatlas-pleiades.json").is_file()
     requests = load_samples(NOW)
     summary = output[output.index("tasking-worker demo: summary") :]
     rows = {line.split("│")[1].strip(): line for line in summary.splitlines() if line.count("│") > 3}

@@ -142,9 +142,9 @@ async def test_download_verifies_the_md5_and_a_second_run_transfers_nothing(
     local = json.loads((target.parent / f"{stack.item['id']}.json").read_text())
     assert local["assets"]["data"]["href"] == f"./{target.name}"
     assert local["assets"]["data"]["file:size"] == SIZE
-    assert local["assets"]["data"]["file:checksum"] == "d510" + hashlib.md5(stack.content()).hexdigest()
+    assert local["assets"]["data"]["file:checksum"] == "d50110" + hashlib.md5(stack.content()).hexdigest()
     assert "auth:refs" not in local["assets"]["data"]
-    assert local["assets"]["quicklook"]["href"].startswith(stack.url), "assets not downloaded stay remote"
+    assert local["assets"]["overview"]["href"].startswith(stack.url), "assets not downloaded stay remote"
     validate_item(local)
     assert "1 downloaded, 0 already complete, 0 failed" in out
 
@@ -172,6 +172,41 @@ async def test_a_partial_file_on_disk_is_resumed(stack: Stack, tmp_path: Path) -
     assert target.read_bytes() == stack.content()
     assert stack.downloads() == [("HEAD", 200), ("GET", 206)]
     assert f"{(SIZE - 300_000) / 1000:.1f} kB transferred" in out
+
+
+def _checksum(form: str, content: bytes) -> str:
+    return {
+        "legacy-md5": "d510" + hashlib.md5(content).hexdigest(),  # events published before multihashes
+        "md5": "d50110" + hashlib.md5(content).hexdigest(),
+        "sha1": "1114" + hashlib.sha1(content).hexdigest(),
+        "sha2-256": "1220" + hashlib.sha256(content).hexdigest(),
+        "sha2-512": "1340" + hashlib.sha512(content).hexdigest(),
+        "sha3-256": "1620" + hashlib.sha3_256(content).hexdigest(),
+    }[form]
+
+
+@pytest.mark.parametrize("form", ["legacy-md5", "md5", "sha1", "sha2-256", "sha2-512", "sha3-256"])
+async def test_every_checksum_form_is_verified(stack: Stack, tmp_path: Path, form: str) -> None:
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    good = json.loads(json.dumps(stack.item))
+    good["assets"]["data"]["file:checksum"] = _checksum(form, stack.content())
+    code, _, err = await download(stack.settings(), good, tmp_path / "good")
+    assert code == 0, err
+    bad = json.loads(json.dumps(stack.item))
+    bad["assets"]["data"]["file:checksum"] = _checksum(form, stack.content() + b"x")
+    code, _, err = await download(stack.settings(), bad, tmp_path / "bad")
+    assert code == 1
+    assert "CHECKSUM_MISMATCH" in err
+
+
+async def test_an_unreadable_checksum_is_reported_not_silently_skipped(stack: Stack, tmp_path: Path) -> None:
+    item = json.loads(json.dumps(stack.item))
+    item["assets"]["data"]["file:checksum"] = "ffff01"
+    code, out, err = await download(stack.settings(), item, tmp_path)
+    assert code == 0, err
+    assert "is not a multihash" in out + err
+    assert "checked by size only" in out + err
 
 
 async def test_a_corrupted_transfer_fails_on_the_checksum(stack: Stack, tmp_path: Path) -> None:
@@ -368,13 +403,19 @@ async def test_up42_simulator_product_downloads_through_a_signed_url(tmp_path: P
         assert code == 0, err.getvalue()
         again = await run(settings, options, console, errors, client=client)
         assert again == 0
-    files = [p for p in (tmp_path / "out" / products[0].item_id).iterdir() if not p.name.endswith(".json")]
+    folder = tmp_path / "out" / products[0].item_id
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(".json")]
     assert files
     data_assets = [a for a in products[0].assets if "data" in a.roles]
     assert len(files) == len(data_assets)
     for asset in data_assets:
         assert asset.checksum is not None, "the simulator announces file:checksum"
     assert "0 downloaded" in out.getvalue().splitlines()[-1], "the second run transfers nothing"
+    local = json.loads((folder / f"{products[0].item_id}.json").read_text())
+    assert {"multispectral", "archive", "panchromatic", "multispectral-2"} <= set(local["assets"]), (
+        "the original delivery is unpacked and its rasters are assets beside UP42's own GeoTIFF"
+    )
+    assert local["assets"]["panchromatic"]["href"].startswith("./archive/")
 
 
 async def test_progress_bars_on_a_terminal(stack: Stack, tmp_path: Path) -> None:
@@ -393,7 +434,8 @@ async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack,
     assert code == 0, err
     folder = data_file(stack, tmp_path).parent
     names = sorted(p.name for p in folder.iterdir())
-    assert "quicklook.jpg" in names
+    assert "overview.jpg" in names
+    assert "thumbnail.jpg" in names
     assert "metadata-panchromatic.geojson" in names
     assert "metadata-multispectral.geojson" in names
     geojson = json.loads((folder / "metadata-panchromatic.geojson").read_text())
@@ -401,7 +443,7 @@ async def test_all_assets_fetches_quicklook_and_image_metadata_too(stack: Stack,
     local = json.loads((folder / f"{stack.item['id']}.json").read_text())
     assert all(asset["href"].startswith("./") for asset in local["assets"].values())
     validate_item(local)
-    assert "4 downloaded" in out
+    assert "5 downloaded" in out
 
 
 async def test_a_refused_token_is_renewed_once(stack: Stack, tmp_path: Path) -> None:

@@ -70,7 +70,10 @@ def test_recorded_pneo_item_becomes_a_product() -> None:
     assert product.properties["eo:cloud_cover"] == 0.0
     assert product.properties["view:incidence_angle"] == 8.09
     assert product.properties["gsd"] == 0.3
-    assert product.properties["platform"] == "pneo4"
+    assert product.properties["platform"] == "pleiades-neo-4"
+    assert product.properties["constellation"] == "pleiades-neo"
+    assert product.properties["instruments"] == ["pneo-imager"]
+    assert product.properties["oneatlas:platform"] == "PNEO4"
     assert product.properties["processing:level"] == "ORTHO"
     assert product.datetime is not None
     assert product.datetime.isoformat().startswith("2021-12-29T16:14:49")
@@ -80,7 +83,7 @@ def test_recorded_pneo_item_becomes_a_product() -> None:
     assert data.title == "WO_000007286_1_SAL22005365-1_ACQ_PNEO4_00936001144780.zip"
     assert data.media_type == "application/zip"
     assert data.needs_auth
-    assert {a.key for a in product.assets} == {"data", "quicklook", "metadata-pms"}
+    assert {a.key for a in product.assets} == {"data", "overview", "metadata"}
     assert product.via == f"{dp.SEARCH}/api/v1/opensearch?id={dp.PNEO_ID}"
 
 

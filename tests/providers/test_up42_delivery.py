@@ -60,16 +60,17 @@ async def test_a_cnam_item_becomes_a_product_with_stable_hrefs_and_its_original_
     assert product.refs == {"orderId": p.ORDER_ID, "collectionId": p.CNAM_COLLECTION, "assetId": p.CNAM_ASSET}
     assert product.source_ids == [p.CNAM_ITEM, "DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365_R1C1"]
     keys = {a.key: a for a in product.assets}
-    assert set(keys) == {
-        "mgag5ui3_img_phr1a_ms_202009301038498_sen.tiff",
-        "mgag5ui3_stac_metadata.json",
-        "mgag5ui3_DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365.zip",
-    }, "the signed URL is left out; the collection's original archive is added"
+    assert set(keys) == {"multispectral", "metadata", "archive"}, (
+        "keys name what the asset is (not UP42's per-delivery file names); the signed URL is left "
+        "out; the collection's original archive is added"
+    )
     assert all(a.href.startswith(f"{p.API}/v2/assets/") for a in product.assets)
-    assert keys["mgag5ui3_DS_PHR1A_202009301038498_FR1_PX_E013N52_0513_00365.zip"].roles == [
-        "data",
-        "original",
-    ]
+    assert keys["archive"].roles == ["data", "original"]
+    assert keys["archive"].title == "Original Delivery"
+    assert product.properties["platform"] == "pleiades-1a"
+    assert product.properties["constellation"] == "pleiades"
+    assert product.properties["up42:platform"] == "PHR-1A"
+    assert product.properties["up42:constellation"] == "PHR"
     assert product.via == f"{p.API}/v2/assets/stac/collections/{p.CNAM_COLLECTION}/items/{p.CNAM_ITEM}"
     (asset_filter,) = [search_of(r)["filter"] for r in fake.sent("POST", "/v2/assets/stac/search")]
     assert asset_filter == {"op": "=", "args": [{"property": "asset_id"}, p.CNAM_ASSET]}

@@ -15,7 +15,7 @@ from worker.events.models import Provider
 from worker.events.stac_validation import validate_item
 from worker.providers.base import OrderContext, PlacedOrder
 from worker.simulators.up42 import Up42SimConfig, Up42Simulator
-from worker.simulators.up42.storage import content_of, md5_multihash
+from worker.simulators.up42.storage import md5_multihash
 
 AUTO = {"constraints": {"maxCloudCover": 15}}
 BASE = "http://up42.sim"
@@ -101,7 +101,8 @@ async def test_downloads_answer_ranges_and_signed_urls_expire(sim: Up42Simulator
     client = await client_for(sim)
     whole = await client.get(f"/v2/assets/{asset['id']}")
     assert whole.status_code == 200
-    assert whole.content == content_of(asset["id"], len(whole.content))
+    assert whole.content == sim.storage.content(asset["id"], len(whole.content))
+    assert whole.content.startswith(b"PK"), "the original delivery is a zip (DIMAP bundle)"
     part = await client.get(f"/v2/assets/{asset['id']}", headers={"Range": "bytes=10-19"})
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
@@ -138,7 +139,7 @@ async def test_discovery_finds_every_item_once_and_faults_hold_items_back(sim: U
         assert product.refs["assetId"] == first["id"]
         keys = {a.key: a for a in product.assets}
         original = next(a for a in keys.values() if "original" in a.roles)
-        assert original.checksum == md5_multihash(content_of(first["id"], original.size or 0))
+        assert original.checksum == md5_multihash(sim.storage.content(first["id"], original.size or 0))
         event = DeliveryEvent(
             request_id="r", provider=Provider.UP42, product=product, occurred_at=sim.core.clock.now()
         )

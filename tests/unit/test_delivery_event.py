@@ -36,7 +36,7 @@ def product(**extra: object) -> DeliveredProduct:
                 media_type="application/zip",
                 roles=["data"],
                 size=1234,
-                checksum="d5101f2b",
+                checksum="d50110" + "1f2b" * 8,
             ),
             ProductAsset(
                 key="quicklook", href="https://provider.example/ql", roles=["overview"], needs_auth=False
@@ -78,9 +78,24 @@ def test_the_item_validates_and_carries_the_contract_fields() -> None:
         "scheme": "bearer",
         "description": "the oneatlas access token of the account that placed the order",
     }
+    assert item["collection"] == "oneatlas-pleiades"
     assert item["links"] == [
-        {"rel": "via", "href": "https://provider.example/items/item-1", "type": "application/json"}
+        {"rel": "collection", "href": "../collections/oneatlas-pleiades.json", "type": "application/json"},
+        {"rel": "via", "href": "https://provider.example/items/item-1", "type": "application/geo+json"},
     ]
+
+
+def test_a_public_base_url_adds_self_parent_and_root_links_and_via_stays() -> None:
+    item = event().stac_item("https://stac.example/api/")
+    validate_item(item)
+    links = {link["rel"]: link["href"] for link in item["links"]}
+    assert links == {
+        "self": "https://stac.example/api/collections/oneatlas-pleiades/items/item-1",
+        "collection": "https://stac.example/api/collections/oneatlas-pleiades",
+        "parent": "https://stac.example/api/collections/oneatlas-pleiades",
+        "root": "https://stac.example/api/",
+        "via": "https://provider.example/items/item-1",
+    }
 
 
 def test_a_range_only_product_and_timestamps_and_projection() -> None:

@@ -90,6 +90,19 @@ INVALID_REQUESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] =
         "aoi.coordinates",
         "latitude 95",
     ),
+    "across the antimeridian": (
+        _set(
+            "aoi.coordinates",
+            [[[179.9, -16.9], [-179.9, -16.9], [-179.9, -16.7], [179.9, -16.7], [179.9, -16.9]]],
+        ),
+        "aoi.coordinates",
+        "antimeridian",
+    ),
+    "around the north pole": (
+        _set("aoi.coordinates", [[[0, 88.5], [120, 88.5], [-120, 88.5], [0, 88.5]]]),
+        "aoi.coordinates",
+        "one request for each side",
+    ),
     "3 positions": (_set("aoi.coordinates", [[[1, 43], [2, 43], [1, 43]]]), "aoi.coordinates", "4..999"),
     "1000 positions": (
         _set("aoi.coordinates", [[[i / 1000, 43 + (i % 2) / 1e6] for i in range(999)] + [[0, 43]]]),
@@ -130,6 +143,31 @@ def test_invalid_request_is_a_schema_violation_naming_the_field(case: str) -> No
     assert error.code == DeadLetterCode.SCHEMA_VIOLATION
     reported = {entry["field"]: entry["message"] for entry in error.details["errors"]}
     assert reason in reported[field]
+
+
+@pytest.mark.parametrize(
+    "ring",
+    [
+        [[179.5, -16.9], [180.0, -16.9], [180.0, -16.7], [179.5, -16.7], [179.5, -16.9]],  # up to +180
+        [[-180.0, 65.0], [-179.6, 65.0], [-179.6, 65.2], [-180.0, 65.2], [-180.0, 65.0]],  # from -180
+        [[10.0, 89.0], [12.0, 89.0], [12.0, 89.9], [10.0, 89.9], [10.0, 89.0]],  # near the north pole
+        [[-60.0, -89.9], [-58.0, -89.9], [-58.0, -89.0], [-60.0, -89.0], [-60.0, -89.9]],  # south pole
+    ],
+)
+def test_an_aoi_near_the_antimeridian_or_a_pole_that_does_not_cross_is_accepted(
+    ring: list[list[float]],
+) -> None:
+    message = request()
+    message["aoi"]["coordinates"] = [ring]
+    decoded = codec.decode(
+        orjson.dumps(message),
+        key=message["requestId"].encode(),
+        headers=[],
+        topic=TOPIC,
+        kind=InputKind.REQUEST,
+    )
+    assert isinstance(decoded, OrderRequest)
+    assert list(decoded.aoi.ring()[0]) == ring[0]
 
 
 def test_request_id_is_kept_for_an_invalid_request_but_not_when_it_is_itself_invalid() -> None:

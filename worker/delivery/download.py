@@ -14,7 +14,10 @@ Per file:
   the middle is resumed the same way, up to ``retries`` times, then the part is kept for the next
   run.
 * The size (``file:size``, else ``Content-Length``) and the checksum (``file:checksum``, a
-  multihash; else OneAtlas's md5 from ``HEAD``) are verified when known. A mismatch after a
+  multihash of any function ``py-multihash`` computes, or the legacy ``d510`` md5 form of older
+  events: :mod:`worker.delivery.checksums`; else OneAtlas's md5 from ``HEAD``) are verified when
+  known. A checksum that cannot be read or computed is reported (the file is then checked by
+  size only). A mismatch after a
   resumed transfer retries once from zero (the old part may be what was wrong); otherwise the
   part is deleted and the file fails with ``CHECKSUM_MISMATCH``.
 * Failures are :class:`~worker.errors.DownloadError` with a code: ``EXPIRED`` (``expires`` in the
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import mimetypes
 import os
 import re
@@ -42,12 +44,14 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from worker.delivery import checksums
 from worker.delivery.access import Access
 from worker.delivery.progress import DownloadProgress
+from worker.delivery.unpack import localize
 from worker.errors import DownloadError
+from worker.events.delivery import local_collection_href
+from worker.events.stac_collections import collection, collection_ids
 
-# Multihash prefixes of ``file:checksum`` (function code + digest length, in hex).
-_MULTIHASH: Final = {"d510": "md5", "1114": "sha1", "1220": "sha256", "1340": "sha512"}
 # Extensions for media types the providers use (``mimetypes`` knows some of them differently).
 _EXTENSIONS: Final = {
     "application/zip": ".zip",
@@ -151,7 +155,7 @@ class Downloader:
                 self._progress.note(f"{asset.path.name}: {exc.code}: {exc.message}")
                 outcome.files.append(FileOutcome(asset, "failed", error=exc))
         if any(f.state != "failed" for f in outcome.files):
-            outcome.item_path = write_local_item(item, folder, outcome.files)
+            outcome.item_path = write_local_item(item, folder, outcome.files, note=self._progress.note)
         return outcome
 
     # ------------------------------------------------------------------ one file
@@ -171,6 +175,9 @@ class Downloader:
                 part.unlink(missing_ok=True)
             await self._transfer(asset, access, part, outcome)
             problem = _verify(part, asset)
+            if problem is not None and problem.code == "CHECKSUM_UNREADABLE":
+                self._progress.note(problem.message)
+                problem = None
             if problem is None:
                 part.replace(final)
                 return outcome
@@ -193,7 +200,7 @@ class Downloader:
         method = response.headers.get("x-ads-checksum-method", "").lower()
         value = response.headers.get("x-ads-checksum-value", "").lower()
         if checksum is None and method == "md5" and re.fullmatch(r"[0-9a-f]{32}", value):
-            checksum = "d510" + value
+            checksum = checksums.md5_multihash(value)
         return AssetFile(asset.item_id, asset.key, asset.href, asset.path, size, checksum)
 
     async def _send(
@@ -351,9 +358,15 @@ def safe_name(text: str) -> str:
     return name[:200]
 
 
-def write_local_item(item: Mapping[str, Any], folder: Path, files: list[FileOutcome]) -> Path:
+def write_local_item(
+    item: Mapping[str, Any], folder: Path, files: list[FileOutcome], note: Callable[[str], None] | None = None
+) -> Path:
     """Write ``{item id}.json`` in ``folder``: the item with the local files as hrefs (relative),
-    without ``auth:refs`` on them, with ``file:size`` set; other assets keep their remote href."""
+    without ``auth:refs`` on them, with ``file:size`` set; other assets keep their remote href.
+    Downloaded archives are unpacked and their rasters added as assets, with projection and
+    bands read from the files (:func:`worker.delivery.unpack.localize`); the item's collection
+    document is written to ``{folder}/../collections/{id}.json``, where its ``collection`` link
+    points."""
     local = copy.deepcopy(dict(item))
     assets = local.get("assets") or {}
     for outcome in files:
@@ -372,13 +385,46 @@ def write_local_item(item: Mapping[str, Any], folder: Path, files: list[FileOutc
         if file_ext not in extensions:
             extensions.append(file_ext)
         local["stac_extensions"] = extensions
-    local["links"] = [link for link in local.get("links") or [] if link.get("rel") != "self"]
-    target = folder / f"{safe_name(str(item['id']))}.json"
     folder.mkdir(parents=True, exist_ok=True)
+    downloaded = {o.asset.key: o.asset.path for o in files if o.state != "failed"}
+    localize(local, folder, downloaded, note or (lambda _text: None))
+    local["links"] = _local_links(local, folder)
+    target = folder / f"{safe_name(str(item['id']))}.json"
     temporary = target.with_name(target.name + ".tmp")
     temporary.write_bytes(orjson.dumps(local, option=orjson.OPT_INDENT_2))
     os.replace(temporary, target)
     return target
+
+
+def _local_links(item: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    """The links of a local item: no ``self``; ``collection`` (and ``parent``) to the collection
+    document written beside the downloads; ``via`` and the others kept."""
+    links = [
+        link
+        for link in item.get("links") or []
+        if isinstance(link, dict) and link.get("rel") not in ("self", "collection", "parent", "root")
+    ]
+    identifier = item.get("collection")
+    if isinstance(identifier, str) and identifier in collection_ids():
+        write_collections_for(folder.parent / "collections", [identifier])
+        href = local_collection_href(identifier)
+        links[:0] = [
+            {"rel": "collection", "href": href, "type": "application/json"},
+            {"rel": "parent", "href": href, "type": "application/json"},
+        ]
+    elif identifier is not None:
+        item.pop("collection", None)  # a collection field needs its collection link
+    return links
+
+
+def write_collections_for(dest: Path, identifiers: list[str]) -> None:
+    """Write the collection documents ``identifiers`` into ``dest`` (``{id}.json``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for identifier in identifiers:
+        target = dest / f"{identifier}.json"
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(orjson.dumps(collection(identifier), option=orjson.OPT_INDENT_2))
+        os.replace(temporary, target)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -463,17 +509,15 @@ def _verify(path: Path, asset: AssetFile) -> DownloadError | None:
         return DownloadError("SIZE_MISMATCH", f"{asset.path.name}: {size} bytes, expected {asset.size}")
     if asset.checksum is None:
         return None
-    algorithm = _MULTIHASH.get(asset.checksum[:4])
-    if algorithm is None:
-        return None  # a hash function this command does not know: size only
-    digest = hashlib.new(algorithm, usedforsecurity=False)
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != asset.checksum[4:]:
+    try:
+        expected = checksums.parse(asset.checksum)
+        found = checksums.digest_of(path, expected)
+    except ValueError as exc:
+        return DownloadError("CHECKSUM_UNREADABLE", f"{asset.path.name}: {exc}; checked by size only")
+    if found != expected.digest:
         return DownloadError(
             "CHECKSUM_MISMATCH",
-            f"{asset.path.name}: {algorithm} {digest.hexdigest()} does not match the expected "
-            f"{asset.checksum[4:]}",
+            f"{asset.path.name}: {expected.function} {found.hex()} does not match the expected "
+            f"{expected.digest.hex()}",
         )
     return None

@@ -406,11 +406,14 @@ def encode_acquisition(event: AcquisitionEvent, n: int, *, source: str = DEFAULT
     )
 
 
-def encode_delivery(event: DeliveryEvent, *, source: str = DEFAULT_SOURCE) -> EncodedRecord:
-    """Binary-mode record of a delivery event: the value is its STAC Item, ``ce_id`` is
-    ``{requestId}:delivery:{itemId}``, ``ce_time`` when the worker saw the product."""
+def encode_delivery(
+    event: DeliveryEvent, *, source: str = DEFAULT_SOURCE, base_url: str | None = None
+) -> EncodedRecord:
+    """Binary-mode record of a delivery event: the value is its STAC Item (links under
+    ``base_url`` when one is configured), ``ce_id`` is ``{requestId}:delivery:{itemId}``,
+    ``ce_time`` when the worker saw the product."""
     headers = _binary_headers(event.ce_id, EventType.DELIVERY, source, event.occurred_at, event.request_id)
-    return EncodedRecord(event.request_id.encode(), orjson.dumps(event.stac_item()), headers)
+    return EncodedRecord(event.request_id.encode(), orjson.dumps(event.stac_item(base_url)), headers)
 
 
 def dead_letter_id(topic: str, partition: int, offset: int) -> str:

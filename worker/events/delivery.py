@@ -21,7 +21,9 @@ from typing import Any, Final
 import pystac
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.events.geometry import normalized
 from worker.events.models import Provider
+from worker.events.stac_collections import asset_bands, asset_gsd, collection_id, sensor_of_collection
 from worker.providers.base import DeliveredProduct, ProductAsset
 
 STAC_VERSION: Final = "1.1.0"
@@ -67,12 +69,21 @@ class DeliveryEvent(BaseModel):
         """Deterministic CloudEvents id: ``{requestId}:delivery:{itemId}``."""
         return f"{self.request_id}:delivery:{self.product.item_id}"
 
-    def stac_item(self) -> dict[str, Any]:
+    def stac_item(self, base_url: str | None = None) -> dict[str, Any]:
         """The STAC 1.1.0 Item (a JSON object) this event is published as.
 
         ``datetime`` is the product's acquisition time; with only a range, ``datetime`` is null and
-        ``start_datetime``/``end_datetime`` carry it; with no time at all, the product's update time
-        (else ``occurred_at``) stands in, because STAC requires one.
+        ``start_datetime``/``end_datetime`` carry it (STAC allows exactly that; some linters warn
+        about a null ``datetime``: the range is the truth, an invented instant would not be); with
+        no time at all, the product's update time (else ``occurred_at``) stands in, because STAC
+        requires one.
+
+        ``collection`` is the product's collection (:mod:`worker.events.stac_collections`);
+        ``geometry`` is counter-clockwise and split at the antimeridian, ``bbox`` its tight bounds
+        (:func:`worker.events.geometry.normalized`). Raster assets (``multispectral``,
+        ``panchromatic``) carry ``bands`` and ``gsd`` from the sensor's table. With ``base_url``
+        (``TASKING_STAC__BASE_URL``) the item links ``self``, ``collection``, ``parent`` and
+        ``root`` under it; ``via`` always points at the provider's own record.
         """
         product = self.product
         when = product.datetime
@@ -94,27 +105,75 @@ class DeliveryEvent(BaseModel):
                     "description": f"the {scheme} access token of the account that placed the order",
                 }
             }
+        collection = collection_id(scheme, properties.get("platform"), properties.get("constellation"))
+        sensor = sensor_of_collection(collection)
+        geometry, bbox = _geometry(product.geometry, product.bbox)
         item = pystac.Item(
             id=product.item_id,
-            geometry=product.geometry,
-            bbox=product.bbox,
+            geometry=geometry,
+            bbox=bbox,
             datetime=when,
             properties=properties,
             start_datetime=product.start_datetime,
             end_datetime=product.end_datetime,
         )
-        for asset in product.assets:
-            item.add_asset(asset.key, _asset(asset, scheme))
+        assets = {asset.key: _asset(asset, scheme, sensor) for asset in product.assets}
+        for key, value in assets.items():
+            item.add_asset(key, value)
+        for link in _links(collection, product.item_id, base_url):
+            item.add_link(link)
         if product.via is not None:
-            item.add_link(pystac.Link(rel="via", target=product.via, media_type="application/json"))
-        item.stac_extensions = _extensions(properties, product.assets)
-        data = item.to_dict(include_self_link=False, transform_hrefs=False)
+            # The provider's record is a GeoJSON Feature (UP42 STAC item) or FeatureCollection
+            # (OneAtlas opensearch answer).
+            item.add_link(pystac.Link(rel="via", target=product.via, media_type="application/geo+json"))
+        item.stac_extensions = _extensions(properties, product.assets, assets)
+        data = item.to_dict(include_self_link=bool(base_url), transform_hrefs=False)
         data["stac_version"] = STAC_VERSION
+        data["collection"] = collection
         return data
 
 
-def _asset(asset: ProductAsset, scheme: str) -> pystac.Asset:
-    extra: dict[str, Any] = {}
+def _geometry(
+    geometry: dict[str, Any] | None, bbox: list[float] | None
+) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """The item's geometry and bbox from the product's (the provider's bbox only without one)."""
+    if geometry is None:
+        return None, bbox
+    try:
+        return normalized(geometry)
+    except ValueError:
+        return geometry, bbox
+
+
+def _links(collection: str, item_id: str, base_url: str | None) -> list[pystac.Link]:
+    """``self``/``collection``/``parent``/``root`` under ``base_url``; without one, only the
+    ``collection`` link STAC requires beside the ``collection`` field, relative to where
+    ``tasking-worker download`` stores the item (``DEST/{item}/{item}.json``, the collection
+    documents in ``DEST/collections/``)."""
+    json_type = "application/json"
+    if not base_url:
+        return [pystac.Link(rel="collection", target=local_collection_href(collection), media_type=json_type)]
+    base = base_url.rstrip("/")
+    home = f"{base}/collections/{collection}"
+    return [
+        pystac.Link(rel="self", target=f"{home}/items/{item_id}", media_type="application/geo+json"),
+        pystac.Link(rel="collection", target=home, media_type=json_type),
+        pystac.Link(rel="parent", target=home, media_type=json_type),
+        pystac.Link(rel="root", target=f"{base}/", media_type=json_type),
+    ]
+
+
+def local_collection_href(collection: str) -> str:
+    """The ``collection`` link of an item stored by ``tasking-worker download``."""
+    return f"../collections/{collection}.json"
+
+
+def _asset(asset: ProductAsset, scheme: str, sensor: Any) -> pystac.Asset:
+    extra: dict[str, Any] = dict(asset.fields)
+    bands = asset_bands(asset.key, sensor)
+    if bands is not None:
+        extra["bands"] = bands
+        extra.setdefault("gsd", asset_gsd(asset.key, sensor))
     if asset.size is not None:
         extra["file:size"] = asset.size
     if asset.checksum is not None:
@@ -130,13 +189,18 @@ def _asset(asset: ProductAsset, scheme: str) -> pystac.Asset:
     )
 
 
-def _extensions(properties: dict[str, Any], assets: list[ProductAsset]) -> list[str]:
+def _extensions(
+    properties: dict[str, Any], assets: list[ProductAsset], built: dict[str, pystac.Asset]
+) -> list[str]:
     """The schema URL of every extension whose fields the item uses, in a fixed order."""
     used: set[str] = set()
-    for name in properties:
+    names = [*properties, *(name for a in built.values() for name in a.extra_fields)]
+    for name in names:
         used.update(url for prefix, url in _PREFIXES.items() if name.startswith(prefix))
         if name in _TIMESTAMPS_FIELDS:
             used.add(TIMESTAMPS)
+    if any("bands" in a.extra_fields for a in built.values()):
+        used.add(EO)  # eo:common_name and the wavelengths inside ``bands``
     if "auth:schemes" in properties:
         used.add(AUTHENTICATION)
     if any(a.size is not None or a.checksum is not None for a in assets):

@@ -512,8 +512,11 @@ def delivery_example() -> DeliveryEvent:
         bbox=[-79.6418, 8.8703, -79.4387, 9.0727],
         datetime=datetime(2025, 6, 12, 15, 30, 26, 600000, tzinfo=UTC),
         properties={
-            "platform": "PHR-1A",
-            "constellation": "PHR",
+            "platform": "pleiades-1a",
+            "constellation": "pleiades",
+            "instruments": ["hiri"],
+            "up42:platform": "PHR-1A",
+            "up42:constellation": "PHR",
             "gsd": 0.5,
             "eo:cloud_cover": 3.5,
             "view:incidence_angle": 12.4,
@@ -527,16 +530,21 @@ def delivery_example() -> DeliveryEvent:
         source_ids=["363e7831-48ff-4311-83c1-a37d3ef54b66"],
         assets=[
             ProductAsset(
-                key="mgag5ui3_img_phr1a_ms.tiff",
+                key="multispectral",
                 href=f"{api}/e4a15000-890b-445c-82bb-e4364baac40b",
                 media_type="image/tiff; application=geotiff; profile=cloud-optimized",
                 roles=["data", "multispectral"],
                 title="Multispectral data",
                 size=73400320,
-                checksum="d5104b2c7e5e8a7c3c1a2a6f0a3b1c9d8e7f",
+                checksum="d501104b2c7e5e8a7c3c1a2a6f0a3b1c9d8e7f",
+                fields={
+                    "proj:code": "EPSG:32617",
+                    "proj:shape": [11254, 11170],
+                    "proj:transform": [2.0, 0.0, 620000.0, 0.0, -2.0, 1003400.0],
+                },
             ),
             ProductAsset(
-                key="mgag5ui3_oneatlas_b0f3c5d2.zip",
+                key="archive",
                 href=f"{api}/22d0b8e9-b649-4971-8adc-1a5eac1fa6f3",
                 media_type="application/zip",
                 roles=["data", "original"],
@@ -954,6 +962,9 @@ def render() -> dict[str, str]:
     """Every generated file (path relative to the schemas directory -> text)."""
     files = {spec.file: _json_text(json_schema(spec)) for spec in SPECS}
     files[ASYNCAPI_FILE] = _yaml_text(asyncapi_document())
+    from worker.events import stac_tasking
+
+    files[stac_tasking.FILE] = _json_text(stac_tasking.tasking_extension_schema())
     for stem, payload in example_payloads().items():
         files[f"{EXAMPLES_DIR}/{stem}.json"] = _json_text(payload)
     return files

@@ -65,6 +65,7 @@ class Publisher:
     topics: TopicSettings
     metrics: PublishMetrics
     source: str = "urn:tasking-worker"
+    stac_base_url: str | None = None  # TASKING_STAC__BASE_URL: items link self/parent/root under it
 
     async def _send(self, topic: str, record: EncodedRecord) -> None:
         await self.producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
@@ -80,7 +81,10 @@ class Publisher:
             if isinstance(item, OutboxStatus):
                 topic, record = self.topics.status, encode_status(item.event, source=self.source)
             elif isinstance(item, OutboxDelivery):
-                topic, record = self.topics.deliveries, encode_delivery(item.event, source=self.source)
+                topic, record = (
+                    self.topics.deliveries,
+                    encode_delivery(item.event, source=self.source, base_url=self.stac_base_url),
+                )
             else:
                 assert isinstance(item, OutboxAcquisition)
                 topic = self.topics.acquisitions

@@ -260,9 +260,13 @@ class ProductAsset(ProviderModel):
     ``key`` is the STAC asset key (``data``, ``original``, ``quicklook``, ``metadata``, a file
     name...), unique within its product. ``roles`` are STAC asset roles (``data``, ``original``,
     ``thumbnail``, ``overview``, ``metadata``). ``size`` becomes ``file:size``; ``checksum``
-    becomes ``file:checksum`` and is a multihash in hex (md5: ``"d510"`` + the hex digest).
+    becomes ``file:checksum`` and is a multihash in hex (md5: ``"d50110"`` + the hex digest).
     ``needs_auth`` says that a download needs the provider's bearer token (STAC authentication
-    extension: ``auth:refs`` on the asset).
+    extension: ``auth:refs`` on the asset). ``fields`` are further STAC asset fields the
+    provider tells (``proj:code``, ``proj:shape``, ``proj:transform``, ``gsd``), JSON values.
+    Keys are stable (``worker.events.stac_collections.ASSET_KEYS``: ``data``, ``archive``,
+    ``multispectral``, ``panchromatic``, ``metadata``, ``overview``, ``thumbnail``), never a
+    file name.
     """
 
     key: str
@@ -273,6 +277,7 @@ class ProductAsset(ProviderModel):
     size: int | None = None
     checksum: str | None = None
     needs_auth: bool = True
+    fields: dict[str, Any] = Field(default_factory=dict)
 
 
 Instant = datetime

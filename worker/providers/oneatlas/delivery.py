@@ -34,6 +34,7 @@ from shapely.geometry import shape
 
 from worker.config import OneAtlasSettings
 from worker.errors import ProviderProtocolError
+from worker.events.stac_vocabulary import vocabulary_properties
 from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, ProductAsset
 from worker.providers.http import ProviderHttp
 from worker.providers.oneatlas.common import (
@@ -55,7 +56,7 @@ ACCESS_HOST: Final = "access.foundation.api.oneatlas.airbus.com"
 _ACQ_ID = re.compile(r"ACQ_[A-Z0-9]+_[0-9]+")
 # ``_links`` keys published as extra assets: (asset key, roles, media type).
 _EXTRA_LINKS: Final = {
-    "quicklook": ("quicklook", ["overview"], "image/jpeg"),
+    "quicklook": ("overview", ["overview"], "image/jpeg"),
     "thumbnail": ("thumbnail", ["thumbnail"], "image/jpeg"),
 }
 _PROPERTY_NAMES: Final = {
@@ -362,16 +363,19 @@ def download_link(value: Any) -> dict[str, Any] | None:
 
 
 def stac_properties(props: Mapping[str, Any]) -> dict[str, Any]:
-    """STAC names for what the item tells (eo, view, processing, timestamps extensions)."""
+    """STAC names for what the item tells (eo, view, processing, timestamps extensions); the
+    platform and constellation in the project's vocabulary, OneAtlas's own as
+    ``oneatlas:platform`` / ``oneatlas:constellation``."""
     out: dict[str, Any] = {}
     for name, stac_name in _PROPERTY_NAMES.items():
         value = as_float(props.get(name))
         if value is not None:
             out[stac_name] = value
-    for name, stac_name in (("platform", "platform"), ("constellation", "constellation")):
-        text = str_or_none(props.get(name))
-        if text is not None:
-            out[stac_name] = text.lower()
+    out.update(
+        vocabulary_properties(
+            PROVIDER, str_or_none(props.get("platform")), str_or_none(props.get("constellation"))
+        )
+    )
     level = str_or_none(props.get("processingLevel"))
     if level is not None:
         out["processing:level"] = level
@@ -413,11 +417,15 @@ def _extra_assets(links: Mapping[str, Any]) -> list[ProductAsset]:
         link = _https(links.get(name))
         if link:
             assets.append(ProductAsset(key=key, href=link[0], media_type=media_type, roles=roles))
+    entries = as_list(links.get("imagesMetadata"))
     keys = {a.key for a in assets}
-    for index, entry in enumerate(as_list(links.get("imagesMetadata"))):
+    for index, entry in enumerate(entries):
         href = _https(entry)
         if href:
-            key = f"metadata-{str_or_none(as_dict(entry).get('name')) or index + 1}"
+            # One image: ``metadata``; a bundle: ``metadata-{image name}`` (``pms``,
+            # ``multispectral``, ``panchromatic``), the same keys for every bundle.
+            name = str_or_none(as_dict(entry).get("name")) or str(index + 1)
+            key = "metadata" if len(entries) == 1 else f"metadata-{name.lower()}"
             key = key if key not in keys else f"{key}-{index + 1}"
             keys.add(key)
             assets.append(

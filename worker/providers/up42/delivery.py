@@ -35,7 +35,9 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from worker.delivery.checksums import canonical
 from worker.errors import ProviderProtocolError
+from worker.events.stac_vocabulary import vocabulary_properties
 from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, ProductAsset
 from worker.providers.http import ProviderHttp
 from worker.providers.up42.mapping import PROVIDER, _number, _page_items, _parse_time
@@ -50,11 +52,21 @@ MAX_PAGES: Final = 10_000  # a bound against a server that links to itself forev
 ORDER_KEYS: Final = ("up42-order:id", "up42-order:order_id")  # the second: items written by old tools
 _NO_ITEMS_EVER: Final = frozenset({"FAILED", "NOT_PROCESSED"})
 _SIGNED: Final = ("Signature=", "X-Goog-Signature", "GoogleAccessId=", "X-Amz-Signature")
+# Asset fields kept as they are (projection and gsd of a raster; ``proj:epsg`` becomes ``proj:code``).
+_ASSET_FIELDS: Final = ("proj:code", "proj:shape", "proj:transform", "proj:bbox", "gsd")
+# Stable asset keys by role, the first role that matches wins (``original`` before ``data``).
+_KEY_BY_ROLE: Final = (
+    ("original", "archive"),
+    ("multispectral", "multispectral"),
+    ("panchromatic", "panchromatic"),
+    ("thumbnail", "thumbnail"),
+    ("overview", "overview"),
+    ("metadata", "metadata"),
+    ("data", "data"),
+)
 # Item properties published as they are (already STAC names the shipped schemas know).
 _KEPT: Final = (
     "title",
-    "platform",
-    "constellation",
     "gsd",
     "eo:cloud_cover",
     "view:incidence_angle",
@@ -207,9 +219,9 @@ class Up42Deliveries:
             raw = body.get("assets") if isinstance(body, dict) else None
             out[collection] = [
                 a
-                for key, value in (raw or {}).items()
+                for value in (raw or {}).values()
                 if isinstance(value, dict) and "original" in (value.get("roles") or [])
-                for a in _asset(key, value)
+                for a in _asset(value, set())
             ]
         return out
 
@@ -285,16 +297,49 @@ def _signed(href: str) -> bool:
     return any(mark in href for mark in _SIGNED)
 
 
-def _asset(key: str, raw: Mapping[str, Any]) -> list[ProductAsset]:
+def stable_key(raw: Mapping[str, Any], used: set[str]) -> str:
+    """The asset's key from its roles (:data:`_KEY_BY_ROLE`), not from UP42's file-derived key,
+    so items of one collection share keys; a second asset with the same key gets ``-2``..."""
+    roles = {str(r) for r in raw.get("roles") or []}
+    base = next((key for role, key in _KEY_BY_ROLE if role in roles), "asset")
+    key, n = base, 1
+    while key in used:
+        n += 1
+        key = f"{base}-{n}"
+    used.add(key)
+    return key
+
+
+def _checksum(value: Any, key: str) -> str | None:
+    """UP42's ``file:checksum`` as a correct multihash; one that is not a multihash is left out
+    (logged): an event must not carry a value that no tool can check."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return canonical(value)
+    except ValueError:
+        log.warning("up42_checksum_not_a_multihash", asset=key)
+        return None
+
+
+def _fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out = {name: raw[name] for name in _ASSET_FIELDS if raw.get(name) is not None}
+    if "proj:code" not in out and raw.get("proj:epsg"):
+        out["proj:code"] = f"EPSG:{raw['proj:epsg']}"
+    return out
+
+
+def _asset(raw: Mapping[str, Any], used: set[str]) -> list[ProductAsset]:
     """One STAC asset of UP42 as a product asset (none for a signed, short-lived href)."""
     href = raw.get("href")
     if not isinstance(href, str) or not href:
         return []
+    key = stable_key(raw, used)
     if _signed(href):
         log.warning("up42_signed_href_left_out", asset=key)
         return []
     size = raw.get("file:size")
-    checksum = raw.get("file:checksum")
+    checksum = _checksum(raw.get("file:checksum"), key)
     return [
         ProductAsset(
             key=key,
@@ -305,6 +350,7 @@ def _asset(key: str, raw: Mapping[str, Any]) -> list[ProductAsset]:
             size=size if isinstance(size, int) and size >= 0 else None,
             checksum=checksum if isinstance(checksum, str) else None,
             needs_auth=True,
+            fields=_fields(raw),
         )
     ]
 
@@ -346,9 +392,11 @@ def to_product(item: Mapping[str, Any], originals: list[ProductAsset], base: str
         raise ValueError("no up42-order:id")
     collection = str(item.get("collection") or "")
     raw_assets = item.get("assets")
-    assets = [a for k, v in (raw_assets or {}).items() if isinstance(v, dict) for a in _asset(k, v)]
-    keys = {a.key for a in assets}
-    assets += [a for a in originals if a.key not in keys]
+    used: set[str] = set()
+    assets = [
+        a for _, v in sorted((raw_assets or {}).items()) if isinstance(v, dict) for a in _asset(v, used)
+    ]
+    assets += [a for a in originals if a.key not in used]
     asset_id = props.get("up42-system:asset_id")
     if not any("data" in a.roles for a in assets) and asset_id:
         # No per-file data asset and no original archive: the UP42 asset itself is the data.
@@ -362,8 +410,17 @@ def to_product(item: Mapping[str, Any], originals: list[ProductAsset], base: str
             )
         )
     geometry = item.get("geometry") if isinstance(item.get("geometry"), dict) else None
-    bbox = item.get("bbox") if isinstance(item.get("bbox"), list) else _bbox(geometry)
+    # The bbox is the geometry's own bounds (the item is built from them again, tightly); UP42's
+    # bbox is used only for an item without geometry.
+    bbox = _bbox(geometry) if geometry else item.get("bbox") if isinstance(item.get("bbox"), list) else None
     properties = {k: props[k] for k in _KEPT if props.get(k) is not None}
+    properties.update(
+        vocabulary_properties(
+            PROVIDER,
+            props.get("platform"),
+            props.get("constellation") or props.get("up42-product:collection_name"),
+        )
+    )
     for name in ("eo:cloud_cover", "view:incidence_angle", "gsd"):
         if name in properties:
             properties[name] = _number(properties[name])

@@ -43,6 +43,7 @@ from worker.simulators.oneatlas.model import (
     api_error,
 )
 from worker.simulators.oneatlas.state import SimulatorState
+from worker.simulators.rasters import dimap_zip
 
 MAX_ITEMS_PER_PAGE: Final = 500
 MAX_RESULTS: Final = 10_000
@@ -65,10 +66,21 @@ class SimProduct:
     file_name: str
     size: int
     expires_at: datetime
+    footprint: dict[str, Any] = field(default_factory=dict)
+    platform: str = "PHR1B"
+    ms_bands: int = 4
+    _content: bytes | None = field(default=None, repr=False)
 
     def content(self) -> bytes:
-        """The product's bytes (seeded by its id, so every download gives the same file)."""
-        return random.Random(self.id).randbytes(self.size)
+        """The product's bytes: a DIMAP zip with small real GeoTIFFs over the footprint
+        (:func:`worker.simulators.rasters.dimap_zip`), padded to ``size``; seeded by the id, so
+        every download gives the same file. Without a footprint, seeded random bytes."""
+        if self._content is None:
+            if self.footprint:
+                self._content = dimap_zip(self.footprint, self.platform, self.ms_bands, self.id, self.size)
+            else:
+                self._content = random.Random(self.id).randbytes(self.size)
+        return self._content
 
 
 @dataclass
@@ -154,7 +166,17 @@ class DeliveryApi(SimulatorState):
             file_name=name,
             size=self.product_size,
             expires_at=at + PRODUCT_LIFETIME,
+            footprint=a.footprint,
+            platform=self._platform(order, a),
+            ms_bands=6 if order.backend == "neo" else 4,
         )
+        product = self.products[item_id]
+        product.size = len(product.content())  # at least product_size: the rasters must fit
+
+    @staticmethod
+    def _platform(order: SimOrder, a: SimAcquisition) -> str:
+        neo = order.backend == "neo"
+        return a.catalog_id.split("_")[1] if neo else _PLATFORM.get(order.mission, "PHR1B")
 
     def _live_products(self) -> list[SimProduct]:
         now = self._now()
@@ -222,7 +244,7 @@ class DeliveryApi(SimulatorState):
             "id": product.id,
             "acquisitionDate": iso(a.acquired_at),
             "constellation": SATELLITE[order.mission],
-            "platform": a.catalog_id.split("_")[1] if neo else _PLATFORM.get(order.mission),
+            "platform": self._platform(order, a),
             "processingLevel": "ORTHO",
             "productType": "bundle",
             "format": "SAFIR" if neo else "application/octet-stream",
@@ -270,6 +292,7 @@ class DeliveryApi(SimulatorState):
             "_links": {
                 "download": [ftpes, download] if neo else download,
                 "quicklook": {"href": f"{access}/quicklook", "name": "QuickLook", "type": "HTTP"},
+                "thumbnail": {"href": f"{access}/thumbnail", "name": "Thumbnail", "type": "HTTP"},
                 "imagesMetadata": images,
                 "self": {
                     "href": f"{base.rstrip('/')}/api/v1/opensearch?id={product.id}",

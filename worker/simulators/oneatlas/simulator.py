@@ -191,6 +191,7 @@ class OneAtlasSimulator(CatalogueApi, OrderingApi, TrackingApi, DeliveryApi):
             ("GET", "/api/v2/opensearch", self._opensearch_get),
             ("GET", "/api/v1/opensearch", self._opensearch_get),
             ("GET", "/api/v1/items/{item}/quicklook", self._quicklook),
+            ("GET", "/api/v1/items/{item}/thumbnail", self._quicklook),
             ("GET", "/api/v1/items/{item}/images/{image}/metadata", self._image_metadata),
         ]
         routes = [Route(AUTH_PATH, self._endpoint(self._token, auth=False), methods=["POST"])]

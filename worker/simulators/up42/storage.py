@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from worker.simulators.common import iso
+from worker.simulators.rasters import MS_PIXELS, dimap_zip, geotiff, raster_projection
 
 Json = dict[str, Any]
 FILE_SIZE = 64 * 1024
@@ -56,8 +57,8 @@ def content_of(file_id: str, size: int) -> bytes:
 
 
 def md5_multihash(data: bytes) -> str:
-    """``file:checksum`` form: multihash md5 (``d5 10`` + digest), hex."""
-    return "d510" + hashlib.md5(data, usedforsecurity=False).hexdigest()
+    """``file:checksum`` form: multihash md5 (varint ``d5 01``, length ``10``, digest), hex."""
+    return "d50110" + hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Up42Storage:
     assets: dict[str, StoredAsset] = field(default_factory=dict)
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # file id -> (size, name)
     signed: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # token -> (file id, expiry)
+    contents: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes made for it (GeoTIFFs)
 
     # ------------------------------------------------------------------ content
 
@@ -108,10 +110,13 @@ class Up42Storage:
         asset_id, collection_id = self.uuid(), self.uuid()
         prefix = asset_id[:8]
         name = f"{prefix}_oneatlas_{order_id}.zip"
-        self.files[asset_id] = (ZIP_SIZE, name)
+        # The original delivery is the provider's DIMAP bundle, with small real GeoTIFFs.
+        archive = dimap_zip(geometry, "PHR1A", 4, asset_id, ZIP_SIZE)
+        self.contents[asset_id] = archive
+        self.files[asset_id] = (len(archive), name)
         original = {
             name: self._file_asset(
-                asset_id, "Original Delivery", "application/zip", ["data", "original"], ZIP_SIZE
+                asset_id, "Original Delivery", "application/zip", ["data", "original"], len(archive)
             )
         }
         collection: Json = {
@@ -144,8 +149,13 @@ class Up42Storage:
             "type": media_type,
             "roles": roles,
             "file:size": size,
-            "file:checksum": md5_multihash(content_of(file_id, size)),
+            "file:checksum": md5_multihash(self.content(file_id, size)),
         }
+
+    def content(self, file_id: str, size: int) -> bytes:
+        """A stored file's bytes: the GeoTIFF or DIMAP zip made for it, else :func:`content_of`."""
+        made = self.contents.get(file_id)
+        return made if made is not None else content_of(file_id, size)
 
     def _item(
         self, stored: StoredAsset, product_id: str, geometry: Json, at: datetime, n: int, scene: Json
@@ -161,9 +171,20 @@ class Up42Storage:
                 ["data", "multispectral"],
             ),
             ("stac_metadata.json", "STAC metadata", "application/json", ["metadata"]),
+            ("thumbnail.png", "Thumbnail", "image/png", ["thumbnail"]),
         ):
             file_id = self.uuid()
             key = f"{stored.id[:8]}_{suffix}"
+            if suffix.endswith(".tiff"):
+                # A small real GeoTIFF over the scene, 4 bands (Pléiades), with its projection.
+                data = geotiff(geometry, 4, MS_PIXELS, f"{file_id}:ms")
+                self.contents[file_id] = data
+                self.files[file_id] = (len(data), key)
+                files[key] = {
+                    **self._file_asset(file_id, title, media, roles, len(data)),
+                    **raster_projection(data, epsg_key="proj:epsg"),
+                }
+                continue
             self.files[file_id] = (FILE_SIZE, key)
             files[key] = self._file_asset(file_id, title, media, roles, FILE_SIZE)
         collection = stored.collection["id"]
@@ -246,7 +267,7 @@ class Up42Storage:
             "updatedAt": iso(stored.created_at),
             "name": stored.name,
             "title": stored.name,
-            "size": ZIP_SIZE,
+            "size": self.files[stored.id][0],
             "contentType": "application/zip",
             "orderId": stored.order_id,
             "source": "TASKING",
@@ -381,7 +402,7 @@ class Up42Storage:
         if file_id not in self.files:
             return _error(404, f"Asset {file_id} not found")
         size, name = self.files[file_id]
-        data = content_of(file_id, size)
+        data = self.content(file_id, size)
         headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{name}"'}
         media = "application/zip" if name.endswith(".zip") else "application/octet-stream"
         wanted = request.headers.get("range")
