@@ -57,7 +57,7 @@ from rich.markup import escape
 from worker.config import KafkaSettings, Settings, load_settings
 from worker.demo import DEFAULT_SPEED, DEFAULT_TIMEOUT
 from worker.display import offer_lines
-from worker.errors import ConfigError, DecodeError
+from worker.errors import ConfigError, DecodeError, WorkerError
 from worker.events import codec
 from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
@@ -526,6 +526,9 @@ def run_command() -> None:
     settings = _settings()
     try:
         code = asyncio.run(run(settings))
+    except WorkerError as exc:  # topics not usable, an unusable TLS file: the one line says which
+        errors.print(f"[red]fatal:[/] {escape(exc.message)}")
+        raise typer.Exit(EXIT_FAILED) from None
     except KafkaError as exc:
         errors.print(f"[red]fatal:[/] Kafka: {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
