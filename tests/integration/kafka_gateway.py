@@ -128,7 +128,11 @@ class KafkaGateway:
     async def _serve(self, mode: Mode, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         try:
-            expiry = await self._authenticate(mode, reader, writer, up_reader, up_writer) if mode.mechanisms else None
+            expiry = (
+                await self._authenticate(mode, reader, writer, up_reader, up_writer)
+                if mode.mechanisms
+                else None
+            )
             pipes = [
                 asyncio.create_task(_pipe(reader, up_writer)),
                 asyncio.create_task(_pipe(up_reader, writer)),
@@ -168,7 +172,9 @@ class KafkaGateway:
                 mechanism, _ = _read_string(body, 0)
                 enabled = list(mode.mechanisms)
                 ok = mechanism in enabled
-                _respond(writer, correlation, _handshake_body(0 if ok else UNSUPPORTED_SASL_MECHANISM, enabled))
+                _respond(
+                    writer, correlation, _handshake_body(0 if ok else UNSUPPORTED_SASL_MECHANISM, enabled)
+                )
                 if not ok:
                     self.stats.refused += 1
                     raise AuthFailed(mechanism)
@@ -180,7 +186,11 @@ class KafkaGateway:
                     reply, done = session.step(body[4 : 4 + length])
                 except AuthFailed as exc:
                     self.stats.refused += 1
-                    _respond(writer, correlation, _authenticate_body(api_version, SASL_AUTHENTICATION_FAILED, str(exc), b""))
+                    _respond(
+                        writer,
+                        correlation,
+                        _authenticate_body(api_version, SASL_AUTHENTICATION_FAILED, str(exc), b""),
+                    )
                     await writer.drain()
                     raise
                 lifetime_ms = 0 if session.expiry is None else int((session.expiry - time.monotonic()) * 1000)
@@ -249,7 +259,9 @@ class _Session:
         password = self.mode.users.get(user)
         # An unknown user still gets a challenge (salted with a random password): the failure
         # comes at the proof, so the exchange does not tell which users exist.
-        salted = hashlib.pbkdf2_hmac(digest().name, (password or secrets.token_hex()).encode(), salt, iterations)
+        salted = hashlib.pbkdf2_hmac(
+            digest().name, (password or secrets.token_hex()).encode(), salt, iterations
+        )
         server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i={iterations}"
         self._scram = {"bare": bare, "server_first": server_first, "nonce": nonce, "salted": salted}
         return server_first.encode()
@@ -269,7 +281,10 @@ class _Session:
         proof = base64.b64decode(proof_b64)
         recovered = bytes(a ^ b for a, b in zip(proof, signature, strict=False))
         if digest(recovered).digest() != stored_key:
-            raise AuthFailed(f"Authentication failed during authentication due to invalid credentials with SASL mechanism {self.mechanism}")
+            raise AuthFailed(
+                "Authentication failed during authentication due to invalid credentials with SASL "
+                f"mechanism {self.mechanism}"
+            )
         server_key = hmac.new(salted, b"Server Key", digest).digest()
         server_signature = hmac.new(server_key, auth_message, digest).digest()
         return b"v=" + base64.b64encode(server_signature)
@@ -309,7 +324,9 @@ def _handshake_body(error: int, mechanisms: list[str]) -> bytes:
     return struct.pack(">hi", error, len(mechanisms)) + b"".join(_string(m) for m in mechanisms)
 
 
-def _authenticate_body(version: int, error: int, message: str | None, auth: bytes, lifetime_ms: int = 0) -> bytes:
+def _authenticate_body(
+    version: int, error: int, message: str | None, auth: bytes, lifetime_ms: int = 0
+) -> bytes:
     body = struct.pack(">h", error) + _string(message) + struct.pack(">i", len(auth)) + auth
     return body + (struct.pack(">q", lifetime_ms) if version >= 1 else b"")
 

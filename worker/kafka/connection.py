@@ -37,8 +37,9 @@ from typing import Any, Protocol
 import structlog
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    KafkaConnectionError,
     KafkaError,
-    SaslAuthenticationFailedError,
+    SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
 
@@ -85,18 +86,25 @@ async def probe(kafka: KafkaSettings, timeout: float = 10.0) -> None:
             conn.close()
             return
         except Exception as exc:  # every failure is classified, none escapes raw
-            failure = classify(exc, f"{host}:{port}", kafka.sasl_mechanism)
+            failure = classify(exc, f"{host}:{port}", kafka.sasl_mechanism, tls="ssl_context" in options)
     assert failure is not None
     raise failure
 
 
-def classify(exc: BaseException, server: str, mechanism: str | None = None) -> KafkaConnectError:
-    """The :class:`KafkaConnectError` for a failed connection attempt to ``server``."""
+def classify(
+    exc: BaseException, server: str, mechanism: str | None = None, *, tls: bool = False
+) -> KafkaConnectError:
+    """The :class:`KafkaConnectError` for a failed connection attempt to ``server``.
+
+    With TLS 1.3 a server that refuses the client certificate does so after the client's side of
+    the handshake is complete: the client only sees the connection closed on its first request.
+    On a TLS connection that is reported as ``TLS_HANDSHAKE``, naming that likely cause.
+    """
     chain = _chain(exc)
     for error in chain:
         if isinstance(error, KafkaConnectError):
             return error
-        if isinstance(error, SaslAuthenticationFailedError):
+        if isinstance(error, SaslAuthenticationFailed):
             if mechanism == "OAUTHBEARER":
                 return KafkaConnectError("TOKEN_REFUSED", f"{server} refused the OAuth token: {_text(error)}")
             return KafkaConnectError(
@@ -114,6 +122,12 @@ def classify(exc: BaseException, server: str, mechanism: str | None = None) -> K
             return KafkaConnectError(
                 "TLS_HANDSHAKE", f"TLS handshake with {server} failed: {error.reason or error}"
             )
+    closed = any(isinstance(e, KafkaConnectionError) and "closed" in str(e) for e in chain)
+    if tls and closed:
+        return KafkaConnectError(
+            "TLS_HANDSHAKE",
+            f"{server} closed the connection after the TLS handshake (client certificate refused?)",
+        )
     for error in chain:
         if isinstance(error, OSError | TimeoutError | KafkaError):
             return KafkaConnectError(
