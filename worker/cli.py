@@ -12,6 +12,8 @@ Commands:
 * ``tail``: follow the status, acquisition and dead-letter topics, optionally filtered;
 * ``status``: the latest status event of one request;
 * ``download``: the delivered products of a request (or of one STAC Item file) to local files;
+* ``check``: connect with the configured settings and check the contract topics (one line per
+  check; a Helm test hook or init container);
 * ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples.
 
 Kafka connection and topic names come from :class:`worker.config.Settings` (``TASKING_*``
@@ -533,6 +535,29 @@ def run_command() -> None:
         errors.print(f"[red]fatal:[/] Kafka: {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- check
+
+
+@command(
+    "check",
+    "$ tasking-worker check                  # one line per check; exit 1 when one fails",
+)
+def check_command() -> None:
+    """Connect with the configured settings and check the contract topics as the worker does at
+    start: every topic exists (unless TASKING_KAFKA__CREATE_TOPICS), requests, commands and state
+    have the same partition count, the state topic is compacted (where readable).
+
+    Exits 0 when every check passes, 1 when one fails, 2 on invalid configuration. Usable as a
+    Helm test hook or an init container.
+    """
+    from worker.commands.check import check
+
+    lines, ok = check(_settings())
+    for line in lines:
+        console.print(escape(line))
+    raise typer.Exit(0 if ok else EXIT_FAILED)
 
 
 # --------------------------------------------------------------------------- status

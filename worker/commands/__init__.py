@@ -1,0 +1,1 @@
+"""Command-line commands kept in their own modules (registered in ``worker.cli``)."""
