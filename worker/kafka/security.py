@@ -19,7 +19,9 @@ ever logged (aiokafka logs neither).
 from __future__ import annotations
 
 import ssl
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -111,17 +113,39 @@ class OAuthTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
     Failure modes: the endpoint refusing the client (4xx) raises :class:`KafkaConnectError`
     ``TOKEN_REFUSED``; unreachable or 5xx raises ``TOKEN_UNAVAILABLE``; an answer without
     ``access_token`` raises ``TOKEN_REFUSED``. aiokafka fails the connection attempt with it and
-    tries again on its next connection.
+    tries again on its next connection, which can be 100 ms later: after a failure the same error
+    is raised again without asking the endpoint for 1, 2, 4, ... seconds (at most 30), so a
+    refusing or unreachable endpoint is not hammered by every client's reconnects.
     """
 
-    def __init__(self, oauth: KafkaOAuthSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    FAILURE_BACKOFF_MAX = 30.0
+
+    def __init__(
+        self,
+        oauth: KafkaOAuthSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.oauth = oauth
         self._transport = transport
-        self.tokens = TokenSource(self._fetch, margin=oauth.refresh_margin_seconds)
+        self._clock = clock
+        self.tokens = TokenSource(self._fetch, margin=oauth.refresh_margin_seconds, clock=clock)
         self.fetches = 0
+        self._failure: KafkaConnectError | None = None
+        self._failed_until = 0.0
+        self._backoff = 1.0
 
     async def token(self) -> str:
-        return await self.tokens.get()
+        if self._failure is not None and self._clock() < self._failed_until:
+            raise self._failure
+        try:
+            value = await self.tokens.get()
+        except KafkaConnectError as exc:
+            self._failure, self._failed_until = exc, self._clock() + self._backoff
+            self._backoff = min(self._backoff * 2, self.FAILURE_BACKOFF_MAX)
+            raise
+        self._failure, self._backoff = None, 1.0
+        return value
 
     def extensions(self) -> dict[str, str]:
         return dict(self.oauth.extensions)

@@ -184,3 +184,31 @@ def test_certificate_failures_are_told_apart() -> None:
     assert classify(expired, "k:9093").reason == "TLS_EXPIRED"
     assert classify(untrusted, "k:9093").reason == "TLS_UNTRUSTED"
     assert classify(ConnectionRefusedError(111, "refused"), "k:9093").reason == "UNREACHABLE"
+
+
+async def test_a_failing_token_endpoint_is_not_hammered_by_reconnects() -> None:
+    """aiokafka reconnects every 100 ms; after a refusal the provider answers the same error
+    without a request until its backoff (1, 2, 4, ... s) has passed."""
+    now = [0.0]
+    calls: list[int] = []
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) < 3:
+            return httpx.Response(401, json={"error": "invalid_client"})
+        return httpx.Response(200, json={"access_token": "tok", "expires_in": 300})
+
+    provider = _provider(httpx.MockTransport(answer))
+    provider._clock = lambda: now[0]
+    provider.tokens.clock = lambda: now[0]
+    for tenth in range(11):  # reconnects every 100 ms for a second
+        now[0] = tenth / 10
+        with pytest.raises(KafkaConnectError):
+            await provider.token()
+    assert len(calls) == 2  # at 0 s, and at 1 s once the first backoff passed
+    now[0] = 2.9  # the second backoff (2 s from 1 s) has not passed
+    with pytest.raises(KafkaConnectError):
+        await provider.token()
+    now[0] = 3.0
+    assert await provider.token() == "tok"
+    assert len(calls) == 3
