@@ -443,3 +443,43 @@ async def test_one_token_serves_every_client_of_the_process(secured: Secured) ->
     await probe(settings.kafka)
     await probe(settings.kafka)
     assert secured.oidc.requests - before == 1
+
+
+async def test_the_service_process_says_why_in_readyz_and_one_line_per_attempt(
+    secured: Secured, unique_topics: TopicSettings, tmp_path: Path
+) -> None:
+    """``tasking-worker run`` with a CA that did not sign the server certificate: not ready with
+    the reason, one log line per attempt and no stack trace, and SIGTERM still stops it (0)."""
+    import httpx
+    from harness import spawn_worker
+
+    mode, env, _ = _failing(secured)["unknown CA"]
+    secured.gateway.configure(mode)
+    sims = await start_simulators()
+    stack = Stack(secured, sims, unique_topics, group_id="g-sec-proc", extra_env=env)  # type: ignore[arg-type]
+    process = spawn_worker(stack, tmp_path / "worker.log")
+    try:
+        reason = ""
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                await asyncio.sleep(0.2)
+                try:
+                    answer = await client.get(f"http://127.0.0.1:{process.http_port}/readyz")
+                except httpx.TransportError:
+                    continue
+                reason = answer.json()["checks"].get("kafka", "")
+                if reason:
+                    assert answer.status_code == 503
+                    break
+        await asyncio.sleep(1.5)  # a second attempt (backoff 1 s)
+        assert reason.startswith("TLS_UNTRUSTED: ")
+        assert await asyncio.to_thread(process.terminate, 30) == 0
+    finally:
+        if process.process.poll() is None:
+            process.kill()
+        await sims.stop()
+    lines = process.log_text().splitlines()
+    failures = [line for line in lines if '"kafka_connect_failed"' in line]
+    assert len(failures) >= 2
+    assert all('"reason":"TLS_UNTRUSTED"' in line.replace(" ", "") for line in failures), failures[:1]
+    assert not [line for line in lines if "Traceback" in line]

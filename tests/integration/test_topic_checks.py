@@ -5,11 +5,12 @@ partition count that changes while running stops the worker taking work."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cli_support import cli_env, invoke
-from harness import Stack, start_worker
+from harness import Stack, spawn_worker, start_worker
 
 from worker.app import build_worker
 from worker.config import TopicSettings
@@ -48,6 +49,29 @@ async def test_mismatched_partition_counts_stop_the_start(
     assert "partition counts differ" in message
     assert f"{unique_topics.requests}=6" in message
     assert f"{unique_topics.state}=3" in message
+
+
+async def test_the_service_process_refuses_the_layout_of_the_issue_with_one_line(
+    broker: EmbeddedBroker, unique_topics: TopicSettings, tmp_path: Path
+) -> None:
+    """``tasking-worker run`` with the request topic at 6 partitions and the state topic at 3:
+    the process exits 1 with one line naming both, instead of staying up doing nothing."""
+    await _layout(broker, unique_topics, {unique_topics.requests: 6, unique_topics.commands: 6})
+    sims = await start_simulators()
+    try:
+        stack = Stack(broker, sims, unique_topics, group_id=f"g-proc-{unique_topics.requests}")
+        process = spawn_worker(stack, tmp_path / "worker.log")
+        code = await asyncio.to_thread(process.process.wait, 60)
+    finally:
+        await sims.stop()
+    lines = process.log_text().splitlines()
+    fatal = [line for line in lines if line.startswith("fatal:")]
+    assert code == 1
+    assert len(fatal) == 1
+    assert f"{unique_topics.requests}=6" in fatal[0]
+    assert f"{unique_topics.state}=3" in fatal[0]
+    assert not [line for line in lines if "Traceback" in line]
+    assert sum('"topics_not_usable"' in line for line in lines) == 1
 
 
 async def test_a_missing_topic_stops_the_start_when_creation_is_off(
