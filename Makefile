@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # test files run in parallel (a file's tests stay together: some share module fixtures).
 PYTEST_WORKERS ?= 3
 
-.PHONY: all install tools test check fmt demo soak bench schemas clean floors
+.PHONY: all install tools test check fmt demo soak bench schemas docs clean floors
 
 all: check test
 
@@ -60,6 +60,10 @@ fmt: $(STAMP)
 
 schemas: $(STAMP)
 	$(VENV)/bin/tasking-worker schemas
+
+# docs/reference/ (configuration, metrics, reason codes) and helm/tasking-worker/README.md.
+docs: $(STAMP)
+	$(VENV)/bin/tasking-worker docs
 
 demo: $(STAMP)
 	$(VENV)/bin/tasking-worker demo --auto-approve

@@ -126,6 +126,7 @@ def worker_settings(
         "TASKING_ONEATLAS__RATE_LIMIT_PER_SECOND": "1000000",
         "TASKING_ONEATLAS__MAX_CONCURRENCY": str(concurrency),
         "TASKING_LOG_LEVEL": "WARNING",
+        "TASKING_APPROVAL__UNBUDGETED_CEILING": '{"EUR": 1000000000, "CREDITS": 1000000000}',
         "TASKING_LOG_FORMAT": "json",
         **{f"TASKING_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()},
         **sim_env,

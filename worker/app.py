@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +24,7 @@ import structlog
 from aiokafka.errors import KafkaError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from worker.config import Settings
+from worker.config import Settings, unknown_variables
 from worker.domain.model import Settings as DomainSettings
 from worker.errors import KafkaConnectError, TopicLayoutError
 from worker.events.models import Provider
@@ -32,6 +34,7 @@ from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, make_producer, producer_options
 from worker.kafka.statestore import StateStore
 from worker.kafka.topics import LayoutWatch, TopicLayout, ensure_topics
+from worker.observability import stackdump
 from worker.observability.http import Health, ServerHandle, create_app, serve
 from worker.observability.logging import configure_logging
 from worker.observability.metrics import WorkerMetrics
@@ -67,6 +70,7 @@ def domain_settings(settings: Settings) -> DomainSettings:
         delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
         delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
         rates=dict(settings.routing.rates),
+        unbudgeted_ceiling=dict(settings.approval.unbudgeted_ceiling),
     )
 
 
@@ -264,11 +268,13 @@ def _wire_runtime(
 async def run(settings: Settings) -> int:
     """``tasking-worker run``: the service. Returns the process exit code."""
     configure_logging(settings.log_level, settings.resolved_log_format().value, settings.secret_values())
+    warn_unknown_variables(os.environ)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    stackdump.install(loop)  # SIGUSR1: every task's and thread's stack to the log
     try:
         worker = await build_worker(settings, stop)
     except KafkaConnectError:
@@ -281,6 +287,13 @@ async def run(settings: Settings) -> int:
     )
     await worker.run_until(stop)
     return worker.exit_code
+
+
+def warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """One ``unknown_variable`` warning per ``TASKING_*`` name no setting reads (a misspelt
+    variable is otherwise ignored without a word), naming the closest known variable."""
+    for name, closest in unknown_variables(environ):
+        log.warning("unknown_variable", variable=name, closest=closest)
 
 
 def tune_gc() -> None:

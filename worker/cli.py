@@ -13,8 +13,10 @@ Commands:
 * ``status``: the latest status event of one request;
 * ``download``: the delivered products of a request (or of one STAC Item file) to local files;
 * ``check``: connect with the configured settings and check the contract topics (one line per
-  check; a Helm test hook or init container);
-* ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples.
+  check; a Helm test hook or init container; ``worker.commands.check``);
+* ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples;
+* ``docs``: write (or ``--check``) the generated references under ``docs/reference/`` and the
+  chart README (``worker.commands.docs``).
 
 Kafka connection and topic names come from :class:`worker.config.Settings` (``TASKING_*``
 variables); options override them. Every command's ``--help`` shows examples.
@@ -65,7 +67,7 @@ from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
 from worker.events.models import Command, OrderRequest, OrderStatusEvent
 from worker.kafka.publisher import producer_options
-from worker.kafka.reader import keyed_records
+from worker.kafka.reader import keyed_records, request_partition
 
 app = typer.Typer(
     name="tasking-worker",
@@ -537,29 +539,6 @@ def run_command() -> None:
     raise typer.Exit(code)
 
 
-# --------------------------------------------------------------------------- check
-
-
-@command(
-    "check",
-    "$ tasking-worker check                  # one line per check; exit 1 when one fails",
-)
-def check_command() -> None:
-    """Connect with the configured settings and check the contract topics as the worker does at
-    start: every topic exists (unless TASKING_KAFKA__CREATE_TOPICS), requests, commands and state
-    have the same partition count, the state topic is compacted (where readable).
-
-    Exits 0 when every check passes, 1 when one fails, 2 on invalid configuration. Usable as a
-    Helm test hook or an init container.
-    """
-    from worker.commands.check import check
-
-    lines, ok = check(_settings())
-    for line in lines:
-        console.print(escape(line))
-    raise typer.Exit(0 if ok else EXIT_FAILED)
-
-
 # --------------------------------------------------------------------------- status
 
 
@@ -584,12 +563,15 @@ def status_command(
     current end of the partition that holds the request's key (events are keyed by requestId
     with the default partitioner), and keeps the event with the highest sequence. A consumer can
     rebuild the whole state of a request from that event.
+
+    Also prints the partition of the requests topic that holds the request: the worker instance
+    that owns it is the one whose partitions_assigned log line lists that partition.
     """
     settings = _settings()
     kwargs = _kafka_kwargs(settings.kafka, bootstrap_servers)
     try:
-        found = asyncio.run(
-            asyncio.wait_for(latest_status(settings.topics.status, request_id, kwargs), timeout)
+        found, partition = asyncio.run(
+            asyncio.wait_for(_status_and_partition(settings, request_id, kwargs), timeout)
         )
     except TimeoutError:
         errors.print(f"[red]timeout:[/] the status topic was not read within {timeout:g} s")
@@ -604,6 +586,19 @@ def status_command(
         typer.echo(found.model_dump_json(by_alias=True))
     else:
         _print_status(found)
+        if partition is not None:
+            console.print(
+                f"  [bold]partition[/]: {partition} of {escape(settings.topics.requests)} (owned by the "
+                f"instance whose partitions_assigned log lists {partition})"
+            )
+
+
+async def _status_and_partition(
+    settings: Settings, request_id: str, kwargs: dict[str, Any]
+) -> tuple[OrderStatusEvent | None, int | None]:
+    found = await latest_status(settings.topics.status, request_id, kwargs)
+    partition = await request_partition(settings.topics.requests, request_id, kwargs)
+    return found, partition
 
 
 async def latest_status(topic: str, request_id: str, kwargs: dict[str, Any]) -> OrderStatusEvent | None:
@@ -804,3 +799,12 @@ def demo_command(
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- commands in their own modules
+
+from worker.commands import check as _check_command  # noqa: E402 - registered after the built-in ones
+from worker.commands import docs as _docs_command  # noqa: E402
+
+_docs_command.register(app)
+_check_command.register(app)

@@ -12,12 +12,13 @@ redaction processor (``worker.observability.logging``) learns their values from
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -31,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -78,18 +80,28 @@ class KafkaOAuthSettings(_Section):
     ``logicalCluster`` and ``identityPoolId``), read as a JSON object of strings.
     """
 
-    token_url: HttpUrl | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    client_secret_file: str | None = None
-    scope: str | None = None
-    extensions: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    token_url: HttpUrl | None = Field(None, description="OIDC token endpoint (client credentials grant).")
+    client_id: str | None = Field(None, description="OAuth client id.")
+    client_secret: SecretStr | None = Field(None, description="OAuth client secret (secret).")
+    client_secret_file: str | None = Field(
+        None, description="File holding the OAuth client secret (a mounted Secret); wins over the variable."
+    )
+    scope: str | None = Field(None, description="Scope requested with the token (space-separated).")
+    extensions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="SASL extensions, a JSON object of strings (Confluent Cloud: `logicalCluster`, "
+        "`identityPoolId`).",
+    )
     # How the client authenticates at the token URL: HTTP Basic (RFC 6749 §2.3.1, required of
     # every server) or client_id/client_secret in the form body.
-    auth_method: Literal["basic", "post"] = "basic"
+    auth_method: Literal["basic", "post"] = Field(
+        "basic", description="`basic` (HTTP Basic) or `post` (client id and secret in the form body)."
+    )
     # Renew this long before the token expires (capped at half its lifetime).
-    refresh_margin_seconds: float = Field(60.0, ge=0)
-    timeout_seconds: float = Field(10.0, gt=0)
+    refresh_margin_seconds: float = Field(
+        60.0, ge=0, description="Renew the token this long before it expires (at most half its lifetime)."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one token request.")
 
     @field_validator("extensions", mode="before")
     @classmethod
@@ -125,14 +137,24 @@ class KafkaSettings(_Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    sasl_password_file: str | None = None
+    sasl_password_file: str | None = Field(
+        None, description="File holding the SASL password (a mounted Secret); wins over the variable."
+    )
     ssl_cafile: str | None = None
     # Mutual TLS: the client certificate (chain) and its private key, optionally encrypted.
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_key_password: SecretStr | None = None
-    ssl_key_password_file: str | None = None
-    ssl_check_hostname: bool = True
+    ssl_certfile: str | None = Field(
+        None, description="Mutual TLS: PEM file of the client certificate (chain)."
+    )
+    ssl_keyfile: str | None = Field(None, description="Mutual TLS: PEM file of the client private key.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key (secret)."
+    )
+    ssl_key_password_file: str | None = Field(
+        None, description="File holding the client key's password; wins over the variable."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="The broker certificate must name the host connected to."
+    )
     oauth: KafkaOAuthSettings = Field(default_factory=KafkaOAuthSettings)
     enable_idempotence: bool = True
     create_topics: bool = False
@@ -143,9 +165,13 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=1_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     # While running, the topic layout (partition counts) is read again this often.
-    topic_check_interval_seconds: float = Field(30.0, gt=0)
+    topic_check_interval_seconds: float = Field(
+        30.0, gt=0, description="Period of the running re-check of the topics' partition counts."
+    )
     # A failed connection at start is retried after 1, 2, 4, ... seconds, at most this long.
-    connect_backoff_max_seconds: float = Field(30.0, gt=0)
+    connect_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between two connection attempts at start (1, 2, 4, ... s)."
+    )
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> KafkaSettings:
@@ -258,9 +284,9 @@ class OneAtlasSettings(_Section):
     search_url: HttpUrl = HttpUrl("https://search.foundation.api.oneatlas.airbus.com")
     data_url: HttpUrl = HttpUrl("https://data.api.oneatlas.airbus.com")
     primary_market: str = Field("NQUAL", min_length=1)
-    end_users: list[EndUser] = Field(
-        default_factory=lambda: [EndUser(endUserName="tasking-worker", country="FR")]
-    )
+    # Declared to Airbus on every order: no default, the start is refused without them when the
+    # API key is set (nothing is declared that the operator did not say).
+    end_users: list[EndUser] = Field(default_factory=list)
     notification_emails: list[str] = Field(default_factory=list)
     delivery_type: str = "network"
     rate_limit_per_second: float = Field(10.0, gt=0)
@@ -368,6 +394,45 @@ class RoutingSettings(_Section):
         return rates
 
 
+class ApprovalSettings(_Section):
+    """What the worker may approve by itself for a request without a ``budget`` (ADR 0007).
+
+    ``unbudgeted_ceiling`` maps a currency to the highest price of a request with ``autoApprove``
+    and no ``budget`` that is approved without a human, read from
+    ``TASKING_APPROVAL__UNBUDGETED_CEILING`` as a JSON object, e.g. ``{"EUR": 5000, "CREDITS":
+    400000}``. Empty (the default), or a price in a currency it does not list: the order waits for
+    an ``approve`` command (``DECISION_REQUIRED`` with ``NO_BUDGET``), so nothing is bought at a
+    price nobody agreed to.
+    """
+
+    unbudgeted_ceiling: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("unbudgeted_ceiling", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object of currency -> amount") from None
+        if not isinstance(value, dict):
+            raise PydanticCustomError("ceiling", "must be a JSON object of currency -> amount")
+        for currency, amount in value.items():
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                raise PydanticCustomError(
+                    "ceiling", "the amount of {currency} must be a number >= 0", {"currency": repr(currency)}
+                )
+        return value
+
+    @field_validator("unbudgeted_ceiling", mode="after")
+    @classmethod
+    def _finite(cls, ceiling: dict[str, float]) -> dict[str, float]:
+        for currency, amount in ceiling.items():
+            if not currency or not math.isfinite(amount) or amount < 0:
+                raise ValueError(f"the amount of {currency!r} must be a number >= 0")
+        return ceiling
+
+
 class HttpServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
@@ -405,6 +470,7 @@ class Settings(BaseSettings):
     http_client: HttpClientSettings = HttpClientSettings()
     tracking: TrackingSettings = TrackingSettings()
     routing: RoutingSettings = RoutingSettings()
+    approval: ApprovalSettings = ApprovalSettings()
     http: HttpServerSettings = HttpServerSettings()
     health: HealthSettings = HealthSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -466,10 +532,11 @@ def load_settings() -> Settings:
 
     Raises:
         ConfigError: one line naming the first invalid variable and what is wrong with it. The
-            message never contains the rejected value, which may be a secret.
+            message never contains the rejected value, which may be a secret. Also when OneAtlas
+            is configured without its end users (:func:`check_required`).
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         if first["msg"].startswith(ENV_PREFIX):  # a check across variables names its own
@@ -477,3 +544,64 @@ def load_settings() -> Settings:
         raise ConfigError(f"{_variable_name(first['loc'])}: {first['msg']}") from None
     except ValueError as exc:  # pydantic-settings raises this for unparsable nested JSON
         raise ConfigError(f"invalid configuration: {exc}") from None
+    check_required(settings)
+    return settings
+
+
+def check_required(settings: Settings) -> None:
+    """Refuse settings that would make the worker declare, or buy, what the operator did not say.
+
+    Raises:
+        ConfigError: ``TASKING_ONEATLAS__END_USERS`` is empty while the OneAtlas API key is set
+            (every OneAtlas order declares its end users to Airbus, a legal statement).
+    """
+    if settings.oneatlas.configured and not settings.oneatlas.end_users:
+        raise ConfigError(
+            "TASKING_ONEATLAS__END_USERS: required when TASKING_ONEATLAS__API_KEY is set: the end users "
+            'declared on every OneAtlas order, as JSON, e.g. [{"endUserName": "Acme SAS", "country": "FR"}]'
+        )
+
+
+# --------------------------------------------------------------------------- the variables
+
+
+def setting_fields(
+    model: type[BaseModel] = Settings, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every leaf setting as ``(path, field)``, in declaration order: ``("kafka",
+    "bootstrap_servers")`` is ``TASKING_KAFKA__BOOTSTRAP_SERVERS`` (:func:`variable_of`)."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from setting_fields(annotation, (*path, name))
+        else:
+            yield (*path, name), field
+
+
+def variable_of(path: tuple[str, ...]) -> str:
+    """The environment variable of a setting path."""
+    return _variable_name(path)
+
+
+def known_variables() -> list[str]:
+    """Every ``TASKING_*`` variable the settings read: the leaves, and the sections (which
+    pydantic-settings also reads whole, as JSON)."""
+    leaves = [variable_of(path) for path, _ in setting_fields()]
+    sections = {variable_of(path[:1]) for path, _ in setting_fields() if len(path) > 1}
+    return leaves + sorted(sections)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``TASKING_*`` names in ``environ`` that no setting reads, each with the closest known
+    variable (``None`` when nothing is close): a misspelt variable is otherwise ignored silently."""
+    known = known_variables()
+    # Compared without the shared prefix, which would make every name look close.
+    suffixes = {name[len(ENV_PREFIX) :]: name for name in known}
+    unknown = sorted(name for name in environ if name.upper().startswith(ENV_PREFIX))
+    result: list[tuple[str, str | None]] = []
+    for name in unknown:
+        if name.upper() in known:
+            continue
+        closest = difflib.get_close_matches(name.upper()[len(ENV_PREFIX) :], suffixes, n=1, cutoff=0.6)
+        result.append((name, suffixes[closest[0]] if closest else None))
+    return result

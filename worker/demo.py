@@ -611,7 +611,14 @@ def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -
         "TASKING_LOG_FORMAT": "json",
         # Provider choice compares UP42 credits with euros (about a hundredth of a euro each).
         "TASKING_ROUTING__RATES": '{"CREDITS": 0.01}',
+        # Most sample orders have no budget: the demo deployment auto-approves them up to this
+        # (the default ceiling is none: every unbudgeted price would wait for a command).
+        "TASKING_APPROVAL__UNBUDGETED_CEILING": DEMO_UNBUDGETED_CEILING,
     }
+
+
+#: The demo deployment's ceiling for requests without a budget (ADR 0007).
+DEMO_UNBUDGETED_CEILING = '{"EUR": 100000, "CREDITS": 10000000}'
 
 
 # --------------------------------------------------------------------------- the run

@@ -58,7 +58,7 @@ class DecodeError(WorkerError):
     """An input message cannot be decoded or validated.
 
     Attributes:
-        code: the dead-letter code of CONTRACT §4.4 (``MALFORMED_JSON``, ``SCHEMA_VIOLATION``, ...).
+        code: the dead-letter code of CONTRACT §4.5 (``MALFORMED_JSON``, ``SCHEMA_VIOLATION``, ...).
         details: JSON-safe details (for example the failing field paths).
         request_id: the ``requestId`` when it could be read, so a ``REJECTED`` status can be sent.
     """

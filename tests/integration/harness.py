@@ -31,6 +31,9 @@ from worker.kafka.broker import EmbeddedBroker, free_port
 from worker.kafka.offsets import read_end
 from worker.simulators.server import RunningSimulators, start_simulators
 
+#: Above every simulated price: the flows under test auto-approve their unbudgeted requests.
+UNBUDGETED_CEILING = '{"EUR": 1000000000, "CREDITS": 1000000000}'
+
 
 def topic_env(topics: TopicSettings) -> dict[str, str]:
     return {f"TASKING_TOPICS__{name.upper()}": value for name, value in topics.model_dump().items()}
@@ -67,6 +70,9 @@ class Stack:
             "TASKING_TRACKING__DELIVERY_INTERVAL_SECONDS": "0.5",
             "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "1",
             "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "8",
+            # The flows under test order requests without a budget: a deployment ceiling above
+            # every simulated price (the default, none, sends them to DECISION_REQUIRED).
+            "TASKING_APPROVAL__UNBUDGETED_CEILING": UNBUDGETED_CEILING,
             **topic_env(self.topics),
             **self.sims.worker_env(),
             **self.extra_env,

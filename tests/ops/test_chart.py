@@ -349,7 +349,15 @@ def test_values_schema_refuses_a_proxy_with_credentials_or_malformed(proxy: dict
 
 
 def test_credentials_go_to_the_secret() -> None:
-    objs = objects(render({"secrets": {"oneatlasApiKey": "k-123", "up42Password": "p-456"}}))
+    end_users = [{"endUserName": "Acme SAS", "country": "FR"}]
+    objs = objects(
+        render(
+            {
+                "secrets": {"oneatlasApiKey": "k-123", "up42Password": "p-456"},
+                "config": {"oneatlas": {"endUsers": end_users}},
+            }
+        )
+    )
     secret = one_of_kind(objs, "Secret")
     assert set(secret["data"]) == {"TASKING_ONEATLAS__API_KEY", "TASKING_UP42__PASSWORD"}
     everything_else = yaml.safe_dump([o for o in objs if o["kind"] != "Secret"])

@@ -36,6 +36,7 @@ from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.simulators.oneatlas import AUTH_PATH, OneAtlasSimulator
+from worker.simulators.server import SIMULATED_END_USERS
 from worker.simulators.up42 import Up42Simulator
 
 SIZE = 700_000
@@ -71,6 +72,7 @@ async def stack() -> AsyncIterator[Stack]:
     url = f"http://127.0.0.1:{server.port}"
     env = {
         "TASKING_ONEATLAS__API_KEY": sim.api_key,
+        "TASKING_ONEATLAS__END_USERS": SIMULATED_END_USERS,
         "TASKING_ONEATLAS__CONTRACT_ID": sim.legacy_contract_id,
         "TASKING_ONEATLAS__NEO_CONTRACT_ID": sim.neo_contract_id,
         "TASKING_ONEATLAS__WORKSPACE_ID": sim.workspace_id,

@@ -1,5 +1,5 @@
 """Hostile input: every record is either accepted or dead-lettered with a code, never an exception
-out of the consumer, and never lost (CONTRACT §4.4).
+out of the consumer, and never lost (CONTRACT §4.5).
 
 * Property-based (hypothesis): the decoder and every function the intake runs on the bad-message
   path (dead letter, ``REJECTED``/``INVALID_REQUEST`` event, provider sniffing) over arbitrary

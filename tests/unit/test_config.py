@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from worker.config import settings_from
+from worker.config import known_variables, settings_from, unknown_variables
 from worker.errors import ConfigError
 
 
@@ -52,3 +52,48 @@ def test_invalid_routing_rates_stop_the_start_naming_the_variable(value: str) ->
     message = str(caught.value)
     assert message.startswith("TASKING_ROUTING__RATES: ")
     assert "\n" not in message
+
+
+def test_oneatlas_without_end_users_stops_the_start_naming_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from({"TASKING_ONEATLAS__API_KEY": "key-SECRET-9"})
+    message = str(caught.value)
+    assert message.startswith("TASKING_ONEATLAS__END_USERS: ")
+    assert "\n" not in message
+    assert "key-SECRET-9" not in message
+
+
+def test_nothing_is_declared_that_the_operator_did_not_say() -> None:
+    assert settings_from({}).oneatlas.end_users == []  # no default end user
+    settings = settings_from(
+        {
+            "TASKING_ONEATLAS__API_KEY": "key",
+            "TASKING_ONEATLAS__END_USERS": '[{"endUserName": "Acme SAS", "country": "DE"}]',
+        }
+    )
+    assert [(u.endUserName, u.country) for u in settings.oneatlas.end_users] == [("Acme SAS", "DE")]
+
+
+def test_unknown_variables_are_named_with_the_closest_known_one() -> None:
+    found = unknown_variables(
+        {
+            "TASKING_LOG_LEVL": "DEBUG",
+            "TASKING_ONEATLAS__ENDUSERS": "[]",
+            "TASKING_NOTHING_LIKE_IT": "1",
+            "TASKING_KAFKA__BOOTSTRAP_SERVERS": "k:9092",  # known
+            "TASKING_KAFKA": "{}",  # a whole section as JSON is read too
+            "OTHER_LOG_LEVL": "x",  # not ours
+        }
+    )
+    assert found == [
+        ("TASKING_LOG_LEVL", "TASKING_LOG_LEVEL"),
+        ("TASKING_NOTHING_LIKE_IT", None),
+        ("TASKING_ONEATLAS__ENDUSERS", "TASKING_ONEATLAS__END_USERS"),
+    ]
+
+
+def test_every_field_is_a_known_variable_that_pydantic_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The names the warning compares with are the ones the settings really read."""
+    assert "TASKING_TRACKING__DELIVERY_GRACE_SECONDS" in known_variables()
+    settings = settings_from({"TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "7"})
+    assert settings.tracking.delivery_grace_seconds == 7

@@ -79,7 +79,7 @@ def test_json_schema_refuses_what_the_model_refuses() -> None:
 
 
 def test_dead_letter_payload_encoding_is_optional_as_the_contract_says() -> None:
-    """CONTRACT §4.6: absent (or "utf-8") for a text payload, "base64" otherwise."""
+    """CONTRACT §4.5: absent (or "utf-8") for a text payload, "base64" otherwise."""
     validator = _validator("dead-letter.json")
     written = json.loads((SCHEMAS / "examples" / "dead-letter.json").read_text())
     without = {k: v for k, v in written.items() if k != "payloadEncoding"}

@@ -1,1 +1,2 @@
-"""Command-line commands kept in their own modules (registered in ``worker.cli``)."""
+"""Commands of the ``tasking-worker`` command line that live in their own modules; each module has a
+``register(app)`` called from :mod:`worker.cli`."""

@@ -10,12 +10,42 @@ from __future__ import annotations
 
 import asyncio
 
+import typer
 from aiokafka.errors import KafkaError
+from rich.console import Console
+from rich.markup import escape
 
 from worker.config import Settings
 from worker.errors import KafkaConnectError
 from worker.kafka.connection import probe
 from worker.kafka.topics import Check, admin_client, inspect_layout, layout_checks
+
+EXIT_FAILED = 1
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``check`` command to ``app``."""
+    app.command(
+        "check",
+        help=(
+            "Connect with the configured settings and check the contract topics as the worker does "
+            "at start: every topic exists (unless TASKING_KAFKA__CREATE_TOPICS), requests, commands "
+            "and state have the same partition count, the state topic is compacted (where readable). "
+            "One line per check; exit 0 when every check passes, 1 when one fails, 2 on invalid "
+            "configuration. Usable as a Helm test hook or an init container."
+        ),
+        epilog="Examples:\n\n$ tasking-worker check            # one line per check; exit 1 when one fails",
+    )(check_command)
+
+
+def check_command() -> None:
+    from worker.cli import _settings
+
+    console = Console(highlight=False, soft_wrap=True)
+    lines, ok = check(_settings())
+    for line in lines:
+        console.print(escape(line))
+    raise typer.Exit(0 if ok else EXIT_FAILED)
 
 
 async def run_checks(settings: Settings) -> list[Check]:

@@ -77,7 +77,7 @@ def decide(
     """Apply ``event`` to ``state``; see the module docstring for the rules."""
     if state is None:
         if isinstance(event, RequestReceived):
-            return receive(event.request, event.at)
+            return receive(event.request, event.at, settings.unbudgeted_ceiling)
         return None, []
     if isinstance(event, RequestReceived):
         return state, []
@@ -94,9 +94,11 @@ def decide(
     return _dispatch(state, event, settings)
 
 
-def receive(request: OrderRequest, at: datetime) -> Step:
-    """A new request: RECEIVED, then validation (or EXPIRED when its window already ended)."""
-    state = transition(OrderState(request=request, received_at=at), S.RECEIVED, at)
+def receive(request: OrderRequest, at: datetime, ceiling: dict[str, float] | None = None) -> Step:
+    """A new request: RECEIVED, then validation (or EXPIRED when its window already ended).
+    ``ceiling`` (the deployment's, for a request without a budget) stays with the order."""
+    state = OrderState(request=request, received_at=at, unbudgeted_ceiling=ceiling)
+    state = transition(state, S.RECEIVED, at)
     if request.window.end <= at:
         why = reason(
             "WINDOW_EXPIRED",

@@ -196,6 +196,9 @@ class OrderState(DomainModel):
 
     request: OrderRequest
     received_at: datetime
+    # The deployment's ceiling for a request without a budget, fixed when the request was
+    # received (ADR 0007); None: no ceiling (also every state written before it existed).
+    unbudgeted_ceiling: dict[str, float] | None = None
     status: OrderStatus | None = None
     status_since: datetime | None = None
     sequence: int = 0
@@ -493,6 +496,10 @@ class Settings(DomainModel):
     delivery_timeout_seconds: float = 1209600.0
     # Provider "auto": currency -> value of one unit in the budget currency (TASKING_ROUTING__RATES).
     rates: dict[str, float] = Field(default_factory=dict)
+    # Currency -> highest price auto-approved for a request without a budget
+    # (TASKING_APPROVAL__UNBUDGETED_CEILING; ADR 0007). None: no ceiling at all, as before the
+    # ceiling existed (the flows' own tests); the service always passes its configured mapping.
+    unbudgeted_ceiling: dict[str, float] | None = None
 
 
 # --------------------------------------------------------------------------- provider choice

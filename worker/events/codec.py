@@ -2,7 +2,7 @@
 
 Decoding (:func:`decode`) turns one consumed record into a validated :class:`OrderRequest` or
 :class:`Command`, or raises :class:`~worker.errors.DecodeError` carrying a dead-letter code of
-CONTRACT §4.4. It never raises anything else, whatever the bytes and headers, so the intake can
+CONTRACT §4.5. It never raises anything else, whatever the bytes and headers, so the intake can
 dead-letter every bad message and move on. Three input forms are accepted:
 
 * binary mode: ``ce_*`` headers, the value is the JSON ``data``;
@@ -89,7 +89,7 @@ class InputKind(StrEnum):
 
 
 class DeadLetterCode(StrEnum):
-    """Why a message was dead-lettered (CONTRACT §4.4)."""
+    """Why a message was dead-lettered (CONTRACT §4.5)."""
 
     MALFORMED_JSON = "MALFORMED_JSON"
     SCHEMA_VIOLATION = "SCHEMA_VIOLATION"

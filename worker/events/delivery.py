@@ -1,4 +1,4 @@
-"""The ``DeliveryEvent`` (CONTRACT §4.5): one delivered product of one request, as a STAC Item.
+"""The ``DeliveryEvent`` (CONTRACT §4.4): one delivered product of one request, as a STAC Item.
 
 :class:`DeliveryEvent` is what the domain core puts in an order's outbox (the product as the
 adapter found it, the request it belongs to and the acquisitions it was joined to);
@@ -47,7 +47,7 @@ def _utc(value: datetime) -> str:
 
 
 class DeliveryEvent(BaseModel):
-    """A delivered product of one request (the outbox form of CONTRACT §4.5).
+    """A delivered product of one request (the outbox form of CONTRACT §4.4).
 
     ``acquisition_ids`` are the ``acquisitionId``s the product was joined to (``[]`` when the
     provider's data allows no join). ``occurred_at`` is when the worker saw the product: it is the

@@ -600,7 +600,7 @@ class DeadLetter(ContractModel):
     error: DeadLetterError
     source: MessageSource
     payload: str | None
-    # Optional in the contract (§4.6): a dead letter written without it has a text payload. The
+    # Optional in the contract (§4.5): a dead letter written without it has a text payload. The
     # worker always writes it; readers must accept its absence.
     payload_encoding: Literal["utf-8", "base64"] = Field(
         "utf-8",

@@ -112,7 +112,7 @@ def json_schema(spec: SchemaSpec) -> dict[str, Any]:
 
 
 def delivery_schema(spec: SchemaSpec) -> dict[str, Any]:
-    """The DeliveryEvent: the parts of a STAC 1.1.0 Item the contract fixes (CONTRACT §4.5).
+    """The DeliveryEvent: the parts of a STAC 1.1.0 Item the contract fixes (CONTRACT §4.4).
 
     Self-contained on purpose (no remote ``$ref``): the complete check of an item is STAC core
     1.1.0 plus its extensions, whose schemas ship in ``worker/events/stac_schemas`` and which
@@ -137,7 +137,7 @@ def delivery_schema(spec: SchemaSpec) -> dict[str, Any]:
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": f"urn:tasking-worker:schema:{spec.name}:v1",
         "title": spec.title,
-        "description": "A delivered product as a STAC 1.1.0 Item (CONTRACT §4.5). This schema "
+        "description": "A delivered product as a STAC 1.1.0 Item (CONTRACT §4.4). This schema "
         "fixes what the contract adds; validate the whole item against STAC core "
         f"{STAC_VERSION} and the listed extensions (shipped offline in "
         "worker/events/stac_schemas).",
@@ -390,6 +390,33 @@ def output_examples() -> dict[str, ContractModel]:
                     "kind": "approve-price",
                     "options": [{"id": "approve", "description": "order at 312000 CREDITS"}],
                     "deadline": "2025-06-04T08:00:00Z",
+                },
+            }
+        ),
+        # A request without a budget, priced above the deployment's ceiling (ADR 0007).
+        "order-status-event.no-budget": OrderStatusEvent.model_validate(
+            {
+                "requestId": "req-toulouse-2025-06-002",
+                "provider": "oneatlas",
+                "sequence": 4,
+                "status": "DECISION_REQUIRED",
+                "previousStatus": "QUOTED",
+                "stapiStatus": stapi_status(OrderStatus.DECISION_REQUIRED),
+                "occurredAt": _T0,
+                "price": {"amount": 6120.0, "currency": "EUR", "areaKm2": 125.4},
+                "decision": {
+                    "kind": "approve-price",
+                    "options": [
+                        {"id": "approve", "description": "order at 6120 EUR"},
+                        {"id": "reject", "description": "decline the order"},
+                    ],
+                    "deadline": "2025-06-04T08:00:00Z",
+                },
+                "reason": {
+                    "code": "NO_BUDGET",
+                    "message": "the request has no budget; the price 6120 EUR is above the "
+                    "deployment's ceiling of 5000 EUR: approve it by command",
+                    "details": {"amount": 6120.0, "currency": "EUR", "ceiling": 5000},
                 },
             }
         ),

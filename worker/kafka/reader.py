@@ -21,6 +21,24 @@ def key_partition(key: str, partitions: set[int]) -> int:
     return int(DefaultPartitioner()(key.encode(), ordered, ordered))
 
 
+async def request_partition(topic: str, key: str, kwargs: dict[str, Any]) -> int | None:
+    """The partition of ``topic`` that holds ``key`` (the default partitioner), or ``None`` when
+    the topic does not exist. For the requests topic this names the instance that owns the
+    request: the one whose ``partitions_assigned`` log line lists it.
+
+    Raises:
+        aiokafka.errors.KafkaError: the cluster cannot be reached.
+    """
+    probe = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **kwargs)
+    await probe.start()
+    try:
+        if topic not in await probe.topics():
+            return None
+        return key_partition(key, probe.partitions_for_topic(topic) or {0})
+    finally:
+        await probe.stop()
+
+
 async def keyed_records(topic: str, key: str, kwargs: dict[str, Any]) -> list[Any] | None:
     """Every record of ``topic`` whose Kafka key is ``key``, oldest first; ``None`` when the topic
     does not exist.

@@ -15,6 +15,9 @@ from worker.simulators.common import SimClock, SimulatorCore
 from worker.simulators.oneatlas import OneAtlasSimulator
 from worker.simulators.up42 import Up42Simulator
 
+#: The end users a worker pointed at the simulators declares (TASKING_ONEATLAS__END_USERS).
+SIMULATED_END_USERS = '[{"endUserName": "Simulated End User", "country": "FR"}]'
+
 
 @dataclass
 class RunningSimulators:
@@ -42,6 +45,8 @@ class RunningSimulators:
             "TASKING_ONEATLAS__CONTRACT_ID": self.oneatlas.legacy_contract_id,
             "TASKING_ONEATLAS__NEO_CONTRACT_ID": self.oneatlas.neo_contract_id,
             "TASKING_ONEATLAS__WORKSPACE_ID": self.oneatlas.workspace_id,
+            # Required with the API key: the end users declared on every OneAtlas order.
+            "TASKING_ONEATLAS__END_USERS": SIMULATED_END_USERS,
             "TASKING_ONEATLAS__BASE_URL": self.oneatlas_url,
             # One simulator app serves the order, data, search and access hosts.
             "TASKING_ONEATLAS__SEARCH_URL": self.oneatlas_url,

@@ -187,6 +187,9 @@ Render-time checks: inconsistent values fail the render with a message saying wh
 {{- if le (float64 .Values.terminationGracePeriodSeconds) (float64 .Values.config.shutdownGraceSeconds) }}
 {{- fail "terminationGracePeriodSeconds must exceed config.shutdownGraceSeconds, or the worker is killed before it has drained" }}
 {{- end }}
+{{- if and .Values.secrets.oneatlasApiKey (not .Values.config.oneatlas.endUsers) }}
+{{- fail "config.oneatlas.endUsers is required with secrets.oneatlasApiKey: the end users declared to Airbus on every order (the worker refuses to start without them)" }}
+{{- end }}
 {{- if and (hasPrefix "SASL_" .Values.config.kafka.securityProtocol) (not .Values.config.kafka.saslMechanism) }}
 {{- fail "config.kafka.saslMechanism is required when config.kafka.securityProtocol is SASL_PLAINTEXT or SASL_SSL" }}
 {{- end }}

@@ -264,9 +264,36 @@ def misfit(state: OrderState, command: Command, at: datetime, why: str) -> Step:
 
 
 def within_budget(state: OrderState, amount: float, currency: str) -> bool:
-    """No budget, or the same currency and ``amount <= maxAmount``."""
+    """The same currency as the budget and ``amount <= maxAmount``; without a budget, within the
+    deployment's ceiling for that currency (ADR 0007; no ceiling recorded: any amount)."""
     budget = state.request.budget
-    return budget is None or (budget.currency == currency and amount <= budget.max_amount)
+    if budget is None:
+        return within_ceiling(state, amount, currency)
+    return budget.currency == currency and amount <= budget.max_amount
+
+
+def within_ceiling(state: OrderState, amount: float, currency: str) -> bool:
+    """``amount`` is at most the order's unbudgeted ceiling for ``currency`` (``None``: no ceiling)."""
+    ceiling = state.unbudgeted_ceiling
+    return ceiling is None or (currency in ceiling and amount <= ceiling[currency])
+
+
+def no_budget_reason(state: OrderState, amount: float, currency: str) -> Reason:
+    """``NO_BUDGET``: a request without a budget whose price the deployment does not let the
+    worker approve by itself."""
+    ceiling = (state.unbudgeted_ceiling or {}).get(currency)
+    limit = (
+        f"above the deployment's ceiling of {ceiling:g} {currency}"
+        if ceiling is not None
+        else (f"and the deployment sets no ceiling for {currency}")
+    )
+    return reason(
+        "NO_BUDGET",
+        f"the request has no budget; the price {amount:g} {currency} is {limit}: approve it by command",
+        amount=amount,
+        currency=currency,
+        ceiling=ceiling,
+    )
 
 
 def approved_covers(state: OrderState, amount: float, currency: str) -> bool:
@@ -280,10 +307,13 @@ def approved_covers(state: OrderState, amount: float, currency: str) -> bool:
 
 
 def over_budget_reason(state: OrderState, amount: float, currency: str) -> Reason | None:
-    """``OVER_BUDGET`` when the price is not within the budget, else ``None``."""
+    """``OVER_BUDGET`` when the price is not within the budget (``NO_BUDGET`` when there is no
+    budget and the price is above the ceiling), else ``None``."""
     budget = state.request.budget
-    if budget is None or within_budget(state, amount, currency):
+    if within_budget(state, amount, currency):
         return None
+    if budget is None:
+        return no_budget_reason(state, amount, currency)
     return reason(
         "OVER_BUDGET",
         f"price {amount:g} {currency} exceeds the budget of {budget.max_amount:g} {budget.currency}",

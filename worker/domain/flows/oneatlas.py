@@ -71,7 +71,9 @@ def manual_study(state: OrderState, at: datetime) -> Step:
     )
     if state.request.dry_run:
         return stop(transition(state, S.QUOTED, at, why=why))
-    if state.request.auto_approve and state.request.budget is None:
+    # Without a budget the study is ordered by itself only where a ceiling will cap its price.
+    ceiling = state.unbudgeted_ceiling
+    if state.request.auto_approve and state.request.budget is None and (ceiling is None or ceiling):
         return start_placing(state, at)
     options = approve_options("order the study (the price comes after it)", "decline the order")
     decision = Decision(kind=DecisionKind.CONFIRM_ORDER, options=options, deadline=decision_deadline(state))

@@ -36,6 +36,7 @@ from worker.domain.flows.common import (
     end,
     first_opportunity,
     misfit,
+    no_budget_reason,
     nothing,
     offered,
     reason,
@@ -44,6 +45,7 @@ from worker.domain.flows.common import (
     stop,
     transition,
     update,
+    within_ceiling,
 )
 from worker.domain.flows.intents import start, timers_for
 from worker.domain.flows.oneatlas import decision_deadline
@@ -294,7 +296,7 @@ def choose_or_ask(state: OrderState, at: datetime, by: ChosenBy, why: Reason | N
     ``why`` (a fallback's refusal) goes on the status event that follows."""
     remaining = remaining_offers(state)
     preferred = remaining[0]
-    if state.request.auto_approve and _within_budget(state.request, preferred.comparable):
+    if state.request.auto_approve and _within_budget(state, preferred.comparable):
         state, effects = choose(state, preferred, at, by)
         if why is not None:
             state = _announce(state, at, why)
@@ -367,10 +369,15 @@ def _rates(state: OrderState) -> dict[str, float]:
     return rates
 
 
-def _within_budget(request: OrderRequest, comparable: Money | None) -> bool:
+def _within_budget(state: OrderState, comparable: Money | None) -> bool:
+    """A comparable price within the budget; without a budget, within the deployment's ceiling
+    for the comparison currency (ADR 0007)."""
     if comparable is None:
         return False
-    return request.budget is None or comparable.amount <= request.budget.max_amount
+    budget = state.request.budget
+    if budget is None:
+        return within_ceiling(state, comparable.amount, comparable.currency)
+    return comparable.amount <= budget.max_amount
 
 
 def _ask_reason(state: OrderState, preferred: OfferRecord) -> Reason | None:
@@ -384,7 +391,8 @@ def _ask_reason(state: OrderState, preferred: OfferRecord) -> Reason | None:
             "the worker does not choose it",
             offer=preferred.id,
         )
-    assert budget is not None  # within budget otherwise
+    if budget is None:  # above the deployment's ceiling
+        return no_budget_reason(state, preferred.comparable.amount, preferred.comparable.currency)
     return reason(
         "OVER_BUDGET",
         f"offer {preferred.id} costs {preferred.comparable.amount:g} {budget.currency}, "

@@ -32,7 +32,9 @@ def after_estimate(state: OrderState, at: datetime) -> Step:
     quotation, not to the estimate."""
     assert state.price is not None
     amount, currency = state.price.amount, state.price.currency
-    if within_budget(state, amount, currency):
+    # The estimate binds nothing: without a budget the order is created, and the ceiling applies
+    # to the binding quotation (ADR 0007).
+    if state.request.budget is None or within_budget(state, amount, currency):
         return start_placing(state, at)
     decision = price_decision(state, amount, currency, None)
     return require_decision(
