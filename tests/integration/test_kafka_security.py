@@ -461,7 +461,7 @@ async def test_the_service_process_says_why_in_readyz_and_one_line_per_attempt(
     try:
         reason = ""
         async with httpx.AsyncClient() as client:
-            for _ in range(100):
+            for _ in range(300):  # up to a minute for the process to start on a loaded machine
                 await asyncio.sleep(0.2)
                 try:
                     answer = await client.get(f"http://127.0.0.1:{process.http_port}/readyz")
