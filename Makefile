@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # test files run in parallel (a file's tests stay together: some share module fixtures).
 PYTEST_WORKERS ?= 3
 
-.PHONY: all install tools test check fmt demo soak bench schemas docs clean
+.PHONY: all install tools test check fmt demo soak bench schemas docs clean floors
 
 all: check test
 
@@ -38,6 +38,16 @@ $(ASYNCAPI): tools/asyncapi/package.json
 
 test: $(STAMP) tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The lowest versions pyproject.toml allows for every direct dependency (uv from PyPI, a separate
+# venv), and the unit tests there: a floor the code does not work with fails here.
+FLOORS := .venv-floors
+floors: $(STAMP)
+	rm -rf $(FLOORS)
+	$(VENV)/bin/uv venv --quiet -p $(PYTHON) $(FLOORS)
+	$(VENV)/bin/uv pip install --quiet -p $(FLOORS)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(FLOORS)/bin/tasking-worker --help >/dev/null
+	$(FLOORS)/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider tests/unit
 
 check: $(STAMP)
 	$(VENV)/bin/ruff format --check worker tests bench
@@ -65,4 +75,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) tools/asyncapi/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS) tools/asyncapi/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from aiokafka.errors import KafkaError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from worker.config import Settings, unknown_variables
 from worker.domain.model import Settings as DomainSettings
+from worker.errors import KafkaConnectError, TopicLayoutError
 from worker.events.models import Provider
-from worker.kafka.broker import create_topics
+from worker.kafka.connection import connect_with_retry
 from worker.kafka.intake import Intake, make_consumer
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, make_producer, producer_options
 from worker.kafka.statestore import StateStore
+from worker.kafka.topics import LayoutWatch, TopicLayout, ensure_topics
 from worker.observability import stackdump
 from worker.observability.http import Health, ServerHandle, create_app, serve
 from worker.observability.logging import configure_logging
@@ -84,16 +87,43 @@ class Worker:
     runner: Runner
     scheduler: AsyncIOScheduler
     providers: dict[Provider, TaskingProvider]
+    layout: LayoutWatch | None = None
+    # 1 once the worker stopped taking work for a reason of its own (the topic layout changed).
+    exit_code: int = 0
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then shut down gracefully."""
         consumer = self.intake.consumer
         await consumer.start()
         self.intake.subscribe()
+        watch = asyncio.create_task(self._watch_layout(stop), name="layout-watch")
         try:
             await self.intake.run(stop)
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             await self._shutdown()
+
+    async def _watch_layout(self, stop: asyncio.Event) -> None:
+        """Re-read the partition counts every ``topic_check_interval_seconds``; a change stops the
+        worker taking work (not ready, then a graceful shutdown with exit code 1), with the reason
+        in one log line and in ``/readyz``. A failed read is tried again at the next interval."""
+        if self.layout is None:
+            return
+        while not stop.is_set():
+            await asyncio.sleep(self.settings.kafka.topic_check_interval_seconds)
+            try:
+                reason = await self.layout.changed()
+            except (KafkaError, KafkaConnectError, OSError) as exc:
+                log.warning("topic_layout_unreadable", error=type(exc).__name__)
+                continue
+            if reason is not None:
+                log.error("topic_layout_changed", reason=reason)
+                self.health.set_kafka_problem(reason)
+                self.exit_code = 1
+                stop.set()
+                return
 
     async def _shutdown(self) -> None:
         log.info("shutdown_started")
@@ -110,8 +140,17 @@ class Worker:
         log.info("shutdown_complete")
 
 
-async def build_worker(settings: Settings) -> Worker:
-    """Create and start every component except the consumer loop."""
+async def build_worker(settings: Settings, stop: asyncio.Event | None = None) -> Worker:
+    """Create and start every component except the consumer loop.
+
+    Before any client starts, the cluster is probed until it accepts a connection
+    (``worker.kafka.connection``: one log line and a readiness reason per failure), then the
+    contract topics are checked (created first when ``TASKING_KAFKA__CREATE_TOPICS``).
+
+    Raises:
+        TopicLayoutError: the topics cannot carry the guarantees (nothing was started).
+        KafkaConnectError: ``stop`` was set before the cluster could be reached.
+    """
     metrics = WorkerMetrics(topics=settings.topics)
     health = Health(
         metrics,
@@ -120,17 +159,14 @@ async def build_worker(settings: Settings) -> Worker:
     )
     health.start_heartbeat()
     http = await serve(create_app(metrics, health), settings.http.host, settings.http.port)
+    try:
+        layout = await _connect_and_check(settings, health, stop)
+    except BaseException:
+        await health.stop_heartbeat()
+        await http.stop()
+        raise
     producer = make_producer(settings)
     await producer.start()
-    if settings.kafka.create_topics:
-        created = await create_topics(
-            settings.kafka.bootstrap_servers,
-            settings.topics.all(),
-            settings.kafka.partitions,
-            settings.kafka.replication_factor,
-            compacted=[settings.topics.state],
-        )
-        log.info("topics_created", topics=created)
     security = {k: v for k, v in producer_options(settings.kafka).items() if k != "bootstrap_servers"}
     store = StateStore(
         producer, settings.kafka.bootstrap_servers, settings.topics.state, consumer_options=security
@@ -154,7 +190,24 @@ async def build_worker(settings: Settings) -> Worker:
     intake = Intake(
         settings, consumer, store, runner, publisher, metrics, health, utc_now, ownership=ownership
     )
-    return Worker(settings, metrics, health, http, intake, runner, scheduler, providers)
+    watch = LayoutWatch(settings.kafka, settings.topics, _co_partitioned(settings, layout))
+    return Worker(settings, metrics, health, http, intake, runner, scheduler, providers, layout=watch)
+
+
+async def _connect_and_check(settings: Settings, health: Health, stop: asyncio.Event | None) -> TopicLayout:
+    if not await connect_with_retry(settings.kafka, health, stop):
+        raise KafkaConnectError("STOPPED", "stopped before Kafka could be reached")
+    try:
+        return await ensure_topics(settings.kafka, settings.topics)
+    except TopicLayoutError as exc:
+        log.error("topics_not_usable", reason=exc.message)  # noqa: TRY400 - one line, no trace
+        health.set_kafka_problem(exc.message)
+        raise
+
+
+def _co_partitioned(settings: Settings, layout: TopicLayout) -> dict[str, int]:
+    topics = settings.topics
+    return {t: layout.partitions[t] for t in (topics.requests, topics.commands, topics.state)}
 
 
 def _wire_runtime(
@@ -229,13 +282,18 @@ async def run(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     stackdump.install(loop)  # SIGUSR1: every task's and thread's stack to the log
-    worker = await build_worker(settings)
+    try:
+        worker = await build_worker(settings, stop)
+    except KafkaConnectError:
+        if stop.is_set():
+            return 0
+        raise
     tune_gc()
     log.info(
         "worker_started", providers=sorted(p.value for p in worker.providers), http_port=worker.http.port
     )
     await worker.run_until(stop)
-    return 0
+    return worker.exit_code
 
 
 def warn_unknown_variables(environ: Mapping[str, str]) -> None:

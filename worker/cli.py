@@ -12,6 +12,8 @@ Commands:
 * ``tail``: follow the status, acquisition and dead-letter topics, optionally filtered;
 * ``status``: the latest status event of one request;
 * ``download``: the delivered products of a request (or of one STAC Item file) to local files;
+* ``check``: connect with the configured settings and check the contract topics (one line per
+  check; a Helm test hook or init container; ``worker.commands.check``);
 * ``schemas``: write (or ``--check``) the generated JSON Schemas, AsyncAPI document and examples;
 * ``docs``: write (or ``--check``) the generated references under ``docs/reference/`` and the
   chart README (``worker.commands.docs``).
@@ -59,7 +61,7 @@ from rich.markup import escape
 from worker.config import KafkaSettings, Settings, load_settings
 from worker.demo import DEFAULT_SPEED, DEFAULT_TIMEOUT
 from worker.display import offer_lines
-from worker.errors import ConfigError, DecodeError
+from worker.errors import ConfigError, DecodeError, WorkerError
 from worker.events import codec
 from worker.events import schemas as schema_files
 from worker.events.codec import EventType, InputKind
@@ -537,6 +539,9 @@ def run_command() -> None:
     settings = _settings()
     try:
         code = asyncio.run(run(settings))
+    except WorkerError as exc:  # topics not usable, an unusable TLS file: the one line says which
+        errors.print(f"[red]fatal:[/] {escape(exc.message)}")
+        raise typer.Exit(EXIT_FAILED) from None
     except KafkaError as exc:
         errors.print(f"[red]fatal:[/] Kafka: {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
@@ -807,6 +812,8 @@ def demo_command(
 
 # --------------------------------------------------------------------------- commands in their own modules
 
-from worker.commands import docs as _docs_command  # noqa: E402 - registered after the built-in ones
+from worker.commands import check as _check_command  # noqa: E402 - registered after the built-in ones
+from worker.commands import docs as _docs_command  # noqa: E402
 
 _docs_command.register(app)
+_check_command.register(app)

@@ -12,6 +12,9 @@ Retry policy reads :attr:`WorkerError.retriable`, never the exception class of a
     ├── IllegalTransition           decide() was asked for a status change the contract forbids
     ├── OwnershipLost               this instance may no longer own the order's partition    retriable
     ├── DownloadError               a delivered product could not be downloaded (``download``)
+    ├── KafkaConnectError           the cluster cannot be reached or refuses us; carries a reason
+    ├── TopicLayoutError            the contract topics are missing, not co-partitioned or not
+    │                               compacted: the worker does not start (or stops taking work)
     └── ProviderError               anything a provider call went wrong with (provider, operation)
         ├── ProviderNotConfigured   no credentials for this provider (reason PROVIDER_NOT_CONFIGURED)
         ├── ProviderUnavailable     5xx, connection error, read timeout           retriable
@@ -107,6 +110,32 @@ class DownloadError(WorkerError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class KafkaConnectError(WorkerError):
+    """A Kafka connection failed for a reason an operator can act on.
+
+    Attributes:
+        reason: ``AUTHENTICATION_FAILED`` (wrong user/password, refused mechanism),
+            ``TLS_UNTRUSTED`` (server certificate not signed by the configured CA),
+            ``TLS_EXPIRED`` (a certificate outside its validity), ``TLS_HANDSHAKE`` (any other
+            TLS failure, e.g. a client certificate refused), ``TLS_CONFIG`` (a certificate,
+            key or CA file that cannot be loaded), ``TOKEN_REFUSED`` / ``TOKEN_UNAVAILABLE``
+            (the OAUTHBEARER token endpoint), ``UNREACHABLE`` (no bootstrap server answers).
+            The message never contains a secret.
+    """
+
+    retriable = True
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TopicLayoutError(WorkerError):
+    """The contract topics cannot carry the worker's guarantees (missing, partition counts that
+    differ between requests, commands and state, or a state topic that is not compacted). The
+    message names every topic and what is wrong with it."""
 
 
 class ProviderError(WorkerError):

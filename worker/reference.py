@@ -148,6 +148,10 @@ MEANINGS: Final[dict[str, str]] = {
 #: Chart values that the templates set in a way the parser below does not read.
 CHART_OVERRIDES: Final[dict[str, str]] = {
     "TASKING_KAFKA__SSL_CAFILE": "`secrets.kafkaCaCert` or `secrets.existingSecretCaKey` (mounted file)",
+    "TASKING_KAFKA__SSL_CERTFILE": "`secrets.kafkaClientCert` or `secrets.existingSecretClientCertKey` "
+    "(mounted file)",
+    "TASKING_KAFKA__SSL_KEYFILE": "`secrets.kafkaClientKey` or `secrets.existingSecretClientKeyKey` "
+    "(mounted file)",
 }
 EXTRA_ENV: Final = "through `config.extraEnv`"
 

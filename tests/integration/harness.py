@@ -48,6 +48,8 @@ class Stack:
     topics: TopicSettings
     group_id: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Security options of the test's own clients (a secured broker): aiokafka keyword arguments.
+    client_options: dict[str, Any] = field(default_factory=dict)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The complete TASKING_* environment of a worker pointed at this stack."""
@@ -85,7 +87,9 @@ class Stack:
         self, *messages: OrderRequest | Command, raw: list[tuple[str, bytes | None, bytes]] | None = None
     ) -> None:
         """Publish requests/commands (binary CloudEvents) and raw (topic, key, value) records."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers, enable_idempotence=False)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.broker.bootstrap_servers, enable_idempotence=False, **self.client_options
+        )
         await producer.start()
         try:
             for message in messages:
@@ -161,9 +165,12 @@ class Collector:
     """Reads the status, acquisition, delivery and dead-letter topics from the beginning, grouped
     by requestId (a delivery's is its STAC Item's ``tasking:request_id``)."""
 
-    def __init__(self, bootstrap_servers: str, topics: TopicSettings) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topics: TopicSettings, options: dict[str, Any] | None = None
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._topics = topics
+        self._options = options or {}
         self.status: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.acquisitions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.deliveries: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -180,6 +187,7 @@ class Collector:
             self._topics.dead_letter,
             bootstrap_servers=self._bootstrap,
             auto_offset_reset="earliest",
+            **self._options,
         )
         await consumer.start()
         self._task = asyncio.create_task(self._run(consumer))

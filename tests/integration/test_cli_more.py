@@ -23,7 +23,7 @@ from worker.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
-COMMANDS = ("run", "demo", "simulate", "submit", "tail", "status", "download", "schemas", "docs")
+COMMANDS = ("run", "demo", "simulate", "submit", "tail", "status", "download", "schemas", "docs", "check")
 
 
 def status_event(

@@ -47,6 +47,8 @@ SECRET_VARIABLES = {
     "TASKING_UP42__USERNAME",
     "TASKING_UP42__PASSWORD",
     "TASKING_KAFKA__SASL_PASSWORD",
+    "TASKING_KAFKA__SSL_KEY_PASSWORD",
+    "TASKING_KAFKA__OAUTH__CLIENT_SECRET",
 }
 VALUE_SETS = [pytest.param(str(p), id=p.stem) for p in ci_value_files()]
 
@@ -95,6 +97,13 @@ def worker_config(objs: list[dict[str, Any]]) -> dict[str, str]:
     data = maps[0]["data"]
     assert isinstance(data, dict)
     return data
+
+
+def hook_pod(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The ``helm test`` pod named ``<fullname>-test-<name>``."""
+    pods = [o for o in of_kind(objs, "Pod") if o["metadata"]["name"] == f"{FULLNAME}-test-{name}"]
+    assert len(pods) == 1
+    return pods[0]
 
 
 def render_error(values: dict[str, Any]) -> str:
@@ -165,7 +174,8 @@ def test_kubernetes_validation_can_fail() -> None:
 
 def test_minimal_value_set_renders_only_the_essentials() -> None:
     objs = rendered(str(CHART / "ci" / "minimal-values.yaml"))
-    assert sorted(o["kind"] for o in objs) == ["ConfigMap", "Deployment", "Pod", "Secret", "Service"]
+    # The two Pods are the `helm test` hooks (metrics, check).
+    assert sorted(o["kind"] for o in objs) == ["ConfigMap", "Deployment", "Pod", "Pod", "Secret", "Service"]
     pod_spec = deployment(objs)["spec"]["template"]["spec"]
     assert pod_spec["serviceAccountName"] == "default"
 
@@ -287,16 +297,15 @@ def test_probes_port_and_grace_are_consistent(values_file: str) -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def _settings_variables() -> set[str]:
-    """Every environment variable Settings reads (one level of nesting)."""
+def _settings_variables(model: Any = Settings, prefix: str = "TASKING_") -> set[str]:
+    """Every environment variable Settings reads (sections nest, e.g. TASKING_KAFKA__OAUTH__*)."""
     names: set[str] = set()
-    for field, info in Settings.model_fields.items():
-        annotation = info.annotation
-        sub = getattr(annotation, "model_fields", None)
+    for field, info in model.model_fields.items():
+        sub = getattr(info.annotation, "model_fields", None)
         if sub:
-            names |= {f"TASKING_{field}{NESTED_DELIMITER}{s}".upper() for s in sub}
+            names |= _settings_variables(info.annotation, f"{prefix}{field}{NESTED_DELIMITER}".upper())
         else:
-            names.add(f"TASKING_{field}".upper())
+            names.add(f"{prefix}{field}".upper())
     return names
 
 
@@ -484,7 +493,7 @@ def test_network_policy_allows_only_metrics_in_and_dns_kafka_https_and_the_extra
     # 3128: the value set's egress proxy, allowed through networkPolicy.extraEgress.
     assert egress_ports == {(53, "UDP"), (53, "TCP"), (9092, "TCP"), (443, "TCP"), (3128, "TCP")}
     assert worker_config(objs)["HTTPS_PROXY"] == "http://egress-proxy.proxy:3128"
-    test_pod = one_of_kind(objs, "Pod")
+    test_pod = hook_pod(objs, "metrics")
     peers = [peer.get("podSelector", {}).get("matchLabels") for peer in spec["ingress"][0]["from"]]
     assert any(p and p.items() <= test_pod["metadata"]["labels"].items() for p in peers)
 
@@ -492,7 +501,7 @@ def test_network_policy_allows_only_metrics_in_and_dns_kafka_https_and_the_extra
 @pytest.mark.parametrize("values_file", VALUE_SETS)
 def test_helm_test_pod_checks_build_info_on_metrics(values_file: str) -> None:
     objs = rendered(values_file)
-    pod = one_of_kind(objs, "Pod")
+    pod = hook_pod(objs, "metrics")
     service = one_of_kind(objs, "Service")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     script = " ".join(pod["spec"]["containers"][0]["command"])
@@ -531,3 +540,130 @@ def test_values_schema_refuses_a_rate_that_is_not_positive_or_a_bad_currency(
     rates: dict[str, Any], why: str
 ) -> None:
     assert why in render_error({"config": {"routing": {"rates": rates}}})
+
+
+# -- Kafka security modes ----------------------------------------------------------------------
+
+PEM_CA = "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nclient\n-----END CERTIFICATE-----\n"
+PEM_KEY = "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n"
+OAUTH = {"tokenUrl": "https://idp.example/token", "clientId": "tasking-worker", "scope": "kafka"}
+SECURITY_MODES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "plaintext": ({}, {}),
+    "ssl-ca": ({"securityProtocol": "SSL"}, {"kafkaCaCert": PEM_CA}),
+    "ssl-system-trust": ({"securityProtocol": "SSL"}, {}),
+    "ssl-mutual": (
+        {"securityProtocol": "SSL"},
+        {
+            "kafkaCaCert": PEM_CA,
+            "kafkaClientCert": PEM_CERT,
+            "kafkaClientKey": PEM_KEY,
+            "kafkaSslKeyPassword": "kp",
+        },
+    ),
+    "sasl-plaintext-plain": (
+        {"securityProtocol": "SASL_PLAINTEXT", "saslMechanism": "PLAIN", "saslUsername": "u"},
+        {"kafkaSaslPassword": "pw"},
+    ),
+    "sasl-ssl-scram-sha-256": (
+        {"securityProtocol": "SASL_SSL", "saslMechanism": "SCRAM-SHA-256", "saslUsername": "u"},
+        {"kafkaSaslPassword": "pw", "kafkaCaCert": PEM_CA},
+    ),
+    "sasl-ssl-scram-sha-512-mutual": (
+        {"securityProtocol": "SASL_SSL", "saslMechanism": "SCRAM-SHA-512", "saslUsername": "u"},
+        {"kafkaSaslPassword": "pw", "kafkaClientCert": PEM_CERT, "kafkaClientKey": PEM_KEY},
+    ),
+    "sasl-ssl-oauthbearer": (
+        {
+            "securityProtocol": "SASL_SSL",
+            "saslMechanism": "OAUTHBEARER",
+            "oauth": OAUTH | {"extensions": {"logicalCluster": "lkc-1"}},
+        },
+        {"kafkaOauthClientSecret": "cs"},
+    ),
+}
+
+
+def _worker_settings(objs: list[dict[str, Any]], tmp_path: Path) -> Settings:
+    """Settings exactly as the pod gets them: the ConfigMap, the Secret's variables, and the
+    Secret's files materialised where the volume mounts them (paths re-rooted under tmp_path)."""
+    import base64
+
+    secret = one_of_kind(objs, "Secret")["data"] or {}
+    pod = deployment(objs)["spec"]["template"]["spec"]
+    mount_dir = "/etc/tasking-worker/kafka"
+    for volume in pod["volumes"]:
+        for item in volume.get("secret", {}).get("items", []):
+            (tmp_path / item["path"]).write_bytes(base64.b64decode(secret[item["key"]]))
+    env = {k: v.replace(mount_dir, str(tmp_path)) for k, v in worker_config(objs).items()}
+    names = {e["name"] for e in container(objs)["env"]}
+    env |= {k: base64.b64decode(v).decode() for k, v in secret.items() if k in names}
+    return settings_from(env)
+
+
+@pytest.mark.parametrize("mode", list(SECURITY_MODES))
+def test_each_kafka_security_mode_renders_settings_the_worker_accepts(mode: str, tmp_path: Path) -> None:
+    kafka, secrets = SECURITY_MODES[mode]
+    values = {"config": {"kafka": kafka | {"replicationFactor": 3}}, "secrets": secrets}
+    objs = objects(render(values))
+    for obj in objs:
+        if obj["kind"] not in CRD_FILES:
+            kubernetes_validate.validate(obj, NEWEST_KUBERNETES, strict=True)
+    settings = _worker_settings(objs, tmp_path)
+    k = settings.kafka
+    assert k.security_protocol.value == kafka.get("securityProtocol", "PLAINTEXT")
+    assert k.sasl_mechanism == kafka.get("saslMechanism")
+    assert k.replication_factor == 3
+    assert (k.ssl_cafile is not None) == ("kafkaCaCert" in secrets)
+    assert (k.ssl_certfile is not None) == ("kafkaClientCert" in secrets)
+    if "kafkaSslKeyPassword" in secrets:
+        assert k.ssl_key_password is not None
+        assert k.ssl_key_password.get_secret_value() == "kp"
+    if k.sasl_mechanism == "OAUTHBEARER":
+        assert str(k.oauth.token_url) == OAUTH["tokenUrl"]
+        assert k.oauth.extensions == {"logicalCluster": "lkc-1"}
+        assert k.oauth.client_secret is not None
+    check = hook_pod(objs, "check")
+    assert check["spec"]["containers"][0]["args"] == ["check"]
+    assert check["spec"]["containers"][0]["env"] == container(objs)["env"]
+    assert check["spec"]["volumes"][1:] == deployment(objs)["spec"]["template"]["spec"]["volumes"][1:]
+
+
+def test_the_check_runs_as_an_init_container_when_asked() -> None:
+    objs = rendered(str(CHART / "ci" / "mtls-values.yaml"))
+    pod = deployment(objs)["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert init["args"] == ["check"]
+    assert init["env"] == container(objs)["env"]
+    assert {m["name"] for m in init["volumeMounts"]} == {"tmp", "kafka-ca"}
+    items = next(v for v in pod["volumes"] if v["name"] == "kafka-ca")["secret"]["items"]
+    assert [i["path"] for i in items] == ["ca.crt", "client.crt", "client.key"]
+    assert (
+        "initContainers"
+        not in deployment(rendered(str(CHART / "ci" / "default-values.yaml")))["spec"]["template"]["spec"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        (
+            {"config": {"kafka": {"securityProtocol": "SASL_SSL", "saslMechanism": "OAUTHBEARER"}}},
+            "oauth.tokenUrl",
+        ),
+        (
+            {"config": {"kafka": {"securityProtocol": "SSL"}}, "secrets": {"kafkaClientCert": PEM_CERT}},
+            "kafkaClientKey",
+        ),
+        ({"secrets": {"kafkaClientCert": PEM_CERT, "kafkaClientKey": PEM_KEY}}, "SSL or SASL_SSL"),
+    ],
+)
+def test_kafka_security_values_that_cannot_connect_fail_the_render(
+    values: dict[str, Any], words: str
+) -> None:
+    assert words in render_error(values)
+
+
+def test_values_schema_refuses_a_token_url_that_is_not_http() -> None:
+    with pytest.raises(HelmError, match="tokenUrl"):
+        render({"config": {"kafka": {"oauth": {"tokenUrl": "idp.example/token"}}}})

@@ -56,17 +56,20 @@ def test_the_secured_example_renders_sasl_ssl_with_the_ca_mounted() -> None:
     assert [o for o in objs if o["kind"] == "Secret"] == []  # the existing Secret is used
 
 
-def test_the_secured_example_is_a_configuration_the_worker_accepts() -> None:
+def test_the_secured_example_is_a_configuration_the_worker_accepts(tmp_path: Path) -> None:
     config = next(o for o in _rendered() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == FULLNAME)[
         "data"
     ]
     worker_env = {k: v for k, v in config.items() if k.startswith("TASKING_")}
     assert unknown_variables(worker_env) == []
     assert set(worker_env) <= set(known_variables())
+    # The mounted CA file, where the pod has it (the settings refuse a path with no file).
+    (tmp_path / "ca.crt").write_text("stand-in")
+    mounted = {k: v.replace("/etc/tasking-worker/kafka", str(tmp_path)) for k, v in worker_env.items()}
     # the Secret's keys, as the pod gets them (stand-in values)
     settings = settings_from(
         {
-            **worker_env,
+            **mounted,
             "TASKING_KAFKA__SASL_PASSWORD": "stand-in",
             "TASKING_ONEATLAS__API_KEY": "stand-in",
         }

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -74,6 +75,8 @@ class EmbeddedBroker:
 
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
+    # Where clients are told to connect (metadata); another port when a TLS/SASL front sits before it.
+    advertised_port: int | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,13 +96,14 @@ class EmbeddedBroker:
             BrokerError: when the process exits or does not answer within ``timeout`` seconds.
         """
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         cmd = [
             str(tansu_binary()),
             "broker",
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -171,14 +175,16 @@ async def create_topics(
     partitions: int,
     replication: int = 1,
     compacted: Iterable[str] = (),
+    options: dict[str, Any] | None = None,
 ) -> list[str]:
     """Create the missing topics among ``names``; returns the names it created.
 
     Topics in ``compacted`` get ``cleanup.policy=compact`` (the state changelog keeps the latest
-    record per key forever). Existing topics are not an error (left as they are).
+    record per key forever). Existing topics are not an error (left as they are). ``options``:
+    further client options (security: ``worker.kafka.security.client_options``).
     """
     compact = set(compacted)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**{**(options or {}), "bootstrap_servers": bootstrap_servers})
     await admin.start()
     try:
         existing = set(await admin.list_topics())

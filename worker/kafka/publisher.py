@@ -23,6 +23,7 @@ from worker.events.codec import (
     encode_status,
 )
 from worker.events.models import DeadLetter, OrderStatusEvent
+from worker.kafka.security import client_options
 
 
 class PublishMetrics(Protocol):
@@ -30,22 +31,9 @@ class PublishMetrics(Protocol):
 
 
 def producer_options(kafka: KafkaSettings) -> dict[str, object]:
-    """aiokafka client options from the settings (security, SASL, TLS)."""
-    options: dict[str, object] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "security_protocol": kafka.security_protocol.value,
-    }
-    if kafka.sasl_mechanism:
-        options["sasl_mechanism"] = kafka.sasl_mechanism
-        options["sasl_plain_username"] = kafka.sasl_username
-        if kafka.sasl_password is not None:
-            options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    if kafka.security_protocol.value in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        # aiokafka needs a context for TLS; without a CA file the system trust store is used.
-        options["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile)
-    return options
+    """aiokafka client options from the settings (security, SASL, TLS): see
+    :func:`worker.kafka.security.client_options`."""
+    return client_options(kafka)
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:

@@ -86,6 +86,7 @@ class Health:
         self._broker_timeout = broker_timeout
         self._last_broker: float | None = None
         self._ready = False
+        self._kafka_problem: str | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._publish()
 
@@ -112,6 +113,12 @@ class Health:
     def set_ready(self, ready: bool) -> None:
         """Declare the instance ready (partitions assigned and restored) or not (revoked)."""
         self._ready = ready
+        self._publish()
+
+    def set_kafka_problem(self, problem: str | None) -> None:
+        """Why Kafka cannot be used (a connection failure's reason, a broken topic layout), shown
+        as the ``kafka`` readiness check until cleared with ``None``."""
+        self._kafka_problem = problem
         self._publish()
 
     # -- heartbeat --------------------------------------------------------------------------
@@ -154,6 +161,8 @@ class Health:
         checks = self.liveness().checks
         checks["broker"] = self._broker_check(self._broker_timeout)
         checks["partitions"] = OK if self._ready else "not assigned or not restored"
+        if self._kafka_problem is not None:
+            checks["kafka"] = self._kafka_problem
         verdict = Verdict(all(v == OK for v in checks.values()), checks)
         self._metrics.set_ready(verdict.ok)
         return verdict

@@ -81,6 +81,74 @@ Key of the Kafka CA certificate in that Secret, or "" when there is none.
 {{- end }}
 {{- end }}
 
+{{/*
+Keys of the mutual-TLS client certificate and key in that Secret, or "" when there are none.
+*/}}
+{{- define "tasking-worker.clientCertKey" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecretClientCertKey }}
+{{- else if .Values.secrets.kafkaClientCert }}
+{{- print "kafka-client.crt" }}
+{{- end }}
+{{- end }}
+
+{{- define "tasking-worker.clientKeyKey" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecretClientKeyKey }}
+{{- else if .Values.secrets.kafkaClientKey }}
+{{- print "kafka-client.key" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Kafka TLS files mounted from the Secret (CA, client certificate, client key), as volume items.
+*/}}
+{{- define "tasking-worker.kafkaFiles" -}}
+{{- $items := list }}
+{{- with include "tasking-worker.caKey" . }}{{ $items = append $items (dict "key" . "path" "ca.crt") }}{{ end }}
+{{- with include "tasking-worker.clientCertKey" . }}{{ $items = append $items (dict "key" . "path" "client.crt") }}{{ end }}
+{{- with include "tasking-worker.clientKeyKey" . }}{{ $items = append $items (dict "key" . "path" "client.key") }}{{ end }}
+{{- if $items }}{{ toJson $items }}{{ end }}
+{{- end }}
+
+{{/*
+What every container that talks to Kafka gets: the settings, the secrets, the TLS files.
+*/}}
+{{- define "tasking-worker.kafkaEnv" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "tasking-worker.fullname" . }}
+env:
+  {{- $secretName := include "tasking-worker.secretName" . }}
+  {{- range (include "tasking-worker.secretEnvNames" . | fromJsonArray) }}
+  - name: {{ . }}
+    valueFrom:
+      secretKeyRef:
+        name: {{ $secretName }}
+        key: {{ . }}
+        optional: true
+  {{- end }}
+{{- end }}
+
+{{- define "tasking-worker.kafkaFilesMount" -}}
+{{- if include "tasking-worker.kafkaFiles" . }}
+- name: kafka-ca
+  mountPath: {{ include "tasking-worker.caDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "tasking-worker.kafkaFilesVolume" -}}
+{{- with include "tasking-worker.kafkaFiles" . }}
+- name: kafka-ca
+  secret:
+    secretName: {{ include "tasking-worker.secretName" $ }}
+    defaultMode: 0440
+    items:
+      {{- toYaml (fromJsonArray .) | nindent 6 }}
+{{- end }}
+{{- end }}
+
 {{- define "tasking-worker.caDir" -}}
 /etc/tasking-worker/kafka
 {{- end }}
@@ -89,7 +157,7 @@ Key of the Kafka CA certificate in that Secret, or "" when there is none.
 Secret variables, each read from the Secret when the key exists there.
 */}}
 {{- define "tasking-worker.secretEnvNames" -}}
-{{- list "TASKING_ONEATLAS__API_KEY" "TASKING_UP42__USERNAME" "TASKING_UP42__PASSWORD" "TASKING_KAFKA__SASL_PASSWORD" | toJson }}
+{{- list "TASKING_ONEATLAS__API_KEY" "TASKING_UP42__USERNAME" "TASKING_UP42__PASSWORD" "TASKING_KAFKA__SASL_PASSWORD" "TASKING_KAFKA__SSL_KEY_PASSWORD" "TASKING_KAFKA__OAUTH__CLIENT_SECRET" | toJson }}
 {{- end }}
 
 {{/*
@@ -124,6 +192,16 @@ Render-time checks: inconsistent values fail the render with a message saying wh
 {{- end }}
 {{- if and (hasPrefix "SASL_" .Values.config.kafka.securityProtocol) (not .Values.config.kafka.saslMechanism) }}
 {{- fail "config.kafka.saslMechanism is required when config.kafka.securityProtocol is SASL_PLAINTEXT or SASL_SSL" }}
+{{- end }}
+{{- $k := .Values.config.kafka }}
+{{- if and (eq $k.saslMechanism "OAUTHBEARER") (not (and $k.oauth.tokenUrl $k.oauth.clientId)) }}
+{{- fail "config.kafka.oauth.tokenUrl and config.kafka.oauth.clientId are required with saslMechanism OAUTHBEARER (the client secret: secrets.kafkaOauthClientSecret)" }}
+{{- end }}
+{{- if ne (empty (include "tasking-worker.clientCertKey" .)) (empty (include "tasking-worker.clientKeyKey" .)) }}
+{{- fail "mutual TLS needs both the client certificate and its key (secrets.kafkaClientCert and secrets.kafkaClientKey, or both existingSecretClient*Key)" }}
+{{- end }}
+{{- if and (include "tasking-worker.clientCertKey" .) (not (has $k.securityProtocol (list "SSL" "SASL_SSL"))) }}
+{{- fail "a client certificate needs config.kafka.securityProtocol SSL or SASL_SSL" }}
 {{- end }}
 {{- end }}
 

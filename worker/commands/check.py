@@ -1,0 +1,73 @@
+"""``tasking-worker check``: can this configuration run the worker? (Helm test hook, init container)
+
+Connects with the configured settings (``TASKING_*``: the same security as the worker), then
+checks the contract topics exactly as the worker does before it joins its group
+(``worker.kafka.topics``). Prints one line per check and exits 0 when all pass, 1 when one fails
+(the connection included), 2 on invalid configuration. Never creates a topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from aiokafka.errors import KafkaError
+from rich.console import Console
+from rich.markup import escape
+
+from worker.config import Settings
+from worker.errors import KafkaConnectError
+from worker.kafka.connection import probe
+from worker.kafka.topics import Check, admin_client, inspect_layout, layout_checks
+
+EXIT_FAILED = 1
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``check`` command to ``app``."""
+    app.command(
+        "check",
+        help=(
+            "Connect with the configured settings and check the contract topics as the worker does "
+            "at start: every topic exists (unless TASKING_KAFKA__CREATE_TOPICS), requests, commands "
+            "and state have the same partition count, the state topic is compacted (where readable). "
+            "One line per check; exit 0 when every check passes, 1 when one fails, 2 on invalid "
+            "configuration. Usable as a Helm test hook or an init container."
+        ),
+        epilog="Examples:\n\n$ tasking-worker check            # one line per check; exit 1 when one fails",
+    )(check_command)
+
+
+def check_command() -> None:
+    from worker.cli import _settings
+
+    console = Console(highlight=False, soft_wrap=True)
+    lines, ok = check(_settings())
+    for line in lines:
+        console.print(escape(line))
+    raise typer.Exit(0 if ok else EXIT_FAILED)
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in order; stops after a failed connection (nothing else can be read)."""
+    kafka = settings.kafka
+    try:
+        await probe(kafka)
+    except KafkaConnectError as exc:
+        return [Check("connect", False, f"{exc.reason}: {exc.message}")]
+    checks = [Check("connect", True, f"{kafka.bootstrap_servers} ({kafka.security_protocol.value})")]
+    admin = admin_client(kafka)
+    try:
+        await admin.start()
+        layout = await inspect_layout(admin, settings.topics)
+    except (KafkaError, OSError) as exc:
+        return [*checks, Check("metadata", False, f"cannot read topic metadata: {type(exc).__name__}")]
+    finally:
+        await admin.close()
+    return checks + layout_checks(layout, settings.topics, create_topics=kafka.create_topics)
+
+
+def check(settings: Settings) -> tuple[list[str], bool]:
+    """The lines to print and whether every check passed."""
+    checks = asyncio.run(run_checks(settings))
+    return [c.line() for c in checks], all(c.ok for c in checks)
