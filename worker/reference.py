@@ -116,6 +116,9 @@ MEANINGS: Final[dict[str, str]] = {
     "request goes to `DECISION_REQUIRED` `OUTCOME_UNKNOWN`; reads go on after it.",
     "TASKING_HTTP_CLIENT__RETRY_AFTER_MAX_SECONDS": "The longest a provider's `Retry-After` "
     "(seconds or an HTTP date) is honoured; a larger or unreadable value waits this long at most.",
+    "TASKING_STAC__BASE_URL": "Public base URL under which the STAC documents are served; when set, "
+    "items carry `self`, `collection`, `parent` and `root` links under it (unset: only a relative "
+    "`collection` link and `via`).",
     "TASKING_HTTP_CLIENT__SETTLE_SECONDS": "An order call whose answer was lost is looked up only after "
     "this long (must exceed the timeout).",
     "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "Period of the batched tracking poll per provider.",
