@@ -16,7 +16,7 @@ import contextlib
 import gc
 import signal
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -63,6 +63,7 @@ def domain_settings(settings: Settings) -> DomainSettings:
         settle_seconds=settings.http_client.settle_seconds,
         delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
         delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
+        harvest_after_completion_seconds=settings.tracking.harvest_after_completion_seconds,
         rates=dict(settings.routing.rates),
     )
 
@@ -187,6 +188,7 @@ def _wire_runtime(
         error_threshold=settings.tracking.error_threshold,
     )
     poller.start()
+    window = timedelta(seconds=settings.tracking.harvest_after_completion_seconds)
     DeliveryHarvester(
         scheduler,
         providers,
@@ -196,6 +198,8 @@ def _wire_runtime(
         settings.tracking.delivery_interval,
         utc_now,
         owned=store.owned_partitions,
+        completed=lambda name: store.completed_since(name, utc_now() - window),
+        settle=runner.settle_delivery,
     ).start()
     TokenKeeper(scheduler, providers, metrics).start()
     OrderGauges(

@@ -21,7 +21,16 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -125,7 +134,12 @@ class OneAtlasSettings(_Section):
 
 
 class Up42Settings(_Section):
-    """UP42: password-grant credentials, hosts and workspace."""
+    """UP42: password-grant credentials, hosts and workspace.
+
+    ``delivery_overlap_seconds``: how far behind its high-water mark each storage asset listing
+    of the delivery harvest starts again (the listing is eventually consistent: an asset may be
+    listed after a newer one); assets seen in that window are deduplicated by id.
+    """
 
     username: str | None = None
     password: SecretStr | None = None
@@ -136,6 +150,7 @@ class Up42Settings(_Section):
     base_url: HttpUrl = HttpUrl("https://api.up42.com")
     rate_limit_per_second: float = Field(10.0, gt=0)
     max_concurrency: int = Field(32, ge=1)
+    delivery_overlap_seconds: float = Field(3600.0, ge=0)
 
     @property
     def configured(self) -> bool:
@@ -166,10 +181,12 @@ class TrackingSettings(_Section):
     """Tracking polls and the delivery harvest.
 
     ``delivery_interval_seconds`` is the period of the per-provider delivery harvest (default: the
-    poll interval). ``delivery_grace_seconds``: after the provider finished, how long more products
-    may still appear (UP42 extracts STAC items after ``FULFILLED``) before ``COMPLETED``.
-    ``delivery_timeout_seconds``: after the provider finished, how long to wait for the products
-    of every validated acquisition before ``COMPLETED`` with ``DELIVERY_INCOMPLETE``.
+    poll interval). ``delivery_grace_seconds``: an optional extra wait after the provider finished
+    before ``COMPLETED`` (default 0: completion follows the evidence, the last product and, for
+    UP42, every storage asset extracted); it may not exceed ``delivery_timeout_seconds``: after the
+    provider finished, how long to wait for the products of every validated acquisition before
+    ``COMPLETED`` with ``DELIVERY_INCOMPLETE``. ``harvest_after_completion_seconds``: how long a
+    ``COMPLETED`` order is still harvested, so products the provider adds later are published.
     """
 
     poll_interval_seconds: float = Field(300.0, gt=0)
@@ -177,8 +194,20 @@ class TrackingSettings(_Section):
     error_threshold: int = Field(5, ge=1)
     page_size: int = Field(100, ge=1, le=1000)
     delivery_interval_seconds: float | None = Field(None, gt=0)
-    delivery_grace_seconds: float = Field(600.0, ge=0)
+    delivery_grace_seconds: float = Field(0.0, ge=0)
     delivery_timeout_seconds: float = Field(1209600.0, gt=0)
+    harvest_after_completion_seconds: float = Field(604800.0, ge=0)
+
+    @model_validator(mode="after")
+    def _grace_within_timeout(self) -> TrackingSettings:
+        if self.delivery_grace_seconds > self.delivery_timeout_seconds:
+            raise PydanticCustomError(
+                "grace",
+                "TASKING_TRACKING__DELIVERY_GRACE_SECONDS must not exceed "
+                "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS (a complete order would wait longer "
+                "than an incomplete one)",
+            )
+        return self
 
     @property
     def delivery_interval(self) -> float:

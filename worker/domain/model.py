@@ -176,6 +176,9 @@ class DeliveryRecord(DomainModel):
     acquisition_ids: list[str] = Field(default_factory=list)
     source_ids: list[str] = Field(default_factory=list)  # the product's join keys (re-joined later)
     at: datetime
+    # Published without an asset the provider could not be read for (UP42: the collection's
+    # original archive); the product is published again, complete, when that read succeeds.
+    partial: bool = False
 
 
 class ProviderFinished(DomainModel):
@@ -227,6 +230,9 @@ class OrderState(DomainModel):
     # (or until the harvest brings them a second time), then published.
     held_products: list[DeliveredProduct] = Field(default_factory=list)
     finished: ProviderFinished | None = None  # set in AWAITING_DELIVERY
+    # UP42: the provider's storage showed the delivery complete (DeliverySettled); added after
+    # the first release of the state, so absent (False) in older records.
+    delivery_settled: bool = False
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)
     routing: RoutingState | None = None  # provider "auto" only (see the routing block below)
@@ -379,6 +385,19 @@ class DeliveryFound(DomainModel):
     at: datetime
 
 
+class DeliverySettled(DomainModel):
+    """The provider's storage shows this order's delivery complete (UP42: every storage asset of
+    the ``FULFILLED`` order extracted, its items among ``item_ids``, or published as its archive).
+
+    Only the adapter's direct lookup of a finished order reports it; it counts only when every
+    item in ``item_ids`` is already published for the order."""
+
+    kind: Literal["delivery_settled"] = "delivery_settled"
+    tracking_key: str
+    item_ids: list[str]
+    at: datetime
+
+
 class Resumed(DomainModel):
     """The order's partition was (re)assigned to this instance and its state restored."""
 
@@ -441,7 +460,8 @@ DomainEvent = Annotated[
     | Resumed
     | TrackingFailed
     | TrackingRecovered
-    | DeliveryFound,
+    | DeliveryFound
+    | DeliverySettled,
     Field(discriminator="kind"),
 ]
 
@@ -489,8 +509,9 @@ class Settings(DomainModel):
     max_place_attempts: int = 3
     max_interruptions: int = 10
     commands_remembered: int = 64
-    delivery_grace_seconds: float = 600.0
+    delivery_grace_seconds: float = 0.0
     delivery_timeout_seconds: float = 1209600.0
+    harvest_after_completion_seconds: float = 604800.0
     # Provider "auto": currency -> value of one unit in the budget currency (TASKING_ROUTING__RATES).
     rates: dict[str, float] = Field(default_factory=dict)
 

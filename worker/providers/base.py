@@ -95,6 +95,9 @@ class PlacedOrder(ProviderModel):
     refs: Refs
     amount: float | None = None
     currency: str | None = None
+    # Set by the delivery harvest (never stored): the provider finished this order and the worker
+    # waits for its last products, so the adapter may look them up directly.
+    finished: bool = False
 
 
 class StudyOption(ProviderModel):
@@ -290,6 +293,9 @@ class DeliveredProduct(ProviderModel):
     legacy ``DS_...``): the domain matches them to the acquisitions it knows, and publishes ``[]``
     when none match. ``via`` is the provider's own record of the item (``rel: via`` link).
     ``updated_at`` is the provider's ``lastUpdateDate`` / ``publicationDate`` / ``updatedAt``.
+    ``partial`` says that an asset is missing because the provider could not be read for it
+    (UP42: the collection holding the original archive): the product is published without it and
+    published again, complete, when a later harvest brings it whole.
     """
 
     item_id: str
@@ -305,6 +311,7 @@ class DeliveredProduct(ProviderModel):
     assets: list[ProductAsset]
     via: str | None = None
     updated_at: Instant | None = None
+    partial: bool = False
 
 
 class DeliveryHarvest(ProviderModel):
@@ -318,6 +325,9 @@ class DeliveryHarvest(ProviderModel):
 
     products: list[DeliveredProduct] = Field(default_factory=list)
     cursor: str | None = None
+    # tracking key -> every item id of the order's complete delivery, for finished orders whose
+    # delivery the adapter saw complete at the provider (UP42: every storage asset extracted).
+    settled: dict[str, list[str]] = Field(default_factory=dict)
 
 
 @runtime_checkable

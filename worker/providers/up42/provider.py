@@ -137,7 +137,9 @@ class Up42Provider:
         self._workspace: str | None = settings.workspace_id
         self._workspace_lock = asyncio.Lock()
         self._seen: dict[str, _Seen] = {}
-        self._deliveries = Up42Deliveries(self._http, self._base, self.workspace_id, wall_clock)
+        self._deliveries = Up42Deliveries(
+            self._http, self._base, self.workspace_id, wall_clock, overlap=settings.delivery_overlap_seconds
+        )
 
     # ------------------------------------------------------------------ auth and workspace
 
