@@ -223,7 +223,8 @@ async def test_a_collection_that_answers_404_affects_only_its_product_and_is_rea
     assert json.loads(first.cursor or "{}")["pending"] == {p.CNAM_ASSET: "2026-01-09T10:00:00Z"}
     second = await provider.find_deliveries(ORDERS, first.cursor)
     (whole,) = second.products
-    assert whole.item_id == p.CNAM_ITEM and not whole.partial
+    assert whole.item_id == p.CNAM_ITEM
+    assert not whole.partial
     assert any("original" in a.roles for a in whole.assets), "completed with the archive"
     assert json.loads(second.cursor or "{}")["pending"] == {}
 

@@ -155,7 +155,8 @@ def test_no_product_before_the_timeout_ends_with_delivery_incomplete() -> None:
     assert why.details["delivered"] == 1
     deliver(order, "too-late", 10 + TIMEOUT / 60 + 1, "s2")
     assert len(order.deliveries) == 2, "a product after COMPLETED is still published"
-    assert order.last().status is S.COMPLETED and order.last().previous_status is S.COMPLETED
+    assert order.last().status is S.COMPLETED
+    assert order.last().previous_status is S.COMPLETED
     assert order.last().reason is None, "nothing is missing any more: DELIVERY_INCOMPLETE is dropped"
     assert must(order.last().progress).deliveries == 2
 
