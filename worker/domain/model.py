@@ -230,9 +230,12 @@ class OrderState(DomainModel):
     # (or until the harvest brings them a second time), then published.
     held_products: list[DeliveredProduct] = Field(default_factory=list)
     finished: ProviderFinished | None = None  # set in AWAITING_DELIVERY
-    # UP42: the provider's storage showed the delivery complete (DeliverySettled); added after
-    # the first release of the state, so absent (False) in older records.
-    delivery_settled: bool = False
+    # UP42: the item ids of the whole delivery, as the provider's storage last showed it
+    # complete (DeliverySettled); None before. Added after the first release of the state.
+    settled_items: list[str] | None = None
+    # An acquisition listing asked for by a moved change marker has not answered yet: completion
+    # waits for it (an acquisition validated at the end must not be missed).
+    listing_due: bool = False
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)
     routing: RoutingState | None = None  # provider "auto" only (see the routing block below)
@@ -389,8 +392,8 @@ class DeliverySettled(DomainModel):
     """The provider's storage shows this order's delivery complete (UP42: every storage asset of
     the ``FULFILLED`` order extracted, its items among ``item_ids``, or published as its archive).
 
-    Only the adapter's direct lookup of a finished order reports it; it counts only when every
-    item in ``item_ids`` is already published for the order."""
+    Only the adapter's direct lookup of a finished order reports it; it counts once every item in
+    ``item_ids`` is published for the order (some may still wait for an acquisition listing)."""
 
     kind: Literal["delivery_settled"] = "delivery_settled"
     tracking_key: str

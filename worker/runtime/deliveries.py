@@ -150,7 +150,7 @@ class DeliveryHarvester:
                 )
         if not failed:
             self._cursors[name] = harvest.cursor
-        await self._settle(name, orders, harvest, now)
+        await self._settle(name, orders, harvest, self.clock())  # after the products: no earlier time
         self.metrics.scheduler_job("deliveries", True)
         return len(mine) - failed
 

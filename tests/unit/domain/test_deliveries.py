@@ -274,16 +274,28 @@ def test_up42_completes_only_once_its_storage_shows_every_asset_delivered() -> N
     deliver(order, "item-1", 6)
     order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, key), at=at(7)))
     assert not order.s.terminal, "FULFILLED, but another asset may still be extracting"
+    order.send(DeliverySettled(tracking_key="other-order", item_ids=["item-1"], at=at(8)))
+    assert not order.s.terminal, "another order's evidence counts for nothing"
     order.send(DeliverySettled(tracking_key=key, item_ids=["item-1", "item-2"], at=at(8)))
     assert not order.s.terminal, "item-2 is not published yet"
-    assert not order.s.delivery_settled
     deliver(order, "item-2", 9)
-    order.send(DeliverySettled(tracking_key="other-order", item_ids=["item-1", "item-2"], at=at(9)))
-    assert not order.s.terminal, "another order's evidence counts for nothing"
-    order.send(DeliverySettled(tracking_key=key, item_ids=["item-1", "item-2"], at=at(10)))
-    assert order.last().status is S.COMPLETED
-    assert order.last().occurred_at == at(10)
+    assert order.last().status is S.COMPLETED, "the evidence is complete with item-2"
+    assert order.last().occurred_at == at(9)
     assert must(order.last().progress).deliveries == 2
+
+
+def test_up42_evidence_for_a_held_product_completes_after_its_listing() -> None:
+    order = to_placed(request("up42"))
+    key = must(order.s.placed).tracking_key
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, key, change_marker="m1"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[], at=at(5.5)))
+    deliver(order, "item-1", 6, "item-1")  # ahead of its acquisition: held for a listing
+    order.send(DeliverySettled(tracking_key=key, item_ids=["item-1"], at=at(6)))
+    assert not order.s.terminal
+    order.send(AcquisitionsListed(acquisitions=[acquisition("item-1", A.VALIDATED)], at=at(6.2)))
+    assert order.last().status is S.COMPLETED
+    assert order.deliveries[0].acquisition_ids == ["item-1"]
+    assert order.last().occurred_at == order.deliveries[0].occurred_at == at(6.2)
 
 
 # --------------------------------------------------------------------------- after COMPLETED
@@ -331,3 +343,34 @@ def test_a_partial_product_is_published_again_complete_once() -> None:
     assert [d.ce_id for d in order.deliveries] == ["req-1:delivery:p1", "req-1:delivery:p1:r1"]
     assert not order.s.deliveries["p1"].partial
     assert must(order.last().progress).deliveries == 1
+
+
+def test_a_listing_still_in_flight_when_the_provider_finishes_holds_completed_back() -> None:
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    moved = snapshot(RemotePhase.ACQUIRING, change_marker="m1")  # s2 validated: a listing goes out
+    assert [c.op for c in calls(order.send(Polled(snapshot=moved, at=at(7))))] == [Op.LIST_ACQUISITIONS]
+    done = snapshot(RemotePhase.COMPLETED, change_marker="m1")  # same marker: no new listing
+    order.send(Polled(snapshot=done, at=at(8)))
+    deliver(order, "p1", 9, "s1")
+    assert not order.s.terminal, "the listing that may show s2 has not answered"
+    listed = [acquisition("s1", A.VALIDATED), acquisition("s2", A.VALIDATED)]
+    order.send(AcquisitionsListed(acquisitions=listed, at=at(10)))
+    assert not order.s.terminal, "s2 has no product"
+    deliver(order, "p2", 11, "s2")
+    assert order.last().status is S.COMPLETED
+
+
+def test_a_final_listing_that_fails_lets_the_order_complete_on_what_is_known() -> None:
+    from worker.domain.model import ErrorInfo, StepFailed
+
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    deliver(order, "p1", 7, "s1")
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, change_marker="m1"), at=at(8)))
+    assert not order.s.terminal
+    failed = ErrorInfo(reason_code="PROVIDER_ERROR", message="listing failed", retriable=True)
+    order.send(StepFailed(op=Op.LIST_ACQUISITIONS, error=failed, at=at(9)))
+    assert order.last().status is S.COMPLETED

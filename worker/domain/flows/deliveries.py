@@ -153,29 +153,29 @@ def _after_completion(state: OrderState, product: DeliveredProduct, at: datetime
 
 
 def on_settled(state: OrderState, event: DeliverySettled, settings: Settings) -> Step:
-    """The provider's storage shows the delivery complete: counts once every item it names is
-    published (else the next harvest reports it again)."""
+    """The provider's storage shows the delivery complete: kept as the evidence, which counts
+    once every item it names is published (a held one is, after its acquisition listing)."""
     placed = state.placed
-    if (
-        placed is None
-        or state.terminal
-        or state.delivery_settled
-        or event.tracking_key != placed.tracking_key
-    ):
+    if placed is None or state.terminal or event.tracking_key != placed.tracking_key or not event.item_ids:
         return nothing(state)
-    if not event.item_ids or any(i not in state.deliveries for i in event.item_ids):
+    if state.settled_items == event.item_ids:
         return nothing(state)
-    state = update(state, delivery_settled=True)
+    state = update(state, settled_items=list(event.item_ids))
     if state.phase is Phase.AWAITING_DELIVERY:
-        return check(state, event.at, settings)
+        # The evidence was read before the products it names were applied: never an earlier time.
+        at = max([event.at, *(r.at for r in state.deliveries.values())])
+        return check(state, at, settings)
     return state, []
 
 
 def needs_settlement(state: OrderState) -> bool:
     """UP42 extracts STAC items after ``FULFILLED``: a finished order is delivered only once its
-    storage shows every asset done (``DeliverySettled``). OneAtlas needs no more than its
-    products."""
-    return state.request.provider is Provider.UP42 and not state.delivery_settled
+    storage showed every asset done (``DeliverySettled``) and every item it named is published.
+    OneAtlas needs no more than its products."""
+    if state.request.provider is not Provider.UP42:
+        return False
+    settled = state.settled_items
+    return settled is None or any(i not in state.deliveries for i in settled)
 
 
 def _settle(state: OrderState, at: datetime, settings: Settings) -> Step:
@@ -242,7 +242,11 @@ def check(state: OrderState, at: datetime, settings: Settings) -> Step:
     assert finished is not None
     lacking = missing(state)
     complete = (
-        not lacking and bool(state.deliveries) and not state.held_products and not needs_settlement(state)
+        not lacking
+        and bool(state.deliveries)
+        and not state.held_products
+        and not state.listing_due
+        and not needs_settlement(state)
     )
     grace_end = after(finished.at, settings.delivery_grace_seconds)
     deadline = after(finished.at, settings.delivery_timeout_seconds)

@@ -149,7 +149,7 @@ def _marker(state: OrderState, snapshot: OrderSnapshot) -> Step:
     marker = snapshot.change_marker
     if marker is None or marker == state.change_marker:
         return state, []
-    return update(state, change_marker=marker), [CallProvider(op=Op.LIST_ACQUISITIONS)]
+    return update(state, change_marker=marker, listing_due=True), [CallProvider(op=Op.LIST_ACQUISITIONS)]
 
 
 def _study_running(state: OrderState, at: datetime) -> OrderState:

@@ -160,16 +160,19 @@ class Up42Deliveries:
         originals = await self._originals({str(i.get("collection")): _order_id(i) for i in mine})
         products = {p.item_id: p for p in (archive_product(a, self._base) for a in archives)}
         retry: dict[str, str] = {}
+        unmapped: set[str] = set()
         for item in mine:
             product = self._product(item, originals)
+            asset_id = str(_props(item).get("up42-system:asset_id"))
             if product is None or product.partial:
-                asset_id = str(_props(item).get("up42-system:asset_id"))
                 retry[asset_id] = candidates.get(asset_id, "")
-            if product is not None:
+            if product is None:
+                unmapped.add(asset_id)
+            else:
                 products[product.item_id] = product
         next_mark = self._advance(mark, assets, candidates, found_assets - set(retry))
         next_mark.pending.update(retry)
-        settled = self._settled(by_order, list(products.values()), set(retry))
+        settled = self._settled(by_order, list(products.values()), unmapped)
         return DeliveryHarvest(products=list(products.values()), cursor=next_mark.dump(), settled=settled)
 
     def _product(
@@ -220,10 +223,14 @@ class Up42Deliveries:
         return found
 
     def _settled(
-        self, by_order: Mapping[str, list[dict[str, Any]]], products: list[DeliveredProduct], retry: set[str]
+        self,
+        by_order: Mapping[str, list[dict[str, Any]]],
+        products: list[DeliveredProduct],
+        unmapped: set[str],
     ) -> dict[str, list[str]]:
-        """The finished orders whose every listed asset is delivered: extracted with items (none
-        to retry) or published as its archive, with the item ids of the whole delivery."""
+        """The finished orders whose every listed asset is delivered: extracted with every item
+        mapped (a partial product counts: it is completed later) or published as its archive,
+        with the item ids of the whole delivery."""
         settled: dict[str, list[str]] = {}
         for key, listed in by_order.items():
             ids: list[str] = []
@@ -235,7 +242,7 @@ class Up42Deliveries:
                     for p in products
                     if p.tracking_key == key and asset_id in (p.refs.get("assetId"), p.item_id)
                 ]
-                if status not in (_EXTRACTED, *_NO_ITEMS_EVER) or not of_asset or asset_id in retry:
+                if status not in (_EXTRACTED, *_NO_ITEMS_EVER) or not of_asset or asset_id in unmapped:
                     break
                 ids += of_asset
             else:

@@ -73,6 +73,7 @@ class StoredAsset:
     collection: Json
     items: list[Json] = field(default_factory=list)
     failed: bool = False
+    listed_at: datetime | None = None  # not in ``GET /v2/assets`` before (a lagging search index)
 
 
 @dataclass
@@ -338,10 +339,12 @@ class Up42Storage:
         before = _time(q.get("createdBefore"))
         search = q.get("search")
         workspace = q.get("workspaceId")
+        now = self.now()
         chosen = [
             a
             for a in self.assets.values()
-            if (after is None or a.created_at >= after)  # inclusive [I]: clients dedupe the boundary
+            if (a.listed_at is None or a.listed_at <= now)
+            and (after is None or a.created_at >= after)  # inclusive [I]: clients dedupe the boundary
             and (before is None or a.created_at < before)
             and (workspace is None or a.workspace_id == workspace)
             and (search is None or search in (a.order_id, a.name))
