@@ -12,6 +12,7 @@ redaction processor (``worker.observability.logging``) learns their values from
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -102,6 +103,24 @@ class EndUser(_Section):
     country: str = Field(pattern=r"^[A-Z]{2}$")
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_unless_loopback(url: HttpUrl | None) -> HttpUrl | None:
+    """Provider credentials travel only over https: plain http only to a loopback host."""
+    if url is not None and url.scheme == "http" and not is_loopback(url.host or ""):
+        raise PydanticCustomError("https", "must use https (plain http only for a loopback host)")
+    return url
+
+
 class OneAtlasSettings(_Section):
     """Airbus OneAtlas: credentials, hosts and the order fields set per deployment."""
 
@@ -128,6 +147,8 @@ class OneAtlasSettings(_Section):
     rate_limit_per_second: float = Field(10.0, gt=0)
     max_concurrency: int = Field(32, ge=1)
 
+    _https = field_validator("auth_url", "base_url", "search_url", "data_url")(_https_unless_loopback)
+
     @property
     def configured(self) -> bool:
         return self.api_key is not None and bool(self.api_key.get_secret_value())
@@ -151,6 +172,8 @@ class Up42Settings(_Section):
     rate_limit_per_second: float = Field(10.0, gt=0)
     max_concurrency: int = Field(32, ge=1)
     delivery_overlap_seconds: float = Field(3600.0, ge=0)
+
+    _https = field_validator("auth_url", "userinfo_url", "base_url")(_https_unless_loopback)
 
     @property
     def configured(self) -> bool:

@@ -92,6 +92,7 @@ from worker.providers.oneatlas.ordering import (
     search_body,
     soonest,
 )
+from worker.providers.scope import oneatlas_scope
 from worker.runtime import cooperative
 
 
@@ -146,6 +147,7 @@ class OneAtlasProvider:
             metrics=sink,
             translate=translate_error,
             sleep=sleep,
+            scope=oneatlas_scope(settings),
         )
         self._auth_http = ProviderHttp(
             PROVIDER,

@@ -45,6 +45,7 @@ from worker.providers.http import (
     build_client,
     http_policy,
 )
+from worker.providers.scope import up42_scope
 from worker.providers.up42.delivery import Up42Deliveries
 from worker.providers.up42.mapping import (
     _READ_QUOTATION,
@@ -131,7 +132,7 @@ class Up42Provider:
             "sleep": sleep,
         }
         self._auth = ProviderHttp(PROVIDER, self._client, None, **common)
-        self._http = ProviderHttp(PROVIDER, self._client, self.tokens, **common)
+        self._http = ProviderHttp(PROVIDER, self._client, self.tokens, **common, scope=up42_scope(settings))
         self._schemas: dict[str, dict[str, Any]] = {}
         self._schema_lock = asyncio.Lock()
         self._workspace: str | None = settings.workspace_id

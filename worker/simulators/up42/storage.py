@@ -14,7 +14,8 @@ properties and on the queryable aliases ``order_id`` and ``asset_id``; the old S
 ``up42-order:order_id`` matches nothing, as it most likely does at UP42), ``next`` links for
 paging, collections and items by id.
 
-Downloads: ``GET /v2/assets/{id}`` (bearer; ``Range`` supported) for assets and for STAC asset
+Downloads: ``GET /v2/assets/{id}`` (bearer; ``Range`` and ``If-Range`` against the ``ETag``
+supported) for assets and for STAC asset
 ids; ``POST /v2/assets/{id}/download-url`` answers ``{"url": …}``, a signed-looking URL that this
 app serves without a token for :attr:`Up42Storage.signed_url_lifetime` simulated seconds.
 """
@@ -86,6 +87,7 @@ class Up42Storage:
     assets: dict[str, StoredAsset] = field(default_factory=dict)
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # file id -> (size, name)
     signed: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # token -> (file id, expiry)
+    revisions: dict[str, int] = field(default_factory=dict)  # file id -> version (``revise``)
 
     # ------------------------------------------------------------------ content
 
@@ -380,15 +382,26 @@ class Up42Storage:
             )
         return self._serve(entry[0], request)
 
+    def revise(self, file_id: str) -> None:
+        """Replace a stored file by another version of the same size (its ETag changes)."""
+        self.revisions[file_id] = self.revisions.get(file_id, 0) + 1
+
     def _serve(self, file_id: str, request: Request) -> Response:
         if file_id not in self.files:
             return _error(404, f"Asset {file_id} not found")
         size, name = self.files[file_id]
-        data = content_of(file_id, size)
-        headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{name}"'}
+        revision = self.revisions.get(file_id, 0)
+        data = content_of(file_id if not revision else f"{file_id}:{revision}", size)
+        etag = f'"{file_id}-{revision}"'
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "ETag": etag,
+        }
         media = "application/zip" if name.endswith(".zip") else "application/octet-stream"
         wanted = request.headers.get("range")
-        if wanted:
+        if_range = request.headers.get("if-range")
+        if wanted and (if_range is None or if_range == etag):  # RFC 9110 13.1.5: else the whole file
             match = _RANGE.match(wanted.strip())
             if match is None or not any(match.groups()):
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
