@@ -541,6 +541,24 @@ class RecordingCollector(Collector):
         return problems
 
 
+_VISIBLE = ("reason", "providerRefs", "feasibility", "price", "decision", "offers")
+
+
+def _progress(event: dict[str, Any]) -> Any:
+    """``progress`` as a consumer reads it: all zero says no more than none."""
+    progress = event.get("progress")
+    if not progress:
+        return None
+    counts = progress.get("acquisitions") or {}
+    empty = not any(counts.values()) and not progress.get("deliveries") and not progress.get("coveragePct")
+    return None if empty else progress
+
+
+def says_something(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """A repeated status shows a change (CONTRACT §6): its reason, progress or another field."""
+    return _progress(before) != _progress(after) or any(before.get(k) != after.get(k) for k in _VISIBLE)
+
+
 def sequence_problems(request_id: str, events: list[dict[str, Any]]) -> list[str]:
     """Contiguity of one request's de-duplicated status events (see ``event_problems``)."""
     problems: list[str] = []
@@ -552,6 +570,10 @@ def sequence_problems(request_id: str, events: list[dict[str, Any]]) -> list[str
         repeat = before["status"] == after["status"] == "COMPLETED"
         if before["status"] in TERMINAL and not repeat:
             problems.append(f"{request_id}: {after['status']} follows terminal {before['status']}")
+        if after["status"] == before["status"] and not says_something(before, after):
+            problems.append(
+                f"{request_id}: seq {after['sequence']} repeats {after['status']} saying nothing new"
+            )
         if after.get("previousStatus") != before["status"]:
             problems.append(
                 f"{request_id}: seq {after['sequence']} previousStatus "
