@@ -221,7 +221,9 @@ async def test_a_collection_that_answers_404_affects_only_its_product_and_is_rea
     assert not by_id["other-item"].partial
     assert any("original" in a.roles for a in by_id["other-item"].assets)
     assert json.loads(first.cursor or "{}")["pending"] == {p.CNAM_ASSET: "2026-01-09T10:00:00Z"}
+    assert first.skipped == 1, "counted as a delivery error"
     second = await provider.find_deliveries(ORDERS, first.cursor)
+    assert second.skipped == 0
     (whole,) = second.products
     assert whole.item_id == p.CNAM_ITEM
     assert not whole.partial

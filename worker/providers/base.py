@@ -328,6 +328,9 @@ class DeliveryHarvest(ProviderModel):
     # tracking key -> every item id of the order's complete delivery, for finished orders whose
     # delivery the adapter saw complete at the provider (UP42: every storage asset extracted).
     settled: dict[str, list[str]] = Field(default_factory=dict)
+    # Reads or items that failed and affect only their own products (logged by the adapter with
+    # the order's id, retried on later cycles): counted as delivery errors.
+    skipped: int = 0
 
 
 @runtime_checkable

@@ -20,10 +20,11 @@ settled (``DeliveryHarvest.settled``) goes to the order after its products
 ``TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS`` of their completion (``completed``) are
 harvested too, so products that appear later are still published.
 
-Failure modes: a harvest that raises is logged and counted (``tasking_delivery_errors_total``),
-and the cursor stays where it was, so the next cycle tries the same range again. One product
-that cannot be applied is logged and counted, the others go on, and the cursor does not move
-past the cycle, so that product is tried again.
+Failure modes: a read or item that fails inside the adapter affects only its products
+(``DeliveryHarvest.skipped``, counted in ``tasking_delivery_errors_total``). A harvest that
+raises is logged and counted too, and the cursor stays where it was, so the next cycle tries
+the same range again. One product that cannot be applied is logged and counted, the others go
+on, and the cursor does not move past the cycle, so that product is tried again.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class DeliveryHarvester:
             self.metrics.scheduler_job("deliveries", True)
             return 0
         harvest = await self.providers[name].find_deliveries([p for _, p in orders.values()], cursor)
+        for _ in range(harvest.skipped):  # one product's trouble, logged by the adapter
+            self.metrics.delivery_error(name.value)
         now = self.clock()
         mine = [(orders[p.tracking_key][0], p) for p in harvest.products if p.tracking_key in orders]
         results = await cooperative.gather_in_batches(mine, lambda item: self.deliver(item[0], item[1], now))

@@ -144,6 +144,7 @@ class Up42Deliveries:
         self._clock = clock
         self._overlap = timedelta(seconds=overlap)
         self._lookups: dict[str, _Lookup] = {}
+        self._failed_lookups = 0
 
     async def harvest(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
         """See :meth:`worker.providers.base.TaskingProvider.find_deliveries`."""
@@ -173,7 +174,10 @@ class Up42Deliveries:
         next_mark = self._advance(mark, assets, candidates, found_assets - set(retry))
         next_mark.pending.update(retry)
         settled = self._settled(by_order, list(products.values()), unmapped)
-        return DeliveryHarvest(products=list(products.values()), cursor=next_mark.dump(), settled=settled)
+        failures = len(unmapped) + sum(v is None for v in originals.values()) + self._failed_lookups
+        return DeliveryHarvest(
+            products=list(products.values()), cursor=next_mark.dump(), settled=settled, skipped=failures
+        )
 
     def _product(
         self, item: Mapping[str, Any], originals: Mapping[str, list[ProductAsset] | None]
@@ -200,6 +204,7 @@ class Up42Deliveries:
         """Order id → the assets listed for it, for the finished orders whose lookup is due (the
         backoff of the module docstring); one order's failed lookup is logged and backed off."""
         now = self._clock()
+        self._failed_lookups = 0
         keys = {o.tracking_key for o in finished}
         self._lookups = {k: v for k, v in self._lookups.items() if k in keys}
         found: dict[str, list[dict[str, Any]]] = {}
@@ -212,6 +217,7 @@ class Up42Deliveries:
                 listed = [a for a in answer if a.get("orderId") in (key, None)]
             except ProviderError as exc:
                 log.warning("up42_order_assets_unreadable", orderId=key, error=type(exc).__name__)
+                self._failed_lookups += 1
                 listed = []
             if listed:
                 lookup.wait, lookup.due = 0.0, now  # assets to follow: again next cycle
