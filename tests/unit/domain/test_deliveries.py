@@ -374,3 +374,16 @@ def test_a_final_listing_that_fails_lets_the_order_complete_on_what_is_known() -
     failed = ErrorInfo(reason_code="PROVIDER_ERROR", message="listing failed", retriable=True)
     order.send(StepFailed(op=Op.LIST_ACQUISITIONS, error=failed, at=at(9)))
     assert order.last().status is S.COMPLETED
+
+
+def test_a_listing_lost_with_its_owner_is_asked_for_again_on_resume() -> None:
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    deliver(order, "p1", 7, "s1")
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, change_marker="m1"), at=at(8)))
+    assert order.s.listing_due
+    effects = order.send(Resumed(at=at(9)))  # a new owner: the listing's answer never came
+    assert [c.op for c in calls(effects)] == [Op.LIST_ACQUISITIONS]
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(10)))
+    assert order.last().status is S.COMPLETED
