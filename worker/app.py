@@ -18,7 +18,7 @@ import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -70,6 +70,7 @@ def domain_settings(settings: Settings) -> DomainSettings:
         outcome_timeout_seconds=settings.http_client.outcome_timeout_seconds,
         delivery_grace_seconds=settings.tracking.delivery_grace_seconds,
         delivery_timeout_seconds=settings.tracking.delivery_timeout_seconds,
+        harvest_after_completion_seconds=settings.tracking.harvest_after_completion_seconds,
         rates=dict(settings.routing.rates),
         unbudgeted_ceiling=dict(settings.approval.unbudgeted_ceiling),
     )
@@ -251,6 +252,7 @@ def _wire_runtime(
         error_threshold=settings.tracking.error_threshold,
     )
     poller.start()
+    window = timedelta(seconds=settings.tracking.harvest_after_completion_seconds)
     DeliveryHarvester(
         scheduler,
         providers,
@@ -260,6 +262,8 @@ def _wire_runtime(
         settings.tracking.delivery_interval,
         utc_now,
         owned=store.owned_partitions,
+        completed=lambda name: store.completed_since(name, utc_now() - window),
+        settle=runner.settle_delivery,
     ).start()
     TokenKeeper(scheduler, providers, metrics).start()
     OrderGauges(

@@ -13,6 +13,7 @@ redaction processor (``worker.observability.logging``) learns their values from
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -266,6 +267,24 @@ class EndUser(_Section):
     country: str = Field(pattern=r"^[A-Z]{2}$")
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_unless_loopback(url: HttpUrl | None) -> HttpUrl | None:
+    """Provider credentials travel only over https: plain http only to a loopback host."""
+    if url is not None and url.scheme == "http" and not is_loopback(url.host or ""):
+        raise PydanticCustomError("https", "must use https (plain http only for a loopback host)")
+    return url
+
+
 class OneAtlasSettings(_Section):
     """Airbus OneAtlas: credentials, hosts and the order fields set per deployment."""
 
@@ -292,13 +311,20 @@ class OneAtlasSettings(_Section):
     rate_limit_per_second: float = Field(10.0, gt=0)
     max_concurrency: int = Field(32, ge=1)
 
+    _https = field_validator("auth_url", "base_url", "search_url", "data_url")(_https_unless_loopback)
+
     @property
     def configured(self) -> bool:
         return self.api_key is not None and bool(self.api_key.get_secret_value())
 
 
 class Up42Settings(_Section):
-    """UP42: password-grant credentials, hosts and workspace."""
+    """UP42: password-grant credentials, hosts and workspace.
+
+    ``delivery_overlap_seconds``: how far behind its high-water mark each storage asset listing
+    of the delivery harvest starts again (the listing is eventually consistent: an asset may be
+    listed after a newer one); assets seen in that window are deduplicated by id.
+    """
 
     username: str | None = None
     password: SecretStr | None = None
@@ -309,6 +335,9 @@ class Up42Settings(_Section):
     base_url: HttpUrl = HttpUrl("https://api.up42.com")
     rate_limit_per_second: float = Field(10.0, gt=0)
     max_concurrency: int = Field(32, ge=1)
+    delivery_overlap_seconds: float = Field(3600.0, ge=0)
+
+    _https = field_validator("auth_url", "userinfo_url", "base_url")(_https_unless_loopback)
 
     @property
     def configured(self) -> bool:
@@ -346,10 +375,12 @@ class TrackingSettings(_Section):
     """Tracking polls and the delivery harvest.
 
     ``delivery_interval_seconds`` is the period of the per-provider delivery harvest (default: the
-    poll interval). ``delivery_grace_seconds``: after the provider finished, how long more products
-    may still appear (UP42 extracts STAC items after ``FULFILLED``) before ``COMPLETED``.
-    ``delivery_timeout_seconds``: after the provider finished, how long to wait for the products
-    of every validated acquisition before ``COMPLETED`` with ``DELIVERY_INCOMPLETE``.
+    poll interval). ``delivery_grace_seconds``: an optional extra wait after the provider finished
+    before ``COMPLETED`` (default 0: completion follows the evidence, the last product and, for
+    UP42, every storage asset extracted); it may not exceed ``delivery_timeout_seconds``: after the
+    provider finished, how long to wait for the products of every validated acquisition before
+    ``COMPLETED`` with ``DELIVERY_INCOMPLETE``. ``harvest_after_completion_seconds``: how long a
+    ``COMPLETED`` order is still harvested, so products the provider adds later are published.
     """
 
     poll_interval_seconds: float = Field(300.0, gt=0)
@@ -357,8 +388,20 @@ class TrackingSettings(_Section):
     error_threshold: int = Field(5, ge=1)
     page_size: int = Field(100, ge=1, le=1000)
     delivery_interval_seconds: float | None = Field(None, gt=0)
-    delivery_grace_seconds: float = Field(600.0, ge=0)
+    delivery_grace_seconds: float = Field(0.0, ge=0)
     delivery_timeout_seconds: float = Field(1209600.0, gt=0)
+    harvest_after_completion_seconds: float = Field(604800.0, ge=0)
+
+    @model_validator(mode="after")
+    def _grace_within_timeout(self) -> TrackingSettings:
+        if self.delivery_grace_seconds > self.delivery_timeout_seconds:
+            raise PydanticCustomError(
+                "grace",
+                "TASKING_TRACKING__DELIVERY_GRACE_SECONDS must not exceed "
+                "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS (a complete order would wait longer "
+                "than an incomplete one)",
+            )
+        return self
 
     @property
     def delivery_interval(self) -> float:

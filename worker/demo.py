@@ -598,9 +598,8 @@ def demo_environment(bootstrap_servers: str, simulator_env: Mapping[str, str]) -
         "TASKING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "TASKING_KAFKA__ENABLE_IDEMPOTENCE": "false",  # the embedded broker refuses it
         "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "1",
-        # Delivery waits are in real seconds: short, so the demo ends in time (defaults: 600 s
-        # grace, 14 days timeout).
-        "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "2",
+        # The delivery timeout is in real seconds: short, so the demo ends in time (default 14
+        # days). No grace period (the default): COMPLETED follows the last product at once.
         "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "20",
         "TASKING_HTTP__HOST": "127.0.0.1",
         "TASKING_HTTP__PORT": "0",

@@ -119,6 +119,11 @@ MEANINGS: Final[dict[str, str]] = {
     "TASKING_STAC__BASE_URL": "Public base URL under which the STAC documents are served; when set, "
     "items carry `self`, `collection`, `parent` and `root` links under it (unset: only a relative "
     "`collection` link and `via`).",
+    "TASKING_UP42__DELIVERY_OVERLAP_SECONDS": "Each UP42 storage listing of the delivery harvest starts "
+    "this far behind its high-water mark (assets deduplicated by id), so an asset listed late is "
+    "still seen.",
+    "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS": "How long a `COMPLETED` order is still "
+    "harvested: products that appear later are published, each announced by a repeated `COMPLETED`.",
     "TASKING_HTTP_CLIENT__SETTLE_SECONDS": "An order call whose answer was lost is looked up only after "
     "this long (must exceed the timeout).",
     "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "Period of the batched tracking poll per provider.",

@@ -68,7 +68,6 @@ class Stack:
             "TASKING_SHUTDOWN_GRACE_SECONDS": "2",
             # Delivery waits in worker (real) seconds: short, so a flow ends within a test.
             "TASKING_TRACKING__DELIVERY_INTERVAL_SECONDS": "0.5",
-            "TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "1",
             "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "8",
             # The flows under test order requests without a budget: a deployment ceiling above
             # every simulated price (the default, none, sends them to DECISION_REQUIRED).
@@ -556,6 +555,24 @@ class RecordingCollector(Collector):
         return problems
 
 
+_VISIBLE = ("reason", "providerRefs", "feasibility", "price", "decision", "offers")
+
+
+def _progress(event: dict[str, Any]) -> Any:
+    """``progress`` as a consumer reads it: all zero says no more than none."""
+    progress = event.get("progress")
+    if not progress:
+        return None
+    counts = progress.get("acquisitions") or {}
+    empty = not any(counts.values()) and not progress.get("deliveries") and not progress.get("coveragePct")
+    return None if empty else progress
+
+
+def says_something(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """A repeated status shows a change (CONTRACT §6): its reason, progress or another field."""
+    return _progress(before) != _progress(after) or any(before.get(k) != after.get(k) for k in _VISIBLE)
+
+
 def sequence_problems(request_id: str, events: list[dict[str, Any]]) -> list[str]:
     """Contiguity of one request's de-duplicated status events (see ``event_problems``)."""
     problems: list[str] = []
@@ -563,8 +580,14 @@ def sequence_problems(request_id: str, events: list[dict[str, Any]]) -> list[str
     if sequences != list(range(1, len(sequences) + 1)):
         problems.append(f"{request_id}: sequences {sequences} are not contiguous from 1")
     for before, after in itertools.pairwise(events):
-        if before["status"] in TERMINAL:
+        # The one repeat after a terminal status: COMPLETED again, announcing a later product.
+        repeat = before["status"] == after["status"] == "COMPLETED"
+        if before["status"] in TERMINAL and not repeat:
             problems.append(f"{request_id}: {after['status']} follows terminal {before['status']}")
+        if after["status"] == before["status"] and not says_something(before, after):
+            problems.append(
+                f"{request_id}: seq {after['sequence']} repeats {after['status']} saying nothing new"
+            )
         if after.get("previousStatus") != before["status"]:
             problems.append(
                 f"{request_id}: seq {after['sequence']} previousStatus "

@@ -97,7 +97,7 @@ async def test_a_delivery_after_the_provider_finished_holds_completed_back(
                 "the provider fulfils the order",
             )
             await events.wait_status("up-late", "IN_PROGRESS", timeout=30)
-            await asyncio.sleep(4)  # well past the 1 s grace period: COMPLETED must still wait
+            await asyncio.sleep(4)  # eight harvest cycles: COMPLETED must still wait
             assert "COMPLETED" not in events.statuses("up-late")
             assert events.deliveries["up-late"] == []
             assert sim.release_deliveries(request.reference) == 1
@@ -114,7 +114,7 @@ async def test_a_delivery_that_never_comes_ends_in_delivery_incomplete(
 ) -> None:
     async with reliability_stack(broker, unique_topics) as (stack, events):
         request = fast_up42_request("up-never", stack.sims)
-        stack.sims.up42.fault_deliveries(request.reference, "failed")
+        stack.sims.up42.fault_deliveries(request.reference, "missing")  # extraction never ends
         async with running_worker(stack):
             await stack.publish(request)
             completed = await events.wait_status("up-never", "COMPLETED", timeout=90)
@@ -321,7 +321,7 @@ async def test_a_oneatlas_delivery_after_the_provider_finished_holds_completed_b
             # Another order of the same workspace is delivered meanwhile: the harvest moves on.
             await stack.publish(other)
             await events.wait_status(other.request_id, "COMPLETED", timeout=60)
-            await asyncio.sleep(2)  # well past the 1 s grace period: COMPLETED must still wait
+            await asyncio.sleep(2)  # four harvest cycles: COMPLETED must still wait
             assert "COMPLETED" not in events.statuses(late.request_id)
             assert events.deliveries[late.request_id] == []
             sim.plan_delivery(late.reference, release=True)

@@ -205,14 +205,14 @@ async def test_polling_5000_orders_costs_pages_not_orders() -> None:
     from worker.simulators.oneatlas import OneAtlasSimulator
 
     sim = OneAtlasSimulator()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url="http://sim")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url="https://sim")
     settings = OneAtlasSettings(
         api_key="sim-oneatlas-key",
         contract_id=sim.legacy_contract_id,
         neo_contract_id=sim.neo_contract_id,
         workspace_id=sim.workspace_id,
-        base_url="http://sim",
-        auth_url="http://sim/auth/realms/IDP/protocol/openid-connect/token",
+        base_url="https://sim",
+        auth_url="https://sim/auth/realms/IDP/protocol/openid-connect/token",
         rate_limit_per_second=100_000,
         max_concurrency=64,
     )

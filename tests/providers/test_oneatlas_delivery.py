@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -201,28 +202,63 @@ async def test_contract_without_a_delivery_workspace_is_a_protocol_error() -> No
         await delivery_provider(fake).find_deliveries([NEO_ORDER], None)
 
 
-async def test_harvest_pages_through_every_result() -> None:
-    items = [dp.legacy_item(f"item-{i}", updated=f"2026-03-02T10:00:0{i}.000Z") for i in range(5)]
+def ranged_search(items: list[dict[str, Any]]) -> Callable[[httpx.Request], httpx.Response]:
+    """The opensearch over ``items`` (sorted by ``lastUpdateDate``), honouring a ``[T,]`` range
+    and ``startPage``; ``items`` may change between calls (a deletion)."""
 
     def page(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        wanted = body.get("lastUpdateDate")
+        since = wanted[1:-2] if isinstance(wanted, str) else None
+        matching = [i for i in items if since is None or i["properties"]["lastUpdateDate"] >= since]
         start = (body["startPage"] - 1) * body["itemsPerPage"]
-        chunk = items[start : start + body["itemsPerPage"]]
-        return httpx.Response(200, json=dp.search_answer(chunk, start, body["itemsPerPage"], len(items)))
+        chunk = matching[start : start + body["itemsPerPage"]]
+        return httpx.Response(200, json=dp.search_answer(chunk, start, body["itemsPerPage"], len(matching)))
 
-    fake = FakeApi()
-    fake.on("POST", SEARCH_PATH, page)
+    return page
+
+
+def paged_provider(fake: FakeApi) -> OneAtlasProvider:
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
-    provider = OneAtlasProvider(
+    return OneAtlasProvider(
         oa.settings(search_url=dp.SEARCH_URL, data_url=dp.DATA_URL),
         oa.http_settings(),
         client=client,
         delivery_page_size=2,
     )
-    harvest = await provider.find_deliveries([LEGACY_ORDER], None)
+
+
+async def test_harvest_pages_through_every_result() -> None:
+    items = [dp.legacy_item(f"item-{i}", updated=f"2026-03-02T10:00:0{i}.000Z") for i in range(5)]
+    fake = FakeApi()
+    fake.on("POST", SEARCH_PATH, ranged_search(items))
+    harvest = await paged_provider(fake).find_deliveries([LEGACY_ORDER], None)
     assert sorted(p.item_id for p in harvest.products) == [f"item-{i}" for i in range(5)]
-    assert [b["startPage"] for b in searches(fake)] == [1, 2, 3]
-    assert all(b["itemsPerPage"] == 2 for b in searches(fake))
+    bodies = searches(fake)
+    assert all(b["itemsPerPage"] == 2 for b in bodies)
+    assert "lastUpdateDate" not in bodies[0]
+    assert [b.get("lastUpdateDate") for b in bodies[1:]] == [
+        f"[2026-03-02T10:00:0{i}.000Z,]" for i in (1, 2, 3, 4)
+    ], "each page ranges again from the last date seen"
+    assert all(b["startPage"] == 1 for b in bodies)
+
+
+async def test_a_deletion_during_a_full_harvest_does_not_skip_an_item() -> None:
+    """A new owner's full harvest after a rebalance pages through the whole workspace; a product
+    removed meanwhile must not shift an unseen one onto a page already read."""
+    items = [dp.legacy_item(f"item-{i}", updated=f"2026-03-02T10:00:0{i}.000Z") for i in range(5)]
+    search = ranged_search(items)
+
+    def deleting(request: httpx.Request) -> httpx.Response:
+        answer = search(request)
+        if len(fake.api("POST", SEARCH_PATH)) == 1:
+            del items[0]  # removed (expired) right after the first page was read
+        return answer
+
+    fake = FakeApi()
+    fake.on("POST", SEARCH_PATH, deleting)
+    harvest = await paged_provider(fake).find_deliveries([LEGACY_ORDER], None)
+    assert sorted(p.item_id for p in harvest.products) == [f"item-{i}" for i in range(5)]
 
 
 async def test_a_malformed_item_is_skipped_not_fatal() -> None:

@@ -30,7 +30,7 @@ from worker.simulators.common import Fault, SimClock, SimulatorCore
 from worker.simulators.oneatlas import AUTH_PATH, DEFAULT_CONTRACTS, OneAtlasSimulator
 
 DAY = 86_400.0
-HOST = "http://oneatlas.sim"
+HOST = "https://oneatlas.sim"
 LEGACY, NEO = DEFAULT_CONTRACTS
 TERMINAL = {RemotePhase.COMPLETED, RemotePhase.CANCELLED, RemotePhase.FAILED, RemotePhase.REJECTED}
 ATTEMPT_TYPES = {ProgrammingType.ONEDAY, ProgrammingType.ONENOW, ProgrammingType.ONENOWATTEMPTS}

@@ -5,7 +5,7 @@ extraction lag, stable hrefs only, and calls that do not grow with waiting order
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -132,23 +132,150 @@ async def test_an_asset_still_extracting_stays_pending_and_is_found_next_cycle()
     assert second.cursor is not None
     assert json.loads(second.cursor)["pending"] == {}
     listing = fake.sent("GET", "/v2/assets")[1]
-    assert listing.url.params["createdAfter"] == "2026-01-09T10:00:00Z"
+    assert listing.url.params["createdAfter"] == "2026-01-09T09:00:00.000Z", "an hour behind the mark"
     assert listing.url.params["sort"] == "createdAt,asc"
 
 
-async def test_a_failed_extraction_is_not_searched_and_the_cursor_moves_on() -> None:
+async def test_a_failed_extraction_is_delivered_as_its_archive_and_the_cursor_moves_on() -> None:
     fake = FakeUp42()
     asset = p.storage_asset(p.CNAM_ASSET, "2026-01-09T10:00:00Z", status="FAILED")
     fake.on("GET", "/v2/assets", reply(200, p.assets_page([asset])))
     harvest = await make(fake).find_deliveries(ORDERS, None)
-    assert harvest.products == []
-    assert fake.sent("POST", "/v2/assets/stac/search") == []
+    (product,) = harvest.products
+    assert (product.item_id, product.tracking_key) == (p.CNAM_ASSET, p.ORDER_ID)
+    (data,) = product.assets
+    assert data.href == f"{p.API}/v2/assets/{p.CNAM_ASSET}"
+    assert data.roles == ["data", "original"]
+    assert data.size == 8123456
+    assert "FAILED" in product.properties["tasking:note"]
+    assert fake.sent("POST", "/v2/assets/stac/search") == [], "no items to look for"
+    validate_item(
+        DeliveryEvent(request_id="r-1", provider=Provider.UP42, product=product, occurred_at=NOW).stac_item()
+    )
     assert harvest.cursor is not None
     assert json.loads(harvest.cursor) == {
         "after": "2026-01-09T10:00:00Z",
-        "seen": [p.CNAM_ASSET],
+        "seen": {p.CNAM_ASSET: "2026-01-09T10:00:00Z"},
         "pending": {},
     }
+
+
+async def test_an_asset_listed_late_with_an_older_creation_time_is_delivered_once() -> None:
+    fake = FakeUp42()
+    newer = p.storage_asset(p.OLD_ASSET, "2026-01-09T10:00:00Z", order_id="another-workspace-order")
+    late = p.storage_asset(p.CNAM_ASSET, "2026-01-09T09:40:00Z")  # indexed after ``newer``
+    fake.on(
+        "GET",
+        "/v2/assets",
+        reply(200, p.assets_page([newer])),
+        reply(200, p.assets_page([late, newer])),
+        reply(200, p.assets_page([late, newer])),
+    )
+    fake.on("POST", "/v2/assets/stac/search", reply(200, fc(p.cnam_item())))
+    fake.on("GET", f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}", reply(200, p.cnam_collection()))
+    provider = make(fake)
+    first = await provider.find_deliveries(ORDERS, None)
+    assert first.products == []
+    second = await provider.find_deliveries(ORDERS, first.cursor)
+    assert [x.item_id for x in second.products] == [p.CNAM_ITEM], "the window behind the mark re-lists it"
+    (search,) = [search_of(r)["filter"] for r in fake.sent("POST", "/v2/assets/stac/search")]
+    assert search == {"op": "=", "args": [{"property": "asset_id"}, p.CNAM_ASSET]}
+    third = await provider.find_deliveries(ORDERS, second.cursor)
+    assert third.products == []
+    assert len(fake.sent("POST", "/v2/assets/stac/search")) == 1, "both ids are in the cursor: not again"
+    assert json.loads(third.cursor or "{}")["seen"] == {
+        p.CNAM_ASSET: "2026-01-09T09:40:00Z",
+        p.OLD_ASSET: "2026-01-09T10:00:00Z",
+    }
+
+
+async def test_a_collection_that_answers_404_affects_only_its_product_and_is_read_again() -> None:
+    fake = FakeUp42()
+    first_asset = p.storage_asset(p.CNAM_ASSET, "2026-01-09T10:00:00Z")
+    other = p.storage_asset(p.OLD_ASSET, "2026-01-09T10:05:00Z", order_id=p.ORDER_2)
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page([first_asset, other])))
+    other_item = {**p.cnam_item(), "id": "other-item", "collection": p.OLD_COLLECTION}
+    other_item["properties"] = {
+        **other_item["properties"],
+        "up42-order:id": p.ORDER_2,
+        "up42-system:asset_id": p.OLD_ASSET,
+    }
+    fake.on(
+        "POST",
+        "/v2/assets/stac/search",
+        reply(200, fc(p.cnam_item(), other_item)),
+        reply(200, fc(p.cnam_item())),
+    )
+    fake.on(
+        "GET",
+        f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}",
+        reply(404, {"code": 404, "message": "not found"}),
+        reply(200, p.cnam_collection()),
+    )
+    fake.on("GET", f"/v2/assets/stac/collections/{p.OLD_COLLECTION}", reply(200, p.cnam_collection()))
+    provider = make(fake)
+    first = await provider.find_deliveries(ORDERS, None)
+    by_id = {x.item_id: x for x in first.products}
+    assert set(by_id) == {p.CNAM_ITEM, "other-item"}, "the harvest goes on past the failed read"
+    assert by_id[p.CNAM_ITEM].partial, "published without its original archive"
+    assert not any("original" in a.roles for a in by_id[p.CNAM_ITEM].assets)
+    assert not by_id["other-item"].partial
+    assert any("original" in a.roles for a in by_id["other-item"].assets)
+    assert json.loads(first.cursor or "{}")["pending"] == {p.CNAM_ASSET: "2026-01-09T10:00:00Z"}
+    assert first.skipped == 1, "counted as a delivery error"
+    second = await provider.find_deliveries(ORDERS, first.cursor)
+    assert second.skipped == 0
+    (whole,) = second.products
+    assert whole.item_id == p.CNAM_ITEM
+    assert not whole.partial
+    assert any("original" in a.roles for a in whole.assets), "completed with the archive"
+    assert json.loads(second.cursor or "{}")["pending"] == {}
+
+
+async def test_a_finished_order_is_looked_up_directly_and_settled_once_every_asset_is_delivered() -> None:
+    fake = FakeUp42()
+    extracting = p.storage_asset(p.CNAM_ASSET, "2026-01-01T10:00:00Z", status="IN_PROGRESS")
+    extracted = p.storage_asset(p.CNAM_ASSET, "2026-01-01T10:00:00Z")
+    failed = p.storage_asset(p.OLD_ASSET, "2026-01-01T10:01:00Z", status="NOT_PROCESSED")
+
+    def assets(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("search") != p.ORDER_ID:
+            return reply(200, p.assets_page([]))  # the listing since the mark has nothing new
+        listed = [extracting, failed] if len(fake.sent("GET", "/v2/assets")) <= 2 else [extracted, failed]
+        return reply(200, p.assets_page(listed))
+
+    fake.on("GET", "/v2/assets", assets)
+    fake.on("POST", "/v2/assets/stac/search", reply(200, fc()), reply(200, fc(p.cnam_item())))
+    fake.on("GET", f"/v2/assets/stac/collections/{p.CNAM_COLLECTION}", reply(200, p.cnam_collection()))
+    finished = [PlacedOrder(tracking_key=p.ORDER_ID, refs={}, finished=True)]
+    provider = make(fake)
+    mark = '{"after": "2026-01-09T10:00:00Z", "seen": {}, "pending": {}}'
+    first = await provider.find_deliveries(finished, mark)
+    assert [x.item_id for x in first.products] == [p.OLD_ASSET], "the archive of the unprocessed asset"
+    assert first.settled == {}, "one asset is still being extracted"
+    second = await provider.find_deliveries(finished, first.cursor)
+    assert {x.item_id for x in second.products} == {p.OLD_ASSET, p.CNAM_ITEM}
+    assert second.settled == {p.ORDER_ID: [p.CNAM_ITEM, p.OLD_ASSET]}
+    searched = [r.url.params.get("search") for r in fake.sent("GET", "/v2/assets")]
+    assert searched.count(p.ORDER_ID) == 2, "looked up directly in both cycles"
+
+
+async def test_a_finished_order_without_listed_assets_is_looked_up_with_backoff() -> None:
+    fake = FakeUp42()
+    fake.on("GET", "/v2/assets", reply(200, p.assets_page([])))
+    clock = [NOW]
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    provider = Up42Provider(
+        p.settings(base_url=p.API), p.http_settings(), client=client, wall_clock=lambda: clock[0]
+    )
+    finished = [PlacedOrder(tracking_key=p.ORDER_ID, refs={}, finished=True)]
+    cursor = None
+    for seconds in (0, 10, 29, 30, 60, 89, 90):
+        clock[0] = NOW + timedelta(seconds=seconds)
+        cursor = (await provider.find_deliveries(finished, cursor)).cursor
+    lookups = [r for r in fake.sent("GET", "/v2/assets") if r.url.params.get("search") == p.ORDER_ID]
+    assert len(lookups) == 3, "at 0 s, then 30 s and 60 s later (the wait doubles)"
 
 
 async def test_a_cycle_costs_pages_of_new_assets_not_calls_per_waiting_order() -> None:

@@ -57,8 +57,8 @@ def adapter(
     settings = Up42Settings(
         username=sim.username,
         password=SecretStr(password),
-        base_url="http://up42.sim",
-        auth_url="http://up42.sim/realms/public/protocol/openid-connect/token",
+        base_url="https://up42.sim",
+        auth_url="https://up42.sim/realms/public/protocol/openid-connect/token",
         rate_limit_per_second=100_000.0,
     )
 
@@ -240,7 +240,7 @@ async def test_simulator_refuses_cancellation_outside_the_rule(sim: Up42Simulato
     placed = await provider.place_order(request_for(sim, "cancel-direct", **AUTO), CTX)
     sim.set_status(placed.tracking_key, "BEING_FULFILLED")
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=sim.app), base_url="http://up42.sim"
+        transport=httpx.ASGITransport(app=sim.app), base_url="https://up42.sim"
     ) as raw:
         token = (
             await raw.post(
@@ -329,7 +329,7 @@ async def test_workspace_comes_from_userinfo(sim: Up42Simulator) -> None:
 
 async def test_simulator_validates_params_server_side(sim: Up42Simulator) -> None:
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=sim.app), base_url="http://up42.sim"
+        transport=httpx.ASGITransport(app=sim.app), base_url="https://up42.sim"
     ) as raw:
         token = (
             await raw.post(
@@ -418,7 +418,7 @@ async def test_operator_console_drives_a_manual_order(sim: Up42Simulator) -> Non
     placed = await provider.place_order(request, CTX)
     order_id = placed.tracking_key
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=sim.app), base_url="http://up42.sim"
+        transport=httpx.ASGITransport(app=sim.app), base_url="https://up42.sim"
     ) as console:
         await console.post("/_sim/clock", json={"advance": 30 * DAY})
         assert await phase_of(provider, placed) is RemotePhase.FEASIBILITY_STUDY

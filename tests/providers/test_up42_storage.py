@@ -18,7 +18,7 @@ from worker.simulators.up42 import Up42SimConfig, Up42Simulator
 from worker.simulators.up42.storage import md5_multihash
 
 AUTO = {"constraints": {"maxCloudCover": 15}}
-BASE = "http://up42.sim"
+BASE = "https://up42.sim"
 
 
 @pytest.fixture

@@ -95,7 +95,14 @@ async def faulty_run(
     log_dir = tmp_path_factory.mktemp("faults")
     async with reliability_stack(broker, topics) as (stack, events):
         # DEBUG: the secret checks then read everything the worker and its libraries can log.
-        worker = spawn_worker(stack, log_dir / "worker.log", TASKING_LOG_LEVEL="DEBUG")
+        # No harvest after COMPLETED: the counts below compare the worker's metrics with what the
+        # simulators answered, so nothing may call them once every order is finished.
+        worker = spawn_worker(
+            stack,
+            log_dir / "worker.log",
+            TASKING_LOG_LEVEL="DEBUG",
+            TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS="0",
+        )
         expiry = asyncio.create_task(expire_tokens_forever(stack))
         try:
             await wait_ready(worker)

@@ -9,27 +9,26 @@ The tokens come from the adapters' own token sources (``OneAtlasProvider.tokens`
   without credentials (a signed URL never goes into an event; it is minted again for a resumed
   transfer). When minting is not offered (404/405), the href itself is fetched with the token.
 
-A token is only ever sent to the provider's own hosts (the configured URLs and
-``*.oneatlas.airbus.com`` / ``*.up42.com``): an item file naming another host gets
-``UNTRUSTED_HOST`` instead of the token. Redirects to another host drop the ``Authorization``
-header (httpx does so for cross-origin redirects).
+A token is only ever sent to the provider's own origins (``worker.providers.scope``: the
+configured URLs' scheme, host and port, and ``*.oneatlas.airbus.com`` / ``*.up42.com``), only over
+``https`` (plain ``http`` only to a configured loopback origin, for the simulators): an item file
+naming another origin, or a provider host over plain ``http``, gets ``UNTRUSTED_HOST`` instead of
+the token. Redirects to another origin drop the ``Authorization`` header (httpx does so for
+cross-origin redirects).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import httpx
 
 from worker.config import Settings
 from worker.errors import DownloadError, ProviderAuthError, ProviderError, ProviderNotConfigured
 from worker.providers.auth import TokenSource
-
-ONEATLAS_SUFFIX = ".oneatlas.airbus.com"
-UP42_SUFFIX = ".up42.com"
+from worker.providers.scope import CredentialScope, oneatlas_scope, up42_scope
 
 
 @dataclass(frozen=True)
@@ -74,33 +73,27 @@ class Anonymous:
 
 
 class BearerAccess:
-    """A provider's bearer token on its own hosts."""
+    """A provider's bearer token on its own origins."""
 
     def __init__(
         self,
         provider: str,
         tokens: Callable[[], TokenSource],
-        hosts: Iterable[str],
-        suffix: str,
+        scope: CredentialScope,
         *,
         head_checksum: bool = False,
     ) -> None:
         self.provider: str | None = provider
         self.head_checksum = head_checksum
         self._tokens = tokens
-        self._hosts = frozenset(h for h in hosts if h)
-        self._suffix = suffix
+        self._scope = scope
 
     def trusted(self, href: str) -> bool:
-        host = urlsplit(href).hostname or ""
-        return host in self._hosts or host.endswith(self._suffix)
+        return self._scope.allows(href)
 
     async def token(self, href: str) -> str:
         if not self.trusted(href):
-            raise DownloadError(
-                "UNTRUSTED_HOST",
-                f"{href}: not a {self.provider} host, its {self.provider} token is not sent there",
-            )
+            raise DownloadError("UNTRUSTED_HOST", self._scope.refusal(href))
         try:
             return await self._tokens().get()
         except ProviderNotConfigured as exc:
@@ -125,9 +118,9 @@ class Up42Access(BearerAccess):
     """UP42: a signed URL minted with ``POST {href}/download-url`` (the bearer token otherwise)."""
 
     def __init__(
-        self, client: httpx.AsyncClient, tokens: Callable[[], TokenSource], hosts: Iterable[str]
+        self, client: httpx.AsyncClient, tokens: Callable[[], TokenSource], scope: CredentialScope
     ) -> None:
-        super().__init__("up42", tokens, hosts, UP42_SUFFIX)
+        super().__init__("up42", tokens, scope)
         self._client = client
 
     async def prepare(self, href: str) -> Prepared:
@@ -183,14 +176,10 @@ class Credentials:
             return known
         access: Access
         if provider == "oneatlas":
-            s = self.settings.oneatlas
-            hosts = (_host(s.base_url), _host(s.auth_url), _host(s.search_url), _host(s.data_url))
-            access = BearerAccess(
-                "oneatlas", self._oneatlas_tokens, hosts, ONEATLAS_SUFFIX, head_checksum=True
-            )
+            scope = oneatlas_scope(self.settings.oneatlas)
+            access = BearerAccess("oneatlas", self._oneatlas_tokens, scope, head_checksum=True)
         elif provider == "up42":
-            u = self.settings.up42
-            access = Up42Access(self.client, self._up42_tokens, (_host(u.base_url), _host(u.auth_url)))
+            access = Up42Access(self.client, self._up42_tokens, up42_scope(self.settings.up42))
         else:
             access = Anonymous()
         self._access[provider] = access
@@ -220,7 +209,3 @@ class Credentials:
         ]
         for close in closers:
             await close()
-
-
-def _host(url: object) -> str:
-    return urlsplit(str(url)).hostname or ""

@@ -9,8 +9,11 @@ Per file:
 * A finished file is never fetched again: the transfer goes to ``{name}.part`` and is renamed
   only once complete and verified, so an existing final file (of the expected size when known)
   means "done" and costs no request.
-* A ``.part`` file is resumed with ``Range: bytes={size}-``; a ``206`` whose ``Content-Range``
-  starts there is appended, a ``200`` (the server ignores ranges) starts over. A transfer cut in
+* A ``.part`` file is resumed with ``Range: bytes={size}-`` and ``If-Range`` carrying the strong
+  ``ETag`` (else the ``Last-Modified``) of the response the part started with (kept beside it in
+  ``{name}.part.validator``); a ``206`` whose ``Content-Range`` starts there is appended, a ``200``
+  (the file changed at the provider, or the server ignores ranges) starts over, so a file is never
+  stitched from two versions. A transfer cut in
   the middle is resumed the same way, up to ``retries`` times, then the part is kept for the next
   run.
 * The size (``file:size``, else ``Content-Length``) and the checksum (``file:checksum``, a
@@ -172,7 +175,7 @@ class Downloader:
         outcome = FileOutcome(asset, "downloaded", resumed_from=_size(part))
         for fresh_start in (False, True):
             if fresh_start:
-                part.unlink(missing_ok=True)
+                _discard(part)
             await self._transfer(asset, access, part, outcome)
             problem = _verify(part, asset)
             if problem is not None and problem.code == "CHECKSUM_UNREADABLE":
@@ -180,9 +183,10 @@ class Downloader:
                 problem = None
             if problem is None:
                 part.replace(final)
+                _validator_file(part).unlink(missing_ok=True)
                 return outcome
             if fresh_start or outcome.resumed_from == 0:
-                part.unlink(missing_ok=True)
+                _discard(part)
                 raise problem
             self._progress.note(f"{final.name}: {problem.message}; downloading it again from the start")
         raise AssertionError("unreachable")
@@ -233,7 +237,7 @@ class Downloader:
             if asset.size is not None and offset == asset.size and offset > 0:
                 return  # the part holds every byte already: only verification is left
             prepared = await access.prepare(asset.href)
-            headers = dict(prepared.headers) | ({"Range": f"bytes={offset}-"} if offset else {})
+            headers = dict(prepared.headers) | _resume_headers(part, offset)
             try:
                 async with self._client.stream("GET", prepared.url, headers=headers) as response:
                     if response.status_code == 401 and not renewed and prepared.token is not None:
@@ -274,6 +278,8 @@ class Downloader:
             httpx.RemoteProtocolError: the body ended before the expected size (a cut transfer).
         """
         append = _resumable(response, offset)
+        if not append:
+            _keep_validator(part, response)
         start = offset if append else 0
         total = asset.size if asset.size is not None else _total(response, start)
         if not task:
@@ -490,9 +496,42 @@ def _open(path: Path, append: bool) -> BinaryIO:
 
 
 def _discard(path: Path) -> int:
-    """Delete a part file; returns its new size (0)."""
+    """Delete a part file (and its validator); returns its new size (0)."""
     path.unlink(missing_ok=True)
+    _validator_file(path).unlink(missing_ok=True)
     return 0
+
+
+def _validator_file(part: Path) -> Path:
+    return part.with_name(part.name + ".validator")
+
+
+def _resume_headers(part: Path, offset: int) -> dict[str, str]:
+    """``Range`` from ``offset``, with ``If-Range`` when the part's first response gave a
+    validator (a changed file then answers 200 with all of it)."""
+    if not offset:
+        return {}
+    headers = {"Range": f"bytes={offset}-"}
+    try:
+        validator = _validator_file(part).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        validator = ""
+    if validator:
+        headers["If-Range"] = validator
+    return headers
+
+
+def _keep_validator(part: Path, response: httpx.Response) -> None:
+    """Remember what identifies the version a part starts with: a strong ``ETag`` (a weak one is
+    not allowed in ``If-Range``), else ``Last-Modified``; nothing when the server gives neither."""
+    etag = response.headers.get("etag", "").strip()
+    validator = etag if etag and not etag.startswith("W/") else response.headers.get("last-modified", "")
+    target = _validator_file(part)
+    if validator.strip():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(validator.strip(), encoding="utf-8")
+    else:
+        target.unlink(missing_ok=True)
 
 
 def _size(path: Path) -> int:

@@ -43,6 +43,7 @@ from worker.domain.model import (
     CallProvider,
     CommandReceived,
     DeliveryFound,
+    DeliverySettled,
     DomainEvent,
     Effect,
     FeasibilityAnswered,
@@ -86,6 +87,8 @@ def decide(
     if state.terminal:
         if isinstance(event, AcquisitionsListed):
             return acquisitions.on_listed(state, event, settings)
+        if isinstance(event, DeliveryFound):  # products after COMPLETED (within the window)
+            return deliveries.on_delivery(state, event, settings)
         return state, []
     if state.phase is Phase.OFFERS:
         step = routing.on_offers_event(state, event, settings, decide)
@@ -133,6 +136,8 @@ def _dispatch(state: OrderState, event: DomainEvent, settings: Settings) -> Step
             return timers.on_timer(state, event, settings)
         case DeliveryFound():
             return deliveries.on_delivery(state, event, settings)
+        case DeliverySettled():
+            return deliveries.on_settled(state, event, settings)
         case Resumed():
             return timers.on_resumed(state, event)
         case TrackingFailed() | TrackingRecovered():

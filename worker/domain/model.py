@@ -194,6 +194,9 @@ class DeliveryRecord(DomainModel):
     acquisition_ids: list[str] = Field(default_factory=list)
     source_ids: list[str] = Field(default_factory=list)  # the product's join keys (re-joined later)
     at: datetime
+    # Published without an asset the provider could not be read for (UP42: the collection's
+    # original archive); the product is published again, complete, when that read succeeds.
+    partial: bool = False
 
 
 class ProviderFinished(DomainModel):
@@ -248,6 +251,12 @@ class OrderState(DomainModel):
     # (or until the harvest brings them a second time), then published.
     held_products: list[DeliveredProduct] = Field(default_factory=list)
     finished: ProviderFinished | None = None  # set in AWAITING_DELIVERY
+    # UP42: the item ids of the whole delivery, as the provider's storage last showed it
+    # complete (DeliverySettled); None before. Added after the first release of the state.
+    settled_items: list[str] | None = None
+    # An acquisition listing asked for by a moved change marker has not answered yet: completion
+    # waits for it (an acquisition validated at the end must not be missed).
+    listing_due: bool = False
     last_event: OrderStatusEvent | None = None
     outbox: list[OutboxItem] = Field(default_factory=list)
     routing: RoutingState | None = None  # provider "auto" only (see the routing block below)
@@ -402,6 +411,19 @@ class DeliveryFound(DomainModel):
     at: datetime
 
 
+class DeliverySettled(DomainModel):
+    """The provider's storage shows this order's delivery complete (UP42: every storage asset of
+    the ``FULFILLED`` order extracted, its items among ``item_ids``, or published as its archive).
+
+    Only the adapter's direct lookup of a finished order reports it; it counts once every item in
+    ``item_ids`` is published for the order (some may still wait for an acquisition listing)."""
+
+    kind: Literal["delivery_settled"] = "delivery_settled"
+    tracking_key: str
+    item_ids: list[str]
+    at: datetime
+
+
 class Resumed(DomainModel):
     """The order's partition was (re)assigned to this instance and its state restored."""
 
@@ -464,7 +486,8 @@ DomainEvent = Annotated[
     | Resumed
     | TrackingFailed
     | TrackingRecovered
-    | DeliveryFound,
+    | DeliveryFound
+    | DeliverySettled,
     Field(discriminator="kind"),
 ]
 
@@ -516,8 +539,9 @@ class Settings(DomainModel):
     # (``TASKING_HTTP_CLIENT__OUTCOME_TIMEOUT_SECONDS``).
     outcome_timeout_seconds: float = 1800.0
     commands_remembered: int = 64
-    delivery_grace_seconds: float = 600.0
+    delivery_grace_seconds: float = 0.0
     delivery_timeout_seconds: float = 1209600.0
+    harvest_after_completion_seconds: float = 604800.0
     # Provider "auto": currency -> value of one unit in the budget currency (TASKING_ROUTING__RATES).
     rates: dict[str, float] = Field(default_factory=dict)
     # Currency -> highest price auto-approved for a request without a budget

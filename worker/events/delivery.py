@@ -63,11 +63,15 @@ class DeliveryEvent(BaseModel):
     product: DeliveredProduct
     acquisition_ids: list[str] = Field(default_factory=list)
     occurred_at: datetime
+    # 1: the same item published again, complete, after a partial first publication.
+    revision: int = 0
 
     @property
     def ce_id(self) -> str:
-        """Deterministic CloudEvents id: ``{requestId}:delivery:{itemId}``."""
-        return f"{self.request_id}:delivery:{self.product.item_id}"
+        """Deterministic CloudEvents id: ``{requestId}:delivery:{itemId}`` (``:r{revision}`` added
+        for a revision)."""
+        base = f"{self.request_id}:delivery:{self.product.item_id}"
+        return f"{base}:r{self.revision}" if self.revision else base
 
     def stac_item(self, base_url: str | None = None) -> dict[str, Any]:
         """The STAC 1.1.0 Item (a JSON object) this event is published as.

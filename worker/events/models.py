@@ -537,7 +537,15 @@ class Progress(ContractModel):
 
     acquisitions: AcquisitionCounts = AcquisitionCounts()
     coverage_pct: Annotated[float, Field(ge=0, le=100)] | None = None
-    deliveries: Annotated[int, Field(ge=0)] = 0
+    # Added after the first release: optional in the schema, absent means 0.
+    deliveries: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Added after the first release; absent means 0.",
+            json_schema_extra={OPTIONAL_OUTPUT_FIELD: True},
+        ),
+    ] = 0
 
 
 class Reason(ContractModel):
@@ -595,7 +603,13 @@ class OrderStatusEvent(ContractModel):
     decision: Decision | None = None
     progress: Progress | None = None
     reason: Reason | None = None
-    offers: list[Offer] | None = None  # provider "auto" (CONTRACT §3.3)
+    # Provider "auto" (CONTRACT §3.3). Added after the first release: optional in the schema,
+    # absent means null (a direct request).
+    offers: list[Offer] | None = Field(
+        None,
+        description="Added after the first release; absent means null.",
+        json_schema_extra={OPTIONAL_OUTPUT_FIELD: True},
+    )
 
     @property
     def ce_id(self) -> str:

@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 import structlog
@@ -33,6 +34,7 @@ from aiokafka.errors import KafkaError
 from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
+from worker.events.status import OrderStatus
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
 from worker.runtime import cooperative
@@ -164,6 +166,19 @@ class StateStore:
             i
             for _, i in self.indexes()
             if i.provider is provider and awaiting_delivery(i.tracking_key is not None, i.phase)
+        )
+
+    def completed_since(self, provider: Provider, since: datetime) -> Iterator[OrderIndex]:
+        """The placed orders of ``provider`` that became ``COMPLETED`` at or after ``since`` (the
+        harvest after completion), read from the index; as :meth:`indexes`, safe to suspend
+        between items."""
+        return (
+            i
+            for _, i in self.indexes()
+            if i.provider is provider
+            and i.status is OrderStatus.COMPLETED
+            and i.tracking_key is not None
+            and i.since >= since
         )
 
     def orders(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[int, OrderState]]:

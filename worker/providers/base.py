@@ -98,6 +98,9 @@ class PlacedOrder(ProviderModel):
     # What the provider's listing states about the order (``worker.providers.identity``); set by
     # ``find_order`` so an order found by customer reference is adopted only when it matches.
     identity: dict[str, str] = Field(default_factory=dict)
+    # Set by the delivery harvest (never stored): the provider finished this order and the worker
+    # waits for its last products, so the adapter may look them up directly.
+    finished: bool = False
 
 
 class StudyOption(ProviderModel):
@@ -298,6 +301,9 @@ class DeliveredProduct(ProviderModel):
     legacy ``DS_...``): the domain matches them to the acquisitions it knows, and publishes ``[]``
     when none match. ``via`` is the provider's own record of the item (``rel: via`` link).
     ``updated_at`` is the provider's ``lastUpdateDate`` / ``publicationDate`` / ``updatedAt``.
+    ``partial`` says that an asset is missing because the provider could not be read for it
+    (UP42: the collection holding the original archive): the product is published without it and
+    published again, complete, when a later harvest brings it whole.
     """
 
     item_id: str
@@ -313,6 +319,7 @@ class DeliveredProduct(ProviderModel):
     assets: list[ProductAsset]
     via: str | None = None
     updated_at: Instant | None = None
+    partial: bool = False
 
 
 class DeliveryHarvest(ProviderModel):
@@ -326,6 +333,12 @@ class DeliveryHarvest(ProviderModel):
 
     products: list[DeliveredProduct] = Field(default_factory=list)
     cursor: str | None = None
+    # tracking key -> every item id of the order's complete delivery, for finished orders whose
+    # delivery the adapter saw complete at the provider (UP42: every storage asset extracted).
+    settled: dict[str, list[str]] = Field(default_factory=dict)
+    # Reads or items that failed and affect only their own products (logged by the adapter with
+    # the order's id, retried on later cycles): counted as delivery errors.
+    skipped: int = 0
 
 
 @runtime_checkable

@@ -50,6 +50,7 @@ from worker.errors import (
     RateLimited,
 )
 from worker.providers.auth import TokenSource
+from worker.providers.scope import CredentialScope
 from worker.providers.transport import transport
 
 log = structlog.get_logger(__name__)
@@ -203,6 +204,9 @@ class ProviderHttp:
         client: the injected ``httpx.AsyncClient`` (base URL, timeouts, transport).
         tokens: bearer token source, or ``None`` for unauthenticated calls.
         translate: the adapter's error mapping for its documented error bodies.
+        scope: where the bearer token may go (``worker.providers.scope``); a request to any other
+            origin (a ``next`` link naming another host, plain http) is refused with
+            :class:`ProviderProtocolError` before anything is sent.
     """
 
     provider: str
@@ -212,6 +216,7 @@ class ProviderHttp:
     metrics: ProviderMetrics = field(default_factory=NullMetrics)
     translate: Translate | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    scope: CredentialScope | None = None
     _limiter: RateLimiter = field(init=False)
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -294,6 +299,8 @@ class ProviderHttp:
     async def _send_authenticated(
         self, operation: str, method: str, url: str, write: bool, kw: Mapping[str, Any]
     ) -> httpx.Response:
+        if self.tokens is not None and self.scope is not None and not self.scope.allows(url):
+            raise ProviderProtocolError(f"{operation}: {self.scope.refusal(url)}", **self._ids(operation))
         token = await self.tokens.get() if self.tokens is not None else None
         guard = before_write.get() if write else None
         if guard is not None:

@@ -13,14 +13,23 @@ orders could have) when the process starts and whenever new partitions were assi
 previous cycle: their orders' products may be older than the cursor. Re-harvesting is safe:
 the state dedupes by item id, so an item seen again publishes nothing.
 
-Failure modes: a harvest that raises is logged and counted (``tasking_delivery_errors_total``),
-and the cursor stays where it was, so the next cycle tries the same range again. One product
-that cannot be applied is logged and counted, the others go on, and the cursor does not move
-past the cycle, so that product is tried again.
+Orders the provider finished (phase ``AWAITING_DELIVERY``) are passed with
+``PlacedOrder.finished``, so the adapter may look their products up directly; what it reports
+settled (``DeliveryHarvest.settled``) goes to the order after its products
+(``Runner.settle_delivery``). ``COMPLETED`` orders within
+``TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS`` of their completion (``completed``) are
+harvested too, so products that appear later are still published.
+
+Failure modes: a read or item that fails inside the adapter affects only its products
+(``DeliveryHarvest.skipped``, counted in ``tasking_delivery_errors_total``). A harvest that
+raises is logged and counted too, and the cursor stays where it was, so the next cycle tries
+the same range again. One product that cannot be applied is logged and counted, the others go
+on, and the cursor does not move past the cycle, so that product is tried again.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,9 +38,10 @@ from typing import Protocol
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from worker.domain.model import Phase
 from worker.events.models import Provider
 from worker.kafka.statecodec import OrderIndex
-from worker.providers.base import DeliveredProduct, PlacedOrder, TaskingProvider
+from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, TaskingProvider
 from worker.runtime import cooperative
 from worker.runtime.timers import every
 
@@ -45,7 +55,12 @@ class HarvestMetrics(Protocol):
 
 
 Deliver = Callable[[str, DeliveredProduct, datetime], Awaitable[None]]
+Settle = Callable[[str, str, list[str], datetime], Awaitable[None]]
 Waiting = Callable[[Provider], Iterable[OrderIndex]]
+
+
+async def _no_settle(request_id: str, tracking_key: str, item_ids: list[str], at: datetime) -> None:
+    return None
 
 
 @dataclass
@@ -60,6 +75,8 @@ class DeliveryHarvester:
     interval: float
     clock: Callable[[], datetime]
     owned: Callable[[], Collection[int]] = lambda: ()
+    completed: Waiting = lambda _: ()  # COMPLETED orders still within the harvest window
+    settle: Settle = _no_settle
     _cursors: dict[Provider, str | None] = field(default_factory=dict)
     _seen_partitions: dict[Provider, frozenset[int]] = field(default_factory=dict)
     _running: set[Provider] = field(default_factory=set)
@@ -107,9 +124,10 @@ class DeliveryHarvester:
         cursor = self._cursor_for_cycle(name)
         orders: dict[str, tuple[str, PlacedOrder]] = {}
         slicer = cooperative.Slicer()  # ~3 µs an order: hand the loop back at 100,000 of them
-        for index in self.waiting(name):
+        for index in itertools.chain(self.waiting(name), self.completed(name)):
             assert index.tracking_key is not None
-            placed = PlacedOrder(tracking_key=index.tracking_key, refs=index.refs or {})
+            finished = index.phase is Phase.AWAITING_DELIVERY
+            placed = PlacedOrder(tracking_key=index.tracking_key, refs=index.refs or {}, finished=finished)
             orders[index.tracking_key] = (index.request_id, placed)
             if slicer.used_up():
                 await slicer.rest()
@@ -117,6 +135,8 @@ class DeliveryHarvester:
             self.metrics.scheduler_job("deliveries", True)
             return 0
         harvest = await self.providers[name].find_deliveries([p for _, p in orders.values()], cursor)
+        for _ in range(harvest.skipped):  # one product's trouble, logged by the adapter
+            self.metrics.delivery_error(name.value)
         now = self.clock()
         mine = [(orders[p.tracking_key][0], p) for p in harvest.products if p.tracking_key in orders]
         results = await cooperative.gather_in_batches(mine, lambda item: self.deliver(item[0], item[1], now))
@@ -133,5 +153,24 @@ class DeliveryHarvester:
                 )
         if not failed:
             self._cursors[name] = harvest.cursor
+        await self._settle(name, orders, harvest, self.clock())  # after the products: no earlier time
         self.metrics.scheduler_job("deliveries", True)
         return len(mine) - failed
+
+    async def _settle(
+        self,
+        name: Provider,
+        orders: dict[str, tuple[str, PlacedOrder]],
+        harvest: DeliveryHarvest,
+        now: datetime,
+    ) -> None:
+        """Feed each settled order its evidence, after its products (one failure is that order's:
+        logged, counted, and reported again by the next harvest)."""
+        settled = [(orders[k][0], k, ids) for k, ids in harvest.settled.items() if k in orders]
+        results = await cooperative.gather_in_batches(
+            settled, lambda item: self.settle(item[0], item[1], item[2], now)
+        )
+        for (request_id, _, _), result in zip(settled, results, strict=True):
+            if isinstance(result, BaseException):
+                self.metrics.delivery_error(name.value)
+                log.error("delivery_settle_failed", requestId=request_id, error=type(result).__name__)

@@ -43,6 +43,7 @@ from worker.domain.model import (
     CallProvider,
     CommandReceived,
     DeliveryFound,
+    DeliverySettled,
     DomainEvent,
     Effect,
     ErrorInfo,
@@ -261,6 +262,19 @@ class Runner:
         partition = self.store.partition_of(request_id)
         if partition is not None:
             await self.submit(partition, request_id, DeliveryFound(product=product, at=at))
+
+    async def settle_delivery(
+        self, request_id: str, tracking_key: str, item_ids: list[str], at: datetime
+    ) -> None:
+        """Tell an order that the provider's storage shows its delivery complete.
+
+        Raises:
+            KafkaError: the state could not be persisted (the next harvest reports it again).
+        """
+        partition = self.store.partition_of(request_id)
+        if partition is not None:
+            event = DeliverySettled(tracking_key=tracking_key, item_ids=item_ids, at=at)
+            await self.submit(partition, request_id, event)
 
     async def resume(self, partitions: Iterable[int]) -> int:
         """After a restore: re-publish each open order's pending events and latest status (same

@@ -1,5 +1,7 @@
 """Delivered products: published once per item, joined to acquisitions, and completion on
-delivery (grace period, a late product holding COMPLETED back, the delivery timeout)."""
+evidence (at once at the defaults; an optional grace period, a late product holding COMPLETED
+back, the delivery timeout; UP42 storage settled), products after COMPLETED, partial products
+completed later."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from worker.domain.model import (
     AcquisitionsListed,
     CommandReceived,
     DeliveryFound,
+    DeliverySettled,
     Op,
     Phase,
     Polled,
@@ -151,7 +154,11 @@ def test_no_product_before_the_timeout_ends_with_delivery_incomplete() -> None:
     assert why.details["missingAcquisitionIds"] == ["s2"]
     assert why.details["delivered"] == 1
     deliver(order, "too-late", 10 + TIMEOUT / 60 + 1, "s2")
-    assert len(order.deliveries) == 1, "a finished order publishes nothing more"
+    assert len(order.deliveries) == 2, "a product after COMPLETED is still published"
+    assert order.last().status is S.COMPLETED
+    assert order.last().previous_status is S.COMPLETED
+    assert order.last().reason is None, "nothing is missing any more: DELIVERY_INCOMPLETE is dropped"
+    assert must(order.last().progress).deliveries == 2
 
 
 def test_a_provider_that_finished_with_nothing_delivered_waits_for_at_least_one_product() -> None:
@@ -228,3 +235,155 @@ def test_which_orders_the_delivery_harvest_looks_for() -> None:
     assert awaiting_delivery(True, Phase.AWAITING_OPTION), "a poll may be behind the provider"
     assert not awaiting_delivery(False, Phase.AWAITING_PROVIDER), "not placed"
     assert not awaiting_delivery(True, Phase.DONE)
+
+
+# --------------------------------------------------------------------------- completion at the defaults
+
+
+def test_at_the_defaults_the_last_product_completes_the_order_in_the_same_step() -> None:
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    timers = finish(order, 10)
+    assert timers == {"delivery_check": at(10) + timedelta(seconds=Settings().delivery_timeout_seconds)}
+    deliver(order, "p1", 10.5, "s1")
+    assert order.last().status is S.COMPLETED, "no wall-clock wait after the last product"
+    assert order.last().occurred_at == at(10.5)
+
+
+def test_a_final_snapshot_with_a_new_change_marker_waits_for_that_listing() -> None:
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    deliver(order, "p1", 7, "s1")
+    done = snapshot(RemotePhase.COMPLETED, counts=counts(validated=2), change_marker="m1")
+    effects = order.send(Polled(snapshot=done, at=at(10)))
+    assert [c.op for c in calls(effects)] == [Op.LIST_ACQUISITIONS]
+    assert not order.s.terminal, "an acquisition validated at the end may come with that listing"
+    listed = [acquisition("s1", A.VALIDATED), acquisition("s2", A.VALIDATED)]
+    order.send(AcquisitionsListed(acquisitions=listed, at=at(11)))
+    assert not order.s.terminal, "s2 has no product yet"
+    deliver(order, "p2", 12, "s2")
+    assert order.last().status is S.COMPLETED
+
+
+def test_up42_completes_only_once_its_storage_shows_every_asset_delivered() -> None:
+    order = to_placed(request("up42"))
+    key = must(order.s.placed).tracking_key
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, key), at=at(5)))
+    deliver(order, "item-1", 6)
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, key), at=at(7)))
+    assert not order.s.terminal, "FULFILLED, but another asset may still be extracting"
+    order.send(DeliverySettled(tracking_key="other-order", item_ids=["item-1"], at=at(8)))
+    assert not order.s.terminal, "another order's evidence counts for nothing"
+    order.send(DeliverySettled(tracking_key=key, item_ids=["item-1", "item-2"], at=at(8)))
+    assert not order.s.terminal, "item-2 is not published yet"
+    deliver(order, "item-2", 9)
+    assert order.last().status is S.COMPLETED, "the evidence is complete with item-2"
+    assert order.last().occurred_at == at(9)
+    assert must(order.last().progress).deliveries == 2
+
+
+def test_up42_evidence_for_a_held_product_completes_after_its_listing() -> None:
+    order = to_placed(request("up42"))
+    key = must(order.s.placed).tracking_key
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, key, change_marker="m1"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[], at=at(5.5)))
+    deliver(order, "item-1", 6, "item-1")  # ahead of its acquisition: held for a listing
+    order.send(DeliverySettled(tracking_key=key, item_ids=["item-1"], at=at(6)))
+    assert not order.s.terminal
+    order.send(AcquisitionsListed(acquisitions=[acquisition("item-1", A.VALIDATED)], at=at(6.2)))
+    assert order.last().status is S.COMPLETED
+    assert order.deliveries[0].acquisition_ids == ["item-1"]
+    assert order.last().occurred_at == order.deliveries[0].occurred_at == at(6.2)
+
+
+# --------------------------------------------------------------------------- after COMPLETED
+
+
+def completed_order() -> Order:
+    order = acquiring("s1")
+    deliver(order, "p1", 7, "s1")
+    finish(order, 10)
+    check(order, 20)
+    assert order.last().status is S.COMPLETED
+    return order
+
+
+def test_a_product_after_completed_is_published_and_counted_within_the_window() -> None:
+    order = completed_order()
+    before = order.last().sequence
+    deliver(order, "p-late", 60, "s1")
+    assert [d.product.item_id for d in order.deliveries] == ["p1", "p-late"]
+    last = order.last()
+    assert (last.status, last.previous_status, last.sequence) == (S.COMPLETED, S.COMPLETED, before + 1)
+    assert must(last.progress).deliveries == 2
+    deliver(order, "p-late", 61, "s1")
+    assert order.last().sequence == before + 1, "the same product again publishes nothing"
+
+
+def test_a_product_after_the_window_is_not_published() -> None:
+    order = completed_order()
+    window = Settings().harvest_after_completion_seconds / 60
+    deliver(order, "p-too-late", 20 + window + 1, "s1")
+    assert [d.product.item_id for d in order.deliveries] == ["p1"]
+
+
+# --------------------------------------------------------------------------- partial products
+
+
+def test_a_partial_product_is_published_again_complete_once() -> None:
+    order = acquiring("s1")
+    partial = product("p1", "SO-1", "s1").model_copy(update={"partial": True})
+    order.send(DeliveryFound(product=partial, at=at(7)))
+    order.send(DeliveryFound(product=partial, at=at(8)))
+    assert [d.ce_id for d in order.deliveries] == ["req-1:delivery:p1"]
+    deliver(order, "p1", 9, "s1")  # the whole product (the collection could be read)
+    deliver(order, "p1", 10, "s1")
+    assert [d.ce_id for d in order.deliveries] == ["req-1:delivery:p1", "req-1:delivery:p1:r1"]
+    assert not order.s.deliveries["p1"].partial
+    assert must(order.last().progress).deliveries == 1
+
+
+def test_a_listing_still_in_flight_when_the_provider_finishes_holds_completed_back() -> None:
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    moved = snapshot(RemotePhase.ACQUIRING, change_marker="m1")  # s2 validated: a listing goes out
+    assert [c.op for c in calls(order.send(Polled(snapshot=moved, at=at(7))))] == [Op.LIST_ACQUISITIONS]
+    done = snapshot(RemotePhase.COMPLETED, change_marker="m1")  # same marker: no new listing
+    order.send(Polled(snapshot=done, at=at(8)))
+    deliver(order, "p1", 9, "s1")
+    assert not order.s.terminal, "the listing that may show s2 has not answered"
+    listed = [acquisition("s1", A.VALIDATED), acquisition("s2", A.VALIDATED)]
+    order.send(AcquisitionsListed(acquisitions=listed, at=at(10)))
+    assert not order.s.terminal, "s2 has no product"
+    deliver(order, "p2", 11, "s2")
+    assert order.last().status is S.COMPLETED
+
+
+def test_a_final_listing_that_fails_lets_the_order_complete_on_what_is_known() -> None:
+    from worker.domain.model import ErrorInfo, StepFailed
+
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    deliver(order, "p1", 7, "s1")
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, change_marker="m1"), at=at(8)))
+    assert not order.s.terminal
+    failed = ErrorInfo(reason_code="PROVIDER_ERROR", message="listing failed", retriable=True)
+    order.send(StepFailed(op=Op.LIST_ACQUISITIONS, error=failed, at=at(9)))
+    assert order.last().status is S.COMPLETED
+
+
+def test_a_listing_lost_with_its_owner_is_asked_for_again_on_resume() -> None:
+    order = to_placed(request())
+    order.send(Polled(snapshot=snapshot(RemotePhase.ACQUIRING, change_marker="m0"), at=at(5)))
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(6)))
+    deliver(order, "p1", 7, "s1")
+    order.send(Polled(snapshot=snapshot(RemotePhase.COMPLETED, change_marker="m1"), at=at(8)))
+    assert order.s.listing_due
+    effects = order.send(Resumed(at=at(9)))  # a new owner: the listing's answer never came
+    assert [c.op for c in calls(effects)] == [Op.LIST_ACQUISITIONS]
+    order.send(AcquisitionsListed(acquisitions=[acquisition("s1", A.VALIDATED)], at=at(10)))
+    assert order.last().status is S.COMPLETED

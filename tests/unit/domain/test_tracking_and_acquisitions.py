@@ -202,7 +202,8 @@ def test_listing_after_completion_still_publishes_acquisitions() -> None:
         )
     )
     deliver(order, "item-1", 9)
-    order.send(TimerFired(timer=TimerKind.DELIVERY_CHECK, at=at(20)))
+    assert not order.s.terminal, "the final listing has not answered"
+    order.send(AcquisitionsListed(acquisitions=[], at=at(9.5)))
     assert order.s.terminal
     assert [c.op for c in calls(effects)] == [Op.LIST_ACQUISITIONS]
     n = len(order.events)

@@ -8,6 +8,7 @@ from worker.domain.decide import decide
 from worker.domain.flows.common import repeat, transition, update
 from worker.domain.model import OrderState, OutboxStatus, Phase, Priced
 from worker.errors import IllegalTransition
+from worker.events.models import AcquisitionCounts, Progress, Reason
 from worker.events.status import OrderStatus as S
 
 from .builders import at, quote, request, to_placed
@@ -52,12 +53,29 @@ def test_decide_raises_on_a_transition_the_contract_forbids() -> None:
 
 
 def test_repeat_keeps_status_and_since_and_needs_a_status() -> None:
-    state = repeat(_received(), at(5), None)
+    why = Reason(code="COMMAND_REJECTED", message="nothing waits for approval", details={})
+    state = repeat(_received(), at(5), why)
     assert state.status is S.RECEIVED
     assert state.sequence == 2
     assert state.status_since == at(0)
     with pytest.raises(IllegalTransition):
         repeat(OrderState(request=request(), received_at=at(0)), at(1), None)
+
+
+def test_a_repeat_that_says_nothing_new_is_not_published() -> None:
+    received = _received()
+    assert repeat(received, at(5), None).sequence == 1, "same status, nothing changed"
+    empty = Progress(acquisitions=AcquisitionCounts(), coverage_pct=None, deliveries=0)
+    assert repeat(received.model_copy(update={"progress": empty}), at(5), None).sequence == 1, (
+        "all-zero progress says no more than none"
+    )
+    moved = Progress(acquisitions=AcquisitionCounts(validated=1), coverage_pct=None, deliveries=0)
+    shown = repeat(received.model_copy(update={"progress": moved}), at(5), None)
+    assert shown.sequence == 2, "the progress shows what changed"
+    why = Reason(code="TRACKING_ERROR", message="failing", details={"failures": 5})
+    once = repeat(shown, at(6), why)
+    assert once.sequence == 3
+    assert repeat(once, at(7), why).sequence == 3, "the same reason again says nothing new"
 
 
 def test_state_json_round_trip_keeps_everything() -> None:

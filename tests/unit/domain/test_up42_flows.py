@@ -6,6 +6,7 @@ from typing import Any
 
 from worker.domain.model import (
     CommandReceived,
+    DeliverySettled,
     ErrorInfo,
     IntentKind,
     Op,
@@ -14,8 +15,6 @@ from worker.domain.model import (
     Polled,
     Priced,
     StepFailed,
-    TimerFired,
-    TimerKind,
     WriteDone,
 )
 from worker.events.models import Automation, DecisionKind, OrderRequest
@@ -80,7 +79,8 @@ def test_automatic_study_then_quotation_accepted_is_ordered_and_tracked() -> Non
     poll(order, RemotePhase.COMPLETED, 9, counts=counts(validated=2))
     assert order.last().status is S.IN_PROGRESS
     deliver(order, "item-1", 9.5)
-    order.send(TimerFired(timer=TimerKind.DELIVERY_CHECK, at=at(9 + 10)))
+    assert order.last().status is S.IN_PROGRESS, "UP42 may still be extracting another asset"
+    order.send(DeliverySettled(tracking_key="ord-1", item_ids=["item-1"], at=at(9.6)))
     assert order.transitions() == [
         S.RECEIVED,
         S.QUOTED,

@@ -135,3 +135,45 @@ async def test_new_partitions_restart_the_harvest_from_no_cursor() -> None:
     owned.remove(0)  # losing a partition does not need a look back
     await h.run_cycle(Provider.UP42)
     assert [c[2] for c in provider.calls] == [None, "c1", None, "c3"]
+
+
+async def test_finished_and_completed_orders_are_harvested_and_settled_after_their_products() -> None:
+    seen: list[list[PlacedOrder]] = []
+
+    class Settling:
+        name = Provider.UP42
+
+        async def find_deliveries(
+            self, orders: Collection[PlacedOrder], cursor: str | None
+        ) -> DeliveryHarvest:
+            seen.append(list(orders))
+            found = [product("i-2", "ord-2"), product("i-3", "ord-3")]
+            return DeliveryHarvest(products=found, cursor="c1", settled={"ord-2": ["i-2"]}, skipped=2)
+
+    steps: list[tuple[str, str, str]] = []
+
+    async def deliver(request_id: str, found: DeliveredProduct, at: datetime) -> None:
+        steps.append(("product", request_id, found.item_id))
+
+    async def settle(request_id: str, key: str, item_ids: list[str], at: datetime) -> None:
+        steps.append(("settled", request_id, ",".join(item_ids)))
+
+    metrics = Metrics()
+    done = index(3, Phase.DONE, OrderStatus.COMPLETED)
+    providers: dict[Provider, TaskingProvider] = {Provider.UP42: Settling()}  # type: ignore[dict-item]
+    harvester = DeliveryHarvester(
+        AsyncIOScheduler(timezone=UTC),
+        providers,
+        lambda name: [index(1), index(2, Phase.AWAITING_DELIVERY)],
+        deliver,
+        metrics,
+        60.0,
+        lambda: NOW,
+        completed=lambda name: [done],
+        settle=settle,
+    )
+    assert await harvester.run_cycle(Provider.UP42) == 2
+    finished = {o.tracking_key: o.finished for o in seen[0]}
+    assert finished == {"ord-1": False, "ord-2": True, "ord-3": False}, "the completed order is harvested too"
+    assert steps == [("product", "req-2", "i-2"), ("product", "req-3", "i-3"), ("settled", "req-2", "i-2")]
+    assert metrics.errors == 2, "the adapter's skipped reads are counted"

@@ -66,6 +66,8 @@ def on_listed(
     delivered products held for this listing are published there, in the same progress event)."""
     if state.placed is None:
         return nothing(state)
+    if state.listing_due:
+        state = update(state, listing_due=False)
     effects: list[Effect] = []
     if _in_doubt(state):
         state, effects = _read_back(state, event, settings)

@@ -40,6 +40,7 @@ from worker.events.models import (
     OfferStatus,
     OrderStatusEvent,
     Price,
+    Progress,
     Reason,
 )
 from worker.events.status import OrderStatus, StapiStatus, stapi_status, transition_allowed
@@ -122,10 +123,50 @@ def transition(
 
 
 def repeat(state: OrderState, at: datetime, why: Reason | None) -> OrderState:
-    """Emit a status event repeating the current status (``previousStatus`` = ``status``)."""
+    """Emit a status event repeating the current status (``previousStatus`` = ``status``), only
+    when it says something (CONTRACT §6): a new ``reason``, or a change a consumer can see in
+    ``progress``, ``providerRefs``, ``feasibility``, ``price``, ``decision`` or ``offers``.
+    Otherwise the state is returned as it is, without an event."""
     if state.status is None or state.last_event is None:
         raise IllegalTransition("None", "repeat")
+    if not _news(state, why):
+        return state
     return _emit(state, state.status, at, why, state.last_event.stapi_status)
+
+
+def _news(state: OrderState, why: Reason | None) -> bool:
+    """Whether a repeat with ``why`` would show a consumer anything the last event did not."""
+    last = state.last_event
+    assert last is not None
+    if why is not None and why != last.reason:
+        return True
+    now = (
+        dict(state.placed.refs) if state.placed else {},
+        contract_feasibility(state),
+        contract_price(state),
+        state.decision if state.status is S.DECISION_REQUIRED else None,
+        _informative(state.progress),
+        contract_offers(state),
+    )
+    before = (
+        last.provider_refs,
+        last.feasibility,
+        last.price,
+        last.decision,
+        _informative(last.progress),
+        last.offers,
+    )
+    return now != before
+
+
+def _informative(progress: Progress | None) -> Progress | None:
+    """``progress`` as a consumer reads it: all zero (nothing acquired, covered or delivered yet)
+    says no more than none."""
+    if progress is None:
+        return None
+    counts = progress.acquisitions
+    empty = not (counts.proposed or counts.validated or counts.refused or progress.deliveries)
+    return None if empty and not progress.coverage_pct else progress
 
 
 def _with_audit(why: Reason | None, audit: Reason | None) -> Reason | None:

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from worker.domain.flows import acquisitions, routing, writes
+from worker.domain.flows import acquisitions, deliveries, routing, writes
 from worker.domain.flows.common import S, Step, after, backoff_seconds, end, nothing, reason, update
 from worker.domain.flows.reconcile import in_doubt, outcome_unknown, refused_in_doubt
 from worker.domain.model import (
@@ -58,8 +58,12 @@ def on_failed(state: OrderState, event: StepFailed, settings: Settings) -> Step:
     if not _expected(state, event):
         return nothing(state)
     if event.op is Op.LIST_ACQUISITIONS and not _acquisition_in_doubt(state):
-        # Forget the marker: the next poll lists the acquisitions again.
-        return update(state, change_marker=None), []
+        # Forget the marker: the next poll lists the acquisitions again (a finished order, no
+        # longer polled, completes on what is known).
+        state = update(state, change_marker=None, listing_due=False)
+        if state.phase is Phase.AWAITING_DELIVERY:
+            return deliveries.check(state, event.at, settings)
+        return state, []
     if event.op in _WRITES:
         if event.error.outcome_unknown or event.error.retriable:
             return outcome_unknown(state, event.at, event.error, settings)
@@ -90,7 +94,12 @@ def _expected(state: OrderState, event: StepFailed) -> bool:
         Phase.AWAITING_OPTION,
         Phase.AWAITING_QUOTATION_DECISION,
     )
-    return event.op in _EXPECTED.get(state.phase, frozenset()) or (tracked and event.op in _TRACKING_OPS)
+    final_listing = state.phase is Phase.AWAITING_DELIVERY and event.op is Op.LIST_ACQUISITIONS
+    return (
+        event.op in _EXPECTED.get(state.phase, frozenset())
+        or (tracked and event.op in _TRACKING_OPS)
+        or final_listing
+    )
 
 
 def _acquisition_in_doubt(state: OrderState) -> bool:

@@ -129,4 +129,12 @@ def on_resumed(state: OrderState, event: Resumed) -> Step:
         call = CallProvider(op=op)
     if call is None and state.phase in (Phase.PLACING, Phase.RECONCILING):
         call = CallProvider(op=Op.FIND_ORDER)
-    return state, effects + ([call] if call else [])
+    calls = [call] if call else []
+    if (
+        state.listing_due
+        and state.placed is not None
+        and not any(c.op is Op.LIST_ACQUISITIONS for c in calls)
+    ):
+        # The previous owner's acquisition listing ended with it: completion waits for one.
+        calls.append(CallProvider(op=Op.LIST_ACQUISITIONS))
+    return state, effects + calls

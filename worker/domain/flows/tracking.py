@@ -149,7 +149,7 @@ def _marker(state: OrderState, snapshot: OrderSnapshot) -> Step:
     marker = snapshot.change_marker
     if marker is None or marker == state.change_marker:
         return state, []
-    return update(state, change_marker=marker), [CallProvider(op=Op.LIST_ACQUISITIONS)]
+    return update(state, change_marker=marker, listing_due=True), [CallProvider(op=Op.LIST_ACQUISITIONS)]
 
 
 def _study_running(state: OrderState, at: datetime) -> OrderState:
@@ -211,8 +211,9 @@ def _completed(state: OrderState, snapshot: OrderSnapshot, at: datetime, setting
             providerStatus=snapshot.provider_status,
         )
         return end(state, S.EXPIRED, at, why)
+    listing_due = snapshot.change_marker is not None and snapshot.change_marker != state.change_marker
     state, effects = advance(state, S.IN_PROGRESS, at)
-    state, more = deliveries.provider_finished(state, snapshot, at, settings)
+    state, more = deliveries.provider_finished(state, snapshot, at, settings, listing_due=listing_due)
     return state, effects + more
 
 

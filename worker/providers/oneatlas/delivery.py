@@ -9,10 +9,11 @@ a new catalogue item in the delivery workspace (``docs/providers/oneatlas.md``, 
   of the neo contract. That value is a UUID or a name; the search accepts either
   (``WorkspaceIdentifier``), so it is used as given. Resolved once per adapter.
 * Harvest: ``POST {SEARCH_URL}/api/v2/opensearch`` per workspace, sorted by ``lastUpdateDate`` and
-  ranged from the cursor (``[T,]``), ``itemsPerPage`` ≤ 500, ``startPage`` from 1, so the calls grow
-  with new products, not with open orders. Items are kept when their ``internalReference`` (the
-  sales order id) or ``customerReference`` belongs to one of the orders. Searches answer at most
-  10,000 results; past that the range restarts from the last date seen.
+  ranged from the cursor (``[T,]``), ``itemsPerPage`` ≤ 500, so the calls grow with new products,
+  not with open orders. Pages are keyed: each next page ranges again from the last date seen
+  (deletions during a long harvest cannot make it skip an item; the search's 10,000-result limit
+  never applies). Items are kept when their ``internalReference`` (the sales order id) or
+  ``customerReference`` belongs to one of the orders.
 * The cursor is a JSON object ``{workspace: lastUpdateDate}``; each range starts
   :data:`CURSOR_OVERLAP_SECONDS` before the mark, because a product can be indexed after its
   ``lastUpdateDate`` (callers dedupe what comes back twice).
@@ -89,6 +90,7 @@ class DeliveryFinder:
         self._contract = contract
         self._page_size = max(1, min(page_size, MAX_ITEMS_PER_PAGE))
         self._workspaces: dict[str, str] = {}
+        self._last_total = float("inf")
 
     # ------------------------------------------------------------------ workspaces
 
@@ -171,24 +173,36 @@ class DeliveryFinder:
         return DeliveryHarvest(products=list(products.values()), cursor=encode_cursor(marks))
 
     async def _updated_since(self, workspace: str, since: datetime | None) -> AsyncIterator[dict[str, Any]]:
-        """Every item of ``workspace`` updated at or after ``since``, oldest update first."""
+        """Every item of ``workspace`` updated at or after ``since``, oldest update first.
+
+        Paged by key, not by offset: after each full page the range starts again at the last
+        ``lastUpdateDate`` seen (``startPage`` 1; the items of that date come again and are
+        deduplicated by id). An item deleted meanwhile (a product removed or expired while a
+        new owner's full harvest pages through the workspace after a rebalance) therefore cannot
+        shift an unseen item to a page already read, as it could with ``startPage`` offsets.
+        Only a page whose items all share the range's first date pages on by offset.
+        """
         seen: set[str] = set()
+        page = 1
         while True:
-            restart: datetime | None = None
             criteria: dict[str, Any] = {"workspace": workspace, "sortBy": "lastUpdateDate"}
             if since is not None:
                 criteria["lastUpdateDate"] = f"[{iso_millis(since)},]"
-            async for feature, position in self._pages("search_deliveries", criteria):
+            features = await self._page("search_deliveries", criteria, page)
+            for feature in features:
                 item_id = _item_id(feature)
-                if item_id in seen:
-                    continue
-                seen.add(item_id)
-                yield feature
-                if position + 1 >= MAX_RESULTS:
-                    restart = _updated(feature)
-            if restart is None or (since is not None and restart <= since):
+                if item_id not in seen:
+                    seen.add(item_id)
+                    yield feature
+            if len(features) < self._page_size:
                 return
-            since = restart  # the search stops at MAX_RESULTS: range again from the last date seen
+            last = _updated(features[-1])
+            if last is not None and (since is None or last > since):
+                since, page = last, 1
+            elif page * self._page_size < MAX_RESULTS:
+                page += 1
+            else:
+                return  # more than MAX_RESULTS items of one date: the search answers no further
 
     async def order_products(self, placed: PlacedOrder, backend: str) -> list[DeliveredProduct]:
         """The products of one order, searched by ``internalReference`` (the sales order id), or
@@ -214,20 +228,29 @@ class DeliveryFinder:
         """Every feature of one search with its 0-based position, page by page."""
         page, position = 1, 0
         while position < MAX_RESULTS:
-            body = {**criteria, "itemsPerPage": self._page_size, "startPage": page}
-            answer = as_dict(await self._http.read(operation, "POST", self._search_url(), json=body))
-            if answer.get("error") is True:
-                raise ProviderProtocolError(
-                    f"{operation}: the search answered an error", provider=PROVIDER, operation=operation
-                )
-            features = [f for f in as_list(answer.get("features")) if isinstance(f, dict)]
+            features = await self._page(operation, criteria, page)
             for feature in features:
                 yield feature, position
                 position += 1
-            total = as_float(answer.get("totalResults"))
-            if len(features) < self._page_size or (total is not None and position >= total):
+            if len(features) < self._page_size or position >= self._last_total:
                 return
             page += 1
+
+    async def _page(self, operation: str, criteria: Mapping[str, Any], page: int) -> list[dict[str, Any]]:
+        """The features of one page of one search (``totalResults`` kept in ``_last_total``).
+
+        Raises:
+            ProviderProtocolError: the search answered an error.
+        """
+        body = {**criteria, "itemsPerPage": self._page_size, "startPage": page}
+        answer = as_dict(await self._http.read(operation, "POST", self._search_url(), json=body))
+        if answer.get("error") is True:
+            raise ProviderProtocolError(
+                f"{operation}: the search answered an error", provider=PROVIDER, operation=operation
+            )
+        total = as_float(answer.get("totalResults"))
+        self._last_total = total if total is not None else float("inf")
+        return [f for f in as_list(answer.get("features")) if isinstance(f, dict)]
 
 
 class OrderIndex:

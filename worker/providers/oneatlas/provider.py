@@ -95,6 +95,7 @@ from worker.providers.oneatlas.ordering import (
     search_body,
     soonest,
 )
+from worker.providers.scope import oneatlas_scope
 from worker.runtime import cooperative
 
 
@@ -149,6 +150,7 @@ class OneAtlasProvider:
             metrics=sink,
             translate=translate_error,
             sleep=sleep,
+            scope=oneatlas_scope(settings),
         )
         self._auth_http = ProviderHttp(
             PROVIDER,

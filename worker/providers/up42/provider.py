@@ -47,6 +47,7 @@ from worker.providers.http import (
     http_policy,
 )
 from worker.providers.identity import listed_identity, mismatches, parse_instant, request_identity
+from worker.providers.scope import up42_scope
 from worker.providers.up42.delivery import Up42Deliveries
 from worker.providers.up42.mapping import (
     _READ_QUOTATION,
@@ -145,13 +146,15 @@ class Up42Provider:
             "sleep": sleep,
         }
         self._auth = ProviderHttp(PROVIDER, self._client, None, **common)
-        self._http = ProviderHttp(PROVIDER, self._client, self.tokens, **common)
+        self._http = ProviderHttp(PROVIDER, self._client, self.tokens, **common, scope=up42_scope(settings))
         self._schemas: dict[str, dict[str, Any]] = {}
         self._schema_lock = asyncio.Lock()
         self._workspace: str | None = settings.workspace_id
         self._workspace_lock = asyncio.Lock()
         self._seen: dict[str, _Seen] = {}
-        self._deliveries = Up42Deliveries(self._http, self._base, self.workspace_id, wall_clock)
+        self._deliveries = Up42Deliveries(
+            self._http, self._base, self.workspace_id, wall_clock, overlap=settings.delivery_overlap_seconds
+        )
 
     # ------------------------------------------------------------------ auth and workspace
 

@@ -93,6 +93,7 @@ class Up42SimConfig:
     max_page_size: int = 1000
     extraction_delay: float = 0.0  # upload of an asset -> its STAC items are listed
     scenes_per_delivery: int = 1  # STAC items per delivered asset
+    late_listing_delay: float = 1800.0  # a ``late_listed`` asset's lag behind its createdAt
 
 
 @dataclass
@@ -845,6 +846,8 @@ class Up42Simulator:
             extracted=1 if fault == "partial" else None,
             failed=fault == "failed",
         )
+        if fault == "late_listed":  # the asset listing's index lags: listed after newer assets
+            stored.listed_at = at + timedelta(seconds=self.config.late_listing_delay)
         order.assets.append(stored.id)
         share = coverage_pct if coverage_pct is not None else 100.0 / max(1, self.config.deliveries_per_order)
         order.covered_pct = min(100.0, order.covered_pct + share)
@@ -864,11 +867,12 @@ class Up42Simulator:
 
     def fault_deliveries(self, reference: str, mode: str) -> None:
         """Make the deliveries of ``reference``'s orders go wrong: ``missing`` (STAC items never
-        listed), ``failed`` (metadata extraction fails), ``partial`` (one item per asset), or
-        ``ok`` to clear it."""
+        listed), ``failed`` (metadata extraction fails), ``partial`` (one item per asset),
+        ``late_listed`` (the asset appears in ``GET /v2/assets`` only ``late_listing_delay``
+        simulated seconds after its ``createdAt``), or ``ok`` to clear it."""
         if mode == "ok":
             self.delivery_faults.pop(reference, None)
-        elif mode in ("missing", "failed", "partial"):
+        elif mode in ("missing", "failed", "partial", "late_listed"):
             self.delivery_faults[reference] = mode
         else:
             raise ValueError(f"unknown delivery fault {mode!r}")

@@ -14,7 +14,8 @@ properties and on the queryable aliases ``order_id`` and ``asset_id``; the old S
 ``up42-order:order_id`` matches nothing, as it most likely does at UP42), ``next`` links for
 paging, collections and items by id.
 
-Downloads: ``GET /v2/assets/{id}`` (bearer; ``Range`` supported) for assets and for STAC asset
+Downloads: ``GET /v2/assets/{id}`` (bearer; ``Range`` and ``If-Range`` against the ``ETag``
+supported) for assets and for STAC asset
 ids; ``POST /v2/assets/{id}/download-url`` answers ``{"url": …}``, a signed-looking URL that this
 app serves without a token for :attr:`Up42Storage.signed_url_lifetime` simulated seconds.
 """
@@ -74,6 +75,7 @@ class StoredAsset:
     collection: Json
     items: list[Json] = field(default_factory=list)
     failed: bool = False
+    listed_at: datetime | None = None  # not in ``GET /v2/assets`` before (a lagging search index)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Up42Storage:
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # file id -> (size, name)
     signed: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # token -> (file id, expiry)
     contents: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes made for it (GeoTIFFs)
+    revisions: dict[str, int] = field(default_factory=dict)  # file id -> version (``revise``)
 
     # ------------------------------------------------------------------ content
 
@@ -359,10 +362,12 @@ class Up42Storage:
         before = _time(q.get("createdBefore"))
         search = q.get("search")
         workspace = q.get("workspaceId")
+        now = self.now()
         chosen = [
             a
             for a in self.assets.values()
-            if (after is None or a.created_at >= after)  # inclusive [I]: clients dedupe the boundary
+            if (a.listed_at is None or a.listed_at <= now)
+            and (after is None or a.created_at >= after)  # inclusive [I]: clients dedupe the boundary
             and (before is None or a.created_at < before)
             and (workspace is None or a.workspace_id == workspace)
             and (search is None or search in (a.order_id, a.name))
@@ -398,15 +403,27 @@ class Up42Storage:
             )
         return self._serve(entry[0], request)
 
+    def revise(self, file_id: str) -> None:
+        """Replace a stored file by another version of the same size (its ETag changes)."""
+        self.revisions[file_id] = self.revisions.get(file_id, 0) + 1
+
     def _serve(self, file_id: str, request: Request) -> Response:
         if file_id not in self.files:
             return _error(404, f"Asset {file_id} not found")
         size, name = self.files[file_id]
-        data = self.content(file_id, size)
-        headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{name}"'}
+        revision = self.revisions.get(file_id, 0)
+        # A revised file has other bytes (and another ETag), so a resume across it starts over.
+        data = self.content(file_id, size) if not revision else content_of(f"{file_id}:{revision}", size)
+        etag = f'"{file_id}-{revision}"'
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "ETag": etag,
+        }
         media = "application/zip" if name.endswith(".zip") else "application/octet-stream"
         wanted = request.headers.get("range")
-        if wanted:
+        if_range = request.headers.get("if-range")
+        if wanted and (if_range is None or if_range == etag):  # RFC 9110 13.1.5: else the whole file
             match = _RANGE.match(wanted.strip())
             if match is None or not any(match.groups()):
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
