@@ -221,6 +221,22 @@ class RoutingSettings(_Section):
         return rates
 
 
+class IntakeSettings(_Section):
+    """Failures while processing an input record (an exception, not a bad message) and while
+    persisting a step's result.
+
+    A record whose processing raises is tried ``record_attempts`` times in all, waiting
+    ``record_backoff_seconds`` doubled after each failure; then it is dead-lettered with
+    ``INTERNAL_ERROR`` and its partition goes on. A provider call's result whose state write
+    keeps failing is retried for as long as the partition is owned, waiting at most
+    ``state_retry_max_seconds`` between tries (the result is never dropped).
+    """
+
+    record_attempts: int = Field(3, ge=1, le=20)
+    record_backoff_seconds: float = Field(0.5, ge=0, le=60)
+    state_retry_max_seconds: float = Field(30.0, gt=0, le=600)
+
+
 class HttpServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
@@ -258,6 +274,7 @@ class Settings(BaseSettings):
     http_client: HttpClientSettings = HttpClientSettings()
     tracking: TrackingSettings = TrackingSettings()
     routing: RoutingSettings = RoutingSettings()
+    intake: IntakeSettings = IntakeSettings()
     http: HttpServerSettings = HttpServerSettings()
     health: HealthSettings = HealthSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -97,6 +97,8 @@ class DeadLetterCode(StrEnum):
     UNKNOWN_TYPE = "UNKNOWN_TYPE"
     TOO_LARGE = "TOO_LARGE"
     UNKNOWN_REQUEST = "UNKNOWN_REQUEST"  # a command for a requestId this worker does not know
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a used requestId with other content
+    INTERNAL_ERROR = "INTERNAL_ERROR"  # processing raised on every one of its bounded attempts
 
 
 _MODEL_BY_KIND: Final[dict[InputKind, type[OrderRequest] | type[Command]]] = {

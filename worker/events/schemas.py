@@ -887,6 +887,10 @@ _DEAD_LETTER_MEANING: Final = {
     DeadLetterCode.UNKNOWN_TYPE: "`ce_type` (or `ce_specversion`) is not the one of the topic",
     DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default); checked before parsing",
     DeadLetterCode.UNKNOWN_REQUEST: "a command names a `requestId` this worker does not know",
+    DeadLetterCode.REQUEST_ID_REUSED: "a request reuses a `requestId` already used by a request with "
+    "other content (`error.details.firstOutcome` names the first request's latest status)",
+    DeadLetterCode.INTERNAL_ERROR: "processing the message raised on each of its bounded attempts "
+    "(`error.details.exception` names the class); the partition goes on",
 }
 
 

@@ -31,12 +31,13 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.errors import DecodeError
+from worker.errors import DecodeError, OwnershipLost
 from worker.events.codec import DeadLetterCode, InputKind, build_dead_letter, decode
 from worker.events.models import Command, OrderRequest, Provider
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
 from worker.kafka.statestore import StateStore
+from worker.observability.logging import Redactor
 from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
 
@@ -55,6 +56,8 @@ class IntakeMetrics(Protocol):
     def rebalance(self, kind: str, assigned_partitions: int) -> None: ...
 
     def restore_finished(self, duration_seconds: float, records: int) -> None: ...
+
+    def record_failed(self, topic: str, *, given_up: bool) -> None: ...
 
 
 class HealthSink(Protocol):
@@ -221,19 +224,26 @@ class Intake:
     ) -> int | None:
         """Handle one partition's records concurrently (per-order order is kept by the runner's
         FIFO locks, which are taken in the records' order: ``gather_in_batches`` starts them in
-        order); returns the offset to commit. On a Kafka failure, seeks back so the records
-        from the first failed one are consumed again."""
+        order); returns the offset to commit.
+
+        A record whose processing raised (not a Kafka or ownership failure) is tried again,
+        then dead-lettered ``INTERNAL_ERROR`` (:meth:`_settle_failed`): one record never stops
+        its partition. On a Kafka failure, seeks back so the records from the first failed one
+        are consumed again."""
         # Started a bounded batch per turn of the loop: a record's decode and decide run before
         # its first suspension point, and a fetch brings up to 1,000 of them.
         results = await cooperative.gather_in_batches(records, self._handle)
         for record, result in zip(records, results, strict=True):
-            if isinstance(result, BaseException):
+            outcome: BaseException | None = result if isinstance(result, BaseException) else None
+            if outcome is not None and not _transient(outcome):
+                outcome = await self._settle_failed(record, outcome)
+            if outcome is not None:
                 log.error(
                     "record_not_durable",
                     topic=tp.topic,
                     partition=tp.partition,
                     offset=record.offset,
-                    error=type(result).__name__,
+                    error=type(outcome).__name__,
                 )
                 self.consumer.seek(tp, record.offset)
                 failed: int = record.offset
@@ -241,8 +251,54 @@ class Intake:
         last: int = records[-1].offset
         return last + 1
 
+    async def _settle_failed(
+        self, record: ConsumerRecord[Any, Any], error: BaseException
+    ) -> BaseException | None:
+        """Try a record whose processing raised again, with backoff, up to
+        ``TASKING_INTAKE__RECORD_ATTEMPTS`` attempts in all; after the last, dead-letter it with
+        ``INTERNAL_ERROR`` (exception class and message, secrets hidden).
+
+        Returns ``None`` once the record is settled (processed, or its dead letter acked), or
+        the Kafka/ownership failure that stopped it (the caller seeks back to it)."""
+        settings = self.settings.intake
+        for attempt in range(1, settings.record_attempts):
+            self.metrics.record_failed(record.topic, given_up=False)
+            log.warning(
+                "record_failed",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempt=attempt,
+                error=type(error).__name__,
+            )
+            await asyncio.sleep(settings.record_backoff_seconds * 2 ** (attempt - 1))
+            try:
+                await self._handle(record)
+                return None
+            except Exception as exc:
+                if _transient(exc):
+                    return exc
+                error = exc
+        self.metrics.record_failed(record.topic, given_up=True)
+        try:
+            await self._dead_letter(record, self._internal_error(error), _kind_of(record, self.settings))
+        except (KafkaError, OwnershipLost) as exc:
+            return exc
+        return None
+
+    def _internal_error(self, error: BaseException) -> DecodeError:
+        redact = Redactor(self.settings.secret_values()).redact_text
+        text = redact(str(error))[:500]
+        attempts = self.settings.intake.record_attempts
+        return DecodeError(
+            DeadLetterCode.INTERNAL_ERROR,
+            f"processing raised {type(error).__name__} on each of {attempts} attempts: {text}",
+            details={"exception": type(error).__name__, "attempts": attempts},
+        )
+
     async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
-        kind = InputKind.REQUEST if record.topic == self.settings.topics.requests else InputKind.COMMAND
+        kind = _kind_of(record, self.settings)
+        crashpoints.poisoned(record.value)
         try:
             message = decode(
                 record.value, key=record.key, headers=record.headers, topic=record.topic, kind=kind
@@ -325,6 +381,16 @@ class Intake:
                 continue
             position = await self.consumer.position(tp)
             self.metrics.set_consumer_lag(tp.topic, tp.partition, max(0, highwater - position))
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure that reading the record again can mend (Kafka unreachable, ownership not
+    confirmed); any other exception is the record's own and is retried a bounded number of times."""
+    return isinstance(error, KafkaError | OwnershipLost | asyncio.CancelledError)
+
+
+def _kind_of(record: ConsumerRecord[Any, Any], settings: Settings) -> InputKind:
+    return InputKind.REQUEST if record.topic == settings.topics.requests else InputKind.COMMAND
 
 
 def _provider_of(value: bytes | None) -> Provider | None:

@@ -33,6 +33,20 @@ import orjson
 
 ENV_VARIABLE = "TASKING_TEST_CRASH_AT"
 _TARGET: str | None = os.environ.get(ENV_VARIABLE) or None
+#: A second facility of the same kind: an input record whose value contains this text makes its
+#: processing raise (a poison record, for the intake's bounded retries). Inert when unset.
+POISON_VARIABLE = "TASKING_TEST_POISON_MARK"
+_POISON: bytes | None = (os.environ.get(POISON_VARIABLE) or "").encode() or None
+
+
+class PoisonRecord(RuntimeError):
+    """Raised for a record carrying the poison mark (test facility only)."""
+
+
+def poisoned(value: bytes | None) -> None:
+    """Raise :class:`PoisonRecord` when ``value`` carries the configured poison mark."""
+    if _POISON is not None and value is not None and _POISON in value:
+        raise PoisonRecord("test poison record")
 
 
 def armed() -> bool:
