@@ -90,8 +90,10 @@ def test_label_values_known_in_advance_start_at_zero(metrics: WorkerMetrics) -> 
             (defaults.requests, "accepted"),
             (defaults.requests, "duplicate"),
             (defaults.requests, "dead_letter"),
+            (defaults.requests, "forwarded"),
             (defaults.commands, "command"),
             (defaults.commands, "dead_letter"),
+            (defaults.commands, "forwarded"),
         ]
     }
     expected |= {

@@ -344,6 +344,25 @@ def _validation_error(exc: ValidationError, kind: InputKind, request_id: Request
     )
 
 
+def routing_request_id(
+    value: bytes | None, headers: Headers, max_bytes: int = DEFAULT_MAX_VALUE_BYTES
+) -> str | None:
+    """The well-formed ``requestId`` of an input record (binary, bare or structured mode), read
+    without validating the message, or ``None``: what a keyless record is re-keyed by.
+
+    A value over ``max_bytes`` is not read (it is dead-lettered ``TOO_LARGE`` where it is). Never
+    raises."""
+    if value is None or len(value) > max_bytes:
+        return None
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and _is_structured(_ce_headers(headers).get(CONTENT_TYPE_HEADER)):
+        data = data.get("data")
+    return _request_id_of(data)
+
+
 def _request_id_of_bytes(value: bytes | None) -> str | None:
     if value is None:
         return None

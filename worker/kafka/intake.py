@@ -32,7 +32,13 @@ from aiokafka.errors import KafkaError
 
 from worker.config import Settings
 from worker.errors import DecodeError, OwnershipLost
-from worker.events.codec import DeadLetterCode, InputKind, build_dead_letter, decode
+from worker.events.codec import (
+    DeadLetterCode,
+    InputKind,
+    build_dead_letter,
+    decode,
+    routing_request_id,
+)
 from worker.events.models import Command, OrderRequest, Provider
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
@@ -42,6 +48,10 @@ from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
 
 log = structlog.get_logger(__name__)
+
+#: Header of a keyless input record forwarded under its ``requestId`` (``partition:offset`` of
+#: the original), for tracing; the forwarded copy is processed as any keyed record.
+FORWARDED_HEADER = "tasking-forwarded-from"
 
 
 class IntakeMetrics(Protocol):
@@ -299,6 +309,8 @@ class Intake:
     async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
         kind = _kind_of(record, self.settings)
         crashpoints.poisoned(record.value)
+        if record.key is None and await self._forward(record):
+            return
         try:
             message = decode(
                 record.value, key=record.key, headers=record.headers, topic=record.topic, kind=kind
@@ -310,6 +322,39 @@ class Intake:
             await self._request(record, message)
         else:
             await self._command(record, message)
+
+    async def _forward(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """Re-key a keyless record: send it once more to its own topic keyed by its
+        ``requestId`` (the default partitioner, as producers use), so the request's state,
+        commands and events have the one partition, and the one owner, of that key; it is
+        processed there, valid or not. ``False`` when no ``requestId`` can be read (the record is
+        dead-lettered here; nothing is kept under a key).
+
+        Awaited (acks=all) before the record counts as done, so its offset is committed only
+        after the forward is durable. A crash between the two forwards it again: both copies are
+        on the same partition, and the second is a duplicate there (a request changes nothing and
+        is answered with its latest status; a command's ``commandId`` was seen).
+
+        Raises:
+            KafkaError: the forward was not acknowledged (the record is read again).
+        """
+        request_id = routing_request_id(record.value, record.headers)
+        if request_id is None:
+            return False
+        headers = [*record.headers, (FORWARDED_HEADER, f"{record.partition}:{record.offset}".encode())]
+        await self.publisher.producer.send_and_wait(
+            record.topic, record.value, key=request_id.encode(), headers=headers
+        )
+        crashpoints.reached("after_forward")
+        self.metrics.message_consumed(record.topic, "forwarded")
+        log.info(
+            "keyless_record_forwarded",
+            requestId=request_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        return True
 
     async def _request(self, record: ConsumerRecord[Any, Any], request: OrderRequest) -> None:
         structlog.contextvars.bind_contextvars(

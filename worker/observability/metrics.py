@@ -52,10 +52,11 @@ ROUTING_PREFERENCES: Final = frozenset({"cheapest", "earliest", "listed"})
 ROUTING_CHOSEN_BY: Final = frozenset({"worker", "command", "fallback"})
 STATUSES: Final = frozenset(status.value for status in OrderStatus)
 OPEN_STATUSES: Final = frozenset(status.value for status in OrderStatus if not status.terminal)
-CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command"})
-#: What can become of a message on each input topic (the series pre-created per topic).
-REQUEST_TOPIC_OUTCOMES: Final = ("accepted", "duplicate", "dead_letter")
-COMMAND_TOPIC_OUTCOMES: Final = ("command", "dead_letter")
+CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command", "forwarded"})
+#: What can become of a message on each input topic (the series pre-created per topic);
+#: ``forwarded``: a keyless message re-keyed by its ``requestId`` to its own partition.
+REQUEST_TOPIC_OUTCOMES: Final = ("accepted", "duplicate", "dead_letter", "forwarded")
+COMMAND_TOPIC_OUTCOMES: Final = ("command", "dead_letter", "forwarded")
 #: What became of one failed attempt to process an input record (an exception, not a bad
 #: message): tried again, or dead-lettered ``INTERNAL_ERROR`` after the last attempt.
 RECORD_FAILURE_OUTCOMES: Final = ("retried", "dead_lettered")

@@ -20,7 +20,9 @@ Points (``<where>:<detail>``; the variable may name the full point or only ``<wh
   is not yet written to the state;
 * ``before_result_persist:<intent>`` / ``after_result_persist:<intent>``: around the changelog
   write of the state that records the outcome of that write (before its status is published);
-* ``before_commit`` / ``after_commit``: around the intake's offset commit of a batch.
+* ``before_commit`` / ``after_commit``: around the intake's offset commit of a batch;
+* ``after_forward``: a keyless input record was forwarded under its ``requestId``, its offset is
+  not yet committed.
 """
 
 from __future__ import annotations
