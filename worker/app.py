@@ -171,6 +171,7 @@ def _wire_runtime(
         metrics,
         domain_settings(settings),
         utc_now,
+        state_retry_max_seconds=settings.intake.state_retry_max_seconds,
     )
     runner_ref.append(runner)
 

@@ -109,6 +109,9 @@ class Intake:
     # Clear while an assignment is being restored: a batch fetched meanwhile waits for it.
     _restored: asyncio.Event = field(default_factory=asyncio.Event)
     _last_lag: float = 0.0
+    # Set when a batch left records to read again (a Kafka or ownership failure): the next fetch
+    # waits a moment, so an outage of the changelog is not met with a busy loop.
+    _set_back: bool = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,6 +157,9 @@ class Intake:
             if batch:
                 async with self._batch_lock:
                     await self._process(batch)
+            if self._set_back:
+                self._set_back = False
+                await asyncio.sleep(_SET_BACK_SECONDS)
             await self._report_lag()
 
     # ------------------------------------------------------------------ ownership
@@ -256,6 +262,7 @@ class Intake:
                     error=type(outcome).__name__,
                 )
                 self.consumer.seek(tp, record.offset)
+                self._set_back = True
                 failed: int = record.offset
                 return failed if failed > records[0].offset else None
         last: int = records[-1].offset
@@ -426,6 +433,9 @@ class Intake:
                 continue
             position = await self.consumer.position(tp)
             self.metrics.set_consumer_lag(tp.topic, tp.partition, max(0, highwater - position))
+
+
+_SET_BACK_SECONDS = 0.5
 
 
 def _transient(error: BaseException) -> bool:

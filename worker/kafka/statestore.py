@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
-from worker.runtime import cooperative
+from worker.runtime import cooperative, crashpoints
 
 log = structlog.get_logger(__name__)
 
@@ -199,6 +199,8 @@ class StateStore:
             # Released (revoked, or dropped before a new assignment): its new owner may already
             # have restored it, so a write now would land after that restore and win at the next.
             raise OwnershipLost(partition)
+        if crashpoints.state_writes_failing():
+            raise KafkaTimeoutError("state write refused (test outage)")
         await self.producer.send_and_wait(self.topic, value, key=key, partition=partition, headers=headers)
         if self._tenures.get(partition) != tenure:
             # Revoked (and maybe restored again) during the write: memory belongs to another tenure.
@@ -229,6 +231,8 @@ class StateStore:
         # to inflate than a state is to serialise); otherwise the state is hot.
         value = unpack(index.packed) if index.packed is not None else _value_of(self._hot[request_id])
         try:
+            if crashpoints.state_writes_failing():
+                raise KafkaTimeoutError("state write refused (test outage)")
             await self.producer.send_and_wait(
                 self.topic, value, key=request_id.encode(), partition=partition, headers=[index.header()]
             )

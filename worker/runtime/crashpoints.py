@@ -41,6 +41,17 @@ POISON_VARIABLE = "TASKING_TEST_POISON_MARK"
 _POISON: bytes | None = (os.environ.get(POISON_VARIABLE) or "").encode() or None
 
 
+#: A third: while the file this variable names exists, every write to the state changelog fails
+#: as a broker timeout would (the other topics keep working). Inert when unset.
+STATE_OUTAGE_VARIABLE = "TASKING_TEST_FAIL_STATE_WRITES_WHILE"
+_STATE_OUTAGE: str | None = os.environ.get(STATE_OUTAGE_VARIABLE) or None
+
+
+def state_writes_failing() -> bool:
+    """Whether the configured state-write outage is on (its file exists)."""
+    return _STATE_OUTAGE is not None and os.path.exists(_STATE_OUTAGE)
+
+
 class PoisonRecord(RuntimeError):
     """Raised for a record carrying the poison mark (test facility only)."""
 

@@ -131,6 +131,8 @@ class Runner:
     clock: Callable[[], datetime] = utc_now
     probe: StepProbe | None = None  # benchmark instrumentation; None in production
     ownership: Ownership = field(default_factory=Unfenced)
+    # The longest wait between two tries of a result whose state write keeps failing.
+    state_retry_max_seconds: float = 30.0
     _locks: dict[str, list[Any]] = field(default_factory=dict)
     _tasks: dict[int, set[asyncio.Task[None]]] = field(default_factory=lambda: defaultdict(set))
 
@@ -271,7 +273,7 @@ class Runner:
         decoding is a bounded stretch of the event loop, its acknowledgements are awaited
         together, and no more than a batch of decoded states is held at once. One order's
         failure stays that order's: it is logged and its resume retried in the background
-        (bounded) while the partition's tenure lasts; the others go on."""
+        while the partition's tenure lasts; the others go on."""
         work = [(p, i) for p, i in self.store.indexes(partitions) if not (i.terminal and not i.has_outbox)]
         for batch in cooperative.chunked(work, cooperative.BATCH):
             results = await asyncio.gather(
@@ -295,8 +297,10 @@ class Runner:
             await self.submit(partition, state.request_id, Resumed(at=self.clock()))
 
     async def _retry_resume(self, partition: int, request_id: str, tenure: int | None) -> None:
-        for attempt in range(_FEEDBACK_ATTEMPTS):
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        """Resume one order again, with capped backoff, while the partition's tenure lasts: an
+        open order is never left without something that drives it."""
+        for attempt in itertools.count():
+            await asyncio.sleep(self._backoff(attempt))
             if self.store.tenure(partition) != tenure:
                 return
             try:
@@ -306,7 +310,6 @@ class Runner:
                 log.warning(
                     "resume_failed", requestId=request_id, error=type(exc).__name__, attempt=attempt + 2
                 )
-        log.error("resume_abandoned", requestId=request_id)
 
     async def stop_partitions(self, partitions: Iterable[int], grace: float = 0.0) -> None:
         """Stop every task of these partitions (revocation or shutdown)."""
@@ -565,18 +568,24 @@ class Runner:
     async def _feed_back(
         self, partition: int, request_id: str, event: DomainEvent, tenure: int | None
     ) -> None:
-        """Apply a call's result, retrying while the changelog is unreachable (bounded); a
-        result of an earlier tenure of the partition is dropped (its owner resumed the order)."""
-        for attempt in range(_FEEDBACK_ATTEMPTS):
+        """Apply a call's result, retrying with capped backoff for as long as the changelog
+        refuses the write (a result is never dropped: it may record a paid outcome); a result
+        of an earlier tenure of the partition is dropped (its owner resumed the order from the
+        durable state, reconciling any intent)."""
+        for attempt in itertools.count():
             if self.store.tenure(partition) != tenure:
                 return  # revoked meanwhile: the new owner resumes from the durable state
             try:
                 await self.submit(partition, request_id, event)
                 return
-            except (KafkaError, OwnershipLost):
-                log.warning("state_write_failed", requestId=request_id, attempt=attempt + 1)
-                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        log.error("result_dropped_after_retries", requestId=request_id, event=event.kind)
+            except (KafkaError, OwnershipLost) as exc:
+                log.warning(
+                    "state_write_failed", requestId=request_id, attempt=attempt + 1, error=type(exc).__name__
+                )
+                await asyncio.sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.state_retry_max_seconds, 0.5 * 2 ** min(attempt, 16)))
 
 
 _FEEDBACK_ATTEMPTS = 8
