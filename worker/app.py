@@ -128,7 +128,11 @@ async def build_worker(settings: Settings) -> Worker:
         log.info("topics_created", topics=created)
     security = {k: v for k, v in producer_options(settings.kafka).items() if k != "bootstrap_servers"}
     store = StateStore(
-        producer, settings.kafka.bootstrap_servers, settings.topics.state, consumer_options=security
+        producer,
+        settings.kafka.bootstrap_servers,
+        settings.topics.state,
+        consumer_options=security,
+        max_state_bytes=settings.intake.max_state_bytes,
     )
     publisher = Publisher(producer, settings.topics, metrics, source=settings.ce_source)
     providers = build_providers(settings, metrics)

@@ -31,7 +31,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.errors import DecodeError, OwnershipLost
+from worker.errors import DecodeError, OwnershipLost, StateTooLarge
 from worker.events.codec import (
     DeadLetterCode,
     InputKind,
@@ -367,7 +367,11 @@ class Intake:
         structlog.contextvars.bind_contextvars(
             requestId=request.request_id, topic=record.topic, partition=record.partition, offset=record.offset
         )
-        accepted = await self.runner.accept_request(record.partition, request, self.clock())
+        try:
+            accepted = await self.runner.accept_request(record.partition, request, self.clock())
+        except StateTooLarge as exc:
+            await self._dead_letter(record, _state_too_large(request, exc), InputKind.REQUEST)
+            return
         self.metrics.message_consumed(record.topic, "accepted" if accepted else "duplicate")
         if not accepted:
             log.info("duplicate_request", requestId=request.request_id)
@@ -436,6 +440,19 @@ class Intake:
 
 
 _SET_BACK_SECONDS = 0.5
+
+
+def _state_too_large(request: OrderRequest, error: StateTooLarge) -> DecodeError:
+    """A valid request whose first state would not fit a record leaves room to grow: refused
+    before any provider call, with the measured and allowed sizes."""
+    return DecodeError(
+        DeadLetterCode.TOO_LARGE,
+        f"the state of this request would take {error.size} bytes, more than the {error.limit} "
+        "bytes a new request's state may take (TASKING_INTAKE__MAX_STATE_BYTES); "
+        "send smaller providerOptions or fewer candidates",
+        details={"stateSize": error.size, "maxStateBytes": error.limit},
+        request_id=request.request_id,
+    )
 
 
 def _transient(error: BaseException) -> bool:

@@ -28,10 +28,16 @@ from dataclasses import dataclass, field
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from worker.domain.model import OrderState, awaiting_delivery
-from worker.errors import OwnershipLost
+from worker.errors import OwnershipLost, StateTooLarge
 from worker.events.models import OrderStatusEvent, Provider
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
@@ -40,6 +46,12 @@ from worker.runtime import cooperative, crashpoints
 log = structlog.get_logger(__name__)
 
 _BURNT = b'{"burnt":'
+#: Bytes one state record may take by default: under the 1 MiB (1,048,588 bytes) that Kafka
+#: brokers and topics accept by default (``message.max.bytes``), leaving room for the index header.
+DEFAULT_MAX_STATE_BYTES = 1_000_000
+#: The part of the limit a new order's first state may take: the rest is room for what an order
+#: accumulates as it goes (events, offers, acquisitions, deliveries).
+RECEIPT_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class StateStore:
     topic: str
     consumer_options: dict[str, object] = field(default_factory=dict)
     hot_size: int = 1024
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
     _by_partition: dict[int, dict[str, Held]] = field(default_factory=dict)
     _partition_of: dict[str, int] = field(default_factory=dict)
     _hot: OrderedDict[str, OrderState] = field(default_factory=OrderedDict)
@@ -181,15 +194,27 @@ class StateStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def persist(self, partition: int, entry: Entry) -> None:
+    def receipt_limit(self) -> int:
+        """The bytes a new order's first state may take (:data:`RECEIPT_SHARE` of the limit)."""
+        return int(self.max_state_bytes * RECEIPT_SHARE)
+
+    async def persist(self, partition: int, entry: Entry, *, new: bool = False) -> None:
         """Write ``entry`` to the changelog (awaiting the broker's ack), then keep it in memory.
+
+        ``new``: the first state of an order, which must leave room to grow
+        (:meth:`receipt_limit`); any later state may take ``max_state_bytes``.
 
         Raises:
             KafkaError: the write failed; memory is left unchanged so the caller can retry.
+            StateTooLarge: the state is over its limit, or the broker refused the record as too
+                large; nothing was written or kept, and trying again cannot help.
             OwnershipLost: the partition is not owned (released), or was revoked while the write
                 was in flight; nothing was kept (and, when not owned, nothing was written).
         """
         value = _value_of(entry)
+        limit = self.receipt_limit() if new else self.max_state_bytes
+        if len(value) > limit:
+            raise StateTooLarge(entry.request_id, len(value), limit)
         held = _held_of(entry)
         # The index travels as a header so that a restore need not parse the state.
         headers = [held.header()] if isinstance(held, OrderIndex) else None
@@ -201,7 +226,13 @@ class StateStore:
             raise OwnershipLost(partition)
         if crashpoints.state_writes_failing():
             raise KafkaTimeoutError("state write refused (test outage)")
-        await self.producer.send_and_wait(self.topic, value, key=key, partition=partition, headers=headers)
+        try:
+            await self.producer.send_and_wait(
+                self.topic, value, key=key, partition=partition, headers=headers
+            )
+        except (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError) as exc:
+            # the broker's or topic's limit is lower than ours
+            raise StateTooLarge(entry.request_id, len(value), limit) from exc
         if self._tenures.get(partition) != tenure:
             # Revoked (and maybe restored again) during the write: memory belongs to another tenure.
             raise OwnershipLost(partition)

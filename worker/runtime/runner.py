@@ -63,7 +63,7 @@ from worker.domain.model import (
     Unschedule,
     Validated,
 )
-from worker.errors import DecodeError, OwnershipLost
+from worker.errors import DecodeError, OwnershipLost, StateTooLarge
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.ownership import Ownership, Unfenced
@@ -377,7 +377,13 @@ class Runner:
         point = _paid_write_point(state, new) if crashpoints.armed() else None
         crashpoints.reached(point and f"before_{point}")
         await self._fence(partition)
-        await self.store.persist(partition, new)
+        try:
+            await self.store.persist(partition, new, new=state is None)
+        except StateTooLarge as exc:
+            if state is None:
+                raise  # a new request: refused at intake (TOO_LARGE), before any provider call
+            await self._end_too_large(partition, state, exc)
+            return None
         crashpoints.reached(point and f"after_{point}")
         if marks is not None:
             marks.mark("persist")
@@ -393,6 +399,32 @@ class Runner:
         if marks is not None:
             marks.mark("publish")
         return new
+
+    async def _end_too_large(self, partition: int, state: OrderState, error: StateTooLarge) -> None:
+        """End an order whose next state cannot be written (it outgrew a record): that write
+        can never succeed, so instead of retrying it for ever (and holding the partition's
+        commits behind it) the order ends ``FAILED`` with reason ``STATE_TOO_LARGE``. What is
+        kept is a small marker holding that event (as for a burnt id): a later request with the
+        id is a duplicate, and is answered with it. The order's timers are cancelled; pending
+        events go out first, so the sequence stays contiguous."""
+        event = state_too_large_event(state, error, self.clock())
+        log.error(
+            "order_state_too_large",
+            requestId=state.request_id,
+            size=error.size,
+            limit=error.limit,
+            status=state.status.value if state.status else None,
+        )
+        marker = BurntId(state.request_id, event)
+        await self.store.persist(partition, marker)
+        self.timers.cancel_orders([state.request_id])
+        self.metrics.order_transition(state.request.provider.value, OrderStatus.FAILED.value)
+        try:
+            if state.outbox:
+                await self.publisher.outbox(list(state.outbox))
+            await self.publisher.status(event)
+        except KafkaError as exc:  # the marker is durable: a duplicate or a restore sends it again
+            log.warning("events_publish_failed", requestId=state.request_id, error=type(exc).__name__)
 
     async def _fence(self, partition: int) -> None:
         """Return only while this instance owns ``partition``: the local lease, or the broker's
@@ -629,6 +661,30 @@ def _not_configured(call: CallProvider, at: datetime) -> StepFailed:
         message="this provider has no credentials configured",
     )
     return StepFailed(op=call.op, error=info, target=call.target, at=at)
+
+
+def state_too_large_event(state: OrderState, error: StateTooLarge, at: datetime) -> OrderStatusEvent:
+    """The ``FAILED``/``STATE_TOO_LARGE`` event that ends an order whose state outgrew a record:
+    the order's latest event carried on (references, price), one sequence later."""
+    previous = state.last_event
+    reason = Reason(
+        code="STATE_TOO_LARGE",
+        message=f"the order's state grew to {error.size} bytes, more than the {error.limit} bytes "
+        "one state record may take; the worker cannot keep following it",
+        details={"stateSize": error.size, "maxStateBytes": error.limit},
+    )
+    changes = {
+        "sequence": state.sequence + 1,
+        "status": OrderStatus.FAILED,
+        "previous_status": state.status,
+        "stapi_status": stapi_status(OrderStatus.FAILED),
+        "occurred_at": at,
+        "decision": None,
+        "reason": reason,
+    }
+    if previous is not None:
+        return previous.model_copy(update=changes)
+    return OrderStatusEvent(request_id=state.request_id, provider=state.request.provider, **changes)
 
 
 def invalid_request_event(
