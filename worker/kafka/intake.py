@@ -28,7 +28,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.config import Settings
 from worker.errors import DecodeError, OwnershipLost, StateTooLarge
@@ -207,6 +207,9 @@ class Intake:
         ids = [index.request_id for _, index in self.store.indexes(owned)]
         self.store.release(owned)  # first: work that finishes meanwhile sees its tenure ended
         await self.runner.stop_partitions(owned)
+        # A cancelled step's write may already be queued in the producer: it must land before
+        # the revocation completes (the next owner restores after it), never after.
+        await self.store.settle(owned)
         self.runner.timers.cancel_orders(ids)
         for partition in owned:
             for topic in (self.settings.topics.requests, self.settings.topics.commands):
@@ -223,17 +226,32 @@ class Intake:
             if not self.store.owns(tp.partition):
                 if tp in self.consumer.assignment():
                     self.consumer.seek(tp, records[0].offset)  # not ours yet: read them again
+                    self._set_back = True
                 continue
             next_offset = await self._process_partition(tp, records)
             if next_offset is not None:
                 commits[tp] = next_offset
         if commits:
             crashpoints.reached("before_commit")
-            if self.ownership is not None:
-                await self.ownership.commit(commits)
-            else:
-                await self.consumer.commit(commits)
+            try:
+                if self.ownership is not None:
+                    await self.ownership.commit(commits)
+                else:
+                    await self.consumer.commit(commits)
+            except CommitFailedError as exc:
+                await self._fenced({tp.partition for tp in commits}, exc)
+                return
             crashpoints.reached("after_commit")
+
+    async def _fenced(self, partitions: set[int], error: CommitFailedError) -> None:
+        """A batch commit refused because this member left the generation that owns these
+        partitions (evicted while frozen or cut off, or a rebalance under way): their work stops
+        here, as at a revocation; the process lives, the consumer rejoins at its next poll, and
+        whatever is assigned then is restored from the changelog (the uncommitted records are
+        read again: their effects are idempotent)."""
+        log.warning("commit_fenced", partitions=sorted(partitions), error=type(error).__name__)
+        await self._drop(partitions)
+        self.metrics.rebalance("revoked", len(self.store.owned_partitions()))
 
     async def _process_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]

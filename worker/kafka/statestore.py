@@ -109,6 +109,8 @@ class StateStore:
     # earlier tenure (a call task, a retry) must not feed a state restored since.
     _tenures: dict[int, int] = field(default_factory=dict)
     _next_tenure: int = 0
+    # Changelog writes sent and not yet acknowledged, per partition (see settle()).
+    _in_flight: dict[int, set[asyncio.Future[object]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reads
 
@@ -227,9 +229,7 @@ class StateStore:
         if crashpoints.state_writes_failing():
             raise KafkaTimeoutError("state write refused (test outage)")
         try:
-            await self.producer.send_and_wait(
-                self.topic, value, key=key, partition=partition, headers=headers
-            )
+            await self._send(partition, key, value, headers)
         except (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError) as exc:
             # the broker's or topic's limit is lower than ours
             raise StateTooLarge(entry.request_id, len(value), limit) from exc
@@ -237,6 +237,29 @@ class StateStore:
             # Revoked (and maybe restored again) during the write: memory belongs to another tenure.
             raise OwnershipLost(partition)
         self._keep(partition, entry, held)
+
+    async def _send(
+        self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        """Send one changelog record and await its ack. The record is tracked until acked, so
+        :meth:`settle` can wait for it: a write whose step was cancelled (revocation) is still
+        queued in the producer and would otherwise land after the handover."""
+        future = await self.producer.send(self.topic, value, key=key, partition=partition, headers=headers)
+        pending = self._in_flight.setdefault(partition, set())
+        pending.add(future)
+        future.add_done_callback(pending.discard)
+        await asyncio.shield(future)
+
+    async def settle(self, partitions: Iterable[int], timeout: float = 45.0) -> int:
+        """Wait until the changelog writes already handed to the producer for these partitions
+        are acked or failed (bounded by ``timeout``, more than the producer's request timeout),
+        so that none lands after the partitions' revocation completes, i.e. after a new owner
+        may have restored them. Returns the number of writes waited for."""
+        pending = [f for p in partitions for f in self._in_flight.get(p, ())]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+            log.info("state_writes_settled", writes=len(pending))
+        return len(pending)
 
     def remember(self, partition: int, entry: Entry) -> None:
         """Update memory only (for changes that need no durability, e.g. a published outbox)."""
@@ -264,9 +287,7 @@ class StateStore:
         try:
             if crashpoints.state_writes_failing():
                 raise KafkaTimeoutError("state write refused (test outage)")
-            await self.producer.send_and_wait(
-                self.topic, value, key=request_id.encode(), partition=partition, headers=[index.header()]
-            )
+            await self._send(partition, request_id.encode(), value, [index.header()])
         except KafkaError as exc:
             log.warning("seen_mark_not_written", requestId=request_id, error=type(exc).__name__)
 

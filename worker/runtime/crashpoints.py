@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import orjson
 
@@ -62,13 +63,26 @@ def poisoned(value: bytes | None) -> None:
         raise PoisonRecord("test poison record")
 
 
+#: Freeze instead of kill: ``TASKING_TEST_FREEZE_AT=<point>:<seconds>`` blocks the whole process
+#: (event loop, group heartbeats) that long the first time ``<point>`` is reached, as a
+#: ``SIGSTOP`` at that exact point would. Inert when unset.
+FREEZE_VARIABLE = "TASKING_TEST_FREEZE_AT"
+_FREEZE: list[str] = (os.environ.get(FREEZE_VARIABLE) or "").rsplit(":", 1)
+
+
 def armed() -> bool:
     """Whether a crash point is configured (callers skip computing point names otherwise)."""
     return _TARGET is not None
 
 
 def reached(point: str | None) -> None:
-    """Kill the process if ``point`` is the configured one (or its ``<where>`` prefix)."""
+    """Kill the process if ``point`` is the configured one (or its ``<where>`` prefix); freeze
+    it if ``point`` is the configured freeze point (once)."""
+    if point is not None and len(_FREEZE) == 2 and point == _FREEZE[0]:
+        seconds = float(_FREEZE.pop())
+        sys.stdout.write(orjson.dumps({"event": "test_freeze_point", "point": point}).decode() + "\n")
+        sys.stdout.flush()
+        time.sleep(seconds)  # blocking on purpose: nothing of the process runs meanwhile
     if _TARGET is None or point is None:
         return
     if point != _TARGET and point.split(":", 1)[0] != _TARGET:
