@@ -144,6 +144,7 @@ async def build_worker(settings: Settings) -> Worker:
         consumer, settings.topics.requests, session_timeout=settings.kafka.session_timeout_ms / 1000
     )
     runner.ownership = ownership
+    store.generation = ownership.generation
     intake = Intake(
         settings, consumer, store, runner, publisher, metrics, health, utc_now, ownership=ownership
     )

@@ -39,10 +39,10 @@ from worker.events.codec import (
     decode,
     routing_request_id,
 )
-from worker.events.models import Command, OrderRequest, Provider
+from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
-from worker.kafka.statestore import StateStore
+from worker.kafka.statestore import StateStore, raw_fingerprint
 from worker.observability.logging import Redactor
 from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
@@ -386,13 +386,17 @@ class Intake:
             requestId=request.request_id, topic=record.topic, partition=record.partition, offset=record.offset
         )
         try:
-            accepted = await self.runner.accept_request(record.partition, request, self.clock())
+            admission = await self.runner.accept_request(record.partition, request, self.clock())
         except StateTooLarge as exc:
             await self._dead_letter(record, _state_too_large(request, exc), InputKind.REQUEST)
             return
-        self.metrics.message_consumed(record.topic, "accepted" if accepted else "duplicate")
-        if not accepted:
-            log.info("duplicate_request", requestId=request.request_id)
+        if admission.outcome == "reused":
+            error = _request_id_reused(request.request_id, admission.latest)
+            await self._dead_letter(record, error, InputKind.REQUEST, publish_status=False)
+            return
+        self.metrics.message_consumed(record.topic, admission.outcome)
+        if admission.outcome == "duplicate":
+            log.info("duplicate_request_answered", requestId=request.request_id)
 
     async def _command(self, record: ConsumerRecord[Any, Any], command: Command) -> None:
         structlog.contextvars.bind_contextvars(
@@ -429,7 +433,12 @@ class Intake:
         await self.publisher.dead_letter(dead, key=record.key, request_id=error.request_id)
         if publish_status and kind is InputKind.REQUEST and error.request_id:
             await self.runner.reject_invalid(
-                record.partition, error.request_id, error, self.clock(), provider=_provider_of(record.value)
+                record.partition,
+                error.request_id,
+                error,
+                self.clock(),
+                provider=_provider_of(record.value),
+                fingerprint=raw_fingerprint(record.value),
             )
         self.metrics.dead_letter(error.code)
         self.metrics.message_consumed(record.topic, "dead_letter")
@@ -458,6 +467,24 @@ class Intake:
 
 
 _SET_BACK_SECONDS = 0.5
+
+
+def _request_id_reused(request_id: str, first: OrderStatusEvent | None) -> DecodeError:
+    """A request under a used id with other content (a corrected re-send): named with the first
+    request's latest status, so the producer knows what became of it and that a new id is needed."""
+    outcome: dict[str, Any] = {}
+    if first is not None:
+        outcome = {"status": first.status.value, "sequence": first.sequence, "ceId": first.ce_id}
+        if first.reason is not None:
+            outcome["reasonCode"] = first.reason.code
+    status = outcome.get("status", "unknown")
+    return DecodeError(
+        DeadLetterCode.REQUEST_ID_REUSED,
+        f"requestId {request_id!r} was already used by a request with other content (its status: "
+        f"{status}); send a corrected request with a new requestId",
+        details={"firstOutcome": outcome},
+        request_id=request_id,
+    )
 
 
 def _state_too_large(request: OrderRequest, error: StateTooLarge) -> DecodeError:

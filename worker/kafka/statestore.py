@@ -20,9 +20,10 @@ event must be applied to it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -38,7 +39,7 @@ from aiokafka.errors import (
 
 from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost, StateTooLarge
-from worker.events.models import OrderStatusEvent, Provider
+from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
 from worker.runtime import cooperative, crashpoints
@@ -52,22 +53,58 @@ DEFAULT_MAX_STATE_BYTES = 1_000_000
 #: The part of the limit a new order's first state may take: the rest is room for what an order
 #: accumulates as it goes (events, offers, acquisitions, deliveries).
 RECEIPT_SHARE = 0.75
+#: Header of every changelog record: the consumer-group generation of its writer.
+GENERATION_HEADER = "tw-generation"
 
 
 @dataclass(frozen=True)
 class BurntId:
-    """A request id first seen in an invalid request; its REJECTED event is kept for re-publish."""
+    """A request id that holds no order: first seen in an invalid request (its ``REJECTED``
+    event), or an order ended because its state outgrew a record (its ``FAILED`` event). The
+    event is kept for re-publication; ``fingerprint`` is that of the content first received
+    with the id (``None`` in markers written before it was kept)."""
 
     request_id: str
     event: OrderStatusEvent
+    fingerprint: str | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"burnt": True, "event": self.event.to_json_dict()})
+        body: dict[str, object] = {"burnt": True, "event": self.event.to_json_dict()}
+        if self.fingerprint is not None:
+            body["fingerprint"] = self.fingerprint
+        return orjson.dumps(body)
 
     @classmethod
     def from_bytes(cls, request_id: str, raw: bytes) -> BurntId:
-        event = OrderStatusEvent.model_validate(orjson.loads(raw)["event"])
-        return cls(request_id, event)
+        body = orjson.loads(raw)
+        event = OrderStatusEvent.model_validate(body["event"])
+        fingerprint = body.get("fingerprint")
+        return cls(request_id, event, fingerprint if isinstance(fingerprint, str) else None)
+
+
+@dataclass(frozen=True)
+class UsedId:
+    """What a producer is answered with about a ``requestId`` already used: the latest status
+    event published for it, and the fingerprint of the content first received with it (``None``
+    when unknown)."""
+
+    latest: OrderStatusEvent | None
+    fingerprint: str | None
+
+
+def request_fingerprint(request: OrderRequest) -> str:
+    """The content of a valid request, as compared between a first request and a re-send."""
+    return hashlib.sha256(request.model_dump_json(by_alias=True).encode()).hexdigest()[:32]
+
+
+def raw_fingerprint(value: bytes | None) -> str:
+    """The content of an invalid request: its bytes."""
+    return hashlib.sha256(value or b"").hexdigest()[:32]
+
+
+def first_request(state: OrderState) -> OrderRequest:
+    """The request as received (a provider choice replaces ``state.request`` once it chooses)."""
+    return state.routing.request if state.routing is not None else state.request
 
 
 Entry = OrderState | BurntId
@@ -102,6 +139,8 @@ class StateStore:
     consumer_options: dict[str, object] = field(default_factory=dict)
     hot_size: int = 1024
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
+    # The writer's consumer-group generation, stamped on every changelog record (see _send).
+    generation: Callable[[], int] | None = None
     _by_partition: dict[int, dict[str, Held]] = field(default_factory=dict)
     _partition_of: dict[str, int] = field(default_factory=dict)
     _hot: OrderedDict[str, OrderState] = field(default_factory=OrderedDict)
@@ -135,6 +174,21 @@ class StateStore:
     def __contains__(self, request_id: object) -> bool:
         """Whether the id is known (an order or a burnt id), without decoding anything."""
         return request_id in self._partition_of
+
+    def used(self, request_id: str) -> UsedId | None:
+        """What is known of a used ``requestId`` (``None`` when it is new): the one accessor for
+        "the latest status event of a request" and "the content first received with it", so
+        the answer can come from a full state or from a smaller record of a finished order.
+
+        Raises:
+            pydantic.ValidationError: as :meth:`get`.
+        """
+        entry = self.get(request_id)
+        if entry is None:
+            return None
+        if isinstance(entry, BurntId):
+            return UsedId(entry.event, entry.fingerprint)
+        return UsedId(entry.last_event, request_fingerprint(first_request(entry)))
 
     def index(self, request_id: str) -> OrderIndex | None:
         """The order's index entry (``None`` for an unknown or burnt id); never decodes."""
@@ -243,7 +297,14 @@ class StateStore:
     ) -> None:
         """Send one changelog record and await its ack. The record is tracked until acked, so
         :meth:`settle` can wait for it: a write whose step was cancelled (revocation) is still
-        queued in the producer and would otherwise land after the handover."""
+        queued in the producer and would otherwise land after the handover.
+
+        Each record carries the writer's group generation (:data:`GENERATION_HEADER`), read when
+        the write is handed to the producer: a write queued by an instance that was then frozen
+        goes out when it wakes, possibly after the next owner's writes of the same order; the
+        restore ignores a record older in generation than one already read for its key."""
+        if self.generation is not None:
+            headers = [*(headers or []), (GENERATION_HEADER, str(self.generation()).encode())]
         future = await self.producer.send(self.topic, value, key=key, partition=partition, headers=headers)
         pending = self._in_flight.setdefault(partition, set())
         pending.add(future)
@@ -378,6 +439,7 @@ class StateStore:
     ) -> int:
         pending = {tp for tp, end in ends.items() if end > 0}
         records = 0
+        generations: dict[str, int] = {}
         # A fetch holds up to 64 MB (~25,000 states at ~60 µs each to index): the loop is handed
         # back every slice so the group heartbeat and the rest of the worker keep running.
         slicer = cooperative.Slicer()
@@ -394,7 +456,7 @@ class StateStore:
                 for message in messages:
                     if message.offset < end:
                         records += 1
-                        _apply(entries, message.key, message.value, message.headers)
+                        _apply(entries, message.key, message.value, message.headers, generations)
                     if slicer.used_up():
                         await slicer.rest()
                 if await consumer.position(tp) >= ends[tp]:
@@ -404,6 +466,23 @@ class StateStore:
 
 def _value_of(entry: Entry) -> bytes:
     return entry.to_bytes() if isinstance(entry, BurntId) else entry.model_dump_json().encode()
+
+
+def _stale(request_id: str, headers: Sequence[tuple[str, bytes]] | None, seen: dict[str, int]) -> bool:
+    """Whether a record was written in an older group generation than one already read for its
+    key (a write of an ended tenure that landed late); records without the header (older
+    versions) are never stale."""
+    for name, raw in headers or ():
+        if name == GENERATION_HEADER:
+            try:
+                generation = int(raw)
+            except ValueError:
+                return False
+            if generation < seen.get(request_id, generation):
+                return True
+            seen[request_id] = generation
+            return False
+    return False
 
 
 def _cold(index: OrderIndex) -> OrderState:
@@ -422,10 +501,14 @@ def _apply(
     key: bytes | None,
     value: bytes | None,
     headers: Sequence[tuple[str, bytes]] | None,
+    generations: dict[str, int] | None = None,
 ) -> None:
     if key is None:
         return
     request_id = key.decode()
+    if generations is not None and _stale(request_id, headers, generations):
+        log.warning("stale_state_record_ignored", requestId=request_id)
+        return
     if value is None:
         entries.pop(request_id, None)  # tombstone
     elif value.startswith(_BURNT):

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -68,7 +68,7 @@ from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provid
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
-from worker.kafka.statestore import BurntId, StateStore
+from worker.kafka.statestore import BurntId, StateStore, first_request, request_fingerprint
 from worker.providers.base import DeliveredProduct, PolledOrder, TaskingProvider
 from worker.providers.http import before_write
 from worker.runtime import cooperative, crashpoints
@@ -116,6 +116,16 @@ class _Marks:
         self.last = now
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What became of a received request (:meth:`Runner.accept_request`): ``accepted`` (a new
+    order), ``duplicate`` (answered with ``latest``) or ``reused`` (``latest`` is the first
+    request's latest status event, to name in the dead letter)."""
+
+    outcome: Literal["accepted", "duplicate", "reused"]
+    latest: OrderStatusEvent | None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -148,13 +158,26 @@ class Runner:
         async with self._order_lock(request_id):
             return await self._apply(partition, request_id, event)
 
-    async def accept_request(self, partition: int, request: OrderRequest, at: datetime) -> bool:
-        """Write a new request to the order state; ``False`` (and no change) for a duplicate id."""
+    async def accept_request(self, partition: int, request: OrderRequest, at: datetime) -> Admission:
+        """Write a new request to the order state (``accepted``). A request whose id is used
+        changes nothing: with the content first received under that id it is a ``duplicate``,
+        answered by publishing the id's latest status event again (same ``ce_id``); with other
+        content it is ``reused`` (the caller dead-letters it ``REQUEST_ID_REUSED``).
+
+        Raises:
+            KafkaError: the state could not be written, or the duplicate's answer published.
+            StateTooLarge: the request's first state would not fit a record (nothing written).
+        """
         async with self._order_lock(request.request_id):
-            if request.request_id in self.store:
-                return False
-            await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
-            return True
+            used = self.store.used(request.request_id)
+            if used is None:
+                await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
+                return Admission("accepted", None)
+            if used.fingerprint != request_fingerprint(request):
+                return Admission("reused", used.latest)
+            if used.latest is not None:
+                await self.publisher.status(used.latest)
+            return Admission("duplicate", used.latest)
 
     async def apply_command(self, partition: int, command: Command, at: datetime) -> bool:
         """Apply a command to its order; ``False`` when no order has that ``requestId``."""
@@ -171,15 +194,21 @@ class Runner:
         error: DecodeError,
         at: datetime,
         provider: Provider | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         """Publish ``REJECTED``/``INVALID_REQUEST`` for an invalid request whose id is new, and burn
         the id (a later request with it is a duplicate). An id already in use is left alone: its
-        order's event stream must not be disturbed by someone else's bad message."""
+        order's event stream must not be disturbed by someone else's bad message, except that
+        the same invalid message sent again (``fingerprint`` equal) is answered with the id's
+        latest status event once more."""
         async with self._order_lock(request_id):
-            if request_id in self.store:
+            used = self.store.used(request_id)
+            if used is not None:
+                if fingerprint is not None and used.fingerprint == fingerprint and used.latest is not None:
+                    await self.publisher.status(used.latest)
                 return
             event = invalid_request_event(request_id, error, at, provider)
-            burnt = BurntId(request_id, event)
+            burnt = BurntId(request_id, event, fingerprint)
             await self._fence(partition)
             await self.store.persist(partition, burnt)
             await self.publisher.status(burnt.event)
@@ -415,7 +444,7 @@ class Runner:
             limit=error.limit,
             status=state.status.value if state.status else None,
         )
-        marker = BurntId(state.request_id, event)
+        marker = BurntId(state.request_id, event, request_fingerprint(first_request(state)))
         await self.store.persist(partition, marker)
         self.timers.cancel_orders([state.request_id])
         self.metrics.order_transition(state.request.provider.value, OrderStatus.FAILED.value)
