@@ -166,6 +166,7 @@ class Runner:
 
         Raises:
             KafkaError: the state could not be written, or the duplicate's answer published.
+            OwnershipLost: a duplicate's partition is not confirmed (nothing published).
             StateTooLarge: the request's first state would not fit a record (nothing written).
         """
         async with self._order_lock(request.request_id):
@@ -176,6 +177,7 @@ class Runner:
             if used.fingerprint != request_fingerprint(request):
                 return Admission("reused", used.latest)
             if used.latest is not None:
+                await self._fence(partition)  # only the owner speaks for the order
                 await self.publisher.status(used.latest)
             return Admission("duplicate", used.latest)
 
@@ -333,6 +335,7 @@ class Runner:
             if self.store.tenure(partition) != tenure:
                 return
             try:
+                await self._fence(partition)
                 await self._resume_one(partition, request_id)
                 return
             except Exception as exc:
@@ -414,6 +417,13 @@ class Runner:
             await self._end_too_large(partition, state, exc)
             return None
         crashpoints.reached(point and f"after_{point}")
+        if not await self._confirmed(partition):
+            # The write waited through a freeze or a cut-off (the lease ran out meanwhile) and
+            # the broker no longer confirms the partition: its events and effects are not this
+            # instance's to start. Kept durable; re-driven once confirmed, while the tenure lasts.
+            log.warning("step_unconfirmed_after_write", requestId=request_id, partition=partition)
+            self._resume_later(partition, request_id, OwnershipLost(partition))
+            return new
         if marks is not None:
             marks.mark("persist")
         self._count(state, new)
@@ -454,6 +464,10 @@ class Runner:
             await self.publisher.status(event)
         except KafkaError as exc:  # the marker is durable: a duplicate or a restore sends it again
             log.warning("events_publish_failed", requestId=state.request_id, error=type(exc).__name__)
+
+    async def _confirmed(self, partition: int) -> bool:
+        """Whether this instance owns ``partition`` now: the local lease, else the broker."""
+        return self.ownership.holds(partition) or await self.ownership.confirm(partition, fresh=False)
 
     async def _fence(self, partition: int) -> None:
         """Return only while this instance owns ``partition``: the local lease, or the broker's
