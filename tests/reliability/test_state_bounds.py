@@ -6,7 +6,8 @@ Through a real worker process on the embedded broker (one partition, so every re
 * a valid ``auto`` request whose candidates carry large ``providerOptions`` (400 kB, under the
   1 MiB request limit) would have a first state of about 1.2 MB: it is refused at intake, before
   any provider call (dead letter ``TOO_LARGE`` and ``REJECTED`` with the measured and allowed
-  sizes), and the request after it completes;
+  sizes), the request after it completes, and the same request sent again is answered with its
+  ``REJECTED`` event once more;
 * an order whose state outgrows the limit later (``TASKING_INTAKE__MAX_STATE_BYTES`` made small)
   ends ``FAILED`` with reason ``STATE_TOO_LARGE`` instead of retrying a write that cannot succeed.
 """
@@ -109,6 +110,10 @@ async def test_a_request_whose_state_would_not_fit_is_refused_and_the_partition_
             assert stack.sims.up42.paid_order_count("big-auto") == 0
             assert (await checked(stack, events, [after], log_dir)).failures() == []
             assert await wait_committed(broker, stack.group_id, unique_topics.requests, 2) == 2
+            await stack.publish(big)  # the same request again: answered, not "reused"
+            await events.wait_for(lambda: len(events.status["big-auto"]) == 2, 30)
+            assert [e["sequence"] for e in events.status["big-auto"]] == [1, 1]
+            assert not [d for d in events.dead_letters if d["error"]["code"] == "REQUEST_ID_REUSED"]
         finally:
             worker.kill()
 

@@ -42,7 +42,7 @@ from worker.events.codec import (
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
-from worker.kafka.statestore import StateStore, raw_fingerprint
+from worker.kafka.statestore import StateStore, raw_fingerprint, request_fingerprint
 from worker.observability.logging import Redactor
 from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
@@ -388,7 +388,11 @@ class Intake:
         try:
             admission = await self.runner.accept_request(record.partition, request, self.clock())
         except StateTooLarge as exc:
-            await self._dead_letter(record, _state_too_large(request, exc), InputKind.REQUEST)
+            # Burnt with the request's own fingerprint: the same request again is a duplicate.
+            error = _state_too_large(request, exc)
+            await self._dead_letter(
+                record, error, InputKind.REQUEST, fingerprint=request_fingerprint(request)
+            )
             return
         if admission.outcome == "reused":
             error = _request_id_reused(request.request_id, admission.latest)
@@ -419,7 +423,11 @@ class Intake:
         error: DecodeError,
         kind: InputKind,
         publish_status: bool = True,
+        fingerprint: str | None = None,
     ) -> None:
+        """Dead-letter ``record``; for a request with a readable new id, also publish
+        ``REJECTED``/``INVALID_REQUEST`` and burn the id with ``fingerprint`` (default: the
+        record's bytes), the content a later re-send is compared with."""
         dead = build_dead_letter(
             error,
             value=record.value,
@@ -438,7 +446,7 @@ class Intake:
                 error,
                 self.clock(),
                 provider=_provider_of(record.value),
-                fingerprint=raw_fingerprint(record.value),
+                fingerprint=fingerprint or raw_fingerprint(record.value),
             )
         self.metrics.dead_letter(error.code)
         self.metrics.message_consumed(record.topic, "dead_letter")
