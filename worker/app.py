@@ -170,7 +170,11 @@ async def build_worker(settings: Settings, stop: asyncio.Event | None = None) ->
     await producer.start()
     security = {k: v for k, v in producer_options(settings.kafka).items() if k != "bootstrap_servers"}
     store = StateStore(
-        producer, settings.kafka.bootstrap_servers, settings.topics.state, consumer_options=security
+        producer,
+        settings.kafka.bootstrap_servers,
+        settings.topics.state,
+        consumer_options=security,
+        max_state_bytes=settings.intake.max_state_bytes,
     )
     publisher = Publisher(
         producer,
@@ -188,6 +192,7 @@ async def build_worker(settings: Settings, stop: asyncio.Event | None = None) ->
         consumer, settings.topics.requests, session_timeout=settings.kafka.session_timeout_ms / 1000
     )
     runner.ownership = ownership
+    store.generation = ownership.generation
     intake = Intake(
         settings, consumer, store, runner, publisher, metrics, health, utc_now, ownership=ownership
     )
@@ -236,6 +241,7 @@ def _wire_runtime(
         metrics,
         domain_settings(settings),
         utc_now,
+        state_retry_max_seconds=settings.intake.state_retry_max_seconds,
     )
     runner_ref.append(runner)
 

@@ -483,6 +483,26 @@ class ApprovalSettings(_Section):
         return ceiling
 
 
+class IntakeSettings(_Section):
+    """Failures while processing an input record (an exception, not a bad message) and while
+    persisting a step's result.
+
+    A record whose processing raises is tried ``record_attempts`` times in all, waiting
+    ``record_backoff_seconds`` doubled after each failure; then it is dead-lettered with
+    ``INTERNAL_ERROR`` and its partition goes on. A provider call's result whose state write
+    keeps failing is retried for as long as the partition is owned, waiting at most
+    ``state_retry_max_seconds`` between tries (the result is never dropped). ``max_state_bytes``
+    bounds one order's state record (see ``worker.kafka.statestore``).
+    """
+
+    record_attempts: int = Field(3, ge=1, le=20)
+    record_backoff_seconds: float = Field(0.5, ge=0, le=60)
+    state_retry_max_seconds: float = Field(30.0, gt=0, le=600)
+    # One order's state record at most (under the brokers' default 1 MiB message.max.bytes); a
+    # new request's first state may take 3/4 of it, the rest is room to grow.
+    max_state_bytes: int = Field(1_000_000, ge=10_000, le=16_000_000)
+
+
 class HttpServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves probes on all interfaces
@@ -529,6 +549,7 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = TrackingSettings()
     routing: RoutingSettings = RoutingSettings()
     approval: ApprovalSettings = ApprovalSettings()
+    intake: IntakeSettings = IntakeSettings()
     http: HttpServerSettings = HttpServerSettings()
     health: HealthSettings = HealthSettings()
     stac: StacSettings = StacSettings()

@@ -11,6 +11,7 @@ Retry policy reads :attr:`WorkerError.retriable`, never the exception class of a
     ├── DecodeError                 an input message cannot be used; carries a dead-letter code
     ├── IllegalTransition           decide() was asked for a status change the contract forbids
     ├── OwnershipLost               this instance may no longer own the order's partition    retriable
+    ├── StateTooLarge               an order's state would not fit one changelog record
     ├── DownloadError               a delivered product could not be downloaded (``download``)
     ├── KafkaConnectError           the cluster cannot be reached or refuses us; carries a reason
     ├── TopicLayoutError            the contract topics are missing, not co-partitioned or not
@@ -97,6 +98,23 @@ class OwnershipLost(WorkerError):
     def __init__(self, partition: int) -> None:
         super().__init__(f"ownership of partition {partition} is not confirmed")
         self.partition = partition
+
+
+class StateTooLarge(WorkerError):
+    """An order's state is larger than one changelog record may be: the write can never
+    succeed, so it is not retried (a new request is refused ``TOO_LARGE`` at intake, an open
+    order ends ``FAILED`` with reason ``STATE_TOO_LARGE``).
+
+    Attributes:
+        size: the serialised state, in bytes (0 when only the broker's refusal is known).
+        limit: the bytes allowed for this write.
+    """
+
+    def __init__(self, request_id: str, size: int, limit: int) -> None:
+        super().__init__(f"the state of {request_id!r} is {size} bytes, more than the {limit} allowed")
+        self.request_id = request_id
+        self.size = size
+        self.limit = limit
 
 
 class DownloadError(WorkerError):

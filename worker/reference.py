@@ -124,6 +124,15 @@ MEANINGS: Final[dict[str, str]] = {
     "still seen.",
     "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS": "How long a `COMPLETED` order is still "
     "harvested: products that appear later are published, each announced by a repeated `COMPLETED`.",
+    "TASKING_INTAKE__RECORD_ATTEMPTS": "Attempts of an input record whose processing raises (not a bad "
+    "message) before it is dead-lettered `INTERNAL_ERROR` and its partition goes on.",
+    "TASKING_INTAKE__RECORD_BACKOFF_SECONDS": "Wait after the first failed attempt of such a record, "
+    "doubled after each further one.",
+    "TASKING_INTAKE__STATE_RETRY_MAX_SECONDS": "Longest wait between tries of a step result whose state "
+    "write fails; it is retried for as long as the partition is owned, never dropped.",
+    "TASKING_INTAKE__MAX_STATE_BYTES": "Largest state record of one order; a new request whose first "
+    "state would take more than 3/4 of it is refused at intake (`TOO_LARGE`), an order that outgrows "
+    "it later ends `FAILED` with `STATE_TOO_LARGE`.",
     "TASKING_HTTP_CLIENT__SETTLE_SECONDS": "An order call whose answer was lost is looked up only after "
     "this long (must exceed the timeout).",
     "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "Period of the batched tracking poll per provider.",

@@ -111,8 +111,10 @@ async def test_a_fresh_worker_exports_every_family_before_any_event(
         (unique_topics.requests, "accepted"): 0.0,
         (unique_topics.requests, "duplicate"): 0.0,
         (unique_topics.requests, "dead_letter"): 0.0,
+        (unique_topics.requests, "forwarded"): 0.0,
         (unique_topics.commands, "command"): 0.0,
         (unique_topics.commands, "dead_letter"): 0.0,
+        (unique_topics.commands, "forwarded"): 0.0,
     }
     published = {s.labels["topic"] for s in found["tasking_events_published"].samples}
     assert {unique_topics.status, unique_topics.acquisitions, unique_topics.dead_letter} <= published

@@ -90,8 +90,10 @@ def test_label_values_known_in_advance_start_at_zero(metrics: WorkerMetrics) -> 
             (defaults.requests, "accepted"),
             (defaults.requests, "duplicate"),
             (defaults.requests, "dead_letter"),
+            (defaults.requests, "forwarded"),
             (defaults.commands, "command"),
             (defaults.commands, "dead_letter"),
+            (defaults.commands, "forwarded"),
         ]
     }
     expected |= {
@@ -127,6 +129,11 @@ def test_label_values_known_in_advance_start_at_zero(metrics: WorkerMetrics) -> 
         for o in ("ok", "error")
     }
     expected |= {("tasking_rebalances_total", frozenset({("kind", k)})) for k in ("assigned", "revoked")}
+    expected |= {
+        ("tasking_record_failures_total", frozenset({("topic", topic), ("outcome", outcome)}))
+        for topic in (defaults.requests, defaults.commands)
+        for outcome in ("retried", "dead_lettered")
+    }
     found = samples(metrics)
     missing = sorted(str(key) for key in expected if key not in found)
     assert not missing, "series missing from a fresh registry:\n" + "\n".join(missing)

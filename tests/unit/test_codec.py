@@ -288,3 +288,16 @@ def test_decode_raises_nothing_but_decode_error(
     except DecodeError as exc:
         outcome = exc.code
     assert isinstance(outcome, OrderRequest | Command) or outcome in set(DeadLetterCode)
+
+
+def test_routing_request_id_reads_every_form_without_validating() -> None:
+    body = {"requestId": "rk-1", "provider": "nowhere"}  # invalid, yet routable
+    assert codec.routing_request_id(orjson.dumps(body), []) == "rk-1"
+    structured = orjson.dumps({"specversion": "1.0", "data": body})
+    headers = [("content-type", b"application/cloudevents+json")]
+    assert codec.routing_request_id(structured, headers) == "rk-1"
+    assert codec.routing_request_id(structured, []) is None  # bare JSON without a requestId
+    assert codec.routing_request_id(b"\xff{", []) is None
+    assert codec.routing_request_id(None, []) is None
+    assert codec.routing_request_id(orjson.dumps({"requestId": "bad id!"}), []) is None
+    assert codec.routing_request_id(orjson.dumps(body), [], max_bytes=10) is None

@@ -98,6 +98,8 @@ class DeadLetterCode(StrEnum):
     UNKNOWN_TYPE = "UNKNOWN_TYPE"
     TOO_LARGE = "TOO_LARGE"
     UNKNOWN_REQUEST = "UNKNOWN_REQUEST"  # a command for a requestId this worker does not know
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a used requestId with other content
+    INTERNAL_ERROR = "INTERNAL_ERROR"  # processing raised on every one of its bounded attempts
 
 
 _MODEL_BY_KIND: Final[dict[InputKind, type[OrderRequest] | type[Command]]] = {
@@ -341,6 +343,25 @@ def _validation_error(exc: ValidationError, kind: InputKind, request_id: Request
         details={"errors": fields, "errorCount": len(errors)},
         request_id=request_id(),
     )
+
+
+def routing_request_id(
+    value: bytes | None, headers: Headers, max_bytes: int = DEFAULT_MAX_VALUE_BYTES
+) -> str | None:
+    """The well-formed ``requestId`` of an input record (binary, bare or structured mode), read
+    without validating the message, or ``None``: what a keyless record is re-keyed by.
+
+    A value over ``max_bytes`` is not read (it is dead-lettered ``TOO_LARGE`` where it is). Never
+    raises."""
+    if value is None or len(value) > max_bytes:
+        return None
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and _is_structured(_ce_headers(headers).get(CONTENT_TYPE_HEADER)):
+        data = data.get("data")
+    return _request_id_of(data)
 
 
 def _request_id_of_bytes(value: bytes | None) -> str | None:

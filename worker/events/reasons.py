@@ -50,6 +50,7 @@ class ReasonCode(StrEnum):
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     CUSTOMER_REFERENCE_IN_USE = "CUSTOMER_REFERENCE_IN_USE"
     ORDER_FOUND = "ORDER_FOUND"
+    STATE_TOO_LARGE = "STATE_TOO_LARGE"
 
 
 #: What each status reason means and what the producer does about it. Keyed by the code's text,
@@ -97,6 +98,8 @@ STATUS_MEANINGS: Final[dict[str, str]] = {
     "`DECISION_REQUIRED`.",
     "ORDER_FOUND": "A paid write's answer was lost, and reading the provider found the order it "
     "placed; the order is tracked (`ORDERED`, `details` give the evidence).",
+    "STATE_TOO_LARGE": "The order's state outgrew `TASKING_INTAKE__MAX_STATE_BYTES`; `FAILED`, with "
+    "the provider references in the event so the order can be followed up at the provider.",
 }
 
 #: What each dead-letter code means (CONTRACT §4.5). Keyed by the code's text.

@@ -920,8 +920,14 @@ _DEAD_LETTER_MEANING: Final = {
     "(`error.details.errors` lists the camelCase field paths)",
     DeadLetterCode.KEY_MISMATCH: "the Kafka key is present and differs from `requestId`",
     DeadLetterCode.UNKNOWN_TYPE: "`ce_type` (or `ce_specversion`) is not the one of the topic",
-    DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default); checked before parsing",
+    DeadLetterCode.TOO_LARGE: "the value exceeds the size limit (1 MiB by default; checked before "
+    "parsing), or a request's first order state would exceed 750,000 bytes (3/4 of "
+    "`TASKING_INTAKE__MAX_STATE_BYTES`; `error.details.stateSize`, `maxStateBytes`)",
     DeadLetterCode.UNKNOWN_REQUEST: "a command names a `requestId` this worker does not know",
+    DeadLetterCode.REQUEST_ID_REUSED: "a request reuses a `requestId` already used by a request with "
+    "other content (`error.details.firstOutcome` names the first request's latest status)",
+    DeadLetterCode.INTERNAL_ERROR: "processing the message raised on each of its bounded attempts "
+    "(`error.details.exception` names the class); the partition goes on",
 }
 
 

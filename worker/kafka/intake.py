@@ -28,19 +28,30 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.config import Settings
-from worker.errors import DecodeError
-from worker.events.codec import DeadLetterCode, InputKind, build_dead_letter, decode
-from worker.events.models import Command, OrderRequest, Provider
+from worker.errors import DecodeError, OwnershipLost, StateTooLarge
+from worker.events.codec import (
+    DeadLetterCode,
+    InputKind,
+    build_dead_letter,
+    decode,
+    routing_request_id,
+)
+from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, producer_options
-from worker.kafka.statestore import StateStore
+from worker.kafka.statestore import StateStore, raw_fingerprint, request_fingerprint
+from worker.observability.logging import Redactor
 from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
 
 log = structlog.get_logger(__name__)
+
+#: Header of a keyless input record forwarded under its ``requestId`` (``partition:offset`` of
+#: the original), for tracing; the forwarded copy is processed as any keyed record.
+FORWARDED_HEADER = "tasking-forwarded-from"
 
 
 class IntakeMetrics(Protocol):
@@ -55,6 +66,8 @@ class IntakeMetrics(Protocol):
     def rebalance(self, kind: str, assigned_partitions: int) -> None: ...
 
     def restore_finished(self, duration_seconds: float, records: int) -> None: ...
+
+    def record_failed(self, topic: str, *, given_up: bool) -> None: ...
 
 
 class HealthSink(Protocol):
@@ -96,6 +109,9 @@ class Intake:
     # Clear while an assignment is being restored: a batch fetched meanwhile waits for it.
     _restored: asyncio.Event = field(default_factory=asyncio.Event)
     _last_lag: float = 0.0
+    # Set when a batch left records to read again (a Kafka or ownership failure): the next fetch
+    # waits a moment, so an outage of the changelog is not met with a busy loop.
+    _set_back: bool = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,6 +157,9 @@ class Intake:
             if batch:
                 async with self._batch_lock:
                     await self._process(batch)
+            if self._set_back:
+                self._set_back = False
+                await asyncio.sleep(_SET_BACK_SECONDS)
             await self._report_lag()
 
     # ------------------------------------------------------------------ ownership
@@ -188,6 +207,9 @@ class Intake:
         ids = [index.request_id for _, index in self.store.indexes(owned)]
         self.store.release(owned)  # first: work that finishes meanwhile sees its tenure ended
         await self.runner.stop_partitions(owned)
+        # A cancelled step's write may already be queued in the producer: it must land before
+        # the revocation completes (the next owner restores after it), never after.
+        await self.store.settle(owned)
         self.runner.timers.cancel_orders(ids)
         for partition in owned:
             for topic in (self.settings.topics.requests, self.settings.topics.commands):
@@ -204,45 +226,116 @@ class Intake:
             if not self.store.owns(tp.partition):
                 if tp in self.consumer.assignment():
                     self.consumer.seek(tp, records[0].offset)  # not ours yet: read them again
+                    self._set_back = True
                 continue
             next_offset = await self._process_partition(tp, records)
             if next_offset is not None:
                 commits[tp] = next_offset
         if commits:
             crashpoints.reached("before_commit")
-            if self.ownership is not None:
-                await self.ownership.commit(commits)
-            else:
-                await self.consumer.commit(commits)
+            try:
+                if self.ownership is not None:
+                    await self.ownership.commit(commits)
+                else:
+                    await self.consumer.commit(commits)
+            except CommitFailedError as exc:
+                await self._fenced({tp.partition for tp in commits}, exc)
+                return
             crashpoints.reached("after_commit")
+
+    async def _fenced(self, partitions: set[int], error: CommitFailedError) -> None:
+        """A batch commit refused because this member left the generation that owns these
+        partitions (evicted while frozen or cut off, or a rebalance under way): their work stops
+        here, as at a revocation; the process lives, the consumer rejoins at its next poll, and
+        whatever is assigned then is restored from the changelog (the uncommitted records are
+        read again: their effects are idempotent)."""
+        log.warning("commit_fenced", partitions=sorted(partitions), error=type(error).__name__)
+        await self._drop(partitions)
+        self.metrics.rebalance("revoked", len(self.store.owned_partitions()))
 
     async def _process_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
     ) -> int | None:
         """Handle one partition's records concurrently (per-order order is kept by the runner's
         FIFO locks, which are taken in the records' order: ``gather_in_batches`` starts them in
-        order); returns the offset to commit. On a Kafka failure, seeks back so the records
-        from the first failed one are consumed again."""
+        order); returns the offset to commit.
+
+        A record whose processing raised (not a Kafka or ownership failure) is tried again,
+        then dead-lettered ``INTERNAL_ERROR`` (:meth:`_settle_failed`): one record never stops
+        its partition. On a Kafka failure, seeks back so the records from the first failed one
+        are consumed again."""
         # Started a bounded batch per turn of the loop: a record's decode and decide run before
         # its first suspension point, and a fetch brings up to 1,000 of them.
         results = await cooperative.gather_in_batches(records, self._handle)
         for record, result in zip(records, results, strict=True):
-            if isinstance(result, BaseException):
+            outcome: BaseException | None = result if isinstance(result, BaseException) else None
+            if outcome is not None and not _transient(outcome):
+                outcome = await self._settle_failed(record, outcome)
+            if outcome is not None:
                 log.error(
                     "record_not_durable",
                     topic=tp.topic,
                     partition=tp.partition,
                     offset=record.offset,
-                    error=type(result).__name__,
+                    error=type(outcome).__name__,
                 )
                 self.consumer.seek(tp, record.offset)
+                self._set_back = True
                 failed: int = record.offset
                 return failed if failed > records[0].offset else None
         last: int = records[-1].offset
         return last + 1
 
+    async def _settle_failed(
+        self, record: ConsumerRecord[Any, Any], error: BaseException
+    ) -> BaseException | None:
+        """Try a record whose processing raised again, with backoff, up to
+        ``TASKING_INTAKE__RECORD_ATTEMPTS`` attempts in all; after the last, dead-letter it with
+        ``INTERNAL_ERROR`` (exception class and message, secrets hidden).
+
+        Returns ``None`` once the record is settled (processed, or its dead letter acked), or
+        the Kafka/ownership failure that stopped it (the caller seeks back to it)."""
+        settings = self.settings.intake
+        for attempt in range(1, settings.record_attempts):
+            self.metrics.record_failed(record.topic, given_up=False)
+            log.warning(
+                "record_failed",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempt=attempt,
+                error=type(error).__name__,
+            )
+            await asyncio.sleep(settings.record_backoff_seconds * 2 ** (attempt - 1))
+            try:
+                await self._handle(record)
+                return None
+            except Exception as exc:
+                if _transient(exc):
+                    return exc
+                error = exc
+        self.metrics.record_failed(record.topic, given_up=True)
+        try:
+            await self._dead_letter(record, self._internal_error(error), _kind_of(record, self.settings))
+        except (KafkaError, OwnershipLost) as exc:
+            return exc
+        return None
+
+    def _internal_error(self, error: BaseException) -> DecodeError:
+        redact = Redactor(self.settings.secret_values()).redact_text
+        text = redact(str(error))[:500]
+        attempts = self.settings.intake.record_attempts
+        return DecodeError(
+            DeadLetterCode.INTERNAL_ERROR,
+            f"processing raised {type(error).__name__} on each of {attempts} attempts: {text}",
+            details={"exception": type(error).__name__, "attempts": attempts},
+        )
+
     async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
-        kind = InputKind.REQUEST if record.topic == self.settings.topics.requests else InputKind.COMMAND
+        kind = _kind_of(record, self.settings)
+        crashpoints.poisoned(record.value)
+        if record.key is None and await self._forward(record):
+            return
         try:
             message = decode(
                 record.value, key=record.key, headers=record.headers, topic=record.topic, kind=kind
@@ -255,14 +348,59 @@ class Intake:
         else:
             await self._command(record, message)
 
+    async def _forward(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """Re-key a keyless record: send it once more to its own topic keyed by its
+        ``requestId`` (the default partitioner, as producers use), so the request's state,
+        commands and events have the one partition, and the one owner, of that key; it is
+        processed there, valid or not. ``False`` when no ``requestId`` can be read (the record is
+        dead-lettered here; nothing is kept under a key).
+
+        Awaited (acks=all) before the record counts as done, so its offset is committed only
+        after the forward is durable. A crash between the two forwards it again: both copies are
+        on the same partition, and the second is a duplicate there (a request changes nothing and
+        is answered with its latest status; a command's ``commandId`` was seen).
+
+        Raises:
+            KafkaError: the forward was not acknowledged (the record is read again).
+        """
+        request_id = routing_request_id(record.value, record.headers)
+        if request_id is None:
+            return False
+        headers = [*record.headers, (FORWARDED_HEADER, f"{record.partition}:{record.offset}".encode())]
+        await self.publisher.producer.send_and_wait(
+            record.topic, record.value, key=request_id.encode(), headers=headers
+        )
+        crashpoints.reached("after_forward")
+        self.metrics.message_consumed(record.topic, "forwarded")
+        log.info(
+            "keyless_record_forwarded",
+            requestId=request_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        return True
+
     async def _request(self, record: ConsumerRecord[Any, Any], request: OrderRequest) -> None:
         structlog.contextvars.bind_contextvars(
             requestId=request.request_id, topic=record.topic, partition=record.partition, offset=record.offset
         )
-        accepted = await self.runner.accept_request(record.partition, request, self.clock())
-        self.metrics.message_consumed(record.topic, "accepted" if accepted else "duplicate")
-        if not accepted:
-            log.info("duplicate_request", requestId=request.request_id)
+        try:
+            admission = await self.runner.accept_request(record.partition, request, self.clock())
+        except StateTooLarge as exc:
+            # Burnt with the request's own fingerprint: the same request again is a duplicate.
+            error = _state_too_large(request, exc)
+            await self._dead_letter(
+                record, error, InputKind.REQUEST, fingerprint=request_fingerprint(request)
+            )
+            return
+        if admission.outcome == "reused":
+            error = _request_id_reused(request.request_id, admission.latest)
+            await self._dead_letter(record, error, InputKind.REQUEST, publish_status=False)
+            return
+        self.metrics.message_consumed(record.topic, admission.outcome)
+        if admission.outcome == "duplicate":
+            log.info("duplicate_request_answered", requestId=request.request_id)
 
     async def _command(self, record: ConsumerRecord[Any, Any], command: Command) -> None:
         structlog.contextvars.bind_contextvars(
@@ -285,7 +423,11 @@ class Intake:
         error: DecodeError,
         kind: InputKind,
         publish_status: bool = True,
+        fingerprint: str | None = None,
     ) -> None:
+        """Dead-letter ``record``; for a request with a readable new id, also publish
+        ``REJECTED``/``INVALID_REQUEST`` and burn the id with ``fingerprint`` (default: the
+        record's bytes), the content a later re-send is compared with."""
         dead = build_dead_letter(
             error,
             value=record.value,
@@ -299,7 +441,12 @@ class Intake:
         await self.publisher.dead_letter(dead, key=record.key, request_id=error.request_id)
         if publish_status and kind is InputKind.REQUEST and error.request_id:
             await self.runner.reject_invalid(
-                record.partition, error.request_id, error, self.clock(), provider=_provider_of(record.value)
+                record.partition,
+                error.request_id,
+                error,
+                self.clock(),
+                provider=_provider_of(record.value),
+                fingerprint=fingerprint or raw_fingerprint(record.value),
             )
         self.metrics.dead_letter(error.code)
         self.metrics.message_consumed(record.topic, "dead_letter")
@@ -325,6 +472,50 @@ class Intake:
                 continue
             position = await self.consumer.position(tp)
             self.metrics.set_consumer_lag(tp.topic, tp.partition, max(0, highwater - position))
+
+
+_SET_BACK_SECONDS = 0.5
+
+
+def _request_id_reused(request_id: str, first: OrderStatusEvent | None) -> DecodeError:
+    """A request under a used id with other content (a corrected re-send): named with the first
+    request's latest status, so the producer knows what became of it and that a new id is needed."""
+    outcome: dict[str, Any] = {}
+    if first is not None:
+        outcome = {"status": first.status.value, "sequence": first.sequence, "ceId": first.ce_id}
+        if first.reason is not None:
+            outcome["reasonCode"] = first.reason.code
+    status = outcome.get("status", "unknown")
+    return DecodeError(
+        DeadLetterCode.REQUEST_ID_REUSED,
+        f"requestId {request_id!r} was already used by a request with other content (its status: "
+        f"{status}); send a corrected request with a new requestId",
+        details={"firstOutcome": outcome},
+        request_id=request_id,
+    )
+
+
+def _state_too_large(request: OrderRequest, error: StateTooLarge) -> DecodeError:
+    """A valid request whose first state would not fit a record leaves room to grow: refused
+    before any provider call, with the measured and allowed sizes."""
+    return DecodeError(
+        DeadLetterCode.TOO_LARGE,
+        f"the state of this request would take {error.size} bytes, more than the {error.limit} "
+        "bytes a new request's state may take (TASKING_INTAKE__MAX_STATE_BYTES); "
+        "send smaller providerOptions or fewer candidates",
+        details={"stateSize": error.size, "maxStateBytes": error.limit},
+        request_id=request.request_id,
+    )
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure that reading the record again can mend (Kafka unreachable, ownership not
+    confirmed); any other exception is the record's own and is retried a bounded number of times."""
+    return isinstance(error, KafkaError | OwnershipLost | asyncio.CancelledError)
+
+
+def _kind_of(record: ConsumerRecord[Any, Any], settings: Settings) -> InputKind:
+    return InputKind.REQUEST if record.topic == settings.topics.requests else InputKind.COMMAND
 
 
 def _provider_of(value: bytes | None) -> Provider | None:

@@ -128,6 +128,11 @@ class GroupOwnership:
             self._offsets.update(offsets)
             self._renew(sent)
 
+    def generation(self) -> int:
+        """The member's current group generation (-1 before it joined or once reset)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return int(getattr(coordinator, "generation", -1))
+
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop what is known of revoked partitions: the next owner commits from there on."""
         for partition in partitions:

@@ -20,44 +20,93 @@ event must be applied to it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from worker.domain.model import OrderState, awaiting_delivery
-from worker.errors import OwnershipLost
-from worker.events.models import OrderStatusEvent, Provider
+from worker.errors import OwnershipLost, StateTooLarge
+from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
-from worker.runtime import cooperative
+from worker.runtime import cooperative, crashpoints
 
 log = structlog.get_logger(__name__)
 
 _BURNT = b'{"burnt":'
+#: Bytes one state record may take by default: under the 1 MiB (1,048,588 bytes) that Kafka
+#: brokers and topics accept by default (``message.max.bytes``), leaving room for the index header.
+DEFAULT_MAX_STATE_BYTES = 1_000_000
+#: The part of the limit a new order's first state may take: the rest is room for what an order
+#: accumulates as it goes (events, offers, acquisitions, deliveries).
+RECEIPT_SHARE = 0.75
+#: Header of every changelog record: the consumer-group generation of its writer.
+GENERATION_HEADER = "tw-generation"
 
 
 @dataclass(frozen=True)
 class BurntId:
-    """A request id first seen in an invalid request; its REJECTED event is kept for re-publish."""
+    """A request id that holds no order: first seen in an invalid request (its ``REJECTED``
+    event), or an order ended because its state outgrew a record (its ``FAILED`` event). The
+    event is kept for re-publication; ``fingerprint`` is that of the content first received
+    with the id (``None`` in markers written before it was kept)."""
 
     request_id: str
     event: OrderStatusEvent
+    fingerprint: str | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"burnt": True, "event": self.event.to_json_dict()})
+        body: dict[str, object] = {"burnt": True, "event": self.event.to_json_dict()}
+        if self.fingerprint is not None:
+            body["fingerprint"] = self.fingerprint
+        return orjson.dumps(body)
 
     @classmethod
     def from_bytes(cls, request_id: str, raw: bytes) -> BurntId:
-        event = OrderStatusEvent.model_validate(orjson.loads(raw)["event"])
-        return cls(request_id, event)
+        body = orjson.loads(raw)
+        event = OrderStatusEvent.model_validate(body["event"])
+        fingerprint = body.get("fingerprint")
+        return cls(request_id, event, fingerprint if isinstance(fingerprint, str) else None)
+
+
+@dataclass(frozen=True)
+class UsedId:
+    """What a producer is answered with about a ``requestId`` already used: the latest status
+    event published for it, and the fingerprint of the content first received with it (``None``
+    when unknown)."""
+
+    latest: OrderStatusEvent | None
+    fingerprint: str | None
+
+
+def request_fingerprint(request: OrderRequest) -> str:
+    """The content of a valid request, as compared between a first request and a re-send."""
+    return hashlib.sha256(request.model_dump_json(by_alias=True).encode()).hexdigest()[:32]
+
+
+def raw_fingerprint(value: bytes | None) -> str:
+    """The content of an invalid request: its bytes."""
+    return hashlib.sha256(value or b"").hexdigest()[:32]
+
+
+def first_request(state: OrderState) -> OrderRequest:
+    """The request as received (a provider choice replaces ``state.request`` once it chooses)."""
+    return state.routing.request if state.routing is not None else state.request
 
 
 Entry = OrderState | BurntId
@@ -91,6 +140,9 @@ class StateStore:
     topic: str
     consumer_options: dict[str, object] = field(default_factory=dict)
     hot_size: int = 1024
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
+    # The writer's consumer-group generation, stamped on every changelog record (see _send).
+    generation: Callable[[], int] | None = None
     _by_partition: dict[int, dict[str, Held]] = field(default_factory=dict)
     _partition_of: dict[str, int] = field(default_factory=dict)
     _hot: OrderedDict[str, OrderState] = field(default_factory=OrderedDict)
@@ -98,6 +150,8 @@ class StateStore:
     # earlier tenure (a call task, a retry) must not feed a state restored since.
     _tenures: dict[int, int] = field(default_factory=dict)
     _next_tenure: int = 0
+    # Changelog writes sent and not yet acknowledged, per partition (see settle()).
+    _in_flight: dict[int, set[asyncio.Future[object]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reads
 
@@ -122,6 +176,21 @@ class StateStore:
     def __contains__(self, request_id: object) -> bool:
         """Whether the id is known (an order or a burnt id), without decoding anything."""
         return request_id in self._partition_of
+
+    def used(self, request_id: str) -> UsedId | None:
+        """What is known of a used ``requestId`` (``None`` when it is new): the one accessor for
+        "the latest status event of a request" and "the content first received with it", so
+        the answer can come from a full state or from a smaller record of a finished order.
+
+        Raises:
+            pydantic.ValidationError: as :meth:`get`.
+        """
+        entry = self.get(request_id)
+        if entry is None:
+            return None
+        if isinstance(entry, BurntId):
+            return UsedId(entry.event, entry.fingerprint)
+        return UsedId(entry.last_event, request_fingerprint(first_request(entry)))
 
     def index(self, request_id: str) -> OrderIndex | None:
         """The order's index entry (``None`` for an unknown or burnt id); never decodes."""
@@ -196,15 +265,27 @@ class StateStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def persist(self, partition: int, entry: Entry) -> None:
+    def receipt_limit(self) -> int:
+        """The bytes a new order's first state may take (:data:`RECEIPT_SHARE` of the limit)."""
+        return int(self.max_state_bytes * RECEIPT_SHARE)
+
+    async def persist(self, partition: int, entry: Entry, *, new: bool = False) -> None:
         """Write ``entry`` to the changelog (awaiting the broker's ack), then keep it in memory.
+
+        ``new``: the first state of an order, which must leave room to grow
+        (:meth:`receipt_limit`); any later state may take ``max_state_bytes``.
 
         Raises:
             KafkaError: the write failed; memory is left unchanged so the caller can retry.
+            StateTooLarge: the state is over its limit, or the broker refused the record as too
+                large; nothing was written or kept, and trying again cannot help.
             OwnershipLost: the partition is not owned (released), or was revoked while the write
                 was in flight; nothing was kept (and, when not owned, nothing was written).
         """
         value = _value_of(entry)
+        limit = self.receipt_limit() if new else self.max_state_bytes
+        if len(value) > limit:
+            raise StateTooLarge(entry.request_id, len(value), limit)
         held = _held_of(entry)
         # The index travels as a header so that a restore need not parse the state.
         headers = [held.header()] if isinstance(held, OrderIndex) else None
@@ -214,11 +295,47 @@ class StateStore:
             # Released (revoked, or dropped before a new assignment): its new owner may already
             # have restored it, so a write now would land after that restore and win at the next.
             raise OwnershipLost(partition)
-        await self.producer.send_and_wait(self.topic, value, key=key, partition=partition, headers=headers)
+        if crashpoints.state_writes_failing():
+            raise KafkaTimeoutError("state write refused (test outage)")
+        try:
+            await self._send(partition, key, value, headers)
+        except (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError) as exc:
+            # the broker's or topic's limit is lower than ours
+            raise StateTooLarge(entry.request_id, len(value), limit) from exc
         if self._tenures.get(partition) != tenure:
             # Revoked (and maybe restored again) during the write: memory belongs to another tenure.
             raise OwnershipLost(partition)
         self._keep(partition, entry, held)
+
+    async def _send(
+        self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        """Send one changelog record and await its ack. The record is tracked until acked, so
+        :meth:`settle` can wait for it: a write whose step was cancelled (revocation) is still
+        queued in the producer and would otherwise land after the handover.
+
+        Each record carries the writer's group generation (:data:`GENERATION_HEADER`), read when
+        the write is handed to the producer: a write queued by an instance that was then frozen
+        goes out when it wakes, possibly after the next owner's writes of the same order; the
+        restore ignores a record older in generation than one already read for its key."""
+        if self.generation is not None:
+            headers = [*(headers or []), (GENERATION_HEADER, str(self.generation()).encode())]
+        future = await self.producer.send(self.topic, value, key=key, partition=partition, headers=headers)
+        pending = self._in_flight.setdefault(partition, set())
+        pending.add(future)
+        future.add_done_callback(pending.discard)
+        await asyncio.shield(future)
+
+    async def settle(self, partitions: Iterable[int], timeout: float = 45.0) -> int:
+        """Wait until the changelog writes already handed to the producer for these partitions
+        are acked or failed (bounded by ``timeout``, more than the producer's request timeout),
+        so that none lands after the partitions' revocation completes, i.e. after a new owner
+        may have restored them. Returns the number of writes waited for."""
+        pending = [f for p in partitions for f in self._in_flight.get(p, ())]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+            log.info("state_writes_settled", writes=len(pending))
+        return len(pending)
 
     def remember(self, partition: int, entry: Entry) -> None:
         """Update memory only (for changes that need no durability, e.g. a published outbox)."""
@@ -244,9 +361,9 @@ class StateStore:
         # to inflate than a state is to serialise); otherwise the state is hot.
         value = unpack(index.packed) if index.packed is not None else _value_of(self._hot[request_id])
         try:
-            await self.producer.send_and_wait(
-                self.topic, value, key=request_id.encode(), partition=partition, headers=[index.header()]
-            )
+            if crashpoints.state_writes_failing():
+                raise KafkaTimeoutError("state write refused (test outage)")
+            await self._send(partition, request_id.encode(), value, [index.header()])
         except KafkaError as exc:
             log.warning("seen_mark_not_written", requestId=request_id, error=type(exc).__name__)
 
@@ -337,6 +454,7 @@ class StateStore:
     ) -> int:
         pending = {tp for tp, end in ends.items() if end > 0}
         records = 0
+        generations: dict[str, int] = {}
         # A fetch holds up to 64 MB (~25,000 states at ~60 µs each to index): the loop is handed
         # back every slice so the group heartbeat and the rest of the worker keep running.
         slicer = cooperative.Slicer()
@@ -353,7 +471,7 @@ class StateStore:
                 for message in messages:
                     if message.offset < end:
                         records += 1
-                        _apply(entries, message.key, message.value, message.headers)
+                        _apply(entries, message.key, message.value, message.headers, generations)
                     if slicer.used_up():
                         await slicer.rest()
                 if await consumer.position(tp) >= ends[tp]:
@@ -363,6 +481,23 @@ class StateStore:
 
 def _value_of(entry: Entry) -> bytes:
     return entry.to_bytes() if isinstance(entry, BurntId) else entry.model_dump_json().encode()
+
+
+def _stale(request_id: str, headers: Sequence[tuple[str, bytes]] | None, seen: dict[str, int]) -> bool:
+    """Whether a record was written in an older group generation than one already read for its
+    key (a write of an ended tenure that landed late); records without the header (older
+    versions) are never stale."""
+    for name, raw in headers or ():
+        if name == GENERATION_HEADER:
+            try:
+                generation = int(raw)
+            except ValueError:
+                return False
+            if generation < seen.get(request_id, generation):
+                return True
+            seen[request_id] = generation
+            return False
+    return False
 
 
 def _cold(index: OrderIndex) -> OrderState:
@@ -381,10 +516,14 @@ def _apply(
     key: bytes | None,
     value: bytes | None,
     headers: Sequence[tuple[str, bytes]] | None,
+    generations: dict[str, int] | None = None,
 ) -> None:
     if key is None:
         return
     request_id = key.decode()
+    if generations is not None and _stale(request_id, headers, generations):
+        log.warning("stale_state_record_ignored", requestId=request_id)
+        return
     if value is None:
         entries.pop(request_id, None)  # tombstone
     elif value.startswith(_BURNT):

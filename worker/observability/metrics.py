@@ -52,10 +52,14 @@ ROUTING_PREFERENCES: Final = frozenset({"cheapest", "earliest", "listed"})
 ROUTING_CHOSEN_BY: Final = frozenset({"worker", "command", "fallback"})
 STATUSES: Final = frozenset(status.value for status in OrderStatus)
 OPEN_STATUSES: Final = frozenset(status.value for status in OrderStatus if not status.terminal)
-CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command"})
-#: What can become of a message on each input topic (the series pre-created per topic).
-REQUEST_TOPIC_OUTCOMES: Final = ("accepted", "duplicate", "dead_letter")
-COMMAND_TOPIC_OUTCOMES: Final = ("command", "dead_letter")
+CONSUME_OUTCOMES: Final = frozenset({"accepted", "duplicate", "dead_letter", "command", "forwarded"})
+#: What can become of a message on each input topic (the series pre-created per topic);
+#: ``forwarded``: a keyless message re-keyed by its ``requestId`` to its own partition.
+REQUEST_TOPIC_OUTCOMES: Final = ("accepted", "duplicate", "dead_letter", "forwarded")
+COMMAND_TOPIC_OUTCOMES: Final = ("command", "dead_letter", "forwarded")
+#: What became of one failed attempt to process an input record (an exception, not a bad
+#: message): tried again, or dead-lettered ``INTERNAL_ERROR`` after the last attempt.
+RECORD_FAILURE_OUTCOMES: Final = ("retried", "dead_lettered")
 DEAD_LETTER_REASONS: Final = frozenset(code.value for code in DeadLetterCode)
 REQUEST_OUTCOMES: Final = frozenset({"ok", "client_error", "server_error", "timeout", "rate_limited"})
 REBALANCE_KINDS: Final = frozenset({"assigned", "revoked"})
@@ -149,6 +153,9 @@ class WorkerMetrics:
                 self._published.labels(topic=_check_topic(topic))
         for reason in DEAD_LETTER_REASONS:
             self._dead_letters.labels(reason=reason)
+        for topic in (topics.requests, topics.commands):
+            for failure in RECORD_FAILURE_OUTCOMES:
+                self._record_failures.labels(topic=_check_topic(topic), outcome=failure)
         for kind in REBALANCE_KINDS:
             self._rebalances.labels(kind=kind)
         for job in SCHEDULER_JOBS:
@@ -200,6 +207,13 @@ class WorkerMetrics:
         )
         self._published = Counter(
             "tasking_events_published", "Events published, by topic.", ["topic"], registry=r
+        )
+        self._record_failures = Counter(
+            "tasking_record_failures",
+            "Failed attempts to process an input record (an exception, not a bad message), by "
+            "topic and outcome: retried, or dead-lettered INTERNAL_ERROR after the last attempt.",
+            ["topic", "outcome"],
+            registry=r,
         )
         self._lag = Gauge(
             "tasking_consumer_lag_messages",
@@ -373,6 +387,12 @@ class WorkerMetrics:
     def dead_letter(self, reason: str) -> None:
         """Count one dead-lettered message by its error code (e.g. ``MALFORMED_JSON``)."""
         self._dead_letters.labels(reason=_check_pattern("reason", reason, _REASON)).inc()
+
+    def record_failed(self, topic: str, *, given_up: bool) -> None:
+        """Count one failed attempt to process a record of ``topic``: ``given_up`` when it was
+        the last one (the record is dead-lettered ``INTERNAL_ERROR`` and its partition goes on)."""
+        outcome = "dead_lettered" if given_up else "retried"
+        self._record_failures.labels(topic=_check_topic(topic), outcome=outcome).inc()
 
     def event_published(self, topic: str) -> None:
         """Count one event published to ``topic``."""

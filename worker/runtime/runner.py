@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -64,12 +64,12 @@ from worker.domain.model import (
     Unschedule,
     Validated,
 )
-from worker.errors import DecodeError, OwnershipLost
+from worker.errors import DecodeError, OwnershipLost, StateTooLarge
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
-from worker.kafka.statestore import BurntId, StateStore
+from worker.kafka.statestore import BurntId, StateStore, first_request, request_fingerprint
 from worker.providers.base import DeliveredProduct, PolledOrder, TaskingProvider
 from worker.providers.http import before_write
 from worker.runtime import cooperative, crashpoints
@@ -117,6 +117,16 @@ class _Marks:
         self.last = now
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What became of a received request (:meth:`Runner.accept_request`): ``accepted`` (a new
+    order), ``duplicate`` (answered with ``latest``) or ``reused`` (``latest`` is the first
+    request's latest status event, to name in the dead letter)."""
+
+    outcome: Literal["accepted", "duplicate", "reused"]
+    latest: OrderStatusEvent | None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -132,6 +142,8 @@ class Runner:
     clock: Callable[[], datetime] = utc_now
     probe: StepProbe | None = None  # benchmark instrumentation; None in production
     ownership: Ownership = field(default_factory=Unfenced)
+    # The longest wait between two tries of a result whose state write keeps failing.
+    state_retry_max_seconds: float = 30.0
     _locks: dict[str, list[Any]] = field(default_factory=dict)
     _tasks: dict[int, set[asyncio.Task[None]]] = field(default_factory=lambda: defaultdict(set))
 
@@ -147,13 +159,28 @@ class Runner:
         async with self._order_lock(request_id):
             return await self._apply(partition, request_id, event)
 
-    async def accept_request(self, partition: int, request: OrderRequest, at: datetime) -> bool:
-        """Write a new request to the order state; ``False`` (and no change) for a duplicate id."""
+    async def accept_request(self, partition: int, request: OrderRequest, at: datetime) -> Admission:
+        """Write a new request to the order state (``accepted``). A request whose id is used
+        changes nothing: with the content first received under that id it is a ``duplicate``,
+        answered by publishing the id's latest status event again (same ``ce_id``); with other
+        content it is ``reused`` (the caller dead-letters it ``REQUEST_ID_REUSED``).
+
+        Raises:
+            KafkaError: the state could not be written, or the duplicate's answer published.
+            OwnershipLost: a duplicate's partition is not confirmed (nothing published).
+            StateTooLarge: the request's first state would not fit a record (nothing written).
+        """
         async with self._order_lock(request.request_id):
-            if request.request_id in self.store:
-                return False
-            await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
-            return True
+            used = self.store.used(request.request_id)
+            if used is None:
+                await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
+                return Admission("accepted", None)
+            if used.fingerprint != request_fingerprint(request):
+                return Admission("reused", used.latest)
+            if used.latest is not None:
+                await self._fence(partition)  # only the owner speaks for the order
+                await self.publisher.status(used.latest)
+            return Admission("duplicate", used.latest)
 
     async def apply_command(self, partition: int, command: Command, at: datetime) -> bool:
         """Apply a command to its order; ``False`` when no order has that ``requestId``."""
@@ -170,15 +197,21 @@ class Runner:
         error: DecodeError,
         at: datetime,
         provider: Provider | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         """Publish ``REJECTED``/``INVALID_REQUEST`` for an invalid request whose id is new, and burn
         the id (a later request with it is a duplicate). An id already in use is left alone: its
-        order's event stream must not be disturbed by someone else's bad message."""
+        order's event stream must not be disturbed by someone else's bad message, except that
+        the same invalid message sent again (``fingerprint`` equal) is answered with the id's
+        latest status event once more."""
         async with self._order_lock(request_id):
-            if request_id in self.store:
+            used = self.store.used(request_id)
+            if used is not None:
+                if fingerprint is not None and used.fingerprint == fingerprint and used.latest is not None:
+                    await self.publisher.status(used.latest)
                 return
             event = invalid_request_event(request_id, error, at, provider)
-            burnt = BurntId(request_id, event)
+            burnt = BurntId(request_id, event, fingerprint)
             await self._fence(partition)
             await self.store.persist(partition, burnt)
             await self.publisher.status(burnt.event)
@@ -285,7 +318,7 @@ class Runner:
         decoding is a bounded stretch of the event loop, its acknowledgements are awaited
         together, and no more than a batch of decoded states is held at once. One order's
         failure stays that order's: it is logged and its resume retried in the background
-        (bounded) while the partition's tenure lasts; the others go on."""
+        while the partition's tenure lasts; the others go on."""
         work = [(p, i) for p, i in self.store.indexes(partitions) if not (i.terminal and not i.has_outbox)]
         for batch in cooperative.chunked(work, cooperative.BATCH):
             results = await asyncio.gather(
@@ -309,18 +342,20 @@ class Runner:
             await self.submit(partition, state.request_id, Resumed(at=self.clock()))
 
     async def _retry_resume(self, partition: int, request_id: str, tenure: int | None) -> None:
-        for attempt in range(_FEEDBACK_ATTEMPTS):
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        """Resume one order again, with capped backoff, while the partition's tenure lasts: an
+        open order is never left without something that drives it."""
+        for attempt in itertools.count():
+            await asyncio.sleep(self._backoff(attempt))
             if self.store.tenure(partition) != tenure:
                 return
             try:
+                await self._fence(partition)
                 await self._resume_one(partition, request_id)
                 return
             except Exception as exc:
                 log.warning(
                     "resume_failed", requestId=request_id, error=type(exc).__name__, attempt=attempt + 2
                 )
-        log.error("resume_abandoned", requestId=request_id)
 
     async def stop_partitions(self, partitions: Iterable[int], grace: float = 0.0) -> None:
         """Stop every task of these partitions (revocation or shutdown)."""
@@ -388,8 +423,21 @@ class Runner:
         point = _paid_write_point(state, new) if crashpoints.armed() else None
         crashpoints.reached(point and f"before_{point}")
         await self._fence(partition)
-        await self.store.persist(partition, new)
+        try:
+            await self.store.persist(partition, new, new=state is None)
+        except StateTooLarge as exc:
+            if state is None:
+                raise  # a new request: refused at intake (TOO_LARGE), before any provider call
+            await self._end_too_large(partition, state, exc)
+            return None
         crashpoints.reached(point and f"after_{point}")
+        if not await self._confirmed(partition):
+            # The write waited through a freeze or a cut-off (the lease ran out meanwhile) and
+            # the broker no longer confirms the partition: its events and effects are not this
+            # instance's to start. Kept durable; re-driven once confirmed, while the tenure lasts.
+            log.warning("step_unconfirmed_after_write", requestId=request_id, partition=partition)
+            self._resume_later(partition, request_id, OwnershipLost(partition))
+            return new
         if marks is not None:
             marks.mark("persist")
         self._count(state, new)
@@ -404,6 +452,36 @@ class Runner:
         if marks is not None:
             marks.mark("publish")
         return new
+
+    async def _end_too_large(self, partition: int, state: OrderState, error: StateTooLarge) -> None:
+        """End an order whose next state cannot be written (it outgrew a record): that write
+        can never succeed, so instead of retrying it for ever (and holding the partition's
+        commits behind it) the order ends ``FAILED`` with reason ``STATE_TOO_LARGE``. What is
+        kept is a small marker holding that event (as for a burnt id): a later request with the
+        id is a duplicate, and is answered with it. The order's timers are cancelled; pending
+        events go out first, so the sequence stays contiguous."""
+        event = state_too_large_event(state, error, self.clock())
+        log.error(
+            "order_state_too_large",
+            requestId=state.request_id,
+            size=error.size,
+            limit=error.limit,
+            status=state.status.value if state.status else None,
+        )
+        marker = BurntId(state.request_id, event, request_fingerprint(first_request(state)))
+        await self.store.persist(partition, marker)
+        self.timers.cancel_orders([state.request_id])
+        self.metrics.order_transition(state.request.provider.value, OrderStatus.FAILED.value)
+        try:
+            if state.outbox:
+                await self.publisher.outbox(list(state.outbox))
+            await self.publisher.status(event)
+        except KafkaError as exc:  # the marker is durable: a duplicate or a restore sends it again
+            log.warning("events_publish_failed", requestId=state.request_id, error=type(exc).__name__)
+
+    async def _confirmed(self, partition: int) -> bool:
+        """Whether this instance owns ``partition`` now: the local lease, else the broker."""
+        return self.ownership.holds(partition) or await self.ownership.confirm(partition, fresh=False)
 
     async def _fence(self, partition: int) -> None:
         """Return only while this instance owns ``partition``: the local lease, or the broker's
@@ -579,18 +657,24 @@ class Runner:
     async def _feed_back(
         self, partition: int, request_id: str, event: DomainEvent, tenure: int | None
     ) -> None:
-        """Apply a call's result, retrying while the changelog is unreachable (bounded); a
-        result of an earlier tenure of the partition is dropped (its owner resumed the order)."""
-        for attempt in range(_FEEDBACK_ATTEMPTS):
+        """Apply a call's result, retrying with capped backoff for as long as the changelog
+        refuses the write (a result is never dropped: it may record a paid outcome); a result
+        of an earlier tenure of the partition is dropped (its owner resumed the order from the
+        durable state, reconciling any intent)."""
+        for attempt in itertools.count():
             if self.store.tenure(partition) != tenure:
                 return  # revoked meanwhile: the new owner resumes from the durable state
             try:
                 await self.submit(partition, request_id, event)
                 return
-            except (KafkaError, OwnershipLost):
-                log.warning("state_write_failed", requestId=request_id, attempt=attempt + 1)
-                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        log.error("result_dropped_after_retries", requestId=request_id, event=event.kind)
+            except (KafkaError, OwnershipLost) as exc:
+                log.warning(
+                    "state_write_failed", requestId=request_id, attempt=attempt + 1, error=type(exc).__name__
+                )
+                await asyncio.sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.state_retry_max_seconds, 0.5 * 2 ** min(attempt, 16)))
 
 
 _FEEDBACK_ATTEMPTS = 8
@@ -634,6 +718,30 @@ def _not_configured(call: CallProvider, at: datetime) -> StepFailed:
         message="this provider has no credentials configured",
     )
     return StepFailed(op=call.op, error=info, target=call.target, at=at)
+
+
+def state_too_large_event(state: OrderState, error: StateTooLarge, at: datetime) -> OrderStatusEvent:
+    """The ``FAILED``/``STATE_TOO_LARGE`` event that ends an order whose state outgrew a record:
+    the order's latest event carried on (references, price), one sequence later."""
+    previous = state.last_event
+    reason = Reason(
+        code="STATE_TOO_LARGE",
+        message=f"the order's state grew to {error.size} bytes, more than the {error.limit} bytes "
+        "one state record may take; the worker cannot keep following it",
+        details={"stateSize": error.size, "maxStateBytes": error.limit},
+    )
+    changes = {
+        "sequence": state.sequence + 1,
+        "status": OrderStatus.FAILED,
+        "previous_status": state.status,
+        "stapi_status": stapi_status(OrderStatus.FAILED),
+        "occurred_at": at,
+        "decision": None,
+        "reason": reason,
+    }
+    if previous is not None:
+        return previous.model_copy(update=changes)
+    return OrderStatusEvent(request_id=state.request_id, provider=state.request.provider, **changes)
 
 
 def invalid_request_event(
