@@ -171,6 +171,9 @@ class TimedProvider:
     async def refresh_token(self) -> bool:
         return await self.adapter.refresh_token()
 
+    def forget(self, tracking_keys: Collection[str]) -> None:
+        self.adapter.forget(tracking_keys)
+
     async def aclose(self) -> None:
         await self.adapter.aclose()
 

@@ -16,7 +16,7 @@ import contextlib
 import gc
 import signal
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -37,7 +37,7 @@ from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.runtime.deliveries import DeliveryHarvester
 from worker.runtime.runner import Runner
-from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper
+from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper, every
 
 log = structlog.get_logger(__name__)
 
@@ -198,6 +198,8 @@ def _wire_runtime(
         owned=store.owned_partitions,
     ).start()
     TokenKeeper(scheduler, providers, metrics).start()
+    retention = timedelta(seconds=settings.tracking.finished_retention_seconds)
+    every(scheduler, "retire_finished", settings.tracking.retire_interval, runner.retire_finished, retention)
     OrderGauges(
         scheduler,
         lambda: (index for _, index in store.indexes()),

@@ -170,6 +170,10 @@ class TrackingSettings(_Section):
     may still appear (UP42 extracts STAC items after ``FULFILLED``) before ``COMPLETED``.
     ``delivery_timeout_seconds``: after the provider finished, how long to wait for the products
     of every validated acquisition before ``COMPLETED`` with ``DELIVERY_INCOMPLETE``.
+    ``finished_retention_seconds``: how long a finished order (``COMPLETED``, ``CANCELLED``,
+    ``REJECTED``, ...) keeps its full state after its terminal status, for late deliveries and
+    commands; after it the state is replaced by a compact finished record (its last event, for
+    answering a re-sent request), in memory and in the changelog. Default 7 days.
     """
 
     poll_interval_seconds: float = Field(300.0, gt=0)
@@ -179,6 +183,12 @@ class TrackingSettings(_Section):
     delivery_interval_seconds: float | None = Field(None, gt=0)
     delivery_grace_seconds: float = Field(600.0, ge=0)
     delivery_timeout_seconds: float = Field(1209600.0, gt=0)
+    finished_retention_seconds: float = Field(604800.0, ge=0)
+
+    @property
+    def retire_interval(self) -> float:
+        """How often finished orders past their retention are looked for (at most hourly)."""
+        return min(3600.0, max(1.0, self.finished_retention_seconds / 4))
 
     @property
     def delivery_interval(self) -> float:

@@ -444,5 +444,11 @@ class TaskingProvider(Protocol):
             ProviderAuthError: the credentials were refused.
         """
 
+    def forget(self, tracking_keys: Collection[str]) -> None:
+        """Drop whatever the adapter keeps per order for these tracking keys: the orders ended
+        or left this instance (their partition was revoked). Per-order caches are thereby
+        bounded by the open orders this instance owns; a key forgotten and then seen again (a
+        partition assigned back) is learnt again at its next read."""
+
     async def aclose(self) -> None:
         """Release the HTTP client."""
