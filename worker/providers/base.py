@@ -191,7 +191,9 @@ class PolledOrder:
     (:func:`stable_fingerprint`), and its :class:`OrderSnapshot`, built on first access of
     :attr:`snapshot`.
 
-    Contract: for one worker version, equal fingerprints of one order mean equal snapshots, so a
+    Contract: for one snapshot revision (``worker.kafka.statecodec.SNAPSHOT_REVISION``, raised
+    by a release that changes how snapshots are built), equal fingerprints of one order mean equal
+    snapshots, so a
     caller that already applied the snapshot of a fingerprint may skip the order without building
     it (that is what keeps a cycle over 100,000 unchanged orders cheap, also the first one after
     a handover: the fingerprint is kept in the changelog). The converse does not
