@@ -71,7 +71,7 @@ the provider's data is unchanged; whether that data still changes nothing also d
 A release that changes how an adapter builds snapshots or how the domain core decides a
 ``Polled`` event must raise it; any other release keeps it, so its first start after an upgrade
 decides only the orders whose snapshot changed (the fingerprints are kept with the state)."""
-_SEEN_BY = f"snapshots-{SNAPSHOT_REVISION}"
+SEEN_BY = f"snapshots-{SNAPSHOT_REVISION}"
 # Records written when the mark was tied to the worker's version: 0.1.0 built and decided
 # snapshots as revision 1 does.
 _SEEN_BY_ALSO = {"0.1.0"} if SNAPSHOT_REVISION == 1 else set()
@@ -191,7 +191,7 @@ class OrderIndex:
             self.has_outbox,
             self.refs,
             self.seen,
-            None if self.seen is None else _SEEN_BY,
+            None if self.seen is None else SEEN_BY,
         ]
         return INDEX_HEADER, orjson.dumps(fields)
 
@@ -212,7 +212,7 @@ class OrderIndex:
                 if fields[0] == _HEADER_VERSION:
                     index = cls._of_fields(request_id, pack(value), fields[1:8])
                     seen, seen_by = fields[8:10]
-                    if isinstance(seen, int) and (seen_by == _SEEN_BY or seen_by in _SEEN_BY_ALSO):
+                    if isinstance(seen, int) and (seen_by == SEEN_BY or seen_by in _SEEN_BY_ALSO):
                         index.seen = seen
                     return index
         return cls.of_json(request_id, value)
