@@ -75,12 +75,26 @@ class FinishedRecord:
         )
 
 
+_STATUS_BYTES = {status.value.encode(): status for status in OrderStatus}
+
+
 def head_of(raw: bytes) -> tuple[OrderStatus, int]:
-    """Status and fingerprint of a finished record's value, without building its event.
+    """Status and fingerprint of a finished record's value, without building its event: read
+    from the fixed head :meth:`FinishedRecord.to_bytes` writes (a restore reads one per finished
+    order), else from the parsed JSON.
 
     Raises:
         ValueError: the value is not a finished record.
     """
+    start = raw.find(b'"status":"', 0, 64) + 10
+    end = raw.find(b'"', start, start + 40)
+    status = _STATUS_BYTES.get(raw[start:end]) if start >= 10 else None
+    mark = raw.find(b'"fingerprint":"', end, end + 32) + 15
+    if status is not None and mark >= 15 and raw[mark + 16 : mark + 17] == b'"':
+        try:
+            return status, int(raw[mark : mark + 16], 16)
+        except ValueError:
+            pass
     try:
         data: dict[str, Any] = orjson.loads(raw)
         return OrderStatus(data["status"]), int(data["fingerprint"], 16)
@@ -120,6 +134,21 @@ class _Run:
         self.prints = array("Q", (v[1] for v in values))
         self.status = array("B", (v[2] for v in values))
 
+    @classmethod
+    def sorted_from(cls, loaded: FinishedLoader) -> _Run:
+        """A run of the loader's records; of several records of one id (in log order), the
+        last wins."""
+        keys = [(h << 64) | low for h, low in zip(loaded.hi, loaded.lo, strict=True)]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: log order kept
+        kept = [i for n, i in enumerate(order) if n + 1 == len(order) or keys[order[n + 1]] != keys[i]]
+        run = cls({})
+        run.hi = array("Q", (loaded.hi[i] for i in kept))
+        run.lo = array("Q", (loaded.lo[i] for i in kept))
+        run.offsets = array("q", (loaded.offsets[i] for i in kept))
+        run.prints = array("Q", (loaded.prints[i] for i in kept))
+        run.status = array("B", (loaded.status[i] for i in kept))
+        return run
+
     def __len__(self) -> int:
         return len(self.hi)
 
@@ -141,6 +170,33 @@ class _Run:
             (self.hi[i] << 64) | self.lo[i]: (self.offsets[i], self.prints[i], self.status[i])
             for i in range(len(self.hi))
         }
+
+
+class FinishedLoader:
+    """The finished records of one partition as a restore reads them: appended to arrays (no
+    Python object kept per record), sorted once by :meth:`build`."""
+
+    __slots__ = ("hi", "lo", "offsets", "prints", "status")
+
+    def __init__(self) -> None:
+        self.hi, self.lo = array("Q"), array("Q")
+        self.offsets, self.prints, self.status = array("q"), array("Q"), array("B")
+
+    def add(self, request_id: str, raw: bytes, offset: int) -> None:
+        """Raises: ValueError: ``raw`` is not a finished record."""
+        status, fingerprint = head_of(raw)
+        key = _key(request_id)
+        self.hi.append(key >> 64)
+        self.lo.append(key & _MASK)
+        self.offsets.append(offset)
+        self.prints.append(fingerprint)
+        self.status.append(_STATUS_CODE[status])
+
+    def build(self) -> FinishedIds:
+        ids = FinishedIds()
+        if self.hi:
+            ids._runs.append(_Run.sorted_from(self))
+        return ids
 
 
 class FinishedIds:

@@ -40,8 +40,8 @@ from worker.kafka.finished import (
     FINISHED_PREFIX,
     Finished,
     FinishedIds,
+    FinishedLoader,
     FinishedRecord,
-    head_of,
     request_fingerprint,
 )
 from worker.kafka.offsets import read_end
@@ -71,7 +71,6 @@ class BurntId:
 
 Entry = OrderState | BurntId
 Held = OrderIndex | BurntId  # what memory keeps per request id (see worker.kafka.statecodec)
-_Restored = tuple[str, OrderStatus, int, int]  # a finished record read by a restore
 
 
 @dataclass(frozen=True)
@@ -406,14 +405,10 @@ class StateStore:
         wanted = sorted(set(partitions) - set(self._by_partition))
         started = time.perf_counter()
         loaded: dict[int, dict[str, Held]] = {p: {} for p in wanted}
-        finished: dict[int, list[_Restored]] = {p: [] for p in wanted}
+        finished = {p: FinishedLoader() for p in wanted}
         records = await self._read_changelog(wanted, loaded, finished) if wanted else 0
         for partition, entries in loaded.items():
-            ids = FinishedIds()
-            ids.extend(finished[partition])
-            for request_id in (item[0] for item in finished[partition]):
-                entries.pop(request_id, None)  # a state record before its finished record
-            self._finished[partition] = ids
+            self._finished[partition] = finished[partition].build()
             self._by_partition[partition] = entries
             self._next_tenure += 1
             self._tenures[partition] = self._next_tenure
@@ -435,7 +430,7 @@ class StateStore:
         self,
         partitions: list[int],
         into: dict[int, dict[str, Held]],
-        finished: dict[int, list[_Restored]],
+        finished: dict[int, FinishedLoader],
     ) -> int:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -460,7 +455,7 @@ class StateStore:
         consumer: AIOKafkaConsumer,
         ends: dict[TopicPartition, int],
         into: dict[int, dict[str, Held]],
-        finished: dict[int, list[_Restored]],
+        finished: dict[int, FinishedLoader],
     ) -> int:
         pending = {tp for tp, end in ends.items() if end > 0}
         records = 0
@@ -482,7 +477,9 @@ class StateStore:
                         records += 1
                         value = message.value
                         if value is not None and value.startswith(FINISHED_PREFIX) and message.key:
-                            done.append((message.key.decode(), *head_of(value), message.offset))
+                            request_id = message.key.decode()
+                            done.add(request_id, value, message.offset)
+                            entries.pop(request_id, None)  # its state's record came before
                         else:
                             _apply(entries, message.key, value, message.headers)
                     if slicer.used_up():

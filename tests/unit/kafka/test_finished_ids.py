@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
+
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
-from worker.kafka.finished import FinishedIds, FinishedRecord, head_of, request_fingerprint
+from worker.kafka.finished import FinishedIds, FinishedLoader, FinishedRecord, head_of, request_fingerprint
 
 STATUSES = [OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.REJECTED]
 
@@ -85,3 +87,27 @@ def test_the_request_fingerprint_follows_content_not_field_order() -> None:
     first = OrderRequest.model_validate(base)
     assert request_fingerprint(first) == request_fingerprint(same)
     assert request_fingerprint(first) != request_fingerprint(other)
+
+
+def test_a_restore_loader_keeps_the_last_record_of_each_id() -> None:
+    loader = FinishedLoader()
+    for i in range(3000):
+        record = FinishedRecord(f"l-{i % 1000}", STATUSES[i % 3], i, _event())
+        loader.add(record.request_id, record.to_bytes(), offset=i)
+    ids = loader.build()
+    assert len(ids) == 1000
+    for n in (0, 1, 999):
+        found = ids.get(f"l-{n}")
+        assert found is not None
+        assert (found.offset, found.fingerprint, found.status) == (
+            2000 + n,
+            2000 + n,
+            STATUSES[(2000 + n) % 3],
+        )
+    assert ids.get("l-1000") is None
+
+
+def test_the_head_is_read_the_same_from_the_fixed_prefix_and_from_json() -> None:
+    raw = FinishedRecord("h-1", OrderStatus.CANCELLED, 0xABCDEF, _event()).to_bytes()
+    reordered = orjson.dumps(dict(reversed(list(orjson.loads(raw).items()))))
+    assert head_of(raw) == head_of(reordered) == (OrderStatus.CANCELLED, 0xABCDEF)
