@@ -51,7 +51,7 @@ def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider
     providers: dict[Provider, TaskingProvider] = {}
     if settings.oneatlas.configured:
         providers[Provider.ONEATLAS] = OneAtlasProvider(
-            settings.oneatlas, settings.http_client, metrics=metrics
+            settings.oneatlas, settings.http_client, metrics=metrics, page_size=settings.tracking.page_size
         )
     if settings.up42.configured:
         providers[Provider.UP42] = Up42Provider(settings.up42, settings.http_client, metrics=metrics)
