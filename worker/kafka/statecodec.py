@@ -164,7 +164,8 @@ class OrderIndex:
 
     @refs.setter
     def refs(self, refs: dict[str, str] | None) -> None:
-        self._refs = None if refs is None else orjson.dumps(refs)
+        # A copy: the bytes orjson returns keep its whole output buffer (~4 KB) allocated.
+        self._refs = None if refs is None else bytes(memoryview(orjson.dumps(refs)))
 
     @property
     def terminal(self) -> bool:

@@ -4,6 +4,7 @@ header (or, for records without one, from the JSON) without building the state."
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -179,3 +180,13 @@ def test_a_version_1_header_is_still_read() -> None:
     restored = OrderIndex.of_record("ix-1", value, [(INDEX_HEADER, header)])
     assert fields(restored) == fields(OrderIndex.of_state(state(), None))
     assert restored.seen is None
+
+
+def test_an_index_keeps_its_refs_compact_and_gives_them_back_equal() -> None:
+    """The refs are kept as their JSON, copied out of orjson's output buffer (which alone would
+    keep ~4 KB allocated per order)."""
+    refs = {"salesOrderId": "SAL40000001", "contractId": "CTR21000001", "customerReference": "trk-1"}
+    index = OrderIndex.of_record("ix-1", state().model_dump_json().encode(), None)
+    index.refs = refs
+    assert index.refs == refs
+    assert sys.getsizeof(index._refs) <= 256
