@@ -455,8 +455,10 @@ class StateStore:
         consumer: AIOKafkaConsumer,
         ends: dict[TopicPartition, int],
         into: dict[int, dict[str, Held]],
-        finished: dict[int, FinishedLoader],
+        finished: dict[int, FinishedLoader] | None = None,
     ) -> int:
+        if finished is None:  # a caller that keeps only the states
+            finished = {p: FinishedLoader() for p in into}
         pending = {tp for tp, end in ends.items() if end > 0}
         records = 0
         # A fetch holds up to 64 MB (~25,000 states at ~60 µs each to index): the loop is handed
