@@ -13,6 +13,7 @@ from test_statestore import order
 
 from worker.config import TopicSettings
 from worker.domain.model import OrderState, Phase
+from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
 from worker.kafka.broker import EmbeddedBroker
@@ -30,7 +31,7 @@ def finished(state: OrderState, status: OrderStatus) -> OrderState:
         sequence=state.sequence + 1,
         status=status,
         previous_status=state.status,
-        stapi_status=StapiStatus.COMPLETED if status is OrderStatus.COMPLETED else StapiStatus.CANCELED,
+        stapi_status=StapiStatus.COMPLETED if status is OrderStatus.COMPLETED else StapiStatus.CANCELLED,
         occurred_at=NOW,
     )
     return state.model_copy(
@@ -128,3 +129,27 @@ async def test_the_worker_retires_a_finished_order_and_still_answers_its_request
         assert store.finished_count() == 1
         assert store.index("oa-dry-retired") is None
         assert stack.sims.oneatlas.paid_order_count("oa-dry-retired") == 0
+
+
+async def test_a_released_partition_retires_nothing(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """A retirement is a state write: not by an instance that no longer owns the partition (its
+    new owner keeps the full state), and nothing reaches the changelog."""
+    await broker.create_topics([unique_topics.state], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        store = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await store.restore([0])
+        done = finished(order("gone-1", "oneatlas", placed=True), OrderStatus.CANCELLED)
+        await store.persist(0, done)
+        store.release([0])
+        with pytest.raises(OwnershipLost):
+            await store.retire(0, done)
+        successor = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await successor.restore([0])
+        assert successor.get("gone-1") == done  # still the full state
+        assert successor.finished_count() == 0
+    finally:
+        await producer.stop()
