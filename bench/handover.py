@@ -125,6 +125,9 @@ def _poller(running_poller: object) -> Poller:
     return running_poller
 
 
+PREVIOUS_RELEASE = "0.1.0"  # whose seen marks the first start finds (see worker.kafka.statecodec)
+
+
 async def measure(
     broker: EmbeddedBroker,
     template: OrderState,
@@ -133,11 +136,13 @@ async def measure(
     session_timeout_ms: int = SESSION_TIMEOUT_MS,
 ) -> tuple[HandoverResult, HandoverResult]:
     """Two workers, one after the other, on the same topics and group: the first restores the
-    orders as written (no snapshot known to change nothing: a first start, or every order's
-    data changed), the second restores what the first left (a handover)."""
+    orders as the previous release left them (each state with the seen mark release 0.1.0
+    wrote: the first start of a new version), the second restores what the first left (a
+    handover)."""
     topics = unique_topics("hnd")
     await broker.create_contract_topics(topics, PARTITIONS)
-    await restore.write_states(broker, topics.state, tracking.tracked_records(template, count))
+    records = tracking.tracked_records(template, count, PREVIOUS_RELEASE)
+    await restore.write_states(broker, topics.state, records)
     pages = tracking.TaskingPages(count, tracking.PAGE_SIZE)
     with simulators(0.0) as sims:
         settings = worker_settings(

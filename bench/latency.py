@@ -46,6 +46,8 @@ class LatencyResult:
     steps: list[Step]
     states: list[OrderState]  # ORDERED states, reused as realistic records by the restore run
     lag: list[float]  # lateness of a 1 ms timer in the worker's event loop, during the run
+    floor: list[float]  # a bare producer's send-to-ack times, same broker, payload and write rate
+    payload: int  # bytes of the floor's records (an ORDERED state's changelog value)
 
     def quantile(self, q: float, phase: str | None = None) -> float:
         """The ``q`` quantile of the steps' added latency (or of one phase's time)."""
@@ -92,7 +94,41 @@ async def measure(
             watch.cancel()
             running.worker.runner.probe = None
             states = [s for _, s in store.orders()]
-    return LatencyResult(rate, count / elapsed, recorder.steps, states, lag)
+    payload = max(len(s.model_dump_json()) for s in states)
+    writes = len(recorder.steps) / elapsed  # the run's state writes per second
+    floor = await bare_producer(broker, topics.state, payload, writes, min(seconds, 10.0))
+    return LatencyResult(rate, count / elapsed, recorder.steps, states, lag, floor, payload)
+
+
+async def bare_producer(
+    broker: EmbeddedBroker, topic: str, payload: int, rate: float, seconds: float
+) -> list[float]:
+    """The floor of a step's ``persist``: a bare ``AIOKafkaProducer`` (acks=all, no linger, as
+    the worker's) writing ``payload``-byte records at ``rate`` per second for ``seconds``, each
+    timed from ``send`` to its acknowledgement; writes are not waited for before the next is sent
+    (the worker's steps overlap too)."""
+    client = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap_servers, acks="all", enable_idempotence=False
+    )
+    await client.start()
+    times: list[float] = []
+    value = b"x" * payload
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        await client.send_and_wait(topic, value, key=f"floor-{i}".encode(), partition=i % PARTITIONS)
+        times.append(time.perf_counter() - started)
+
+    try:
+        tasks = []
+        began = time.perf_counter()
+        for i in range(max(1, int(rate * seconds))):
+            await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    finally:
+        await client.stop()
+    return times
 
 
 async def loop_lag(samples: list[float], every: float = 0.001) -> None:

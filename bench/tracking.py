@@ -45,10 +45,13 @@ from worker.domain.decide import decide
 from worker.domain.model import AcquisitionsListed, OrderState, Polled
 from worker.events.codec import EncodedRecord
 from worker.events.models import Provider
+from worker.events.status import OrderStatus
+from worker.kafka.finished import FinishedRecord, request_fingerprint
 from worker.kafka.publisher import Publisher
+from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import StateStore
 from worker.observability.metrics import WorkerMetrics
-from worker.providers.base import PolledOrder
+from worker.providers.base import PolledOrder, stable_fingerprint
 from worker.providers.oneatlas import OneAtlasProvider, legacy_snapshot
 from worker.runtime.runner import Runner
 from worker.runtime.timers import Poller, Timers
@@ -97,8 +100,13 @@ def steady_template(ordered: OrderState) -> OrderState:
     return state.model_copy(update={"outbox": []})
 
 
-def tracked_records(template: OrderState, count: int) -> list[EncodedRecord]:
-    """``count`` copies of ``template``, each with its own request id, order and tasking ids."""
+def tracked_records(template: OrderState, count: int, seen_by: str | None = None) -> list[EncodedRecord]:
+    """``count`` copies of ``template``, each with its own request id, order and tasking ids.
+
+    With ``seen_by``, each record's index header carries the fingerprint of the order's list
+    item (as the adapter takes it: ``orjson.dumps`` of the decoded item) marked by ``seen_by``
+    (a snapshot revision, or a release that wrote its version there): the changelog as a worker
+    that polled the orders once leaves it (``StateStore.mark_seen``). Without, no mark."""
     assert template.placed is not None
     refs = template.placed.refs
     raw = template.model_dump_json()
@@ -113,7 +121,34 @@ def tracked_records(template: OrderState, count: int) -> list[EncodedRecord]:
         new, value = _ids(i), raw
         for name, token in old.items():
             value = value.replace(token, new[name])
-        records.append(state_record(new["request"].encode(), value.encode()))
+        record = state_record(new["request"].encode(), value.encode())
+        if seen_by is not None:
+            record = _marked(record, stable_fingerprint(orjson.dumps(_item(i))), seen_by)
+        records.append(record)
+    return records
+
+
+def _marked(record: EncodedRecord, fingerprint: int, seen_by: str) -> EncodedRecord:
+    assert record.key is not None
+    index = OrderIndex.of_json(record.key.decode(), record.value)
+    index.seen = fingerprint
+    name, raw = index.header()
+    fields = orjson.loads(raw)
+    fields[9] = seen_by
+    return EncodedRecord(key=record.key, value=record.value, headers=[(name, orjson.dumps(fields))])
+
+
+def finished_records(template: OrderState, count: int) -> list[EncodedRecord]:
+    """``count`` finished records (``worker.kafka.finished``) of ``COMPLETED`` orders, as
+    ``StateStore.retire`` writes them, under ids of their own (``fin-…``)."""
+    assert template.last_event is not None
+    event = template.last_event.model_copy(update={"status": OrderStatus.COMPLETED})
+    base = FinishedRecord("fin-0000000", OrderStatus.COMPLETED, request_fingerprint(template.request), event)
+    value = base.to_bytes().replace(template.request_id.encode(), b"fin-0000000")
+    records = []
+    for i in range(1, count + 1):
+        key = f"fin-{i:07d}".encode()
+        records.append(EncodedRecord(key=key, value=value.replace(b"fin-0000000", key), headers=[]))
     return records
 
 
@@ -160,6 +195,7 @@ class TimedProvider:
         )
         client = httpx.AsyncClient(transport=httpx.MockTransport(pages.handler))
         self.adapter = OneAtlasProvider(settings, HttpClientSettings(), client=client)
+        self.pages = pages
         self.cpu: list[float] = []
 
     async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
@@ -170,6 +206,9 @@ class TimedProvider:
 
     async def refresh_token(self) -> bool:
         return await self.adapter.refresh_token()
+
+    def forget(self, tracking_keys: Collection[str]) -> None:
+        self.adapter.forget(tracking_keys)
 
     async def aclose(self) -> None:
         await self.adapter.aclose()
@@ -205,6 +244,7 @@ async def _child(bootstrap: str, topic: str, cycles: int) -> dict[str, object]:
         dispatched = await poller.run_cycle(Provider.ONEATLAS)
         cycle_cpu.append(time.process_time() - cpu)
         cycle_wall.append(time.perf_counter() - wall)
+    floor = _decode_floor(poller.providers[Provider.ONEATLAS].pages.pages)  # type: ignore[attr-defined]
     await poller.providers[Provider.ONEATLAS].adapter.aclose()  # type: ignore[attr-defined]
     await producer.stop()
     return {
@@ -217,7 +257,24 @@ async def _child(bootstrap: str, topic: str, cycles: int) -> dict[str, object]:
         "state_writes": len(recorder.steps),
         "unchanged": recorder.unchanged,
         "provider_cpu": poller.providers[Provider.ONEATLAS].cpu,  # type: ignore[attr-defined]
+        "restore_seconds": restored.seconds,
+        "open_orders": len(store),
+        "finished": store.finished_count(),
+        "finished_bytes": store.finished_nbytes(),
+        "floor_cpu": floor,
     }
+
+
+def _decode_floor(pages: list[bytes], runs: int = 3) -> float:
+    """The floor of a poll cycle: a bare ``orjson.loads`` of the same page bodies (median CPU of
+    ``runs``), without HTTP, fingerprints or any per-order work."""
+    times = []
+    for _ in range(runs):
+        started = time.process_time()
+        for page in pages:
+            orjson.loads(page)
+        times.append(time.process_time() - started)
+    return sorted(times)[runs // 2]
 
 
 def _poller(store: StateStore, producer: AIOKafkaProducer, recorder: StepRecorder) -> Poller:
@@ -229,7 +286,7 @@ def _poller(store: StateStore, producer: AIOKafkaProducer, recorder: StepRecorde
     async def fire(request_id: str, kind: object) -> None:
         return None
 
-    provider = TimedProvider(TaskingPages(len(store), PAGE_SIZE))
+    provider = TimedProvider(TaskingPages(len(store), PAGE_SIZE))  # the open orders only
     runner = Runner(
         store,
         Publisher(producer, TopicSettings(), metrics),
@@ -263,6 +320,11 @@ class TrackingResult:
     dispatched: int  # orders the adapter returned in the last cycle
     decided: int  # snapshots that went through the runner, over all cycles
     state_writes: int
+    restore_seconds: float
+    open_orders: int
+    finished: int
+    finished_bytes: int
+    floor_cpu: float  # a bare orjson decode of the same pages (the cycle's floor)
 
 
 def measure_in_child(bootstrap: str, topic: str, cycles: int = 4) -> TrackingResult:
@@ -299,6 +361,11 @@ def measure_in_child(bootstrap: str, topic: str, cycles: int = 4) -> TrackingRes
         int(data["dispatched"]),
         int(data["state_writes"]) + int(data["unchanged"]),
         int(data["state_writes"]),
+        float(data["restore_seconds"]),
+        int(data["open_orders"]),
+        int(data["finished"]),
+        int(data["finished_bytes"]),
+        float(data["floor_cpu"]),
     )
 
 

@@ -43,7 +43,7 @@ from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.runtime.deliveries import DeliveryHarvester
 from worker.runtime.runner import Runner
-from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper
+from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper, every
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ def build_providers(settings: Settings, metrics: WorkerMetrics) -> dict[Provider
     providers: dict[Provider, TaskingProvider] = {}
     if settings.oneatlas.configured:
         providers[Provider.ONEATLAS] = OneAtlasProvider(
-            settings.oneatlas, settings.http_client, metrics=metrics
+            settings.oneatlas, settings.http_client, metrics=metrics, page_size=settings.tracking.page_size
         )
     if settings.up42.configured:
         providers[Provider.UP42] = Up42Provider(settings.up42, settings.http_client, metrics=metrics)
@@ -272,6 +272,8 @@ def _wire_runtime(
         settle=runner.settle_delivery,
     ).start()
     TokenKeeper(scheduler, providers, metrics).start()
+    retention = timedelta(seconds=settings.tracking.finished_retention_seconds)
+    every(scheduler, "retire_finished", settings.tracking.retire_interval, runner.retire_finished, retention)
     OrderGauges(
         scheduler,
         lambda: (index for _, index in store.indexes()),

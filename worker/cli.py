@@ -37,7 +37,6 @@ code  meaning
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import shlex
@@ -47,27 +46,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import orjson
 import typer
-import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from worker.config import KafkaSettings, Settings, load_settings
-from worker.demo import DEFAULT_SPEED, DEFAULT_TIMEOUT
-from worker.display import offer_lines
-from worker.errors import ConfigError, DecodeError, WorkerError
-from worker.events import codec
-from worker.events import schemas as schema_files
-from worker.events.codec import EventType, InputKind
-from worker.events.models import Command, OrderRequest, OrderStatusEvent
-from worker.kafka.publisher import producer_options
-from worker.kafka.reader import keyed_records, request_partition
+# Only what ``--help`` needs is imported here: each command imports its own modules when it
+# runs (the whole service, aiokafka and the models would otherwise cost every command, even
+# ``--help``, most of a second). Names below are for the type checker only.
+if TYPE_CHECKING:
+    from worker.config import KafkaSettings, Settings
+    from worker.errors import DecodeError
+    from worker.events.codec import InputKind
+    from worker.events.models import Command, OrderRequest, OrderStatusEvent
 
 app = typer.Typer(
     name="tasking-worker",
@@ -92,6 +84,11 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
+
+# ``worker.demo``'s defaults (DEFAULT_TIMEOUT, DEFAULT_SPEED), repeated so that ``--help`` does
+# not import the demo (tests/unit/test_cli_lazy.py keeps them equal).
+DEMO_TIMEOUT = 110.0
+DEMO_SPEED = 2 * 86_400.0
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,6 +118,9 @@ def main() -> None:
 
 
 def _settings() -> Settings:
+    from worker.config import load_settings
+    from worker.errors import ConfigError
+
     try:
         return load_settings()
     except ConfigError as exc:
@@ -130,6 +130,8 @@ def _settings() -> Settings:
 
 def _kafka_kwargs(kafka: KafkaSettings, bootstrap_servers: str | None) -> dict[str, Any]:
     """aiokafka client arguments for the configured cluster; ``bootstrap_servers`` overrides."""
+    from worker.kafka.publisher import producer_options
+
     options: dict[str, Any] = producer_options(kafka)
     if bootstrap_servers:
         options["bootstrap_servers"] = bootstrap_servers
@@ -149,6 +151,8 @@ def schemas_command(
     check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 when a file differs.")] = False,
 ) -> None:
     """Write the JSON Schemas, asyncapi.yaml and examples generated from the models."""
+    from worker.events import schemas as schema_files
+
     if not check:
         written = schema_files.write(out)
         console.print(f"wrote {len(written)} files under {escape(str(out))}")
@@ -195,6 +199,9 @@ class _Loaded:
 
 
 def _read_file(path: Path) -> Any:
+    import orjson
+    import yaml
+
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         return orjson.loads(text)
@@ -203,6 +210,13 @@ def _read_file(path: Path) -> Any:
 
 def _load(path: Path) -> _Loaded:
     """Parse one file (a message or a list of messages) and validate every message."""
+    import orjson
+    import yaml
+
+    from worker.errors import DecodeError
+    from worker.events import codec
+    from worker.events.codec import InputKind
+
     try:
         content = _read_file(path)
     except (OSError, UnicodeDecodeError, orjson.JSONDecodeError, yaml.YAMLError) as exc:
@@ -259,6 +273,12 @@ def submit_command(
     invalid message is not published at all; the exit code is then 2. Each published message is
     printed with its topic, partition, offset, key and ce_id.
     """
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from worker.events.codec import InputKind
+
     settings = _settings()
     paths, path_problems = expand_paths(files)
     for problem in path_problems:
@@ -290,6 +310,12 @@ async def _publish(
     kwargs: dict[str, Any],
     settings: Settings,
 ) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from worker.events import codec
+    from worker.events.codec import InputKind
+    from worker.events.models import Command
+
     producer = AIOKafkaProducer(enable_idempotence=settings.kafka.enable_idempotence, acks="all", **kwargs)
     await producer.start()
     try:
@@ -368,6 +394,10 @@ def tail_command(
     Reads without a consumer group (nothing is committed; any number of tails can run). Stops
     with Ctrl-C, after --max-messages printed events or after --timeout seconds (exit 0).
     """
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
     settings = _settings()
     topics = [
         settings.topics.status,
@@ -399,6 +429,8 @@ async def _tail(
     max_messages: int | None,
     timeout: float | None,
 ) -> None:
+    from aiokafka import AIOKafkaConsumer
+
     # No consumer group: tail is read-only and must not disturb (or wait for) any group.
     consumer = AIOKafkaConsumer(*topics, group_id=None, enable_auto_commit=False, **consumer_args)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -423,6 +455,8 @@ async def _tail(
 
 
 def _parse_event(value: bytes | None) -> dict[str, Any]:
+    import orjson
+
     try:
         parsed = orjson.loads(value or b"null")
     except orjson.JSONDecodeError:
@@ -453,6 +487,8 @@ _STATUS_STYLE = {
 
 
 def _print_pretty(record: Any, event: dict[str, Any]) -> None:
+    from worker.events.codec import EventType
+
     ce_type = _ce_type(record)
     if ce_type == EventType.DEAD_LETTER or ("error" in event and "source" in event):
         console.print(_dead_letter_line(event))
@@ -534,7 +570,12 @@ def run_command() -> None:
     error. Logs one JSON object per line to stdout.
 
     """
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
     from worker.app import run
+    from worker.errors import WorkerError
 
     settings = _settings()
     try:
@@ -576,6 +617,10 @@ def status_command(
     Also prints the partition of the requests topic that holds the request: the worker instance
     that owns it is the one whose partitions_assigned log line lists that partition.
     """
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
     settings = _settings()
     kwargs = _kafka_kwargs(settings.kafka, bootstrap_servers)
     try:
@@ -605,6 +650,8 @@ def status_command(
 async def _status_and_partition(
     settings: Settings, request_id: str, kwargs: dict[str, Any]
 ) -> tuple[OrderStatusEvent | None, int | None]:
+    from worker.kafka.reader import request_partition
+
     found = await latest_status(settings.topics.status, request_id, kwargs)
     partition = await request_partition(settings.topics.requests, request_id, kwargs)
     return found, partition
@@ -613,6 +660,8 @@ async def _status_and_partition(
 async def latest_status(topic: str, request_id: str, kwargs: dict[str, Any]) -> OrderStatusEvent | None:
     """The status event of ``request_id`` with the highest sequence, or ``None`` (also when the
     topic does not exist: it is never created)."""
+    from worker.kafka.reader import keyed_records
+
     records = await keyed_records(topic, request_id, kwargs)
     latest: OrderStatusEvent | None = None
     for record in records or []:
@@ -627,6 +676,10 @@ async def latest_status(topic: str, request_id: str, kwargs: dict[str, Any]) -> 
 
 
 def _status_event(value: bytes | None) -> OrderStatusEvent | None:
+    from pydantic import ValidationError
+
+    from worker.events.models import OrderStatusEvent
+
     try:
         return OrderStatusEvent.model_validate_json(value or b"")
     except ValidationError:
@@ -634,6 +687,10 @@ def _status_event(value: bytes | None) -> OrderStatusEvent | None:
 
 
 def _print_status(event: OrderStatusEvent) -> None:
+    import orjson
+
+    from worker.display import offer_lines
+
     data = event.to_json_dict()
     console.print(_status_line(data))
     for name in ("providerRefs", "feasibility", "price", "decision", "progress", "reason"):
@@ -676,6 +733,8 @@ def download_command(
     failed (expired, not found, refused credentials, checksum mismatch) or no product was found,
     2 on a bad item file or missing credentials.
     """
+    import asyncio
+
     from worker.delivery.command import DownloadOptions, run
 
     settings = _settings()
@@ -720,6 +779,8 @@ def simulate_command(
     worker at them, one KEY=value line each on stdout, so the output can be sourced. Operator
     controls (studies, quotations, faults, clock) are under /_sim/ on each server.
     """
+    import asyncio
+
     try:
         asyncio.run(_simulate(speed, host, oneatlas_port, up42_port))
     except OSError as exc:
@@ -748,6 +809,8 @@ async def _simulate(speed: float, host: str, oneatlas_port: int, up42_port: int)
 
 async def _until_signal() -> None:
     """Wait for SIGINT or SIGTERM (Ctrl-C stops the servers cleanly, not with a traceback)."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -777,7 +840,7 @@ def demo_command(
     ] = False,
     timeout: Annotated[
         float, typer.Option(min=1, help="Give up (exit 3) after this many seconds.")
-    ] = DEFAULT_TIMEOUT,
+    ] = DEMO_TIMEOUT,
     speed: Annotated[
         float,
         typer.Option(
@@ -785,7 +848,7 @@ def demo_command(
             help="Time-lapse: simulated seconds per real second while every open order "
             "waits on its provider (172800: two days per second).",
         ),
-    ] = DEFAULT_SPEED,
+    ] = DEMO_SPEED,
     plain: Annotated[
         bool, typer.Option("--plain", help="Plain progress lines instead of the live table; never prompts.")
     ] = False,

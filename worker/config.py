@@ -381,6 +381,10 @@ class TrackingSettings(_Section):
     provider finished, how long to wait for the products of every validated acquisition before
     ``COMPLETED`` with ``DELIVERY_INCOMPLETE``. ``harvest_after_completion_seconds``: how long a
     ``COMPLETED`` order is still harvested, so products the provider adds later are published.
+    ``finished_retention_seconds``: how long a finished order (``COMPLETED``, ``CANCELLED``,
+    ``REJECTED``, ...) keeps its full state after its terminal status, for late deliveries and
+    commands; after it the state is replaced by a compact finished record (its last event, for
+    answering a re-sent request), in memory and in the changelog. Default 7 days.
     """
 
     poll_interval_seconds: float = Field(300.0, gt=0)
@@ -391,6 +395,7 @@ class TrackingSettings(_Section):
     delivery_grace_seconds: float = Field(0.0, ge=0)
     delivery_timeout_seconds: float = Field(1209600.0, gt=0)
     harvest_after_completion_seconds: float = Field(604800.0, ge=0)
+    finished_retention_seconds: float = Field(604800.0, ge=0)
 
     @model_validator(mode="after")
     def _grace_within_timeout(self) -> TrackingSettings:
@@ -402,6 +407,11 @@ class TrackingSettings(_Section):
                 "than an incomplete one)",
             )
         return self
+
+    @property
+    def retire_interval(self) -> float:
+        """How often finished orders past their retention are looked for (at most hourly)."""
+        return min(3600.0, max(1.0, self.finished_retention_seconds / 4))
 
     @property
     def delivery_interval(self) -> float:

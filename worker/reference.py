@@ -133,6 +133,9 @@ MEANINGS: Final[dict[str, str]] = {
     "TASKING_INTAKE__MAX_STATE_BYTES": "Largest state record of one order; a new request whose first "
     "state would take more than 3/4 of it is refused at intake (`TOO_LARGE`), an order that outgrows "
     "it later ends `FAILED` with `STATE_TOO_LARGE`.",
+    "TASKING_TRACKING__FINISHED_RETENTION_SECONDS": "How long a finished order keeps its full state "
+    "after its terminal status; then it is replaced, in memory and in the changelog, by a compact "
+    "finished record (status, fingerprint, last event) that still answers a re-sent request.",
     "TASKING_HTTP_CLIENT__SETTLE_SECONDS": "An order call whose answer was lost is looked up only after "
     "this long (must exceed the timeout).",
     "TASKING_TRACKING__POLL_INTERVAL_SECONDS": "Period of the batched tracking poll per provider.",

@@ -8,17 +8,16 @@ checks the contract topics exactly as the worker does before it joins its group
 
 from __future__ import annotations
 
-import asyncio
+from typing import TYPE_CHECKING
 
 import typer
-from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.markup import escape
 
-from worker.config import Settings
-from worker.errors import KafkaConnectError
-from worker.kafka.connection import probe
-from worker.kafka.topics import Check, admin_client, inspect_layout, layout_checks
+# Imported when the command runs, not when the command line is built (``--help`` stays quick).
+if TYPE_CHECKING:
+    from worker.config import Settings
+    from worker.kafka.topics import Check
 
 EXIT_FAILED = 1
 
@@ -50,6 +49,12 @@ def check_command() -> None:
 
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, in order; stops after a failed connection (nothing else can be read)."""
+    from aiokafka.errors import KafkaError
+
+    from worker.errors import KafkaConnectError
+    from worker.kafka.connection import probe
+    from worker.kafka.topics import Check, admin_client, inspect_layout, layout_checks
+
     kafka = settings.kafka
     try:
         await probe(kafka)
@@ -69,5 +74,7 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 def check(settings: Settings) -> tuple[list[str], bool]:
     """The lines to print and whether every check passed."""
+    import asyncio
+
     checks = asyncio.run(run_checks(settings))
     return [c.line() for c in checks], all(c.ok for c in checks)

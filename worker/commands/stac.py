@@ -17,9 +17,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from worker.config import load_settings
-from worker.errors import ConfigError
-
 stac_app = typer.Typer(
     name="stac",
     help="The project's STAC documents (collections of the delivered items).",
@@ -50,6 +47,8 @@ def collections_command(
     """Print the STAC Collection of every provider and constellation (oneatlas-pleiades,
     oneatlas-spot, oneatlas-pleiades-neo, up42-..., and {provider}-other): extent, license,
     providers and roles, item_assets and summaries of the bands."""
+    from worker.config import load_settings
+    from worker.errors import ConfigError
     from worker.events.stac_collections import collections
 
     console = Console(highlight=False, soft_wrap=True)

@@ -204,12 +204,14 @@ class Intake:
         if self.ownership is not None:
             self.ownership.forget(partitions)
         owned = [p for p in partitions if self.store.owns(p)]
-        ids = [index.request_id for _, index in self.store.indexes(owned)]
+        indexes = [index for _, index in self.store.indexes(owned)]
+        ids = [index.request_id for index in indexes]
         self.store.release(owned)  # first: work that finishes meanwhile sees its tenure ended
         await self.runner.stop_partitions(owned)
         # A cancelled step's write may already be queued in the producer: it must land before
         # the revocation completes (the next owner restores after it), never after.
         await self.store.settle(owned)
+        self.runner.forget_orders(indexes)  # the adapters' per-order caches
         self.runner.timers.cancel_orders(ids)
         for partition in owned:
             for topic in (self.settings.topics.requests, self.settings.topics.commands):

@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 
-import worker
 from worker.domain.model import TRACKED_PHASES, OrderState, Phase
 from worker.events.models import STORED, Provider
 from worker.events.status import OrderStatus
@@ -66,11 +65,16 @@ _ZDICT = (
 )
 INDEX_HEADER = "tw-index"  # see OrderIndex.header
 _HEADER_VERSION = 2  # 2: + refs, seen, seen_by; version 1 headers are read from the value
-_SEEN_BY = getattr(worker, "__version__", None)
-"""Whose ``seen`` a restore trusts: only the same worker version's. A snapshot's fingerprint says
-the provider's data is unchanged; whether that data still changes nothing also depends on how
-this version builds snapshots and decides, so a release's first cycle after a restore decides
-every order once more (a release that changes either must change ``worker.__version__``)."""
+SNAPSHOT_REVISION = 1
+"""How snapshots are built from the providers' data and decided: a ``seen`` fingerprint says that
+the provider's data is unchanged; whether that data still changes nothing also depends on this.
+A release that changes how an adapter builds snapshots or how the domain core decides a
+``Polled`` event must raise it; any other release keeps it, so its first start after an upgrade
+decides only the orders whose snapshot changed (the fingerprints are kept with the state)."""
+SEEN_BY = f"snapshots-{SNAPSHOT_REVISION}"
+# Records written when the mark was tied to the worker's version: 0.1.0 built and decided
+# snapshots as revision 1 does.
+_SEEN_BY_ALSO = {"0.1.0"} if SNAPSHOT_REVISION == 1 else set()
 _STORED = {STORED: True}
 _WBITS = -15  # raw deflate: no header or checksum (the bytes never leave this process)
 # Plain dict lookups: an Enum call costs a few microseconds, a restore does three per record.
@@ -116,11 +120,11 @@ class OrderIndex:
     """
 
     __slots__ = (
+        "_refs",
         "has_outbox",
         "packed",
         "phase",
         "provider",
-        "refs",
         "request_id",
         "seen",
         "since",
@@ -150,6 +154,18 @@ class OrderIndex:
         self.has_outbox = has_outbox
         self.refs = refs
         self.seen: int | None = None
+
+    @property
+    def refs(self) -> dict[str, str] | None:
+        """The placed order's provider ids. Kept as their JSON (~150 bytes) rather than a dict
+        (~500 bytes: a dict and five strings): only the delivery harvest reads them, once per
+        waiting order and cycle, and decoding them costs about a microsecond."""
+        return None if self._refs is None else orjson.loads(self._refs)
+
+    @refs.setter
+    def refs(self, refs: dict[str, str] | None) -> None:
+        # A copy: the bytes orjson returns keep its whole output buffer (~4 KB) allocated.
+        self._refs = None if refs is None else bytes(memoryview(orjson.dumps(refs)))
 
     @property
     def terminal(self) -> bool:
@@ -187,7 +203,7 @@ class OrderIndex:
             self.has_outbox,
             self.refs,
             self.seen,
-            None if self.seen is None else _SEEN_BY,
+            None if self.seen is None else SEEN_BY,
         ]
         return INDEX_HEADER, orjson.dumps(fields)
 
@@ -208,7 +224,7 @@ class OrderIndex:
                 if fields[0] == _HEADER_VERSION:
                     index = cls._of_fields(request_id, pack(value), fields[1:8])
                     seen, seen_by = fields[8:10]
-                    if isinstance(seen, int) and seen_by is not None and seen_by == _SEEN_BY:
+                    if isinstance(seen, int) and (seen_by == SEEN_BY or seen_by in _SEEN_BY_ALSO):
                         index.seen = seen
                     return index
         return cls.of_json(request_id, value)

@@ -1,9 +1,11 @@
 """Durable order state: in memory for the partitions this instance owns, changelog in Kafka.
 
 The ``tasking.worker-state`` topic is co-partitioned with the input topics and compacted: its
-latest record per ``requestId`` is the order's state (a JSON :class:`OrderState`), or a
-*burnt id* marker for a request id that arrived invalid (so a later request reusing the id is a
-duplicate, never a second order with a restarted sequence).
+latest record per ``requestId`` is the order's state (a JSON :class:`OrderState`), a
+*finished* record for an order retired after its retention (``worker.kafka.finished``: status,
+request fingerprint and last event, ~33 bytes in memory), or a *burnt id* marker for a request id
+that arrived invalid (so a later request reusing the id is a duplicate, never a second order with
+a restarted sequence).
 
 Restoring reads the owned partitions from the beginning to the end offsets captured at the start
 of the restore (raised to each fetch's high watermark, see ``worker.kafka.offsets``); the last
@@ -42,6 +44,16 @@ from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost, StateTooLarge
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus
+from worker.kafka.finished import (
+    FINISHED_PREFIX,
+    Finished,
+    FinishedIds,
+    FinishedLoader,
+    FinishedRecord,
+)
+from worker.kafka.finished import (
+    request_fingerprint as finished_fingerprint,
+)
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
 from worker.runtime import cooperative, crashpoints
@@ -91,7 +103,15 @@ class UsedId:
     when unknown)."""
 
     latest: OrderStatusEvent | None
-    fingerprint: str | None
+    # str: request_fingerprint of the first request (a full state) or raw_fingerprint of an
+    # invalid one (a burnt id); int: the finished record's (worker.kafka.finished).
+    fingerprint: str | int | None
+
+    def matches(self, request: OrderRequest) -> bool:
+        """Whether ``request`` has the content first received under its id."""
+        if isinstance(self.fingerprint, int):
+            return self.fingerprint == finished_fingerprint(request)
+        return self.fingerprint == request_fingerprint(request)
 
 
 def request_fingerprint(request: OrderRequest) -> str:
@@ -111,6 +131,20 @@ def first_request(state: OrderState) -> OrderRequest:
 
 Entry = OrderState | BurntId
 Held = OrderIndex | BurntId  # what memory keeps per request id (see worker.kafka.statecodec)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a producer that sends a request id again is answered with, for any id the store
+    knows (:meth:`StateStore.outcome`): the latest status event (``None`` only for an order that
+    has published none yet), its status (the terminal one for a finished order), and the
+    fingerprint of the request first received (``worker.kafka.finished.request_fingerprint``;
+    ``None`` for a burnt id, whose request was invalid)."""
+
+    request_id: str
+    status: OrderStatus | None
+    event: OrderStatusEvent | None
+    fingerprint: int | None
 
 
 @dataclass
@@ -152,17 +186,21 @@ class StateStore:
     _next_tenure: int = 0
     # Changelog writes sent and not yet acknowledged, per partition (see settle()).
     _in_flight: dict[int, set[asyncio.Future[object]]] = field(default_factory=dict)
+    # Retired orders per owned partition: not in the index, so no scan ever reads them.
+    _finished: dict[int, FinishedIds] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, request_id: str) -> Entry | None:
-        """The order's state (decoded if it is not among the hot ones), its burnt-id marker, or
-        ``None`` for an unknown id.
+    def get(self, request_id: str) -> Entry | Finished | None:
+        """The order's state (decoded if it is not among the hot ones), its burnt-id marker, its
+        finished record (retired: nothing can happen to it any more), or ``None`` for an unknown id.
 
         Raises:
             pydantic.ValidationError: the stored changelog value is not a valid state.
         """
         held = self._held(request_id)
+        if held is None:
+            return self.finished(request_id)
         if not isinstance(held, OrderIndex):
             return held
         state = self._hot.get(request_id)
@@ -174,10 +212,50 @@ class StateStore:
         return state
 
     def __contains__(self, request_id: object) -> bool:
-        """Whether the id is known (an order or a burnt id), without decoding anything."""
-        return request_id in self._partition_of
+        """Whether the id is known (an order, a finished order or a burnt id), without decoding
+        anything."""
+        if request_id in self._partition_of:
+            return True
+        return isinstance(request_id, str) and self.finished(request_id) is not None
 
-    def used(self, request_id: str) -> UsedId | None:
+    def finished(self, request_id: str) -> Finished | None:
+        """The retired order with this id, if one of the owned partitions holds it."""
+        for ids in self._finished.values():
+            found = ids.get(request_id)
+            if found is not None:
+                return found
+        return None
+
+    def finished_count(self) -> int:
+        return sum(len(ids) for ids in self._finished.values())
+
+    def finished_nbytes(self) -> int:
+        """Bytes of memory the finished orders' packed records take (see FinishedIds)."""
+        return sum(ids.nbytes() for ids in self._finished.values())
+
+    async def outcome(self, request_id: str) -> Outcome | None:
+        """The latest status event and status of any known id, for re-publish to a producer
+        that sends the request again: from the state of an order (open or within its
+        retention), from a burnt id, or read back from the changelog for a finished order (one
+        fetch at its record's offset). ``None`` for an unknown id.
+
+        Raises:
+            KafkaError: a finished order's record could not be read.
+            ValueError: its record at the kept offset is not that order's finished record.
+        """
+        entry = self.get(request_id)
+        if entry is None:
+            return None
+        if isinstance(entry, BurntId):
+            return Outcome(request_id, entry.event.status, entry.event, None)
+        if isinstance(entry, OrderState):
+            return Outcome(request_id, entry.status, entry.last_event, finished_fingerprint(_origin(entry)))
+        partition = next(p for p, ids in self._finished.items() if ids.get(request_id) is not None)
+        raw = await self._read_at(partition, entry.offset, request_id)
+        record = FinishedRecord.from_bytes(request_id, raw)
+        return Outcome(request_id, record.status, record.event, record.fingerprint)
+
+    async def used(self, request_id: str) -> UsedId | None:
         """What is known of a used ``requestId`` (``None`` when it is new): the one accessor for
         "the latest status event of a request" and "the content first received with it", so
         the answer can come from a full state or from a smaller record of a finished order.
@@ -190,7 +268,10 @@ class StateStore:
             return None
         if isinstance(entry, BurntId):
             return UsedId(entry.event, entry.fingerprint)
-        return UsedId(entry.last_event, request_fingerprint(first_request(entry)))
+        if isinstance(entry, OrderState):
+            return UsedId(entry.last_event, request_fingerprint(first_request(entry)))
+        outcome = await self.outcome(request_id)  # a finished order: its record read back
+        return None if outcome is None else UsedId(outcome.event, outcome.fingerprint)
 
     def index(self, request_id: str) -> OrderIndex | None:
         """The order's index entry (``None`` for an unknown or burnt id); never decodes."""
@@ -367,6 +448,65 @@ class StateStore:
         except KafkaError as exc:
             log.warning("seen_mark_not_written", requestId=request_id, error=type(exc).__name__)
 
+    async def retire(self, partition: int, state: OrderState) -> Finished | None:
+        """Replace a finished order's state by its finished record, in the changelog (awaited,
+        acks=all) and in memory. ``None`` (nothing done) for a state that is not finished, has
+        no status event or still has events to publish.
+
+        The caller holds the order's lock and has confirmed ownership (as for :meth:`persist`).
+
+        Raises:
+            KafkaError: the write failed; the full state stays (retired at a later try).
+            OwnershipLost: as :meth:`persist`.
+        """
+        if not state.terminal or state.status is None or state.last_event is None or state.outbox:
+            return None
+        record = FinishedRecord(
+            state.request_id, state.status, finished_fingerprint(_origin(state)), state.last_event
+        )
+        tenure = self._tenures.get(partition)
+        if tenure is None:
+            raise OwnershipLost(partition)
+        meta = await self.producer.send_and_wait(
+            self.topic, record.to_bytes(), key=state.request_id.encode(), partition=partition
+        )
+        if self._tenures.get(partition) != tenure:
+            raise OwnershipLost(partition)
+        self._by_partition[partition].pop(state.request_id, None)
+        self._partition_of.pop(state.request_id, None)
+        self._hot.pop(state.request_id, None)
+        self._finished.setdefault(partition, FinishedIds()).add(
+            state.request_id, record.status, record.fingerprint, meta.offset
+        )
+        return Finished(state.request_id, record.status, record.fingerprint, meta.offset)
+
+    async def _read_at(self, partition: int, offset: int, request_id: str) -> bytes:
+        """The value of the changelog record at ``offset``, which must be ``request_id``'s."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.consumer_options,
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            deadline = time.monotonic() + _READ_AT_SECONDS
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                for message in batch.get(tp, []):
+                    if message.offset < offset:
+                        continue
+                    if message.offset != offset or message.key != request_id.encode() or not message.value:
+                        raise ValueError(f"no finished record of {request_id!r} at offset {offset}")
+                    value: bytes = message.value
+                    return value
+            raise KafkaTimeoutError(f"changelog record {partition}@{offset} not read")
+        finally:
+            await consumer.stop()
+
     def _keep(self, partition: int, entry: Entry, held: Held) -> None:
         if partition not in self._by_partition:
             raise KeyError(f"partition {partition} is not owned")
@@ -409,8 +549,10 @@ class StateStore:
         wanted = sorted(set(partitions) - set(self._by_partition))
         started = time.perf_counter()
         loaded: dict[int, dict[str, Held]] = {p: {} for p in wanted}
-        records = await self._read_changelog(wanted, loaded) if wanted else 0
+        finished = {p: FinishedLoader() for p in wanted}
+        records = await self._read_changelog(wanted, loaded, finished) if wanted else 0
         for partition, entries in loaded.items():
+            self._finished[partition] = finished[partition].build()
             self._by_partition[partition] = entries
             self._next_tenure += 1
             self._tenures[partition] = self._next_tenure
@@ -423,11 +565,17 @@ class StateStore:
         """Forget the given partitions (after revocation)."""
         for partition in partitions:
             self._tenures.pop(partition, None)
+            self._finished.pop(partition, None)
             for request_id in self._by_partition.pop(partition, {}):
                 self._partition_of.pop(request_id, None)
                 self._hot.pop(request_id, None)
 
-    async def _read_changelog(self, partitions: list[int], into: dict[int, dict[str, Held]]) -> int:
+    async def _read_changelog(
+        self,
+        partitions: list[int],
+        into: dict[int, dict[str, Held]],
+        finished: dict[int, FinishedLoader],
+    ) -> int:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
@@ -442,7 +590,7 @@ class StateStore:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             await consumer.seek_to_beginning(*tps)
-            return await self._drain(consumer, ends, into)
+            return await self._drain(consumer, ends, into, finished)
         finally:
             await consumer.stop()
 
@@ -451,7 +599,10 @@ class StateStore:
         consumer: AIOKafkaConsumer,
         ends: dict[TopicPartition, int],
         into: dict[int, dict[str, Held]],
+        finished: dict[int, FinishedLoader] | None = None,
     ) -> int:
+        if finished is None:  # a caller that keeps only the states
+            finished = {p: FinishedLoader() for p in into}
         pending = {tp for tp, end in ends.items() if end > 0}
         records = 0
         generations: dict[str, int] = {}
@@ -467,16 +618,30 @@ class StateStore:
                 # The listed end can lag the log (worker.kafka.offsets): stopping there would
                 # leave out the newest states, and an order would resume from an older one.
                 ends[tp] = read_end(consumer, tp, ends[tp])
-                end, entries = ends[tp], into[tp.partition]
+                end, entries, done = ends[tp], into[tp.partition], finished[tp.partition]
                 for message in messages:
                     if message.offset < end:
                         records += 1
-                        _apply(entries, message.key, message.value, message.headers, generations)
+                        value = message.value
+                        if value is not None and value.startswith(FINISHED_PREFIX) and message.key:
+                            request_id = message.key.decode()
+                            done.add(request_id, value, message.offset)
+                            entries.pop(request_id, None)  # its state's record came before
+                        else:
+                            _apply(entries, message.key, value, message.headers, generations)
                     if slicer.used_up():
                         await slicer.rest()
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
         return records
+
+
+_READ_AT_SECONDS = 10.0  # how long a finished record's read-back may take
+
+
+def _origin(state: OrderState) -> OrderRequest:
+    """The request as received (a provider-choice order's ``request`` becomes its chosen offer's)."""
+    return state.routing.request if state.routing is not None else state.request
 
 
 def _value_of(entry: Entry) -> bytes:

@@ -197,7 +197,9 @@ class PolledOrder:
     (:func:`stable_fingerprint`), and its :class:`OrderSnapshot`, built on first access of
     :attr:`snapshot`.
 
-    Contract: for one worker version, equal fingerprints of one order mean equal snapshots, so a
+    Contract: for one snapshot revision (``worker.kafka.statecodec.SNAPSHOT_REVISION``, raised
+    by a release that changes how snapshots are built), equal fingerprints of one order mean equal
+    snapshots, so a
     caller that already applied the snapshot of a fingerprint may skip the order without building
     it (that is what keeps a cycle over 100,000 unchanged orders cheap, also the first one after
     a handover: the fingerprint is kept in the changelog). The converse does not
@@ -464,6 +466,12 @@ class TaskingProvider(Protocol):
         Raises:
             ProviderAuthError: the credentials were refused.
         """
+
+    def forget(self, tracking_keys: Collection[str]) -> None:
+        """Drop whatever the adapter keeps per order for these tracking keys: the orders ended
+        or left this instance (their partition was revoked). Per-order caches are thereby
+        bounded by the open orders this instance owns; a key forgotten and then seen again (a
+        partition assigned back) is learnt again at its next read."""
 
     async def aclose(self) -> None:
         """Release the HTTP client."""

@@ -69,6 +69,7 @@ from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provid
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
+from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import BurntId, StateStore, first_request, request_fingerprint
 from worker.providers.base import DeliveredProduct, PolledOrder, TaskingProvider
 from worker.providers.http import before_write
@@ -171,11 +172,11 @@ class Runner:
             StateTooLarge: the request's first state would not fit a record (nothing written).
         """
         async with self._order_lock(request.request_id):
-            used = self.store.used(request.request_id)
+            used = await self.store.used(request.request_id)
             if used is None:
                 await self._apply(partition, request.request_id, RequestReceived(request=request, at=at))
                 return Admission("accepted", None)
-            if used.fingerprint != request_fingerprint(request):
+            if not used.matches(request):
                 return Admission("reused", used.latest)
             if used.latest is not None:
                 await self._fence(partition)  # only the owner speaks for the order
@@ -205,7 +206,7 @@ class Runner:
         the same invalid message sent again (``fingerprint`` equal) is answered with the id's
         latest status event once more."""
         async with self._order_lock(request_id):
-            used = self.store.used(request_id)
+            used = await self.store.used(request_id)
             if used is not None:
                 if fingerprint is not None and used.fingerprint == fingerprint and used.latest is not None:
                     await self.publisher.status(used.latest)
@@ -370,6 +371,53 @@ class Runner:
     def in_flight(self) -> int:
         return sum(len(t) for t in self._tasks.values())
 
+    def forget_orders(self, orders: Iterable[OrderIndex]) -> None:
+        """Tell each adapter to drop its per-order caches of these orders (they left this
+        instance: their partition was revoked)."""
+        keys: dict[str, list[str]] = defaultdict(list)
+        for index in orders:
+            if index.tracking_key is not None:
+                keys[index.provider.value].append(index.tracking_key)
+        for name, tracking_keys in keys.items():
+            provider = self.providers.get(name)
+            if provider is not None:
+                provider.forget(tracking_keys)
+
+    async def retire_finished(self, retention: timedelta) -> int:
+        """Retire every finished order whose terminal status is older than ``retention``: its
+        state is replaced by a finished record (``StateStore.retire``), so memory, restores and
+        scans cost open orders, not history. Returns how many were retired.
+
+        Orders are retired ``cooperative.BATCH`` at a time, each under its lock and after the
+        ownership fence (a retirement is a state write). One order's failure is logged and
+        left for the next run; the others go on."""
+        cutoff = self.clock() - retention
+        due = [
+            (partition, index.request_id)
+            for partition, index in self.store.indexes()
+            if index.terminal and not index.has_outbox and index.since <= cutoff
+        ]
+        retired = 0
+        for batch in cooperative.chunked(due, cooperative.BATCH):
+            results = await asyncio.gather(
+                *(self._retire_one(p, r) for p, r in batch), return_exceptions=True
+            )
+            for (_, request_id), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("retire_failed", requestId=request_id, error=type(result).__name__)
+                retired += result is True
+        if retired:
+            log.info("finished_orders_retired", orders=retired)
+        return retired
+
+    async def _retire_one(self, partition: int, request_id: str) -> bool:
+        async with self._order_lock(request_id):
+            state = self.store.get(request_id)
+            if not isinstance(state, OrderState) or not state.terminal or state.outbox:
+                return False
+            await self._fence(partition)
+            return await self.store.retire(partition, state) is not None
+
     # ------------------------------------------------------------------ internals
 
     @contextlib.asynccontextmanager
@@ -441,6 +489,8 @@ class Runner:
         if marks is not None:
             marks.mark("persist")
         self._count(state, new)
+        if new.terminal and new.placed is not None:
+            self._forget_placed(new)
         # The state (with any intent) is durable: the next provider call may start now, while
         # the events go out. The order's lock is held until they are acknowledged, so the call's
         # result is applied after them and the events keep their order. If publishing fails,
@@ -529,6 +579,13 @@ class Runner:
             await self._publish(partition, state)
         elif state.last_event is not None:
             await self.publisher.status(state.last_event)
+
+    def _forget_placed(self, state: OrderState) -> None:
+        """An ended order's adapter caches go with it (``TaskingProvider.forget``)."""
+        assert state.placed is not None
+        provider = self.providers.get(state.request.provider.value)
+        if provider is not None:
+            provider.forget([state.placed.tracking_key])
 
     def _count(self, old: OrderState | None, new: OrderState) -> None:
         before = old.sequence if old is not None else 0

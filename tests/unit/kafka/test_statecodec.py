@@ -4,6 +4,7 @@ header (or, for records without one, from the JSON) without building the state."
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from worker.domain.model import OrderState, Phase
 from worker.events.models import OrderRequest, Provider
 from worker.events.status import OrderStatus
-from worker.kafka.statecodec import INDEX_HEADER, OrderIndex, pack, unpack, unpack_state
+from worker.kafka.statecodec import INDEX_HEADER, SNAPSHOT_REVISION, OrderIndex, pack, unpack, unpack_state
 from worker.providers.base import PlacedOrder
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -148,8 +149,8 @@ def test_the_seen_fingerprint_travels_in_the_header_of_the_same_version() -> Non
 
 
 def test_a_seen_fingerprint_of_another_version_is_not_trusted() -> None:
-    """Whether unchanged provider data still changes nothing depends on the version that builds
-    snapshots and decides: another version's mark is dropped (the order is decided again)."""
+    """Whether unchanged provider data still changes nothing depends on how snapshots are built
+    and decided: a mark of another snapshot revision is dropped (the order is decided again)."""
     value = state().model_dump_json().encode()
     name, raw = OrderIndex.of_record("ix-1", value, None).header()
     other = json.loads(raw)
@@ -159,9 +160,33 @@ def test_a_seen_fingerprint_of_another_version_is_not_trusted() -> None:
     assert restored.tracking_key == "order-9"
 
 
+@pytest.mark.parametrize("seen_by", [f"snapshots-{SNAPSHOT_REVISION}", "0.1.0"])
+def test_a_seen_fingerprint_of_the_same_snapshot_revision_is_trusted_across_releases(seen_by: str) -> None:
+    """A release that keeps how snapshots are built and decided (``SNAPSHOT_REVISION``) keeps
+    the marks: its first start decides only the orders whose snapshot changed. ``0.1.0`` wrote
+    its version in place of the revision (revision 1)."""
+    value = state().model_dump_json().encode()
+    name, raw = OrderIndex.of_record("ix-1", value, None).header()
+    written = json.loads(raw)
+    written[8:10] = [12345, seen_by]
+    assert OrderIndex.of_record("ix-1", value, [(name, json.dumps(written).encode())]).seen == 12345
+    written[9] = f"snapshots-{SNAPSHOT_REVISION + 1}"  # a later revision's mark
+    assert OrderIndex.of_record("ix-1", value, [(name, json.dumps(written).encode())]).seen is None
+
+
 def test_a_version_1_header_is_still_read() -> None:
     value = state().model_dump_json().encode()
     header = b'[1, "up42", "ORDERED", "AWAITING_PROVIDER", "2026-05-01T12:00:00+00:00", "order-9", false]'
     restored = OrderIndex.of_record("ix-1", value, [(INDEX_HEADER, header)])
     assert fields(restored) == fields(OrderIndex.of_state(state(), None))
     assert restored.seen is None
+
+
+def test_an_index_keeps_its_refs_compact_and_gives_them_back_equal() -> None:
+    """The refs are kept as their JSON, copied out of orjson's output buffer (which alone would
+    keep ~4 KB allocated per order)."""
+    refs = {"salesOrderId": "SAL40000001", "contractId": "CTR21000001", "customerReference": "trk-1"}
+    index = OrderIndex.of_record("ix-1", state().model_dump_json().encode(), None)
+    index.refs = refs
+    assert index.refs == refs
+    assert sys.getsizeof(index._refs) <= 256

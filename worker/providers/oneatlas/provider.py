@@ -658,6 +658,12 @@ class OneAtlasProvider:
         """Renew the API-key token when it is within its renewal margin (see the protocol)."""
         return await self._tokens.refresh_if_due()
 
+    def forget(self, tracking_keys: Collection[str]) -> None:
+        """Drop the learnt backends of these orders (see ``TaskingProvider.forget``); a
+        forgotten key's backend is told again by its refs or its id's shape."""
+        for key in tracking_keys:
+            self._backends.pop(key, None)
+
     async def aclose(self) -> None:
         """Close the HTTP client when this adapter created it."""
         if self._owns_client:

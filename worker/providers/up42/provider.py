@@ -654,6 +654,12 @@ class Up42Provider:
         """Renew the password-grant token when it is within its renewal margin (see the protocol)."""
         return await self.tokens.refresh_if_due()
 
+    def forget(self, tracking_keys: Collection[str]) -> None:
+        """Drop what the last polls saw of these orders (see ``TaskingProvider.forget``): a
+        forgotten order's coverage is read again at its next poll while it is acquiring."""
+        for key in tracking_keys:
+            self._seen.pop(key, None)
+
     async def aclose(self) -> None:
         """Close the HTTP client when this adapter built it."""
         if self._owns_client:

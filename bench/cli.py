@@ -1,0 +1,55 @@
+"""Start time of the command line: ``tasking-worker --help`` and the read-only commands, each as
+the median wall time of a fresh interpreter over several runs, beside a bare interpreter start
+(``python -c pass``) measured in the same runs.
+
+A read-only command's *start* is everything it does before its first network call: reading the
+``TASKING_*`` settings and importing what it needs (``status``: the Kafka client, the reader and
+the event models; ``download``'s planning: the delivery command). The commands import their
+modules when they run (``worker.cli``), so ``--help`` pays for none of it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+_MAIN = "from worker.cli import main; main()"
+CASES: dict[str, list[str]] = {
+    "tasking-worker --help": ["-c", _MAIN, "--help"],
+    "tasking-worker status --help": ["-c", _MAIN, "status", "--help"],
+    "status: start (settings, Kafka client, reader, models)": [
+        "-c",
+        "import worker.cli as c; c._settings(); import aiokafka, worker.kafka.reader, worker.events.models",
+    ],
+    "download: start of its planning (settings, delivery command)": [
+        "-c",
+        "import worker.cli as c; c._settings(); import worker.delivery.command",
+    ],
+}
+
+
+@dataclass
+class StartResult:
+    bare: float  # median seconds of ``python -c pass``
+    cases: dict[str, float]  # name -> median seconds
+
+
+def _wall(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def measure(runs: int = 5) -> StartResult:
+    """Median of ``runs`` starts of each case, interleaved with the bare starts (a loaded
+    machine slows both alike)."""
+    bare: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    for _ in range(runs):
+        bare.append(_wall(["-c", "pass"]))
+        for name, args in CASES.items():
+            times[name].append(_wall(args))
+    return StartResult(statistics.median(bare), {n: statistics.median(t) for n, t in times.items()})
