@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from worker.kafka.topics import Check
 
 EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
 
 
 def register(app: typer.Typer) -> None:
@@ -38,13 +39,25 @@ def register(app: typer.Typer) -> None:
 
 
 def check_command() -> None:
-    from worker.cli import _settings
-
     console = Console(highlight=False, soft_wrap=True)
-    lines, ok = check(_settings())
+    lines, ok = check(_load_settings())
     for line in lines:
         console.print(escape(line))
     raise typer.Exit(0 if ok else EXIT_FAILED)
+
+
+def _load_settings() -> Settings:
+    """The settings, or exit 2 with the one line naming the variable (as every command does)."""
+    from worker.config import load_settings
+    from worker.errors import ConfigError
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[red]invalid configuration:[/] {escape(exc.message)}"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 async def run_checks(settings: Settings) -> list[Check]:
