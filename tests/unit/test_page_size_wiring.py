@@ -13,6 +13,7 @@ def test_the_configured_page_size_reaches_the_oneatlas_adapter() -> None:
         {
             "TASKING_ONEATLAS__API_KEY": "key",
             "TASKING_ONEATLAS__CONTRACT_ID": "CTR1",
+            "TASKING_ONEATLAS__END_USERS": '[{"endUserName": "Acme SAS", "country": "FR"}]',
             "TASKING_TRACKING__PAGE_SIZE": "500",
         }
     )
