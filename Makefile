@@ -53,6 +53,7 @@ check: $(STAMP)
 	$(VENV)/bin/ruff format --check worker tests bench
 	$(VENV)/bin/ruff check worker tests bench
 	$(VENV)/bin/mypy worker
+	$(VENV)/bin/lint-imports
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format worker tests bench

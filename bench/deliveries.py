@@ -43,10 +43,11 @@ from pydantic import HttpUrl, SecretStr
 
 from worker.config import HttpClientSettings, OneAtlasSettings, Up42Settings
 from worker.domain.model import Phase
+from worker.domain.ports import TaskingProvider
 from worker.events.models import Provider
+from worker.events.products import DeliveredProduct
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
-from worker.providers.base import DeliveredProduct, TaskingProvider
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.runtime.deliveries import DeliveryHarvester

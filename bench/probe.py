@@ -1,4 +1,4 @@
-"""A :class:`worker.runtime.runner.StepProbe` that keeps every step's timings."""
+"""A :class:`worker.runtime.probes.StepProbe` that keeps every step's timings."""
 
 from __future__ import annotations
 

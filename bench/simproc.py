@@ -25,7 +25,7 @@ import orjson
 import uvicorn
 from starlette.applications import Starlette
 
-from worker.observability.http import serve
+from worker.httpserver import serve
 from worker.simulators.common import Fault, SimClock, SimulatorCore
 from worker.simulators.oneatlas import OneAtlasSimulator
 from worker.simulators.server import RunningSimulators
@@ -60,7 +60,7 @@ async def _start(nagle: bool) -> tuple[RunningSimulators, list[_Server]]:
     oneatlas = OneAtlasSimulator(SimulatorCore(clock=clock), raise_on_lost_response=False)
     up42 = Up42Simulator(SimulatorCore(clock=clock))
     servers: list[_Server] = []
-    if nagle:  # the project's own embedded server (worker.observability.http.serve)
+    if nagle:  # the project's own embedded server (worker.httpserver.serve)
         handles = [await serve(oneatlas.app, "127.0.0.1", 0), await serve(up42.app, "127.0.0.1", 0)]
         return RunningSimulators(oneatlas, up42, handles[0], handles[1]), servers
     ports = []
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every call")
     parser.add_argument(
-        "--nagle", action="store_true", help="serve through worker.observability.http.serve (Nagle left on)"
+        "--nagle", action="store_true", help="serve through worker.httpserver.serve (Nagle left on)"
     )
     args = parser.parse_args()
     asyncio.run(_run(args.latency, args.nagle))

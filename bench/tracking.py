@@ -43,6 +43,7 @@ from bench.throughput import AUTH_PATH
 from worker.config import HttpClientSettings, OneAtlasSettings, TopicSettings
 from worker.domain.decide import decide
 from worker.domain.model import AcquisitionsListed, OrderState, Polled
+from worker.domain.ports import PolledOrder, stable_fingerprint
 from worker.events.codec import EncodedRecord
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
@@ -51,7 +52,6 @@ from worker.kafka.publisher import Publisher
 from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import StateStore
 from worker.observability.metrics import WorkerMetrics
-from worker.providers.base import PolledOrder, stable_fingerprint
 from worker.providers.oneatlas import OneAtlasProvider, legacy_snapshot
 from worker.runtime.runner import Runner
 from worker.runtime.timers import Poller, Timers

@@ -26,22 +26,24 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from worker.config import Settings, unknown_variables
 from worker.domain.model import Settings as DomainSettings
+from worker.domain.ports import TaskingProvider
 from worker.errors import KafkaConnectError, TopicLayoutError
 from worker.events.models import Provider
+from worker.httpserver import ServerHandle, serve
 from worker.kafka.connection import connect_with_retry
-from worker.kafka.intake import Intake, make_consumer
+from worker.kafka.consumer import make_consumer
 from worker.kafka.ownership import GroupOwnership
 from worker.kafka.publisher import Publisher, make_producer, producer_options
 from worker.kafka.statestore import StateStore
 from worker.kafka.topics import LayoutWatch, TopicLayout, ensure_topics
 from worker.observability import stackdump
-from worker.observability.http import Health, ServerHandle, create_app, serve
+from worker.observability.http import Health, create_app
 from worker.observability.logging import configure_logging
 from worker.observability.metrics import WorkerMetrics
-from worker.providers.base import TaskingProvider
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.runtime.deliveries import DeliveryHarvester
+from worker.runtime.intake import Intake
 from worker.runtime.runner import Runner
 from worker.runtime.timers import OrderGauges, Poller, Timers, TokenKeeper, every
 

@@ -10,7 +10,7 @@ from aiokafka.structs import ConsumerRecord
 from harness import topic_env
 from typer.testing import CliRunner, Result
 
-from worker.cli import app
+from worker.cli.base import app
 from worker.config import TopicSettings
 from worker.kafka.broker import EmbeddedBroker
 

@@ -479,7 +479,7 @@ async def failed_cases(
 
 
 def crash_points(process: WorkerProcess) -> list[str]:
-    """The test crash points (``worker.runtime.crashpoints``) this process's log reports."""
+    """The test crash points (``worker.crashpoints``) this process's log reports."""
     points = []
     for line in process.log_text().splitlines():
         if '"test_crash_point"' in line:

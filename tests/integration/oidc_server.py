@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from worker.observability.http import ServerHandle, serve
+from worker.httpserver import ServerHandle, serve
 
 
 @dataclass

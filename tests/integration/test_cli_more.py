@@ -12,12 +12,12 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cli_support import cli_env, invoke, read_all, runner
 
-from worker.cli import app
+from worker.cli.base import app
 from worker.config import TopicSettings
 from worker.events import codec
 from worker.events.codec import InputKind
+from worker.events.examples import input_examples
 from worker.events.models import OrderStatusEvent, Provider
-from worker.events.schemas import input_examples
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.broker import EmbeddedBroker
 
@@ -224,7 +224,7 @@ def test_every_registered_command_is_covered_by_the_help_test() -> None:
 async def test_tail_prints_delivered_products_of_a_request(
     broker: EmbeddedBroker, unique_topics: TopicSettings
 ) -> None:
-    from worker.events.schemas import delivery_example
+    from worker.events.examples import delivery_example
 
     await broker.create_contract_topics(unique_topics)
     event = delivery_example()

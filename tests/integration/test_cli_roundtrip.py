@@ -13,8 +13,8 @@ from cli_support import cli_env, invoke, read_all
 from worker.config import TopicSettings
 from worker.events import codec
 from worker.events.codec import EventType, InputKind
+from worker.events.examples import input_examples, output_examples
 from worker.events.models import Command, OrderRequest, OrderStatusEvent
-from worker.events.schemas import input_examples, output_examples
 from worker.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration

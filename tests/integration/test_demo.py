@@ -15,13 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.demo import (
-    SAMPLES,
-    Board,
-    auto_answer,
-    load_samples,
-    starting_at,
-)
+from worker.demo.samples import SAMPLES, auto_answer, load_samples, starting_at
+from worker.demo.view import Board
 from worker.events.models import (
     CommandName,
     Decision,

@@ -10,12 +10,12 @@ from aiokafka import AIOKafkaProducer
 
 from worker.config import TopicSettings
 from worker.domain.model import OrderState, Phase
+from worker.domain.ports import PlacedOrder
 from worker.errors import OwnershipLost
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
 from worker.kafka.broker import EmbeddedBroker
 from worker.kafka.statestore import BurntId, StateStore
-from worker.providers.base import PlacedOrder
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 5, 1, tzinfo=UTC)

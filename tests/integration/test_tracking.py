@@ -22,11 +22,11 @@ from test_worker_flows import command
 
 from worker.config import TopicSettings
 from worker.domain.model import OrderState, Phase
+from worker.domain.ports import PolledOrder
 from worker.errors import OwnershipLost
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.broker import EmbeddedBroker
-from worker.providers.base import PolledOrder
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.runtime.timers import Poller
 
@@ -253,8 +253,8 @@ async def test_polling_5000_orders_costs_pages_not_orders() -> None:
 
 
 def _auto_context() -> Any:
+    from worker.domain.ports import FeasibilityResult, OrderContext
     from worker.events.models import Automation, Classification
-    from worker.providers.base import FeasibilityResult, OrderContext
 
     return OrderContext(
         feasibility=FeasibilityResult(

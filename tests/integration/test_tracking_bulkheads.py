@@ -29,8 +29,8 @@ from harness import (
 )
 
 from worker.config import TopicSettings
+from worker.domain.ports import PolledOrder
 from worker.kafka.broker import EmbeddedBroker
-from worker.providers.base import PolledOrder
 from worker.runtime.timers import Poller
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.observability.http import Health, ServerHandle, create_app, serve
+from worker.httpserver import ServerHandle, serve
+from worker.observability.http import Health, create_app
 from worker.observability.metrics import WorkerMetrics
 
 

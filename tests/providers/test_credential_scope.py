@@ -31,11 +31,12 @@ from starlette.routing import Route
 
 from worker.config import settings_from
 from worker.delivery.command import DownloadOptions, run
+from worker.domain.ports import PlacedOrder
 from worker.errors import ConfigError, ProviderProtocolError
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
-from worker.observability.http import ServerHandle, serve
-from worker.providers.base import DeliveredProduct, PlacedOrder, ProductAsset
+from worker.events.products import DeliveredProduct, ProductAsset
+from worker.httpserver import ServerHandle, serve
 from worker.providers.scope import CredentialScope, origin
 from worker.providers.up42 import Up42Provider
 from worker.simulators.up42 import Up42Simulator

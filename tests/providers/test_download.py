@@ -28,11 +28,11 @@ from rich.console import Console
 
 from worker.config import Settings, settings_from
 from worker.delivery.command import DownloadOptions, run
+from worker.domain.ports import PlacedOrder
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
 from worker.events.stac_validation import validate_item
-from worker.observability.http import ServerHandle, serve
-from worker.providers.base import PlacedOrder
+from worker.httpserver import ServerHandle, serve
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.up42 import Up42Provider
 from worker.simulators.oneatlas import AUTH_PATH, OneAtlasSimulator

@@ -15,6 +15,15 @@ import pytest
 from providers import oneatlas_payloads as oa
 from structlog.testing import capture_logs
 
+from worker.domain.ports import (
+    Attempt,
+    FeasibilityResult,
+    OrderContext,
+    PlacedOrder,
+    QuotationDecision,
+    RemotePhase,
+    TaskingProvider,
+)
 from worker.errors import (
     InvalidOrderParams,
     NotFeasible,
@@ -26,15 +35,6 @@ from worker.errors import (
     ProviderUnavailable,
 )
 from worker.events.models import AcquisitionStatus, Automation, Classification
-from worker.providers.base import (
-    Attempt,
-    FeasibilityResult,
-    OrderContext,
-    PlacedOrder,
-    QuotationDecision,
-    RemotePhase,
-    TaskingProvider,
-)
 from worker.providers.oneatlas import OneAtlasProvider
 
 Answer = (

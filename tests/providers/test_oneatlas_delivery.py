@@ -19,11 +19,11 @@ from providers import oneatlas_payloads as oa
 from providers.test_oneatlas_adapter import FakeApi, make
 from providers.test_oneatlas_flows import DAY, HOST, drive, order_request, provider_for
 
+from worker.domain.ports import PlacedOrder
 from worker.errors import ProviderProtocolError
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import AcquisitionStatus, Provider
 from worker.events.stac_validation import validate_item
-from worker.providers.base import PlacedOrder
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.providers.oneatlas.delivery import (
     CURSOR_OVERLAP_SECONDS,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from providers import oneatlas_payloads as oa
 
+from worker.domain.ports import Acquisition, OrderContext, OrderSnapshot, PlacedOrder, RemotePhase
 from worker.errors import (
     NotFeasible,
     OutcomeUnknown,
@@ -18,13 +19,6 @@ from worker.errors import (
     ProviderRejected,
 )
 from worker.events.models import AcquisitionStatus, Automation, OrderRequest, ProgrammingType
-from worker.providers.base import (
-    Acquisition,
-    OrderContext,
-    OrderSnapshot,
-    PlacedOrder,
-    RemotePhase,
-)
 from worker.providers.oneatlas import OneAtlasProvider
 from worker.simulators.common import Fault, SimClock, SimulatorCore
 from worker.simulators.oneatlas import AUTH_PATH, DEFAULT_CONTRACTS, OneAtlasSimulator

@@ -14,11 +14,11 @@ import pytest
 from providers import up42_payloads as p
 from providers.test_up42_adapter import FakeUp42, make, reply
 
+from worker.domain.identity import mismatches, request_identity
+from worker.domain.ports import OrderContext
 from worker.errors import OutcomeUnknown, OwnershipLost, ProviderProtocolError, RateLimited
-from worker.providers.auth import TokenSource
-from worker.providers.base import OrderContext
 from worker.providers.http import HttpPolicy, ProviderHttp, before_write, retry_after_seconds
-from worker.providers.identity import mismatches, request_identity
+from worker.tokens import TokenSource
 
 HTML = "<html><body><h1>Service under maintenance</h1></body></html>"
 

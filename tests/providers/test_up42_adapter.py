@@ -11,6 +11,14 @@ import httpx
 import pytest
 from providers import up42_payloads as p
 
+from worker.domain.ports import (
+    OrderContext,
+    PlacedOrder,
+    QuotationDecision,
+    RemotePhase,
+    StudyDecision,
+    TaskingProvider,
+)
 from worker.errors import (
     InvalidOrderParams,
     OutcomeUnknown,
@@ -21,14 +29,6 @@ from worker.errors import (
     RateLimited,
 )
 from worker.events.models import AcquisitionStatus, Automation
-from worker.providers.base import (
-    OrderContext,
-    PlacedOrder,
-    QuotationDecision,
-    RemotePhase,
-    StudyDecision,
-    TaskingProvider,
-)
 from worker.providers.up42 import Up42Provider, reference_tags, translate_error
 from worker.simulators.up42_schemas import (
     BLACKSKY_TASKING_PRODUCT_ID,

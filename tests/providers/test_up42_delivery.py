@@ -12,10 +12,10 @@ import httpx
 from providers import up42_payloads as p
 from providers.test_up42_adapter import FakeUp42, reply
 
+from worker.domain.ports import PlacedOrder
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
 from worker.events.stac_validation import validate_item
-from worker.providers.base import PlacedOrder
 from worker.providers.up42 import Up42Provider
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)

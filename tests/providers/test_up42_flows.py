@@ -18,9 +18,9 @@ from providers import up42_payloads as p
 from pydantic import SecretStr
 
 from worker.config import Up42Settings
+from worker.domain.ports import OrderContext, PlacedOrder, QuotationDecision, RemotePhase
 from worker.errors import OutcomeUnknown, ProviderAuthError, ProviderRejected
 from worker.events.models import AcquisitionStatus, Automation, OrderRequest
-from worker.providers.base import OrderContext, PlacedOrder, QuotationDecision, RemotePhase
 from worker.providers.up42 import Up42Provider
 from worker.simulators.common import Fault, iso
 from worker.simulators.up42 import Up42SimConfig, Up42Simulator

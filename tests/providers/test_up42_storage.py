@@ -10,10 +10,10 @@ import httpx
 import pytest
 from providers.test_up42_flows import adapter, request_for
 
+from worker.domain.ports import OrderContext, PlacedOrder
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
 from worker.events.stac_validation import validate_item
-from worker.providers.base import OrderContext, PlacedOrder
 from worker.simulators.up42 import Up42SimConfig, Up42Simulator
 from worker.simulators.up42.storage import md5_multihash
 

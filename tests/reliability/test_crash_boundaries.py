@@ -4,7 +4,7 @@ every request converges (CONTRACT §8, ADR 0002).
 Each case runs a real ``tasking-worker run`` child process against its own topics and simulators.
 The kill lands deterministically:
 
-* through the test crash hook (``TASKING_TEST_CRASH_AT``, ``worker/runtime/crashpoints.py``): the
+* through the test crash hook (``TASKING_TEST_CRASH_AT``, ``worker/crashpoints.py``): the
   process SIGKILLs itself at a named point, and its log proves which one;
 * through simulator faults plus an external SIGKILL: a slow ``POST`` (killed while the call is in
   flight, before the provider has acted) or a ``lost_response`` (the provider acted, the answer is

@@ -4,11 +4,11 @@ that follow, and a handover's first cycle decides only what changed.
 Two workers, built as ``tasking-worker run`` builds them and running in this process (so that
 their poller can be pointed at a provider listing every order, and their runner observed), one
 after the other on the same changelog (``bench.handover``): the first restores the orders as the
-previous release (0.1.0) left them, the second what the first left. Each runs three poll cycles against the real OneAtlas
-adapter, whose HTTP client is answered in-process with ``/taskings`` pages of every order
-(nothing changed at the provider). Small in ``make test``; 100,000 orders in ``make soak``
-(``SOAK_HANDOVER_ORDERS``), the size at which a cycle that never handed the event loop back held
-it for ~15 s, longer than the default session timeout.
+previous release (0.1.0) left them, the second what the first left. Each runs three poll cycles
+against the real OneAtlas adapter, whose HTTP client is answered in-process with ``/taskings``
+pages of every order (nothing changed at the provider). Small in ``make test``; 100,000 orders in
+``make soak`` (``SOAK_HANDOVER_ORDERS``), the size at which a cycle that never handed the event
+loop back held it for ~15 s, longer than the default session timeout.
 
 The embedded broker is a weak judge of membership: in the run that measured the 15 s stall
 (docs/performance.md) it did not evict the member either. The assertions on what each cycle

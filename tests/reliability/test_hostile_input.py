@@ -53,8 +53,8 @@ from worker.events.codec import (
 )
 from worker.events.models import REQUEST_ID_PATTERN, OrderRequest
 from worker.kafka.broker import EmbeddedBroker
-from worker.kafka.intake import _provider_of
-from worker.runtime.runner import invalid_request_event
+from worker.runtime.intake import _provider_of
+from worker.runtime.outcomes import invalid_request_event
 
 REQUESTS, COMMANDS = "tasking.order-requests", "tasking.commands"
 CODES = {code.value for code in DeadLetterCode} | {"UNKNOWN_REQUEST"}

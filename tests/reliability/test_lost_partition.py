@@ -3,7 +3,7 @@ generation (``CommitFailedError``) stops the work of those partitions; the proce
 rejoins, restores what it is assigned again and finishes every order, each paid once.
 
 Through two real worker processes: in one, the test facility ``TASKING_TEST_FREEZE_AT=before_commit:<s>``
-(``worker.runtime.crashpoints``) blocks the whole process right before its first batch commit
+(``worker.crashpoints``) blocks the whole process right before its first batch commit
 for longer than the session timeout (6 s), exactly as a ``SIGSTOP`` at that point would: the
 group evicts it and gives its partitions to the other, so the commit it sends on waking is refused.
 """

@@ -3,7 +3,7 @@ bounded number of times, then dead-lettered ``INTERNAL_ERROR``, and its partitio
 (CONTRACT §8).
 
 Through a real worker process on the embedded broker: the poison is injected with the test
-facility ``TASKING_TEST_POISON_MARK`` (``worker.runtime.crashpoints``): every record whose value
+facility ``TASKING_TEST_POISON_MARK`` (``worker.crashpoints``): every record whose value
 carries the mark raises while being processed, on every attempt.
 """
 

@@ -2,7 +2,7 @@
 restart: exactly one paid order across both providers, and the request converges.
 
 The same boundaries as ``test_crash_boundaries.py`` (the crash hook of
-``worker/runtime/crashpoints.py``, or a simulator fault plus an external SIGKILL), for a request
+``worker/crashpoints.py``, or a simulator fault plus an external SIGKILL), for a request
 that chose among a OneAtlas and a UP42 offer. The rates decide which offer is preferred. A last
 case refuses the preferred offer's placement (fallback) and kills the worker while the fallback
 placement's answer is lost: the next worker must find that order at its provider, and order

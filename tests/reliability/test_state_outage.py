@@ -2,7 +2,7 @@
 kept and tried again, and every order still completes once the writes work again.
 
 Through a real worker process on the embedded broker, with the test facility
-``TASKING_TEST_FAIL_STATE_WRITES_WHILE`` (``worker.runtime.crashpoints``): while a file exists,
+``TASKING_TEST_FAIL_STATE_WRITES_WHILE`` (``worker.crashpoints``): while a file exists,
 every state write fails as a broker timeout would; status, acquisition and delivery topics keep
 working. The outage starts while every request's first provider call is under way (the providers
 answer after a delay), so results, timers, polls and intake records all meet it.

@@ -33,10 +33,10 @@ from stac_check.lint import Linter
 
 from worker.config import settings_from
 from worker.delivery.command import DownloadOptions, run
+from worker.domain.ports import PlacedOrder
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider
 from worker.events.stac_validation import validate_item
-from worker.providers.base import PlacedOrder
 from worker.providers.up42 import Up42Provider
 from worker.simulators.up42 import Up42Simulator
 

@@ -14,8 +14,8 @@ import pytest
 from worker.errors import DecodeError
 from worker.events import codec
 from worker.events.codec import DeadLetterCode, InputKind
+from worker.events.examples import input_examples
 from worker.events.models import CommandName, OrderRequest, Provider, RoutingPrefer
-from worker.events.schemas import input_examples
 
 AUTO = "order-request.auto-pleiades-toulouse"
 ONEATLAS = {"provider": "oneatlas", "product": {"mission": "SPOT", "programmingType": "ONEDAY"}}

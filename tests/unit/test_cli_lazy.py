@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from worker import cli, demo
+from worker.cli import local
+from worker.demo import samples
 
 # Modules any of which would mean that the help pays for work it does not do. (A command's own
 # ``--help`` imports pydantic: typer's parameter adapters need it.)
@@ -59,4 +60,4 @@ def test_schemas_check_imports_what_it_needs() -> None:
 
 
 def test_demo_defaults_match_the_demo() -> None:
-    assert (cli.DEMO_TIMEOUT, cli.DEMO_SPEED) == (demo.DEFAULT_TIMEOUT, demo.DEFAULT_SPEED)
+    assert (local.DEMO_TIMEOUT, local.DEMO_SPEED) == (samples.DEFAULT_TIMEOUT, samples.DEFAULT_SPEED)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from worker.errors import DecodeError
 from worker.events import codec
 from worker.events.codec import DeadLetterCode, EventType, InputKind
+from worker.events.examples import input_examples, output_examples
 from worker.events.models import (
     AcquisitionEvent,
     Command,
@@ -23,7 +24,6 @@ from worker.events.models import (
     OrderRequest,
     OrderStatusEvent,
 )
-from worker.events.schemas import input_examples, output_examples
 
 TOPIC = "tasking.order-requests"
 

@@ -12,8 +12,8 @@ import pytest
 from worker.events.codec import EventType, encode_delivery
 from worker.events.delivery import AUTHENTICATION, EO, FILE, PROJECTION, TIMESTAMPS, VIEW, DeliveryEvent
 from worker.events.models import Provider
+from worker.events.products import DeliveredProduct, ProductAsset
 from worker.events.stac_validation import UnknownExtension, validate_item
-from worker.providers.base import DeliveredProduct, ProductAsset
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLYGON = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.1, 43.0], [1.1, 43.1], [1.0, 43.0]]]}

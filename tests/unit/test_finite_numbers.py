@@ -12,8 +12,8 @@ import pytest
 from worker.errors import DecodeError
 from worker.events import codec
 from worker.events.codec import DeadLetterCode, InputKind
+from worker.events.examples import input_examples
 from worker.events.models import BUDGET_MAX, OrderRequest
-from worker.events.schemas import input_examples
 
 HUGE = "1" + "0" * 400
 NOT_NUMBERS = ["1e999", "-1e999", HUGE, "-" + HUGE]

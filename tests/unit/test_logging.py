@@ -77,10 +77,10 @@ def test_at_info_libraries_write_only_warnings_and_the_worker_its_events(stream:
     for name in ("httpx", "httpcore.http11", "aiokafka.consumer.group_coordinator", "uvicorn.access"):
         logging.getLogger(name).info("routine of %s", name)
     logging.getLogger("aiokafka.conn").warning("connection lost")
-    structlog.get_logger("worker.kafka.intake").info("partitions_assigned", partitions=[0, 1])
+    structlog.get_logger("worker.runtime.intake").info("partitions_assigned", partitions=[0, 1])
     assert [(line["logger"], line["event"]) for line in lines(stream)] == [
         ("aiokafka.conn", "connection lost"),
-        ("worker.kafka.intake", "partitions_assigned"),
+        ("worker.runtime.intake", "partitions_assigned"),
     ]
 
 

@@ -13,8 +13,9 @@ from worker.errors import DecodeError
 from worker.events import codec
 from worker.events.codec import DeadLetterCode, InputKind
 from worker.events.delivery import DeliveryEvent
+from worker.events.examples import example_payloads, input_examples
 from worker.events.models import Command, CommandName, ContractModel, OrderRequest, Up42Product
-from worker.events.schemas import example_payloads, input_examples, spec_for
+from worker.events.schemas import spec_for
 from worker.events.stac_validation import validate_item
 
 TOPIC = "tasking.order-requests"

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from worker import reference
-from worker.cli import app
+from worker.cli.base import app
 from worker.config import known_variables
 from worker.events.codec import DeadLetterCode
 from worker.events.reasons import ReasonCode

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from worker.events.schemas import SPECS, example_payloads, json_schema, spec_for
+from worker.events.examples import example_payloads
+from worker.events.schemas import SPECS, json_schema, spec_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RELEASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir() and p.name.startswith("release-"))

@@ -12,7 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from worker.cli import app
+from worker.cli.base import app
 from worker.events.models import OPTIONAL_OUTPUT_FIELD, DeadLetter
 from worker.events.schemas import SPECS, spec_for
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from worker.cli import app
+from worker.cli.base import app
 from worker.events.stac_collections import ASSET_KEYS, collection, collection_id, collection_ids
 from worker.events.stac_validation import validate_collection
 from worker.events.stac_vocabulary import mapping_rows, vocabulary_properties

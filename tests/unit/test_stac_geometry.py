@@ -12,9 +12,9 @@ from shapely.geometry import shape
 from worker.events.delivery import DeliveryEvent
 from worker.events.geometry import normalized
 from worker.events.models import Provider
+from worker.events.products import DeliveredProduct, ProductAsset
 from worker.events.stac_validation import validate_item
-from worker.providers.base import DeliveredProduct, ProductAsset
-from worker.providers.wkt import wkt_to_geojson
+from worker.wkt import wkt_to_geojson
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 # UP42's recorded example: clockwise, and a bbox looser than the geometry.

@@ -18,8 +18,8 @@ import pytest
 from pystac.validation import JsonSchemaSTACValidator, validate_dict
 
 from worker.events.delivery import DeliveryEvent
+from worker.events.examples import delivery_example
 from worker.events.models import Provider
-from worker.events.schemas import delivery_example
 from worker.events.stac_collections import collections
 from worker.events.stac_validation import (
     manifest,

@@ -27,8 +27,8 @@ import httpx
 
 from worker.config import Settings
 from worker.errors import DownloadError, ProviderAuthError, ProviderError, ProviderNotConfigured
-from worker.providers.auth import TokenSource
 from worker.providers.scope import CredentialScope, oneatlas_scope, up42_scope
+from worker.tokens import TokenSource
 
 
 @dataclass(frozen=True)

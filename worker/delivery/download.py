@@ -18,7 +18,7 @@ Per file:
   run.
 * The size (``file:size``, else ``Content-Length``) and the checksum (``file:checksum``, a
   multihash of any function ``py-multihash`` computes, or the legacy ``d510`` md5 form of older
-  events: :mod:`worker.delivery.checksums`; else OneAtlas's md5 from ``HEAD``) are verified when
+  events: :mod:`worker.checksums`; else OneAtlas's md5 from ``HEAD``) are verified when
   known. A checksum that cannot be read or computed is reported (the file is then checked by
   size only). A mismatch after a
   resumed transfer retries once from zero (the old part may be what was wrong); otherwise the
@@ -47,7 +47,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
-from worker.delivery import checksums
+from worker import checksums
 from worker.delivery.access import Access
 from worker.delivery.progress import DownloadProgress
 from worker.delivery.unpack import localize

@@ -18,6 +18,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.domain.ports import (
+    Acquisition,
+    Attempt,
+    FeasibilityResult,
+    FeasibilityStudy,
+    OrderSnapshot,
+    PlacedOrder,
+    PriceQuote,
+    Quotation,
+)
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     AcquisitionEvent,
@@ -32,18 +42,8 @@ from worker.events.models import (
     Progress,
     Reason,
 )
+from worker.events.products import DeliveredProduct
 from worker.events.status import OrderStatus
-from worker.providers.base import (
-    Acquisition,
-    Attempt,
-    DeliveredProduct,
-    FeasibilityResult,
-    FeasibilityStudy,
-    OrderSnapshot,
-    PlacedOrder,
-    PriceQuote,
-    Quotation,
-)
 
 
 class DomainModel(BaseModel):
@@ -148,7 +148,7 @@ class Intent(DomainModel):
     undecided: bool = False
     # What the worker saw of this write, oldest first (bounded): the status event's evidence.
     evidence: list[str] = Field(default_factory=list)
-    # PLACE_ORDER: the request's product/AOI/window fingerprint (``worker.providers.identity``),
+    # PLACE_ORDER: the request's product/AOI/window fingerprint (``worker.domain.identity``),
     # compared with an order found by customer reference before it is adopted.
     identity: dict[str, str] = Field(default_factory=dict)
 

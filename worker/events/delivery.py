@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.events.geometry import normalized
 from worker.events.models import Provider
+from worker.events.products import DeliveredProduct, ProductAsset
 from worker.events.stac_collections import asset_bands, asset_gsd, collection_id, sensor_of_collection
-from worker.providers.base import DeliveredProduct, ProductAsset
 
 STAC_VERSION: Final = "1.1.0"
 

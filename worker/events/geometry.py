@@ -67,7 +67,7 @@ def normalized(geometry: Mapping[str, Any]) -> tuple[dict[str, Any], list[float]
     the antimeridian is split there into a MultiPolygon (RFC 7946 §3.1.9, ``antimeridian``
     package), and its bbox then has west > east. The bbox is the tight bounds of the result,
     never the provider's. Positions of the same geometry come out the same whether it was read
-    from GeoJSON or from WKT (:func:`worker.providers.wkt.wkt_to_geojson`).
+    from GeoJSON or from WKT (:func:`worker.wkt.wkt_to_geojson`).
 
     Raises:
         ValueError: not a valid GeoJSON geometry.

@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
+from worker.domain.ports import stable_fingerprint
 from worker.events.models import OrderRequest, OrderStatusEvent
 from worker.events.status import OrderStatus
-from worker.providers.base import stable_fingerprint
 
 FINISHED_PREFIX = b'{"finished":'
 _STATUSES = list(OrderStatus)

@@ -30,7 +30,7 @@ from aiokafka.abc import AbstractTokenProvider
 
 from worker.config import KafkaOAuthSettings, KafkaSettings
 from worker.errors import KafkaConnectError
-from worker.providers.auth import TokenSource
+from worker.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 

@@ -40,6 +40,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from worker import cooperative, crashpoints
 from worker.domain.model import OrderState, awaiting_delivery
 from worker.errors import OwnershipLost, StateTooLarge
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
@@ -56,7 +57,6 @@ from worker.kafka.finished import (
 )
 from worker.kafka.offsets import read_end
 from worker.kafka.statecodec import OrderIndex, pack, unpack, unpack_state
-from worker.runtime import cooperative, crashpoints
 
 log = structlog.get_logger(__name__)
 

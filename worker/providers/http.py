@@ -49,9 +49,9 @@ from worker.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from worker.providers.auth import TokenSource
 from worker.providers.scope import CredentialScope
 from worker.providers.transport import transport
+from worker.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 

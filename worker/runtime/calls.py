@@ -29,6 +29,7 @@ from worker.domain.model import (
     Validated,
     WriteDone,
 )
+from worker.domain.ports import OrderContext, PlacedOrder, TaskingProvider
 from worker.errors import (
     NotFeasible,
     OutcomeUnknown,
@@ -37,7 +38,6 @@ from worker.errors import (
     ProviderRejected,
     RateLimited,
 )
-from worker.providers.base import OrderContext, PlacedOrder, TaskingProvider
 
 log = structlog.get_logger(__name__)
 

@@ -38,11 +38,12 @@ from typing import Protocol
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from worker import cooperative
 from worker.domain.model import Phase
+from worker.domain.ports import DeliveryHarvest, PlacedOrder, TaskingProvider
 from worker.events.models import Provider
+from worker.events.products import DeliveredProduct
 from worker.kafka.statecodec import OrderIndex
-from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, TaskingProvider
-from worker.runtime import cooperative
 from worker.runtime.timers import every
 
 log = structlog.get_logger(__name__)

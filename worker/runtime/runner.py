@@ -30,92 +30,56 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import structlog
 from aiokafka.errors import KafkaError
 
+from worker import cooperative, crashpoints
 from worker.domain.decide import decide
 from worker.domain.model import (
     PAID_OPS,
-    AttemptsFound,
     CallProvider,
     CommandReceived,
     DeliveryFound,
     DeliverySettled,
     DomainEvent,
     Effect,
-    ErrorInfo,
-    FeasibilityAnswered,
-    OfferAnswered,
     OrderState,
     Polled,
-    Priced,
     RequestReceived,
     Resumed,
     Schedule,
     Settings,
-    StepFailed,
     TimerFired,
     TimerKind,
     TrackingFailed,
     TrackingRecovered,
     Unschedule,
-    Validated,
 )
+from worker.domain.ports import PolledOrder, TaskingProvider
 from worker.errors import DecodeError, OwnershipLost, StateTooLarge
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider, Reason
+from worker.events.products import DeliveredProduct
 from worker.events.status import OrderStatus, stapi_status
 from worker.kafka.ownership import Ownership, Unfenced
 from worker.kafka.publisher import Publisher
 from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import BurntId, StateStore, first_request, request_fingerprint
-from worker.providers.base import DeliveredProduct, PolledOrder, TaskingProvider
 from worker.providers.http import before_write
-from worker.runtime import cooperative, crashpoints
 from worker.runtime.calls import perform
+from worker.runtime.outcomes import (
+    _not_configured,
+    _offer_answer,
+    _offer_state,
+    _paid_write_point,
+    invalid_request_event,
+)
+from worker.runtime.probes import RunnerMetrics, StepProbe, _Marks, utc_now
 from worker.runtime.timers import Timers, TrackingTrouble
 
 log = structlog.get_logger(__name__)
-
-
-class RunnerMetrics(Protocol):
-    def order_transition(self, provider: str, status: str) -> None: ...
-
-    def acquisition_decision(self, provider: str, decision: str, decided_by: str) -> None: ...
-
-    def delivery_published(self, provider: str, n: int = 1) -> None: ...
-    def routing_choice(self, provider: str, prefer: str, by: str) -> None: ...
-
-
-class StepProbe(Protocol):
-    """Optional instrumentation, told the wall time of every applied event (benchmarks).
-
-    ``phases`` maps ``decide``, ``persist``, ``perform`` and ``publish`` (in that order) to seconds
-    (only the phases the step went through: an event that changes nothing has ``decide`` only).
-    The order's next provider call starts at the end of ``perform``; ``total`` is the whole step
-    under the order's lock, up to the events' acknowledgement. With ``Runner.probe`` left
-    ``None`` (production) the runner reads no clock and builds nothing: the cost is one
-    ``is None`` test per phase.
-    """
-
-    def step(self, kind: str, phases: dict[str, float], total: float) -> None: ...
-
-
-class _Marks:
-    """Phase timestamps of one step (built only when a probe is installed)."""
-
-    __slots__ = ("last", "phases", "started")
-
-    def __init__(self) -> None:
-        self.phases: dict[str, float] = {}
-        self.started = self.last = time.perf_counter()
-
-    def mark(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.phases[phase] = now - self.last
-        self.last = now
 
 
 @dataclass(frozen=True)
@@ -126,10 +90,6 @@ class Admission:
 
     outcome: Literal["accepted", "duplicate", "reused"]
     latest: OrderStatusEvent | None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -735,46 +695,9 @@ class Runner:
 
 
 _FEEDBACK_ATTEMPTS = 8
+
+
 _TIMER_RETRY_SECONDS = 2.0  # a timer whose step could not be written is set again this much later
-
-
-def _paid_write_point(old: OrderState | None, new: OrderState) -> str | None:
-    """The crash-point name of a state write that records a new intent or an intent's outcome
-    (``worker.runtime.crashpoints``, a test facility); ``None`` for any other write."""
-    before = old.intent if old is not None else None
-    after = new.intent
-    # A new target is a new intent too (a provider-choice fallback places another offer).
-    if after is not None and (
-        before is None
-        or (before.kind, before.attempt, before.target) != (after.kind, after.attempt, after.target)
-    ):
-        return f"intent_persist:{after.kind.value}"
-    if before is not None and after is None:
-        return f"result_persist:{before.kind.value}"
-    return None
-
-
-def _offer_state(state: OrderState, offer_id: str) -> OrderState:
-    record = state.routing.offer(offer_id) if state.routing is not None else None
-    if record is None:
-        raise ValueError(f"no offer {offer_id!r} in this order")  # a bug of the core
-    return record.state
-
-
-def _offer_answer(offer_id: str, event: DomainEvent) -> DomainEvent:
-    """Wrap the answer of an offer's read (only reads are ever run for offers)."""
-    if not isinstance(event, Validated | FeasibilityAnswered | AttemptsFound | Priced | StepFailed):
-        raise TypeError(f"unexpected answer {event.kind} for an offer")
-    return OfferAnswered(offer=offer_id, event=event, at=event.at)
-
-
-def _not_configured(call: CallProvider, at: datetime) -> StepFailed:
-    info = ErrorInfo(
-        reason_code="PROVIDER_NOT_CONFIGURED",
-        rejected=True,
-        message="this provider has no credentials configured",
-    )
-    return StepFailed(op=call.op, error=info, target=call.target, at=at)
 
 
 def state_too_large_event(state: OrderState, error: StateTooLarge, at: datetime) -> OrderStatusEvent:
@@ -799,26 +722,3 @@ def state_too_large_event(state: OrderState, error: StateTooLarge, at: datetime)
     if previous is not None:
         return previous.model_copy(update=changes)
     return OrderStatusEvent(request_id=state.request_id, provider=state.request.provider, **changes)
-
-
-def invalid_request_event(
-    request_id: str, error: DecodeError, at: datetime, provider: Provider | None
-) -> OrderStatusEvent:
-    """The ``REJECTED``/``INVALID_REQUEST`` status event (sequence 1) of an invalid request.
-
-    ``provider`` is the request's when it named a valid one; otherwise ``oneatlas`` stands in
-    (the contract requires a value) and ``reason.details.providerUnknown`` is true.
-    """
-    details = {"deadLetterCode": error.code, **error.details}
-    if provider is None:
-        details["providerUnknown"] = True
-    return OrderStatusEvent(
-        request_id=request_id,
-        provider=provider or Provider.ONEATLAS,
-        sequence=1,
-        status=OrderStatus.REJECTED,
-        previous_status=None,
-        stapi_status=stapi_status(OrderStatus.REJECTED),
-        occurred_at=at,
-        reason=Reason(code="INVALID_REQUEST", message=error.message, details=details),
-    )

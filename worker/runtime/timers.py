@@ -21,13 +21,13 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 
+from worker import cooperative
 from worker.domain.model import OrderState, Phase, TimerKind
+from worker.domain.ports import PolledOrder, TaskingProvider
 from worker.errors import OwnershipLost, ProviderError, ProviderProtocolError
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
-from worker.providers.base import PolledOrder, TaskingProvider
-from worker.runtime import cooperative
 
 log = structlog.get_logger(__name__)
 

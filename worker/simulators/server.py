@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.observability.http import ServerHandle, serve
+from worker.httpserver import ServerHandle, serve
 from worker.simulators.common import SimClock, SimulatorCore
 from worker.simulators.oneatlas import OneAtlasSimulator
 from worker.simulators.up42 import Up42Simulator

@@ -21,6 +21,21 @@ from worker.domain.model import (
     Settings,
     Unschedule,
 )
+from worker.domain.ports import (
+    Acquisition,
+    AcquisitionCounts,
+    Attempt,
+    FeasibilityResult,
+    FeasibilityStudy,
+    OrderSnapshot,
+    PlacedOrder,
+    PriceQuote,
+    Quotation,
+    QuotationDecision,
+    RemotePhase,
+    StudyDecision,
+    StudyOption,
+)
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import (
     AcquisitionEvent,
@@ -31,24 +46,8 @@ from worker.events.models import (
     OrderRequest,
     OrderStatusEvent,
 )
+from worker.events.products import DeliveredProduct, ProductAsset
 from worker.events.status import OrderStatus
-from worker.providers.base import (
-    Acquisition,
-    AcquisitionCounts,
-    Attempt,
-    DeliveredProduct,
-    FeasibilityResult,
-    FeasibilityStudy,
-    OrderSnapshot,
-    PlacedOrder,
-    PriceQuote,
-    ProductAsset,
-    Quotation,
-    QuotationDecision,
-    RemotePhase,
-    StudyDecision,
-    StudyOption,
-)
 
 _T = TypeVar("_T")
 

@@ -18,9 +18,9 @@ from worker.domain.model import (
     TimerKind,
     WriteDone,
 )
+from worker.domain.ports import RemotePhase
 from worker.events.status import OrderStatus as S
 from worker.events.status import StapiStatus
-from worker.providers.base import RemotePhase
 
 from .builders import (
     at,

@@ -20,9 +20,9 @@ from worker.domain.model import (
     TimerFired,
     TimerKind,
 )
+from worker.domain.ports import RemotePhase
 from worker.events.models import AcquisitionStatus as A
 from worker.events.status import OrderStatus as S
-from worker.providers.base import RemotePhase
 
 from .builders import (
     Order,

@@ -21,8 +21,8 @@ from worker.domain.model import (
     Validated,
     WriteDone,
 )
+from worker.domain.ports import PlacedOrder, QuotationDecision, RemotePhase
 from worker.events.status import OrderStatus as S
-from worker.providers.base import PlacedOrder, QuotationDecision, RemotePhase
 
 from .builders import (
     Order,

@@ -18,10 +18,10 @@ from worker.domain.model import (
     TimerKind,
     Validated,
 )
+from worker.domain.ports import RemotePhase
 from worker.events.models import Automation, DecisionKind
 from worker.events.status import OrderStatus as S
 from worker.events.status import StapiStatus
-from worker.providers.base import RemotePhase
 
 from .builders import (
     Order,

@@ -4,6 +4,7 @@ reference is adopted only when it matches the request (docs/adr/0008-outcome-of-
 
 from __future__ import annotations
 
+from worker.domain.identity import listed_identity, request_identity
 from worker.domain.model import (
     CommandReceived,
     ErrorInfo,
@@ -20,10 +21,9 @@ from worker.domain.model import (
     TimerFired,
     TimerKind,
 )
+from worker.domain.ports import PlacedOrder, RemotePhase
 from worker.events.models import DecisionKind, Provider
 from worker.events.status import OrderStatus as S
-from worker.providers.base import PlacedOrder, RemotePhase
-from worker.providers.identity import listed_identity, request_identity
 
 from .builders import (
     AOI,

@@ -18,9 +18,9 @@ from worker.domain.model import (
     TimerKind,
     WriteDone,
 )
+from worker.domain.ports import PlacedOrder, QuotationDecision, RemotePhase
 from worker.events.models import Automation, DecisionKind, OrderRequest
 from worker.events.status import OrderStatus as S
-from worker.providers.base import PlacedOrder, QuotationDecision, RemotePhase
 
 from .builders import (
     Order,

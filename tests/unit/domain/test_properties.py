@@ -40,9 +40,9 @@ from worker.domain.model import (
     Validated,
     WriteDone,
 )
+from worker.domain.ports import QuotationDecision, RemotePhase, StudyDecision
 from worker.events.models import AcquisitionStatus, Automation, OrderRequest
 from worker.events.status import TERMINAL, transition_allowed
-from worker.providers.base import QuotationDecision, RemotePhase, StudyDecision
 
 from .builders import (
     Order,

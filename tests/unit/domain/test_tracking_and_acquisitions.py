@@ -15,10 +15,10 @@ from worker.domain.model import (
     TimerKind,
     WriteDone,
 )
+from worker.domain.ports import RemotePhase
 from worker.events.models import AcquisitionStatus as A
 from worker.events.models import DecidedBy
 from worker.events.status import OrderStatus as S
-from worker.providers.base import RemotePhase
 
 from .builders import (
     Order,

@@ -15,9 +15,9 @@ from worker.domain.model import (
     Settings,
     Validated,
 )
+from worker.domain.ports import PlacedOrder, RemotePhase
 from worker.events.models import Automation, DecisionKind, OfferStatus, OrderRequest
 from worker.events.status import OrderStatus as S
-from worker.providers.base import PlacedOrder, RemotePhase
 
 from .builders import (
     Order,

@@ -17,10 +17,10 @@ from worker.domain.model import (
     StepFailed,
     WriteDone,
 )
+from worker.domain.ports import PlacedOrder, RemotePhase, StudyDecision
 from worker.events.models import Automation, DecisionKind, OrderRequest
 from worker.events.status import OrderStatus as S
 from worker.events.status import StapiStatus
-from worker.providers.base import PlacedOrder, RemotePhase, StudyDecision
 
 from .builders import (
     Order,

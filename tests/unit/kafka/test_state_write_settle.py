@@ -10,7 +10,7 @@ from typing import Any
 
 from worker.errors import DecodeError
 from worker.kafka.statestore import GENERATION_HEADER, BurntId, StateStore
-from worker.runtime.runner import invalid_request_event
+from worker.runtime.outcomes import invalid_request_event
 
 
 class QueuingProducer:

@@ -11,10 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from worker.domain.model import OrderState, Phase
+from worker.domain.ports import PlacedOrder
 from worker.events.models import OrderRequest, Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import INDEX_HEADER, SNAPSHOT_REVISION, OrderIndex, pack, unpack, unpack_state
-from worker.providers.base import PlacedOrder
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 

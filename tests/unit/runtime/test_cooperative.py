@@ -20,12 +20,12 @@ from aiokafka import TopicPartition
 from unit.runtime.test_order_gauges import NOW, Sink, state
 from unit.runtime.test_poller import NoMetrics, tracked_order
 
+from worker import cooperative
+from worker.domain.ports import PolledOrder
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
 from worker.kafka.statestore import Held, StateStore
-from worker.providers.base import PolledOrder
-from worker.runtime import cooperative
 from worker.runtime.timers import OrderGauges, Poller
 
 

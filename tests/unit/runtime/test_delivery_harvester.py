@@ -10,10 +10,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from unit.domain.builders import product
 
 from worker.domain.model import Phase
+from worker.domain.ports import DeliveryHarvest, PlacedOrder, TaskingProvider
 from worker.events.models import Provider
+from worker.events.products import DeliveredProduct
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
-from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, TaskingProvider
 from worker.runtime.deliveries import DeliveryHarvester
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)

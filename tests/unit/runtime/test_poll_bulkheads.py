@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from unit.domain.builders import snapshot
 from unit.runtime.test_poller import tracked_order
 
+from worker.domain.ports import OrderSnapshot, PolledOrder, RemotePhase
 from worker.errors import ProviderProtocolError, ProviderRejected
 from worker.events.models import Provider
-from worker.providers.base import OrderSnapshot, PolledOrder, RemotePhase
 from worker.runtime.timers import Poller, TrackingTrouble
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)

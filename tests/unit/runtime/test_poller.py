@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from unit.domain.builders import placed, request, snapshot
 
 from worker.domain.model import OrderState, Phase
+from worker.domain.ports import OrderSnapshot, PolledOrder, RemotePhase
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
-from worker.providers.base import OrderSnapshot, PolledOrder, RemotePhase
 from worker.runtime.timers import Poller
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from worker.events.models import Provider
-from worker.providers.auth import TokenSource
 from worker.runtime.timers import TokenKeeper
+from worker.tokens import TokenSource
 
 
 class FakeClock:

@@ -32,6 +32,7 @@ from worker.domain.model import (
     Settings,
     WriteDone,
 )
+from worker.domain.ports import Acquisition
 from worker.events.models import (
     AcquisitionCounts,
     AcquisitionEvent,
@@ -43,7 +44,6 @@ from worker.events.models import (
     Progress,
     Reason,
 )
-from worker.providers.base import Acquisition
 
 A = AcquisitionStatus
 _VALIDATED = frozenset({A.VALIDATED, A.ACCEPTED, A.DELIVERED})

@@ -61,9 +61,10 @@ from worker.domain.model import (
     TimerFired,
     TimerKind,
 )
+from worker.domain.ports import OrderSnapshot
 from worker.events.delivery import DeliveryEvent
 from worker.events.models import Provider, Reason
-from worker.providers.base import DeliveredProduct, OrderSnapshot
+from worker.events.products import DeliveredProduct
 
 
 def on_delivery(state: OrderState, event: DeliveryFound, settings: Settings) -> Step:

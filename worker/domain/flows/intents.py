@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from worker.domain.flows.common import DECISION_PHASES, Step, update
+from worker.domain.identity import request_identity
 from worker.domain.model import (
     CallProvider,
     Effect,
@@ -25,7 +26,6 @@ from worker.domain.model import (
 )
 from worker.events.models import DecidedBy, DecisionKind
 from worker.events.status import OrderStatus
-from worker.providers.identity import request_identity
 
 _OP_OF_INTENT = {
     IntentKind.PLACE_ORDER: Op.PLACE_ORDER,

@@ -32,9 +32,9 @@ from worker.domain.model import (
     OrderState,
     Phase,
 )
+from worker.domain.ports import Attempt, FeasibilityResult
 from worker.events.models import Automation, Decision, DecisionKind
 from worker.events.status import OrderStatus as S
-from worker.providers.base import Attempt, FeasibilityResult
 
 MANUAL_FEASIBILITY = "MANUAL_FEASIBILITY"
 

@@ -25,6 +25,7 @@ from worker.domain.flows.common import (
     update,
 )
 from worker.domain.flows.kinds import FlowKind, flow_of
+from worker.domain.identity import mismatches, request_identity
 from worker.domain.model import (
     IntentKind,
     OrderNotFound,
@@ -33,9 +34,8 @@ from worker.domain.model import (
     Phase,
     Settings,
 )
+from worker.domain.ports import PlacedOrder
 from worker.events.models import Decision, DecisionKind, Reason
-from worker.providers.base import PlacedOrder
-from worker.providers.identity import mismatches, request_identity
 
 _PLACING_PHASES = frozenset({Phase.PLACING, Phase.RECONCILING})
 

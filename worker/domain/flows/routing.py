@@ -69,6 +69,7 @@ from worker.domain.model import (
     TimerFired,
     TimerKind,
 )
+from worker.domain.ports import PriceQuote
 from worker.events.models import (
     BUDGET_DECIMALS,
     BUDGET_MAX,
@@ -84,7 +85,6 @@ from worker.events.models import (
     Reason,
     RoutingPrefer,
 )
-from worker.providers.base import PriceQuote
 
 Drive = Callable[[OrderState | None, DomainEvent, Settings], tuple[OrderState | None, list[Effect]]]
 """``decide`` itself, passed in by the caller (the offers are driven by the same core)."""

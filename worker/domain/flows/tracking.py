@@ -54,9 +54,9 @@ from worker.domain.model import (
     TrackingRecovered,
     Unschedule,
 )
+from worker.domain.ports import OrderSnapshot, Quotation, QuotationDecision, RemotePhase
 from worker.events.models import AcquisitionCounts
 from worker.events.status import OrderStatus
-from worker.providers.base import OrderSnapshot, Quotation, QuotationDecision, RemotePhase
 
 
 def on_polled(state: OrderState, event: Polled, settings: Settings) -> Step:

@@ -21,9 +21,9 @@ from worker.domain.flows.common import (
 )
 from worker.domain.flows.intents import start_placing
 from worker.domain.model import OrderState, Phase, TimerKind, Unschedule
+from worker.domain.ports import FeasibilityStudy, StudyDecision
 from worker.events.models import Automation, Decision, DecisionKind, DecisionOption
 from worker.events.status import OrderStatus as S
-from worker.providers.base import FeasibilityStudy, StudyDecision
 
 
 def after_estimate(state: OrderState, at: datetime) -> Step:

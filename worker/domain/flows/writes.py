@@ -31,8 +31,8 @@ from worker.domain.model import (
     Settings,
     WriteDone,
 )
+from worker.domain.ports import OrderSnapshot, QuotationDecision, RemotePhase, StudyDecision
 from worker.events.models import Reason
-from worker.providers.base import OrderSnapshot, QuotationDecision, RemotePhase, StudyDecision
 
 READBACK_PHASES = frozenset({Phase.CHOOSING_OPTION, Phase.DECIDING_QUOTATION, Phase.CANCELLING})
 _SETTLED_REMOTE = frozenset({RemotePhase.ACTIVE, RemotePhase.ACQUIRING, RemotePhase.COMPLETED})

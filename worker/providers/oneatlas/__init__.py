@@ -1,6 +1,6 @@
 """Airbus OneAtlas: the tasking adapter (SPOT / Pléiades on ``legacy``, Pléiades Neo on ``neo``).
 
-* :mod:`.provider`: :class:`OneAtlasProvider`, the :class:`~worker.providers.base.TaskingProvider`;
+* :mod:`.provider`: :class:`OneAtlasProvider`, the :class:`~worker.domain.ports.TaskingProvider`;
 * :mod:`.ordering`: validation rules and the feasibility, attempts, price and order bodies;
 * :mod:`.mapping`: provider records mapped to phases, snapshots and acquisitions;
 * :mod:`.failures`: the provider's error bodies mapped to the project's error tree;

@@ -34,9 +34,10 @@ import orjson
 from shapely.geometry import shape
 
 from worker.config import OneAtlasSettings
+from worker.domain.ports import DeliveryHarvest, PlacedOrder
 from worker.errors import ProviderProtocolError
+from worker.events.products import DeliveredProduct, ProductAsset
 from worker.events.stac_vocabulary import vocabulary_properties
-from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, ProductAsset
 from worker.providers.http import ProviderHttp
 from worker.providers.oneatlas.common import (
     PROVIDER,

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from worker.events.models import AcquisitionStatus
-from worker.providers.base import (
+from worker.domain.identity import listed_identity, parse_instant
+from worker.domain.ports import (
     Acquisition,
     AcquisitionCounts,
     OrderSnapshot,
@@ -16,7 +16,7 @@ from worker.providers.base import (
     QuotationDecision,
     RemotePhase,
 )
-from worker.providers.identity import listed_identity, parse_instant
+from worker.events.models import AcquisitionStatus
 from worker.providers.oneatlas.common import (
     ICR_ACTIVE,
     ICR_CANCELLED,

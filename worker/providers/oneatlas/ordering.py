@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.config import OneAtlasSettings
+from worker.domain.ports import Attempt, OrderContext
 from worker.errors import InvalidOrderParams, NotFeasible, ProviderProtocolError, ProviderRejected
 from worker.events.models import AcquisitionMode, Automation, OneAtlasProduct, OrderRequest, Provider
-from worker.providers.base import Attempt, OrderContext
 from worker.providers.oneatlas.common import (
     AOI_ID,
     ATTEMPT_AOI_KM2,
@@ -36,7 +36,7 @@ from worker.providers.oneatlas.common import (
     str_or_none,
 )
 from worker.providers.oneatlas.failures import provider_error_fields
-from worker.providers.wkt import area_km2, extent_km, utm_epsg, wkt_to_geojson
+from worker.wkt import area_km2, extent_km, utm_epsg, wkt_to_geojson
 
 
 def oneatlas_product(request: OrderRequest) -> OneAtlasProduct:

@@ -32,21 +32,12 @@ from typing import Any
 import httpx
 import orjson
 
+from worker import cooperative
 from worker.config import HttpClientSettings, OneAtlasSettings
-from worker.errors import (
-    InvalidOrderParams,
-    NotFeasible,
-    OutcomeUnknown,
-    ProviderNotConfigured,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import OrderRequest, Provider
-from worker.providers.auth import TokenSource
-from worker.providers.base import (
+from worker.domain.identity import mismatches, request_identity
+from worker.domain.ports import (
     Acquisition,
     Attempt,
-    DeliveredProduct,
     DeliveryHarvest,
     FeasibilityResult,
     OrderContext,
@@ -56,8 +47,17 @@ from worker.providers.base import (
     PriceQuote,
     stable_fingerprint,
 )
+from worker.errors import (
+    InvalidOrderParams,
+    NotFeasible,
+    OutcomeUnknown,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
+from worker.events.products import DeliveredProduct
 from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
-from worker.providers.identity import mismatches, request_identity
 from worker.providers.oneatlas.common import (
     ATTEMPT_TYPES,
     PROVIDER,
@@ -96,11 +96,11 @@ from worker.providers.oneatlas.ordering import (
     soonest,
 )
 from worker.providers.scope import oneatlas_scope
-from worker.runtime import cooperative
+from worker.tokens import TokenSource
 
 
 class OneAtlasProvider:
-    """:class:`~worker.providers.base.TaskingProvider` for Airbus OneAtlas.
+    """:class:`~worker.domain.ports.TaskingProvider` for Airbus OneAtlas.
 
     Args:
         settings: API key, contract ids, hosts and order fields.

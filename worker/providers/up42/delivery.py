@@ -53,10 +53,11 @@ from typing import Any, Final
 import orjson
 import structlog
 
-from worker.delivery.checksums import canonical
+from worker.checksums import canonical
+from worker.domain.ports import DeliveryHarvest, PlacedOrder
 from worker.errors import ProviderError, ProviderProtocolError
+from worker.events.products import DeliveredProduct, ProductAsset
 from worker.events.stac_vocabulary import vocabulary_properties
-from worker.providers.base import DeliveredProduct, DeliveryHarvest, PlacedOrder, ProductAsset
 from worker.providers.http import ProviderHttp
 from worker.providers.up42.mapping import PROVIDER, _number, _page_items, _parse_time
 
@@ -159,7 +160,7 @@ class Up42Deliveries:
         self._failed_lookups = 0
 
     async def harvest(self, orders: Collection[PlacedOrder], cursor: str | None) -> DeliveryHarvest:
-        """See :meth:`worker.providers.base.TaskingProvider.find_deliveries`."""
+        """See :meth:`worker.domain.ports.TaskingProvider.find_deliveries`."""
         wanted = {o.tracking_key for o in orders}
         mark = Cursor.parse(cursor)
         assets = await self._new_assets(mark)

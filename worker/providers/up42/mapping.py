@@ -12,14 +12,7 @@ from typing import Any
 import httpx
 import structlog
 
-from worker.errors import (
-    ProviderAuthError,
-    ProviderError,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import AcquisitionStatus, Automation, Provider
-from worker.providers.base import (
+from worker.domain.ports import (
     Acquisition,
     FeasibilityStudy,
     Quotation,
@@ -28,6 +21,13 @@ from worker.providers.base import (
     StudyDecision,
     StudyOption,
 )
+from worker.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import AcquisitionStatus, Automation, Provider
 from worker.providers.http import (
     json_body,
 )

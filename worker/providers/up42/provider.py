@@ -14,16 +14,8 @@ import httpx
 import structlog
 
 from worker.config import HttpClientSettings, Up42Settings
-from worker.errors import (
-    OutcomeUnknown,
-    ProviderAuthError,
-    ProviderNotConfigured,
-    ProviderProtocolError,
-    ProviderRejected,
-)
-from worker.events.models import OrderRequest, Provider
-from worker.providers.auth import TokenSource
-from worker.providers.base import (
+from worker.domain.identity import listed_identity, mismatches, parse_instant, request_identity
+from worker.domain.ports import (
     Acquisition,
     Attempt,
     DeliveryHarvest,
@@ -39,6 +31,14 @@ from worker.providers.base import (
     RemotePhase,
     StudyDecision,
 )
+from worker.errors import (
+    OutcomeUnknown,
+    ProviderAuthError,
+    ProviderNotConfigured,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from worker.events.models import OrderRequest, Provider
 from worker.providers.http import (
     NullMetrics,
     ProviderHttp,
@@ -46,7 +46,6 @@ from worker.providers.http import (
     build_client,
     http_policy,
 )
-from worker.providers.identity import listed_identity, mismatches, parse_instant, request_identity
 from worker.providers.scope import up42_scope
 from worker.providers.up42.delivery import Up42Deliveries
 from worker.providers.up42.mapping import (
@@ -73,6 +72,7 @@ from worker.providers.up42.mapping import (
     translate_error,
 )
 from worker.providers.up42.params import build_params, display_name, reference_tags, validate_params
+from worker.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +94,7 @@ def _listed(order: Mapping[str, Any]) -> dict[str, str]:
 
 
 class Up42Provider:
-    """The UP42 v2 tasking API as a :class:`~worker.providers.base.TaskingProvider`.
+    """The UP42 v2 tasking API as a :class:`~worker.domain.ports.TaskingProvider`.
 
     Args:
         settings: credentials (password grant), hosts, workspace, pacing.

@@ -10,7 +10,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from worker.providers.wkt import centroid, utm_epsg
 from worker.simulators.common import iso
 from worker.simulators.oneatlas.helpers import (
     aoi_size_error,
@@ -38,6 +37,7 @@ from worker.simulators.oneatlas.model import (
     errors_error,
 )
 from worker.simulators.oneatlas.state import SimulatorState
+from worker.wkt import centroid, utm_epsg
 
 
 class CatalogueApi(SimulatorState):

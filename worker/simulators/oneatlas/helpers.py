@@ -9,8 +9,8 @@ from typing import Any
 
 from shapely.geometry import shape
 
-from worker.providers.wkt import area_km2
 from worker.simulators.oneatlas.model import ATTEMPT_AOI_KM2, ATTEMPT_TYPES, CAMEL, api_error, errors_error
+from worker.wkt import area_km2
 
 
 def as_dict(value: Any) -> dict[str, Any]:

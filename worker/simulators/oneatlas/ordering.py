@@ -9,7 +9,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from worker.providers.wkt import area_km2
 from worker.simulators.oneatlas.helpers import as_dict, as_list, parse_aoi, parse_time
 from worker.simulators.oneatlas.model import (
     ATTEMPT_TYPES,
@@ -27,6 +26,7 @@ from worker.simulators.oneatlas.model import (
     errors_error,
 )
 from worker.simulators.oneatlas.state import SimulatorState
+from worker.wkt import area_km2
 
 
 class OrderingApi(SimulatorState):

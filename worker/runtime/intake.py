@@ -27,9 +27,9 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from worker import cooperative, crashpoints
 from worker.config import Settings
 from worker.errors import DecodeError, OwnershipLost, StateTooLarge
 from worker.events.codec import (
@@ -41,13 +41,13 @@ from worker.events.codec import (
 )
 from worker.events.models import Command, OrderRequest, OrderStatusEvent, Provider
 from worker.kafka.ownership import GroupOwnership
-from worker.kafka.publisher import Publisher, producer_options
+from worker.kafka.publisher import Publisher
 from worker.kafka.statestore import StateStore, raw_fingerprint, request_fingerprint
 from worker.observability.logging import Redactor
-from worker.runtime import cooperative, crashpoints
 from worker.runtime.runner import Runner
 
 log = structlog.get_logger(__name__)
+
 
 #: Header of a keyless input record forwarded under its ``requestId`` (``partition:offset`` of
 #: the original), for tracing; the forwarded copy is processed as any keyed record.
@@ -76,22 +76,6 @@ class HealthSink(Protocol):
     def broker_answered(self) -> None: ...
 
     def set_ready(self, ready: bool) -> None: ...
-
-
-def make_consumer(settings: Settings) -> AIOKafkaConsumer:
-    """The intake consumer: manual commits, earliest reset, range assignment (co-partitioning)."""
-    options: dict[str, Any] = producer_options(settings.kafka)
-    return AIOKafkaConsumer(
-        group_id=settings.kafka.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        partition_assignment_strategy=(RangePartitionAssignor,),
-        session_timeout_ms=settings.kafka.session_timeout_ms,
-        heartbeat_interval_ms=max(1000, settings.kafka.session_timeout_ms // 4),
-        max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
-        rebalance_timeout_ms=settings.kafka.max_poll_interval_ms,
-        **options,
-    )
 
 
 @dataclass
@@ -543,4 +527,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._intake.acquire(partitions)
 
 
-__all__ = ["Intake", "KafkaError", "make_consumer"]
+__all__ = ["Intake", "KafkaError"]
