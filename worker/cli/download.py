@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-# --------------------------------------------------------------------------- commands in their own modules
 from worker.cli.base import EXIT_INTERRUPTED, _settings, command, console, errors
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it

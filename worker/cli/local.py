@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-# --------------------------------------------------------------------------- commands in their own modules
 from worker.cli.base import EXIT_BAD_INPUT, EXIT_INTERRUPTED, command, errors
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it

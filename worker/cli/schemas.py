@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-# --------------------------------------------------------------------------- commands in their own modules
 from worker.cli.base import EXIT_FAILED, command, console, errors
-from worker.events import schemafiles
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
 # runs (the whole service, aiokafka and the models would otherwise cost every command, even
@@ -28,6 +26,7 @@ def schemas_command(
     check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 when a file differs.")] = False,
 ) -> None:
     """Write the JSON Schemas, asyncapi.yaml and examples generated from the models."""
+    from worker.events import schemafiles
 
     if not check:
         written = schemafiles.write(out)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-# --------------------------------------------------------------------------- commands in their own modules
 from worker.cli.base import EXIT_FAILED, _settings, command, errors
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-# --------------------------------------------------------------------------- commands in their own modules
 from worker.cli.base import EXIT_FAILED, EXIT_TIMEOUT, _kafka_kwargs, _settings, command, console, errors
 from worker.cli.tail import _status_line
 

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-# --------------------------------------------------------------------------- commands in their own modules
 from worker.cli.base import EXIT_FAILED, _kafka_kwargs, _settings, command, console, errors
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
