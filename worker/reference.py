@@ -259,7 +259,7 @@ def configuration(root: Path) -> str:
         "# Configuration reference",
         "",
         "Every setting is an environment variable: prefix `TASKING_`, sections nested with `__`, read "
-        "once at start (`worker/config.py`). An invalid value stops the start with one line naming "
+        "once at start (`worker/config/`). An invalid value stops the start with one line naming "
         "the variable (never its value); a `TASKING_*` name that no setting reads is logged once as "
         "`unknown_variable` with the closest known name. *Chart value*: the value of the Helm "
         "chart (`helm/tasking-worker`) that sets it; others go through `config.extraEnv` (secrets: "

@@ -627,7 +627,7 @@ def long_lived_tokens(sims: RunningSimulators) -> Iterator[None]:
     token. Token expiry is tested on purpose instead (``expire_tokens``). The UP42 lifetime is a
     module constant of the simulator, so it is swapped while any such block is active.
     """
-    import worker.simulators.up42.app as up42_module
+    import worker.simulators.up42.auth as up42_module
 
     sims.oneatlas.token_lifetime = 30 * DAY
     if _LONG_TOKENS[0] == 0:

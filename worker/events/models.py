@@ -11,151 +11,118 @@ This package does no I/O.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Discriminator,
     Field,
-    PlainSerializer,
     StringConstraints,
-    Tag,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from worker.events.base import (
+    OPTIONAL_OUTPUT_FIELD,
+    REQUEST_ID_PATTERN,
+    ContractModel,
+    Mission,
+    OneAtlasProduct,
+    Product,
+    ProgrammingType,
+    Provider,
+    RequestId,
+    Up42Product,
+    UtcDatetime,
+    utc_now,
+)
 from worker.events.geometry import validate_polygon_rings
-from worker.events.status import OrderStatus, StapiStatus
+from worker.events.outputs import (
+    AcquisitionCounts,
+    AcquisitionEvent,
+    AcquisitionStatus,
+    AttemptInfo,
+    Automation,
+    Classification,
+    DeadLetter,
+    DeadLetterError,
+    DecidedBy,
+    Decision,
+    DecisionKind,
+    DecisionOption,
+    Feasibility,
+    MessageSource,
+    Money,
+    Offer,
+    OfferStatus,
+    OrderStatusEvent,
+    Price,
+    Progress,
+    Reason,
+)
 
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-
-
-def _utc_text(value: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds and a ``Z`` (what both providers expect too)."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-UtcDatetime = Annotated[
-    AwareDatetime,
-    PlainSerializer(_utc_text, return_type=str),
-    # Keep the ``date-time`` format in the serialization JSON Schema of the outputs.
-    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+__all__ = [
+    "BUDGET_DECIMALS",
+    "BUDGET_MAX",
+    "OPTIONAL_OUTPUT_FIELD",
+    "OPTION_INT_MAX",
+    "REQUEST_ID_PATTERN",
+    "STORED",
+    "AcquisitionCounts",
+    "AcquisitionEvent",
+    "AcquisitionMode",
+    "AcquisitionPolicy",
+    "AcquisitionStatus",
+    "AttemptInfo",
+    "AutoAccept",
+    "Automation",
+    "Budget",
+    "Candidate",
+    "CandidateList",
+    "Classification",
+    "Command",
+    "CommandName",
+    "Constraints",
+    "ContractModel",
+    "DeadLetter",
+    "DeadLetterError",
+    "DecidedBy",
+    "Decision",
+    "DecisionKind",
+    "DecisionOption",
+    "Feasibility",
+    "MessageSource",
+    "Mission",
+    "Money",
+    "Offer",
+    "OfferStatus",
+    "OneAtlasProduct",
+    "OrderRequest",
+    "OrderStatusEvent",
+    "Polygon",
+    "Position",
+    "Price",
+    "Processing",
+    "Product",
+    "ProgrammingType",
+    "Progress",
+    "Provider",
+    "Reason",
+    "RequestId",
+    "Routing",
+    "RoutingPrefer",
+    "Up42Product",
+    "UtcDatetime",
+    "Window",
+    "finite_values",
+    "utc_now",
 ]
-RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
-
-#: Schema key marking an output field the contract makes optional. Output schemas list every
-#: other field as required (the worker always writes it); ``worker.events.schemas`` leaves a
-#: marked field out of ``required`` and drops the key, so it never reaches a published schema.
-OPTIONAL_OUTPUT_FIELD: Final = "x-tasking-optional"
-
-
-class ContractModel(BaseModel):
-    """Base of every contract model: camelCase aliases, no unknown fields, immutable."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_enum_values=False,
-        ser_json_inf_nan="null",
-        # ``1e999`` parses as infinity and a number of hundreds of digits overflows to it: neither
-        # is a number any field of the contract can mean, so every float field refuses them.
-        allow_inf_nan=False,
-    )
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """The JSON form (camelCase keys, RFC 3339 times) as plain Python values."""
-        return self.model_dump(mode="json", by_alias=True)
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-class Provider(StrEnum):
-    ONEATLAS = "oneatlas"
-    UP42 = "up42"
-    AUTO = "auto"  # the worker chooses among the request's candidates (CONTRACT §3.3)
-
-
-class Mission(StrEnum):
-    PLEIADES = "PLEIADES"
-    SPOT = "SPOT"
-    PLEIADESNEO = "PLEIADESNEO"
-
-
-class ProgrammingType(StrEnum):
-    ONEPLAN = "ONEPLAN"
-    ONEDAY = "ONEDAY"
-    ONENOW = "ONENOW"
-    ONESERIES = "ONESERIES"
-    ONENOWATTEMPTS = "ONENOWATTEMPTS"
-    ONENOWWEATHER = "ONENOWWEATHER"
-
-
-_PROG_TYPES_BY_MISSION: dict[Mission, frozenset[ProgrammingType]] = {
-    Mission.PLEIADES: frozenset(
-        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW, ProgrammingType.ONESERIES}
-    ),
-    Mission.SPOT: frozenset(
-        {ProgrammingType.ONEPLAN, ProgrammingType.ONEDAY, ProgrammingType.ONENOW, ProgrammingType.ONESERIES}
-    ),
-    Mission.PLEIADESNEO: frozenset(
-        {
-            ProgrammingType.ONEPLAN,
-            ProgrammingType.ONEDAY,
-            ProgrammingType.ONENOWATTEMPTS,
-            ProgrammingType.ONENOWWEATHER,
-        }
-    ),
-}
-
-
-class OneAtlasProduct(ContractModel):
-    """What to task at Airbus OneAtlas: a mission and a programming type valid for it."""
-
-    mission: Mission
-    programming_type: ProgrammingType
-
-    @model_validator(mode="after")
-    def _type_fits_mission(self) -> Self:
-        if self.programming_type not in _PROG_TYPES_BY_MISSION[self.mission]:
-            raise ValueError(f"programmingType {self.programming_type} is not offered for {self.mission}")
-        return self
-
-
-class Up42Product(ContractModel):
-    """What to task at UP42: one data product id."""
-
-    data_product_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{36}$")]
-
-
-def _product_tag(value: Any) -> str:
-    """Which product model a raw ``product`` value is: its fields decide, not ``provider``.
-
-    Validating each product on its own (instead of re-dispatching in a model validator) keeps
-    error locations exact (``product.up42.dataProductId``); the provider/product fit is then
-    checked on the ``product`` field.
-    """
-    if isinstance(value, dict):
-        return "up42" if "dataProductId" in value or "data_product_id" in value else "oneatlas"
-    return "up42" if isinstance(value, Up42Product) else "oneatlas"
-
-
-Product = Annotated[
-    Annotated[OneAtlasProduct, Tag("oneatlas")] | Annotated[Up42Product, Tag("up42")],
-    Discriminator(_product_tag),
-]
 
 
 Position = tuple[float, float]
@@ -469,223 +436,3 @@ class Command(ContractModel):
         if self.command in acq_commands and not self.acquisition_id:
             raise ValueError(f"acquisitionId is required for {self.command}")
         return self
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-class Automation(StrEnum):
-    AUTOMATIC = "AUTOMATIC"
-    MANUAL = "MANUAL"
-
-
-class Classification(StrEnum):
-    EASY = "EASY"
-    CHALLENGING = "CHALLENGING"
-
-
-class AttemptInfo(ContractModel):
-    """One acquisition opportunity offered by the provider (OneAtlas ``/attempts``)."""
-
-    id: str
-    acquisition_start: UtcDatetime | None = None
-    acquisition_end: UtcDatetime | None = None
-    order_deadline: UtcDatetime | None = None
-    incidence_angle: float | None = None
-    chosen: bool = False
-
-
-class Feasibility(ContractModel):
-    automation: Automation
-    classification: Classification | None = None
-    programming_type: str | None = None
-    attempts: list[AttemptInfo] = Field(default_factory=list)
-
-
-class Price(ContractModel):
-    amount: Annotated[float, Field(ge=0)]
-    currency: str
-    area_km2: float | None = None
-
-
-class DecisionKind(StrEnum):
-    APPROVE_PRICE = "approve-price"
-    SELECT_FEASIBILITY_OPTION = "select-feasibility-option"
-    SELECT_OFFER = "select-offer"
-    CONFIRM_ORDER = "confirm-order"
-
-
-class DecisionOption(ContractModel):
-    id: str
-    description: str
-
-
-class Decision(ContractModel):
-    kind: DecisionKind
-    options: list[DecisionOption] = Field(default_factory=list)
-    deadline: UtcDatetime | None = None
-
-
-class AcquisitionCounts(ContractModel):
-    proposed: int = 0
-    validated: int = 0
-    refused: int = 0
-
-
-class Progress(ContractModel):
-    """``deliveries``: products published so far on ``tasking.deliveries`` (CONTRACT §4.1)."""
-
-    acquisitions: AcquisitionCounts = AcquisitionCounts()
-    coverage_pct: Annotated[float, Field(ge=0, le=100)] | None = None
-    # Added after the first release: optional in the schema, absent means 0.
-    deliveries: Annotated[
-        int,
-        Field(
-            ge=0,
-            description="Added after the first release; absent means 0.",
-            json_schema_extra={OPTIONAL_OUTPUT_FIELD: True},
-        ),
-    ] = 0
-
-
-class Reason(ContractModel):
-    code: str
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- offers (provider "auto")
-
-
-class OfferStatus(StrEnum):
-    OFFERED = "OFFERED"
-    DROPPED = "DROPPED"
-
-
-class Money(ContractModel):
-    amount: Annotated[float, Field(ge=0)]
-    currency: str
-
-
-class Offer(ContractModel):
-    """One candidate of a ``provider: "auto"`` request once its non-paying steps ran.
-
-    ``price`` is the provider's indicative price (OneAtlas price, UP42 estimate);
-    ``comparablePrice`` the same in the budget currency (else EUR), ``null`` when it cannot be
-    converted (no price, unknown rate); ``firstOpportunity`` the earliest acquisition the provider
-    stated, when it stated one.
-    """
-
-    id: str
-    provider: Provider
-    product: Product
-    price: Price | None = None
-    comparable_price: Money | None = None
-    feasibility: Feasibility | None = None
-    first_opportunity: UtcDatetime | None = None
-    status: OfferStatus
-    reason: Reason | None = None
-
-
-class OrderStatusEvent(ContractModel):
-    """One transition of one request (CONTRACT §4.1); ``sequence`` is contiguous from 1."""
-
-    request_id: str
-    provider: Provider
-    sequence: Annotated[int, Field(ge=1)]
-    status: OrderStatus
-    previous_status: OrderStatus | None
-    stapi_status: StapiStatus
-    occurred_at: UtcDatetime
-    provider_refs: dict[str, str] = Field(default_factory=dict)
-    feasibility: Feasibility | None = None
-    price: Price | None = None
-    decision: Decision | None = None
-    progress: Progress | None = None
-    reason: Reason | None = None
-    # Provider "auto" (CONTRACT §3.3). Added after the first release: optional in the schema,
-    # absent means null (a direct request).
-    offers: list[Offer] | None = Field(
-        None,
-        description="Added after the first release; absent means null.",
-        json_schema_extra={OPTIONAL_OUTPUT_FIELD: True},
-    )
-
-    @property
-    def ce_id(self) -> str:
-        """Deterministic CloudEvents id: ``{requestId}:{sequence}``."""
-        return f"{self.request_id}:{self.sequence}"
-
-
-class AcquisitionStatus(StrEnum):
-    PROPOSED = "PROPOSED"
-    VALIDATED = "VALIDATED"
-    ACCEPTED = "ACCEPTED"
-    REFUSED = "REFUSED"
-    REJECTED = "REJECTED"
-    PENDING = "PENDING"
-    DELIVERED = "DELIVERED"
-
-
-class DecidedBy(StrEnum):
-    PROVIDER = "provider"
-    POLICY = "policy"
-    COMMAND = "command"
-
-
-class AcquisitionEvent(ContractModel):
-    """An acquisition seen for the first time, or a change of its status (CONTRACT §4.3).
-
-    ``n`` is not part of the payload: it numbers the events of one acquisition for the ``ce_id``.
-    """
-
-    request_id: str
-    provider: Provider
-    acquisition_id: str
-    status: AcquisitionStatus
-    decided_by: DecidedBy | None = None
-    acquired_at: UtcDatetime | None = None
-    cloud_cover: Annotated[float, Field(ge=0, le=100)] | None = None
-    incidence_angle: float | None = None
-    footprint: dict[str, Any] | None = None
-    provider_refs: dict[str, str] = Field(default_factory=dict)
-    occurred_at: UtcDatetime
-
-    def ce_id(self, n: int) -> str:
-        """Deterministic CloudEvents id: ``{requestId}:{acquisitionId}:{n}``."""
-        return f"{self.request_id}:{self.acquisition_id}:{n}"
-
-
-class DeadLetterError(ContractModel):
-    code: str
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class MessageSource(ContractModel):
-    topic: str
-    partition: int
-    offset: int
-    key: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-class DeadLetter(ContractModel):
-    """A message that could not be processed, with the reason and the original bytes."""
-
-    error: DeadLetterError
-    source: MessageSource
-    payload: str | None
-    # Optional in the contract (§4.5): a dead letter written without it has a text payload. The
-    # worker always writes it; readers must accept its absence.
-    payload_encoding: Literal["utf-8", "base64"] = Field(
-        "utf-8",
-        description='"base64" when payload is base64; absent or "utf-8" when payload is text.',
-        json_schema_extra={OPTIONAL_OUTPUT_FIELD: True},
-    )
-    received_at: UtcDatetime
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC (the only clock the models know)."""
-    return datetime.now(UTC)

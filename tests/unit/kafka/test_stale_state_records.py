@@ -4,7 +4,7 @@ owner's writes, and must not win over them (``StateStore`` restore, ``_apply``).
 
 from __future__ import annotations
 
-from worker.kafka.statestore import GENERATION_HEADER, _apply, _stale
+from worker.kafka.stateentries import GENERATION_HEADER, _apply, _stale
 
 
 def header(generation: int) -> list[tuple[str, bytes]]:

@@ -23,17 +23,9 @@ The API key and the token never appear in an exception message or a log line.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from functools import partial
+from collections.abc import Collection
 from typing import Any
 
-import httpx
-import orjson
-
-from worker import cooperative
-from worker.config import HttpClientSettings, OneAtlasSettings
 from worker.domain.identity import mismatches, request_identity
 from worker.domain.ports import (
     Acquisition,
@@ -43,26 +35,20 @@ from worker.domain.ports import (
     OrderContext,
     OrderSnapshot,
     PlacedOrder,
-    PolledOrder,
     PriceQuote,
-    stable_fingerprint,
 )
 from worker.errors import (
     InvalidOrderParams,
     NotFeasible,
     OutcomeUnknown,
-    ProviderNotConfigured,
     ProviderProtocolError,
     ProviderRejected,
 )
-from worker.events.models import OrderRequest, Provider
+from worker.events.models import OrderRequest
 from worker.events.products import DeliveredProduct
-from worker.providers.http import NullMetrics, ProviderHttp, ProviderMetrics, build_client, http_policy
 from worker.providers.oneatlas.common import (
     ATTEMPT_TYPES,
     PROVIDER,
-    TOKEN_MARGIN_SECONDS,
-    Sleep,
     as_dict,
     as_float,
     as_list,
@@ -74,11 +60,8 @@ from worker.providers.oneatlas.common import (
     refs_of,
     str_or_none,
 )
-from worker.providers.oneatlas.delivery import DeliveryFinder
-from worker.providers.oneatlas.failures import auth_translate, translate_error
 from worker.providers.oneatlas.mapping import (
     acquisition_from,
-    from_raw,
     legacy_identity,
     legacy_snapshot,
     neo_identity,
@@ -95,11 +78,11 @@ from worker.providers.oneatlas.ordering import (
     search_body,
     soonest,
 )
-from worker.providers.scope import oneatlas_scope
+from worker.providers.oneatlas.tracking import OneAtlasTracking
 from worker.tokens import TokenSource
 
 
-class OneAtlasProvider:
+class OneAtlasProvider(OneAtlasTracking):
     """:class:`~worker.domain.ports.TaskingProvider` for Airbus OneAtlas.
 
     Args:
@@ -113,104 +96,6 @@ class OneAtlasProvider:
         page_size: items per page when listing taskings or searching orders.
         delivery_page_size: items per page when searching delivered products (at most 500).
     """
-
-    name = Provider.ONEATLAS
-
-    def __init__(
-        self,
-        settings: OneAtlasSettings,
-        http: HttpClientSettings,
-        *,
-        client: httpx.AsyncClient | None = None,
-        metrics: ProviderMetrics | None = None,
-        sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        page_size: int = 100,
-        delivery_page_size: int = 500,
-    ) -> None:
-        self._settings = settings
-        self._owns_client = client is None
-        self._client = client if client is not None else build_client(http, settings.max_concurrency)
-        self._page_size = page_size
-        self._base = str(settings.base_url).rstrip("/")
-        policy = http_policy(http, settings.rate_limit_per_second, settings.max_concurrency)
-        sink = metrics if metrics is not None else NullMetrics()
-        renewed = getattr(sink, "token_renewed", None)
-        self._tokens = TokenSource(
-            self._fetch_token,
-            margin=TOKEN_MARGIN_SECONDS,
-            clock=clock,
-            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None,
-        )
-        self._http = ProviderHttp(
-            PROVIDER,
-            self._client,
-            self._tokens,
-            policy=policy,
-            metrics=sink,
-            translate=translate_error,
-            sleep=sleep,
-            scope=oneatlas_scope(settings),
-        )
-        self._auth_http = ProviderHttp(
-            PROVIDER,
-            self._client,
-            None,
-            policy=policy,
-            metrics=sink,
-            translate=auth_translate(self._api_key_or_empty()),
-            sleep=sleep,
-        )
-        self._deliveries = DeliveryFinder(settings, self._http, self._contract, delivery_page_size)
-        # Which backend a tracking key belongs to, learnt when this process placed or found it.
-        self._backends: dict[str, str] = {}
-
-    # ------------------------------------------------------------------ configuration and auth
-
-    def _api_key_or_empty(self) -> str:
-        key = self._settings.api_key
-        return key.get_secret_value() if key is not None else ""
-
-    def _contract(self, backend: str) -> str:
-        """The contract for a backend (PNEO: the neo contract, falling back to ``contract_id``)."""
-        if not self._settings.configured:
-            raise ProviderNotConfigured("OneAtlas API key is not configured", provider=PROVIDER)
-        contract = self._settings.contract_id
-        if backend == "neo":
-            contract = self._settings.neo_contract_id or contract
-        if not contract:
-            raise ProviderNotConfigured(f"no OneAtlas {backend} contract configured", provider=PROVIDER)
-        return contract
-
-    async def _fetch_token(self) -> tuple[str, float]:
-        """Exchange the API key for a token (form POST); returns ``(token, expires_in)``."""
-        api_key = self._api_key_or_empty()
-        if not api_key:
-            raise ProviderNotConfigured("OneAtlas API key is not configured", provider=PROVIDER)
-        body = await self._auth_http.read(
-            "authenticate",
-            "POST",
-            str(self._settings.auth_url),
-            data={"apikey": api_key, "grant_type": "api_key", "client_id": "IDP"},
-        )
-        body = as_dict(body)
-        token, token_type = body.get("access_token"), str(body.get("token_type") or "bearer")
-        if not isinstance(token, str) or not token or token_type.lower() != "bearer":
-            raise ProviderProtocolError(
-                "authenticate: no bearer access_token in the answer",
-                provider=PROVIDER,
-                operation="authenticate",
-            )
-        return token, as_float(body.get("expires_in")) or 3600.0
-
-    def _url(self, path: str) -> str:
-        return self._base + path
-
-    async def _read(self, operation: str, method: str, path: str, **kw: Any) -> Any:
-        return await self._http.read(operation, method, self._url(path), **kw)
-
-    async def _write(self, operation: str, method: str, path: str, **kw: Any) -> Any:
-        return await self._http.write(operation, method, self._url(path), **kw)
 
     # ------------------------------------------------------------------ validation
 
@@ -378,141 +263,6 @@ class OneAtlasProvider:
     def _placed(self, snapshot: OrderSnapshot, backend: str, identity: dict[str, str]) -> PlacedOrder:
         self._backends[snapshot.tracking_key] = backend
         return PlacedOrder(tracking_key=snapshot.tracking_key, refs=snapshot.refs, identity=identity)
-
-    # ------------------------------------------------------------------ tracking
-
-    def _backend_for_key(self, key: str, refs: Mapping[str, str] | None = None) -> str:
-        """Which backend a tracking key belongs to: learnt, else from refs, else by id shape."""
-        known = self._backends.get(key)
-        if known is not None:
-            return known
-        if refs is not None and refs.get("quotationId") == key:
-            return "neo"
-        return "neo" if key.upper().startswith("QUO") else "legacy"
-
-    async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
-        """The current state of one order.
-
-        Raises:
-            ProviderRejected: the provider does not know the order (any more).
-        """
-        key = placed.tracking_key
-        if self._backend_for_key(key, placed.refs) == "neo":
-            contract = placed.refs.get("contractId") or self._contract("neo")
-            query = f"(cis.quotation:{lucene_escape(key)}) AND (contractId:{lucene_escape(contract)})"
-            async for line in self._search("get_order", "/api/v2/orders/search", query):
-                if neo_quotation_id(line) == key:
-                    return neo_snapshot(line)
-        else:
-            contract = placed.refs.get("contractId") or self._contract("legacy")
-            item = await self._find_tasking(contract, placed)
-            if item is not None:
-                return legacy_snapshot(item, contract)
-        raise ProviderRejected(
-            f"get_order: order {key} not found",
-            provider=PROVIDER,
-            operation="get_order",
-            provider_code="NOT_FOUND",
-        )
-
-    async def _find_tasking(self, contract: str, placed: PlacedOrder) -> dict[str, Any] | None:
-        """The ``{sal, so, icr}`` item of a legacy order (one GET when the ICR id is known)."""
-        tasking_id = placed.refs.get("taskingId")
-        if tasking_id:
-            item = as_dict(
-                await self._read("get_order", "GET", f"/api/v1/contracts/{contract}/taskings/{tasking_id}")
-            )
-            return item if item.get("icr") else None
-        ref = placed.refs.get("customerReference")
-        params = {"customerRef": ref} if ref else {}
-        async for item in self._taskings(contract, params):
-            if str(item.get("sal")) == placed.tracking_key:
-                return item
-        return None
-
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
-        """The orders in ``keys``, by listing pages (calls grow with pages, not keys).
-
-        Legacy keys are matched against ``GET …/taskings`` pages (``sal``), PNEO keys against
-        ``POST /api/v2/orders/search`` pages (``quotationId``). Listing stops early once every
-        key was seen. Each order's fingerprint is that of its raw list item; its snapshot is
-        parsed only if the caller asks for it.
-        """
-        wanted = set(keys)
-        neo: set[str] = set()
-        slicer = cooperative.Slicer()  # ~0.3 µs a key: 30 ms of the loop at 100,000 keys
-        for key in wanted:
-            if self._backend_for_key(key) == "neo":
-                neo.add(key)
-            if slicer.used_up():
-                await slicer.rest()
-        legacy = wanted - neo
-        result = await self._poll_legacy(legacy) if legacy else {}
-        if neo:
-            result.update(await self._poll_neo(neo))
-        return result
-
-    async def _poll_legacy(self, keys: set[str]) -> dict[str, PolledOrder]:
-        contract = self._contract("legacy")
-        found: dict[str, PolledOrder] = {}
-        async for item in self._taskings(contract, {}, until=lambda: len(found) == len(keys)):
-            sal = str(item.get("sal") or "")
-            if sal in keys:
-                raw = orjson.dumps(item)
-                found[sal] = PolledOrder(
-                    stable_fingerprint(raw), partial(from_raw, legacy_snapshot, raw, contract)
-                )
-        return found
-
-    async def _poll_neo(self, keys: set[str]) -> dict[str, PolledOrder]:
-        contract = self._contract("neo")
-        found: dict[str, PolledOrder] = {}
-        query = f"(contractId:{lucene_escape(contract)})"
-        async for line in self._search(
-            "poll", "/api/v2/orders/search", query, until=lambda: len(found) == len(keys)
-        ):
-            key = neo_quotation_id(line)
-            if key in keys:
-                raw = orjson.dumps(line)
-                found[key] = PolledOrder(stable_fingerprint(raw), partial(from_raw, neo_snapshot, raw))
-        return found
-
-    async def _taskings(
-        self, contract: str, filters: Mapping[str, str], until: Callable[[], bool] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every tasking item matching ``filters``, page by page (``count``/``startPage`` from 1)."""
-        page = 1
-        while True:
-            params = {**filters, "count": str(self._page_size), "startPage": str(page)}
-            body = as_dict(
-                await self._read("poll", "GET", f"/api/v1/contracts/{contract}/taskings", params=params)
-            )
-            items = [i for i in as_list(body.get("taskings")) if isinstance(i, dict)]
-            for item in items:
-                yield item
-            if len(items) < self._page_size or (until is not None and until()):
-                return
-            page += 1
-
-    async def _search(
-        self, operation: str, path: str, query: str, until: Callable[[], bool] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every feature of a PNEO search (``paging`` with ``pagingMode: item``, 0-based index)."""
-        start = 0
-        while True:
-            request = {
-                "paging": {"itemsPerPage": self._page_size, "startIndex": start, "pagingMode": "item"},
-                "criteria": {"q": query},
-            }
-            body = as_dict(await self._read(operation, "POST", path, json=request))
-            features = [f for f in as_list(body.get("features")) if isinstance(f, dict)]
-            for feature in features:
-                yield as_dict(feature.get("properties")) or feature
-            start += len(features)
-            total = as_float(as_dict(body.get("paging")).get("totalResults"))
-            done = len(features) < self._page_size or (total is not None and start >= total)
-            if done or (until is not None and until()):
-                return
 
     # ------------------------------------------------------------------ acquisitions
 

@@ -3,97 +3,47 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import aclosing
-from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import structlog
 
-from worker.config import HttpClientSettings, Up42Settings
-from worker.domain.identity import listed_identity, mismatches, parse_instant, request_identity
+from worker.domain.identity import mismatches, request_identity
 from worker.domain.ports import (
-    Acquisition,
     Attempt,
     DeliveryHarvest,
     FeasibilityResult,
-    FeasibilityStudy,
     OrderContext,
-    OrderSnapshot,
     PlacedOrder,
-    PolledOrder,
     PriceQuote,
-    Quotation,
     QuotationDecision,
-    RemotePhase,
     StudyDecision,
 )
 from worker.errors import (
     OutcomeUnknown,
-    ProviderAuthError,
-    ProviderNotConfigured,
     ProviderProtocolError,
     ProviderRejected,
 )
 from worker.events.models import OrderRequest, Provider
-from worker.providers.http import (
-    NullMetrics,
-    ProviderHttp,
-    ProviderMetrics,
-    build_client,
-    http_policy,
-)
-from worker.providers.scope import up42_scope
-from worker.providers.up42.delivery import Up42Deliveries
+from worker.providers.up42.client import _listed
 from worker.providers.up42.mapping import (
-    _READ_QUOTATION,
-    _READ_STUDY,
-    _STATUS_PHASE,
-    _WITH_COVERAGE,
     CANCELLABLE,
-    CREATED,
     CREDITS,
-    PAGE_SIZE,
     PROVIDER,
-    TOKEN_MARGIN_SECONDS,
-    _latest,
     _number,
     _page_items,
-    _Seen,
-    _sub_status,
     _text,
-    order_phase,
-    to_acquisition,
     to_quotation,
     to_study,
-    translate_error,
 )
-from worker.providers.up42.params import build_params, display_name, reference_tags, validate_params
-from worker.tokens import TokenSource
+from worker.providers.up42.params import display_name, reference_tags
+from worker.providers.up42.tracking import Up42Tracking
 
 log = structlog.get_logger(__name__)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _listed(order: Mapping[str, Any]) -> dict[str, str]:
-    """What a listed v2 order states about its product, AOI and window (``orderDetails`` of a
-    tasking order: ``geometry``, ``acquisitionStart``, ``acquisitionEnd``; ``dataProductId``)."""
-    details = order.get("orderDetails")
-    details = details if isinstance(details, Mapping) else {}
-    return listed_identity(
-        product=order.get("dataProductId"),
-        geometry=details.get("geometry"),
-        window=(parse_instant(details.get("acquisitionStart")), parse_instant(details.get("acquisitionEnd"))),
-    )
-
-
-class Up42Provider:
+class Up42Provider(Up42Tracking):
     """The UP42 v2 tasking API as a :class:`~worker.domain.ports.TaskingProvider`.
 
     Args:
@@ -110,133 +60,6 @@ class Up42Provider:
     """
 
     name = Provider.UP42
-
-    def __init__(
-        self,
-        settings: Up42Settings,
-        http: HttpClientSettings,
-        *,
-        client: httpx.AsyncClient | None = None,
-        metrics: ProviderMetrics | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = _utc_now,
-    ) -> None:
-        if not settings.configured:
-            raise ProviderNotConfigured(
-                "UP42 username/password are not configured", provider=PROVIDER, operation="configure"
-            )
-        self._settings = settings
-        self._base = str(settings.base_url).rstrip("/")
-        self._owns_client = client is None
-        self._client = client or build_client(http, settings.max_concurrency)
-        sink: ProviderMetrics = metrics or NullMetrics()
-        policy = http_policy(http, settings.rate_limit_per_second, settings.max_concurrency)
-        renewed = getattr(sink, "token_renewed", None)
-        self.tokens = TokenSource(
-            self._fetch_token,
-            margin=TOKEN_MARGIN_SECONDS,
-            clock=clock,
-            on_renewal=(lambda ok: renewed(PROVIDER, ok)) if callable(renewed) else None,
-        )
-        common: dict[str, Any] = {
-            "policy": policy,
-            "metrics": sink,
-            "translate": translate_error,
-            "sleep": sleep,
-        }
-        self._auth = ProviderHttp(PROVIDER, self._client, None, **common)
-        self._http = ProviderHttp(PROVIDER, self._client, self.tokens, **common, scope=up42_scope(settings))
-        self._schemas: dict[str, dict[str, Any]] = {}
-        self._schema_lock = asyncio.Lock()
-        self._workspace: str | None = settings.workspace_id
-        self._workspace_lock = asyncio.Lock()
-        self._seen: dict[str, _Seen] = {}
-        self._deliveries = Up42Deliveries(
-            self._http, self._base, self.workspace_id, wall_clock, overlap=settings.delivery_overlap_seconds
-        )
-
-    # ------------------------------------------------------------------ auth and workspace
-
-    async def _fetch_token(self) -> tuple[str, float]:
-        """Password grant; the form carries the secret, so it is never logged or echoed."""
-        password = self._settings.password
-        assert password is not None  # checked in __init__
-        form = {
-            "grant_type": "password",
-            "username": self._settings.username or "",
-            "password": password.get_secret_value(),
-            "client_id": self._settings.client_id,
-        }
-        body = await self._auth.read("token", "POST", str(self._settings.auth_url), data=form)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ProviderAuthError("token: answer has no access_token", provider=PROVIDER, operation="token")
-        expires_in = _number(body.get("expires_in")) or 300.0
-        return token, expires_in
-
-    async def workspace_id(self) -> str:
-        """The configured workspace, else the ``sub`` claim of the user-info endpoint (cached)."""
-        if self._workspace is not None:
-            return self._workspace
-        async with self._workspace_lock:
-            if self._workspace is None:
-                body = await self._http.read("userinfo", "GET", self._settings.resolved_userinfo_url())
-                sub = body.get("sub") if isinstance(body, dict) else None
-                if not isinstance(sub, str) or not sub:
-                    raise ProviderProtocolError(
-                        "userinfo: no sub claim", provider=PROVIDER, operation="userinfo"
-                    )
-                self._workspace = sub
-            return self._workspace
-
-    def _url(self, path: str) -> str:
-        return f"{self._base}{path}"
-
-    # ------------------------------------------------------------------ params
-
-    async def product_schema(self, product_id: str) -> dict[str, Any]:
-        """The product's params JSON Schema, fetched once per product."""
-        if product_id in self._schemas:
-            return self._schemas[product_id]
-        async with self._schema_lock:
-            if product_id not in self._schemas:
-                body = await self._http.read(
-                    "product_schema", "GET", self._url(f"/orders/schema/{product_id}")
-                )
-                if not isinstance(body, dict):
-                    raise ProviderProtocolError(
-                        "product_schema: not a JSON Schema", provider=PROVIDER, operation="product_schema"
-                    )
-                self._schemas[product_id] = body
-            return self._schemas[product_id]
-
-    async def _params(self, request: OrderRequest, operation: str) -> dict[str, Any]:
-        schema = await self.product_schema(request.up42_product().data_product_id)
-        built = build_params(request, schema)
-        props = schema.get("properties")
-        declared: Mapping[str, Any] = props if isinstance(props, dict) else {}
-        instance = dict(built.params)
-        # The server validates the AOI and displayName against the same schema (when declared).
-        if "geometry" in declared:
-            instance["geometry"] = request.aoi.to_json_dict()
-        if "displayName" in declared:
-            instance["displayName"] = display_name(request)
-        validate_params(schema, instance, built.sources, operation=operation)
-        return built.params
-
-    async def _order_body(self, request: OrderRequest, operation: str) -> dict[str, Any]:
-        feature = {"type": "Feature", "properties": {}, "geometry": request.aoi.to_json_dict()}
-        body: dict[str, Any] = {
-            "dataProduct": request.up42_product().data_product_id,
-            "displayName": display_name(request),
-            "params": await self._params(request, operation),
-            "featureCollection": {"type": "FeatureCollection", "features": [feature]},
-        }
-        tags = reference_tags(request.reference)
-        if tags:  # UP42 answered 400 to an empty list: omit the key rather than send [] or null
-            body["tags"] = tags
-        return body
 
     async def validate(self, request: OrderRequest) -> None:
         """Build ``params`` from the product schema and validate them locally.
@@ -333,31 +156,6 @@ class Up42Provider:
         log.info("up42_order_created", order_id=order_id)
         return PlacedOrder(tracking_key=order_id, refs={"orderId": order_id})
 
-    async def _orders(
-        self,
-        operation: str,
-        query: list[tuple[str, str]],
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """Walk ``GET /v2/orders`` page by page (0-based) in creation order.
-
-        Ascending ``createdAt`` keeps pages stable while new orders are created meanwhile.
-        """
-        workspace = await self.workspace_id()
-        page, total = 0, 1
-        while page < total:
-            params = [
-                ("workspaceId", workspace),
-                *query,
-                ("sort", "createdAt,asc"),
-                ("page", str(page)),
-                ("size", str(PAGE_SIZE)),
-            ]
-            body = await self._http.read(operation, "GET", self._url("/v2/orders"), params=params)
-            items, total = _page_items(body, operation)
-            for item in items:
-                yield item
-            page += 1
-
     async def find_order(self, request: OrderRequest) -> PlacedOrder | None:
         """The order already placed for ``request.reference``, found by its tag(s).
 
@@ -401,140 +199,6 @@ class Up42Provider:
                     return order
                 first = first or order
         return first
-
-    # ------------------------------------------------------------------ tracking
-
-    async def _study(self, order_id: str) -> FeasibilityStudy | None:
-        body = await self._http.read(
-            "get_study",
-            "GET",
-            self._url("/v2/tasking/feasibility-studies"),
-            params={"orderId": order_id, "sort": "createdAt,desc"},
-        )
-        latest = _latest(_page_items(body, "get_study")[0])
-        return to_study(latest) if latest else None
-
-    async def _quotation(self, order_id: str) -> Quotation | None:
-        body = await self._http.read(
-            "get_quotation",
-            "GET",
-            self._url("/v2/tasking/quotation"),
-            params={"orderId": order_id, "sort": "createdAt,desc"},
-        )
-        latest = _latest(_page_items(body, "get_quotation")[0])
-        return to_quotation(latest) if latest else None
-
-    async def _coverage(self, order_id: str) -> float | None:
-        """The order's covered percentage, or ``None`` when UP42 does not serve it.
-
-        Optional (it only enriches ``progress``): a definitive refusal (404 for an order without
-        coverage data, or any other 4xx) means "not available" and the order's status still
-        advances. A transient failure (5xx, timeout, 429) is raised as usual."""
-        try:
-            body = await self._http.read("get_coverage", "GET", self._url(f"/v2/coverage/orders/{order_id}"))
-        except ProviderRejected as exc:
-            log.info("up42_coverage_unavailable", order_id=order_id, status_code=exc.status_code)
-            return None
-        covered = body.get("covered") if isinstance(body, dict) else None
-        return _number(covered.get("percentage")) if isinstance(covered, dict) else None
-
-    async def _snapshot(self, order: dict[str, Any]) -> OrderSnapshot:
-        """One order as a snapshot, reading the study/quotation only while they matter."""
-        order_id = str(order["id"])
-        status = str(order.get("status") or "")
-        sub = _sub_status(order) if status == CREATED else None
-        study = await self._study(order_id) if sub in _READ_STUDY else None
-        quotation = await self._quotation(order_id) if sub in _READ_QUOTATION else None
-        seen = self._seen.get(order_id)
-        phase = order_phase(status, _sub_status(order), study, quotation, seen.phase if seen else None)
-        if status != CREATED and status not in _STATUS_PHASE:
-            log.warning("up42_unknown_status", order_id=order_id, status=status, phase=phase.value)
-        coverage, marker = await self._progress(order_id, order, phase, seen)
-        refs = {"orderId": order_id}
-        if study is not None:
-            refs["feasibilityStudyId"] = study.id
-        if quotation is not None:
-            refs["quotationId"] = quotation.id
-        return OrderSnapshot(
-            tracking_key=order_id,
-            refs=refs,
-            provider_status=f"{status}/{sub}" if sub else status,
-            phase=phase,
-            study=study,
-            quotation=quotation,
-            coverage_pct=coverage,
-            change_marker=marker,
-        )
-
-    async def _progress(
-        self, order_id: str, order: Mapping[str, Any], phase: RemotePhase, seen: _Seen | None
-    ) -> tuple[float | None, str | None]:
-        """Coverage while acquiring, read again only when the order changed since last time."""
-        updated = order.get("updatedAt")
-        updated_at = str(updated) if updated is not None else None
-        coverage: float | None = None
-        if phase in _WITH_COVERAGE:
-            unchanged = seen is not None and seen.updated_at == updated_at and seen.coverage is not None
-            coverage = seen.coverage if unchanged and seen else await self._coverage(order_id)
-        self._seen[order_id] = _Seen(updated_at, coverage, phase)
-        marker = f"{order.get('status')}|{updated_at}|{coverage}" if phase in _WITH_COVERAGE else None
-        return coverage, marker
-
-    async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
-        """``GET /v2/orders/{id}`` plus, while ``CREATED``, its study/quotation; coverage while
-        acquiring."""
-        order = await self._http.read("get_order", "GET", self._url(f"/v2/orders/{placed.tracking_key}"))
-        if not isinstance(order, dict) or not order.get("id"):
-            raise ProviderProtocolError("get_order: not an order", provider=PROVIDER, operation="get_order")
-        return await self._snapshot(order)
-
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
-        """Snapshots of the tasking orders in ``keys`` by walking ``GET /v2/orders`` pages.
-
-        Calls grow with pages, not orders: a study or quotation is read only for orders waiting
-        on one, and coverage only for acquiring orders that changed. Stops early once every key
-        was seen.
-        """
-        wanted = set(keys)
-        found: dict[str, PolledOrder] = {}
-        if not wanted:
-            return found
-        async with aclosing(self._orders("poll", [("type", "TASKING")])) as orders:
-            async for order in orders:
-                order_id = str(order.get("id"))
-                if order_id in wanted and order_id not in found:
-                    # Built at once: a snapshot may need a study, quotation or coverage read.
-                    found[order_id] = await self._polled(order)
-                    if len(found) == len(wanted):
-                        break
-        return found
-
-    async def _polled(self, order: dict[str, Any]) -> PolledOrder:
-        """One listed order's snapshot. A failure of its own reads (study, quotation) or of its
-        parsing is carried by the result (``PolledOrder.failed``) and stays this order's: the
-        rest of the listing is still delivered."""
-        try:
-            return PolledOrder.of(await self._snapshot(order))
-        except Exception as exc:
-            return PolledOrder.failed(exc)
-
-    async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:
-        """Deliveries of the order: ``POST /v2/assets/stac/search`` filtered on ``up42-order:id``
-        (CQL2 JSON; not ``up42-order:order_id``, an old SDK key that matches nothing), following
-        ``next`` links."""
-        order_id = placed.tracking_key
-        cql2 = {"op": "=", "args": [{"property": "up42-order:id"}, order_id]}
-        features = await self._deliveries.search(cql2, "list_acquisitions")
-        return [to_acquisition(f, order_id) for f in features]
-
-    async def decide_acquisition(self, placed: PlacedOrder, acquisition_id: str, accept: bool) -> None:
-        """UP42 delivers what it acquires: there is nothing to accept or refuse."""
-        raise ProviderRejected(
-            "UP42 has no per-acquisition decision",
-            provider=PROVIDER,
-            operation="decide_acquisition",
-            provider_code="UNSUPPORTED",
-        )
 
     # ------------------------------------------------------------------ decisions
 

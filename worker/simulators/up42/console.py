@@ -1,6 +1,6 @@
 """The UP42 simulator's operator console: the ``/_sim/...`` JSON endpoints (they bypass auth,
 faults and the call record), each a thin wrapper of an operator control of
-:class:`~worker.simulators.up42.app.Up42Simulator`."""
+:class:`~worker.simulators.up42.state.Up42State`."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from worker.simulators.common import Fault, iso, paid_write_switches
 from worker.simulators.up42.responses import Endpoint
 
 if TYPE_CHECKING:
-    from worker.simulators.up42.app import Up42Simulator
+    from worker.simulators.up42.state import Up42State
 
 
-def console_routes(sim: Up42Simulator, wrap: Callable[[Endpoint], Endpoint]) -> list[Route]:
+def console_routes(sim: Up42State, wrap: Callable[[Endpoint], Endpoint]) -> list[Route]:
     """The ``/_sim`` routes of ``sim``, each handler wrapped by ``wrap`` (errors → 400/404)."""
     c = Console(sim)
     return [
@@ -40,7 +40,7 @@ def console_routes(sim: Up42Simulator, wrap: Callable[[Endpoint], Endpoint]) -> 
 class Console:
     """The handlers of :func:`console_routes`."""
 
-    def __init__(self, sim: Up42Simulator) -> None:
+    def __init__(self, sim: Up42State) -> None:
         self.sim = sim
 
     async def _json(self, request: Request) -> Any:
