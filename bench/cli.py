@@ -22,11 +22,11 @@ CASES: dict[str, list[str]] = {
     "tasking-worker status --help": ["-c", _MAIN, "status", "--help"],
     "status: start (settings, Kafka client, reader, models)": [
         "-c",
-        "import worker.cli as c; c._settings(); import aiokafka, worker.kafka.reader, worker.events.models",
+        "import worker.cli.base as c; c._settings(); import aiokafka, worker.kafka.reader, worker.events.models",
     ],
     "download: start of its planning (settings, delivery command)": [
         "-c",
-        "import worker.cli as c; c._settings(); import worker.delivery.command",
+        "import worker.cli.base as c; c._settings(); import worker.delivery.command",
     ],
 }
 
