@@ -22,7 +22,8 @@ CASES: dict[str, list[str]] = {
     "tasking-worker status --help": ["-c", _MAIN, "status", "--help"],
     "status: start (settings, Kafka client, reader, models)": [
         "-c",
-        "import worker.cli.base as c; c._settings(); import aiokafka, worker.kafka.reader, worker.events.models",
+        "import worker.cli.base as c; c._settings(); "
+        "import aiokafka, worker.kafka.reader, worker.events.models",
     ],
     "download: start of its planning (settings, delivery command)": [
         "-c",
