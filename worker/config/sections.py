@@ -198,27 +198,12 @@ class RoutingSettings(_Section):
     @field_validator("rates", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError:
-                raise ValueError("must be a JSON object of currency -> rate") from None
-        if not isinstance(value, dict):
-            raise PydanticCustomError("rates", "must be a JSON object of currency -> rate")
-        for currency, rate in value.items():
-            if isinstance(rate, bool) or not isinstance(rate, int | float):
-                raise PydanticCustomError(
-                    "rates", "the rate of {currency} must be a positive number", {"currency": repr(currency)}
-                )
-        return value
+        return _currency_map(value, "rates", "rate", "must be a positive number")
 
     @field_validator("rates", mode="after")
     @classmethod
     def _positive(cls, rates: dict[str, float]) -> dict[str, float]:
-        for currency, rate in rates.items():
-            if not currency or not math.isfinite(rate) or rate <= 0:
-                raise ValueError(f"the rate of {currency!r} must be a positive number")
-        return rates
+        return _checked_amounts(rates, "rate", "must be a positive number", minimum_allowed=False)
 
 
 class ApprovalSettings(_Section):
@@ -237,27 +222,12 @@ class ApprovalSettings(_Section):
     @field_validator("unbudgeted_ceiling", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError:
-                raise ValueError("must be a JSON object of currency -> amount") from None
-        if not isinstance(value, dict):
-            raise PydanticCustomError("ceiling", "must be a JSON object of currency -> amount")
-        for currency, amount in value.items():
-            if isinstance(amount, bool) or not isinstance(amount, int | float):
-                raise PydanticCustomError(
-                    "ceiling", "the amount of {currency} must be a number >= 0", {"currency": repr(currency)}
-                )
-        return value
+        return _currency_map(value, "ceiling", "amount", "must be a number >= 0")
 
     @field_validator("unbudgeted_ceiling", mode="after")
     @classmethod
     def _finite(cls, ceiling: dict[str, float]) -> dict[str, float]:
-        for currency, amount in ceiling.items():
-            if not currency or not math.isfinite(amount) or amount < 0:
-                raise ValueError(f"the amount of {currency!r} must be a number >= 0")
-        return ceiling
+        return _checked_amounts(ceiling, "amount", "must be a number >= 0", minimum_allowed=True)
 
 
 class IntakeSettings(_Section):
@@ -306,3 +276,38 @@ class StacSettings(_Section):
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
+
+
+def _currency_map(value: object, kind: str, noun: str, rule: str) -> object:
+    """A ``currency -> number`` map from its variable's JSON text (empty text: ``{}``) or as given.
+
+    Raises:
+        ValueError / PydanticCustomError: not a JSON object, or a value that is not a number
+            (``kind`` is the error type, ``noun`` and ``rule`` its words: "the rate of 'USD' must
+            be a positive number").
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise ValueError(f"must be a JSON object of currency -> {noun}") from None
+    if not isinstance(value, dict):
+        raise PydanticCustomError(kind, f"must be a JSON object of currency -> {noun}")
+    for currency, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise PydanticCustomError(
+                kind, f"the {noun} of {{currency}} {rule}", {"currency": repr(currency)}
+            )
+    return value
+
+
+def _checked_amounts(
+    amounts: dict[str, float], noun: str, rule: str, *, minimum_allowed: bool
+) -> dict[str, float]:
+    """``amounts`` when every currency is named and every number finite and above 0 (or at least
+    0 with ``minimum_allowed``); otherwise ValueError naming the currency."""
+    for currency, number in amounts.items():
+        low = number < 0 if minimum_allowed else number <= 0
+        if not currency or not math.isfinite(number) or low:
+            raise ValueError(f"the {noun} of {currency!r} {rule}")
+    return amounts
