@@ -108,7 +108,11 @@ async def test_the_worker_retires_a_finished_order_and_still_answers_its_request
 ) -> None:
     async with (
         stack_for(broker, unique_topics) as (stack, events),
-        running_worker(stack, TASKING_TRACKING__FINISHED_RETENTION_SECONDS="0") as worker,
+        running_worker(
+            stack,
+            TASKING_TRACKING__FINISHED_RETENTION_SECONDS="0",
+            TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS="0",
+        ) as worker,
     ):
         dry = oneatlas_request("oa-dry-retired", dryRun=True)
         await stack.publish(dry)

@@ -39,3 +39,27 @@ def test_a_grace_within_the_timeout_is_accepted() -> None:
         {"TASKING_TRACKING__DELIVERY_GRACE_SECONDS": "60", "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS": "60"}
     )
     assert settings.tracking.delivery_grace_seconds == 60
+
+
+def test_a_harvest_window_longer_than_the_retention_stops_the_start_naming_both_variables() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from(
+            {
+                "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS": "7200",
+                "TASKING_TRACKING__FINISHED_RETENTION_SECONDS": "3600",
+            }
+        )
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS" in message
+    assert "TASKING_TRACKING__FINISHED_RETENTION_SECONDS" in message
+
+
+def test_a_harvest_window_equal_to_the_retention_is_accepted() -> None:
+    settings = settings_from(
+        {
+            "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS": "3600",
+            "TASKING_TRACKING__FINISHED_RETENTION_SECONDS": "3600",
+        }
+    )
+    assert settings.tracking.finished_retention_seconds == 3600

@@ -151,7 +151,8 @@ class TrackingSettings(_Section):
     ``finished_retention_seconds``: how long a finished order (``COMPLETED``, ``CANCELLED``,
     ``REJECTED``, ...) keeps its full state after its terminal status, for late deliveries and
     commands; after it the state is replaced by a compact finished record (its last event, for
-    answering a re-sent request), in memory and in the changelog. Default 7 days.
+    answering a re-sent request), in memory and in the changelog. Default 7 days; it may not be
+    shorter than ``harvest_after_completion_seconds``.
     """
 
     poll_interval_seconds: float = Field(300.0, gt=0)
@@ -172,6 +173,19 @@ class TrackingSettings(_Section):
                 "TASKING_TRACKING__DELIVERY_GRACE_SECONDS must not exceed "
                 "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS (a complete order would wait longer "
                 "than an incomplete one)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _harvest_within_retention(self) -> TrackingSettings:
+        # A retired order has no state left to harvest into: products the provider adds after
+        # its retirement would never be published.
+        if self.harvest_after_completion_seconds > self.finished_retention_seconds:
+            raise PydanticCustomError(
+                "retention",
+                "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS must not exceed "
+                "TASKING_TRACKING__FINISHED_RETENTION_SECONDS (a COMPLETED order is harvested "
+                "until it is retired, not after)",
             )
         return self
 
