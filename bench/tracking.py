@@ -43,7 +43,7 @@ from bench.throughput import AUTH_PATH
 from worker.config import HttpClientSettings, OneAtlasSettings, TopicSettings
 from worker.domain.decide import decide
 from worker.domain.model import AcquisitionsListed, OrderState, Polled
-from worker.domain.ports import PolledOrder, stable_fingerprint
+from worker.domain.ports import Known, PolledOrder, stable_fingerprint
 from worker.events.codec import EncodedRecord
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
@@ -198,9 +198,9 @@ class TimedProvider:
         self.pages = pages
         self.cpu: list[float] = []
 
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+    async def poll(self, keys: Collection[str], known: Known | None = None) -> dict[str, PolledOrder]:
         started = time.process_time()
-        polled = await self.adapter.poll(keys)
+        polled = await self.adapter.poll(keys, known)
         self.cpu.append(time.process_time() - started)
         return polled
 

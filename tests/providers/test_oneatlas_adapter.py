@@ -792,6 +792,43 @@ async def test_poll_fingerprints_the_raw_item_so_unchanged_orders_need_no_parsin
     assert first[keys[1]].snapshot.counts != second[keys[1]].snapshot.counts
 
 
+async def test_poll_leaves_out_known_orders_and_still_stops_early() -> None:
+    fake = FakeApi()
+    items = [oa.tasking(n) for n in range(1, 251)]
+    fake.on("GET", TASKINGS, _paged_taskings(items))
+    keys = [items[3]["sal"], items[42]["sal"], items[120]["sal"]]
+    fingerprints = {key: p.fingerprint for key, p in (await make(fake).poll(keys)).items()}
+    asked: list[tuple[str, int]] = []
+
+    def known(key: str, fingerprint: int) -> bool:
+        asked.append((key, fingerprint))
+        return bool(key != items[42]["sal"])
+
+    fake.requests.clear()
+    polled = await make(fake).poll(keys, known)
+    assert set(polled) == {items[42]["sal"]}  # the known ones are left out...
+    assert polled[items[42]["sal"]].fingerprint == fingerprints[items[42]["sal"]]
+    assert sorted(asked) == sorted(fingerprints.items())  # ...asked once each, same fingerprint
+    assert len(fake.api()) == 2  # and counted as listed: page 3 is never read
+
+
+async def test_poll_takes_a_key_listed_twice_once() -> None:
+    """A page boundary shifting under a new order can list one twice."""
+    fake = FakeApi()
+    fake.on("GET", TASKINGS, (200, {"taskings": [oa.tasking(1), oa.tasking(1, total=1)]}))
+    asked: list[str] = []
+
+    def known(key: str, fingerprint: int) -> bool:
+        asked.append(key)
+        return False
+
+    polled = await make(fake).poll(["SAL21400001"], known)
+    assert asked == ["SAL21400001"]  # the second listing of the key is not looked at
+    counts = polled["SAL21400001"].snapshot.counts
+    assert counts is not None
+    assert counts.validated == 0  # the first listing's (the second has one segment)
+
+
 async def test_find_order_by_customer_reference() -> None:
     fake = FakeApi()
     items = [oa.tasking(1, ref="other"), oa.tasking(2, ref="my-ref")]

@@ -185,6 +185,12 @@ def stable_fingerprint(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
+Known = Callable[[str, int], bool]
+"""``(tracking key, fingerprint) -> True`` when the caller already applied the snapshot of
+that fingerprint to the order and needs nothing more for it (``TaskingProvider.poll``): the
+adapter then builds nothing for the order, so an unchanged order costs its fingerprint alone."""
+
+
 class PolledOrder:
     """One order as a batched poll saw it: a fingerprint of the provider's data for that order
     (:func:`stable_fingerprint`), and its :class:`OrderSnapshot`, built on first access of
@@ -327,12 +333,17 @@ class TaskingProvider(Protocol):
     async def get_order(self, placed: PlacedOrder) -> OrderSnapshot:
         """Read one order's current state (including a pending study or quotation)."""
 
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+    async def poll(self, keys: Collection[str], known: Known | None = None) -> dict[str, PolledOrder]:
         """Batched tracking: the orders whose ``tracking_key`` is in ``keys``, by tracking key.
 
         Uses the provider's listing endpoints page by page, so the number of calls grows with the
         number of pages, not of orders. Keys the provider does not return are absent. Snapshots
         are built lazily (:class:`PolledOrder`), so unchanged orders cost only their fingerprint.
+
+        ``known(key, fingerprint)`` (see :data:`Known`), when given, is asked once per listed
+        order of ``keys``; an order for which it answers true is left out of the result (it
+        still counts as listed: the listing stops early once every key was seen). An adapter
+        may also ignore it and return such an order: the caller must not rely on its absence.
         """
 
     async def list_acquisitions(self, placed: PlacedOrder) -> list[Acquisition]:

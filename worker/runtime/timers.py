@@ -209,6 +209,26 @@ def _tracking_key(order: OrderView) -> str:
     return order.placed.tracking_key
 
 
+class _KnownFilter:
+    """The ``known`` filter a cycle hands the adapter (``TaskingProvider.poll``): an order is
+    known when it is not in trouble and ``news`` says its fingerprint changes nothing, the
+    test the cycle applies to every order it gets back, asked while the listing is read so an
+    unchanged order costs no allocation at all. ``skipped`` counts the orders it kept out."""
+
+    __slots__ = ("_keys", "_news", "_troubles", "skipped")
+
+    def __init__(self, keys: Mapping[str, str], troubles: Mapping[str, object], news: News) -> None:
+        self._keys, self._troubles, self._news = keys, troubles, news
+        self.skipped = 0
+
+    def __call__(self, key: str, fingerprint: int) -> bool:
+        request_id = self._keys.get(key)
+        if request_id is None or request_id in self._troubles or self._news(request_id, fingerprint):
+            return False
+        self.skipped += 1
+        return True
+
+
 @dataclass
 class Poller:
     """One batched tracking poll per provider, every ``interval`` seconds.
@@ -217,7 +237,9 @@ class Poller:
     spread over cycles by a hash of the request id), asks the provider for all of them at once
     (``TaskingProvider.poll`` pages through listing endpoints), and dispatches one ``Polled``
     event per snapshot for which ``news`` is true (the worker passes
-    ``Runner.snapshot_is_news``, which filters out snapshots known to change nothing).
+    ``Runner.snapshot_is_news``, which filters out snapshots known to change nothing). The
+    same test is handed to the adapter as ``known``, so an unchanged order is dropped while its
+    page is read, before anything is built for it.
 
     Bulkheads: only a failure of the listing itself is the provider's (``poll_failed``). A
     failure that belongs to one order (its auxiliary reads, carried by ``PolledOrder.failed``;
@@ -294,7 +316,8 @@ class Poller:
             if not keys:
                 self.metrics.poll_succeeded(name.value)
                 return 0
-            polled = await self.providers[name].poll(keys.keys())
+            known = _KnownFilter(keys, self._troubles, self.news)
+            polled = await self.providers[name].poll(keys.keys(), known)
         except Exception:  # the listing itself: the only provider-level failure
             self.metrics.scheduler_job("poll", False)
             log.exception("poll_failed", provider=name.value)
@@ -317,7 +340,7 @@ class Poller:
         await cooperative.gather_in_batches(polled.items(), start, limit=cooperative.IN_FLIGHT)
         self.metrics.poll_succeeded(name.value)
         self.metrics.scheduler_job("poll", True)
-        return len(polled)
+        return len(polled) + known.skipped
 
     async def _track_one(
         self, name: Provider, request_id: str, polled: PolledOrder, now: datetime, cycle: int

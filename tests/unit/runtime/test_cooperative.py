@@ -21,7 +21,7 @@ from unit.runtime.test_order_gauges import NOW, Sink, state
 from unit.runtime.test_poller import NoMetrics, tracked_order
 
 from worker import cooperative
-from worker.domain.ports import PolledOrder
+from worker.domain.ports import Known, PolledOrder
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.statecodec import OrderIndex
@@ -135,7 +135,7 @@ async def test_slicer_yields_only_when_its_slice_is_used_up() -> None:
 class ManyOrdersProvider:
     name = Provider.ONEATLAS
 
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+    async def poll(self, keys: Collection[str], known: Known | None = None) -> dict[str, PolledOrder]:
         return {key: PolledOrder(1, lambda: None) for key in keys}  # type: ignore[arg-type,return-value]
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from unit.domain.builders import snapshot
 from unit.runtime.test_poller import tracked_order
 
-from worker.domain.ports import OrderSnapshot, PolledOrder, RemotePhase
+from worker.domain.ports import Known, OrderSnapshot, PolledOrder, RemotePhase
 from worker.errors import ProviderProtocolError, ProviderRejected
 from worker.events.models import Provider
 from worker.runtime.timers import Poller, TrackingTrouble
@@ -50,7 +50,7 @@ class FaultyProvider:
         self.healed = False
         self.asked: list[set[str]] = []
 
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+    async def poll(self, keys: Collection[str], known: Known | None = None) -> dict[str, PolledOrder]:
         self.asked.append(set(keys))
         found = {}
         for key in keys:

@@ -11,6 +11,7 @@ import orjson
 
 from worker import cooperative
 from worker.domain.ports import (
+    Known,
     OrderSnapshot,
     PlacedOrder,
     PolledOrder,
@@ -87,13 +88,14 @@ class OneAtlasTracking(OneAtlasClient):
                 return item
         return None
 
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+    async def poll(self, keys: Collection[str], known: Known | None = None) -> dict[str, PolledOrder]:
         """The orders in ``keys``, by listing pages (calls grow with pages, not keys).
 
         Legacy keys are matched against ``GET …/taskings`` pages (``sal``), PNEO keys against
         ``POST /api/v2/orders/search`` pages (``quotationId``). Listing stops early once every
         key was seen. Each order's fingerprint is that of its raw list item; its snapshot is
-        parsed only if the caller asks for it.
+        parsed only if the caller asks for it, and an order ``known`` with that fingerprint is
+        left out without anything kept for it (``TaskingProvider.poll``).
         """
         wanted = set(keys)
         neo: set[str] = set()
@@ -104,40 +106,53 @@ class OneAtlasTracking(OneAtlasClient):
             if slicer.used_up():
                 await slicer.rest()
         legacy = wanted - neo
-        result = await self._poll_legacy(legacy) if legacy else {}
+        result = await self._poll_legacy(legacy, known) if legacy else {}
         if neo:
-            result.update(await self._poll_neo(neo))
+            result.update(await self._poll_neo(neo, known))
         return result
 
-    async def _poll_legacy(self, keys: set[str]) -> dict[str, PolledOrder]:
+    async def _poll_legacy(self, keys: set[str], known: Known | None) -> dict[str, PolledOrder]:
+        """The listed orders of ``keys``, which it consumes: a key leaves the set when its item
+        is seen (so a key listed twice, as a page boundary shifting under a new order can do, is
+        taken once), and the listing stops once the set is empty."""
         contract = self._contract("legacy")
         found: dict[str, PolledOrder] = {}
-        async for item in self._taskings(contract, {}, until=lambda: len(found) == len(keys)):
-            sal = str(item.get("sal") or "")
-            if sal in keys:
-                raw = orjson.dumps(item)
-                found[sal] = PolledOrder(
-                    stable_fingerprint(raw), partial(from_raw, legacy_snapshot, raw, contract)
-                )
+        async for items in self._tasking_pages(contract, {}, until=lambda: not keys):
+            for item in items:
+                sal = str(item.get("sal") or "")
+                if sal in keys:
+                    keys.discard(sal)
+                    polled = _polled(item, sal, known, legacy_snapshot, contract)
+                    if polled is not None:
+                        found[sal] = polled
         return found
 
-    async def _poll_neo(self, keys: set[str]) -> dict[str, PolledOrder]:
+    async def _poll_neo(self, keys: set[str], known: Known | None) -> dict[str, PolledOrder]:
+        """As :meth:`_poll_legacy`, over the PNEO order lines (keyed by quotation id)."""
         contract = self._contract("neo")
         found: dict[str, PolledOrder] = {}
         query = f"(contractId:{lucene_escape(contract)})"
-        async for line in self._search(
-            "poll", "/api/v2/orders/search", query, until=lambda: len(found) == len(keys)
-        ):
-            key = neo_quotation_id(line)
-            if key in keys:
-                raw = orjson.dumps(line)
-                found[key] = PolledOrder(stable_fingerprint(raw), partial(from_raw, neo_snapshot, raw))
+        async for lines in self._search_pages("poll", "/api/v2/orders/search", query, until=lambda: not keys):
+            for line in lines:
+                key = neo_quotation_id(line)
+                if key is not None and key in keys:
+                    keys.discard(key)
+                    polled = _polled(line, key, known, neo_snapshot)
+                    if polled is not None:
+                        found[key] = polled
         return found
 
-    async def _taskings(
+    async def _taskings(self, contract: str, filters: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """Every tasking item matching ``filters`` (:meth:`_tasking_pages`, item by item)."""
+        async for items in self._tasking_pages(contract, filters):
+            for item in items:
+                yield item
+
+    async def _tasking_pages(
         self, contract: str, filters: Mapping[str, str], until: Callable[[], bool] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every tasking item matching ``filters``, page by page (``count``/``startPage`` from 1)."""
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of tasking items matching ``filters`` (``count``/``startPage`` from 1); a
+        page at a time, so a poll's per-item work is a plain loop, not a suspension per item."""
         page = 1
         while True:
             params = {**filters, "count": str(self._page_size), "startPage": str(page)}
@@ -145,16 +160,22 @@ class OneAtlasTracking(OneAtlasClient):
                 await self._read("poll", "GET", f"/api/v1/contracts/{contract}/taskings", params=params)
             )
             items = [i for i in as_list(body.get("taskings")) if isinstance(i, dict)]
-            for item in items:
-                yield item
+            yield items
             if len(items) < self._page_size or (until is not None and until()):
                 return
             page += 1
 
-    async def _search(
+    async def _search(self, operation: str, path: str, query: str) -> AsyncIterator[dict[str, Any]]:
+        """Every feature of a PNEO search (:meth:`_search_pages`, feature by feature)."""
+        async for features in self._search_pages(operation, path, query):
+            for feature in features:
+                yield feature
+
+    async def _search_pages(
         self, operation: str, path: str, query: str, until: Callable[[], bool] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every feature of a PNEO search (``paging`` with ``pagingMode: item``, 0-based index)."""
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of a PNEO search (``paging`` with ``pagingMode: item``, 0-based index), each
+        feature as its ``properties`` (the feature itself when it has none)."""
         start = 0
         while True:
             request = {
@@ -163,10 +184,25 @@ class OneAtlasTracking(OneAtlasClient):
             }
             body = as_dict(await self._read(operation, "POST", path, json=request))
             features = [f for f in as_list(body.get("features")) if isinstance(f, dict)]
-            for feature in features:
-                yield as_dict(feature.get("properties")) or feature
+            yield [as_dict(feature.get("properties")) or feature for feature in features]
             start += len(features)
             total = as_float(as_dict(body.get("paging")).get("totalResults"))
             done = len(features) < self._page_size or (total is not None and start >= total)
             if done or (until is not None and until()):
                 return
+
+
+def _polled(
+    item: dict[str, Any],
+    key: str,
+    known: Known | None,
+    parse: Callable[..., OrderSnapshot],
+    *args: Any,
+) -> PolledOrder | None:
+    """One listed order's :class:`PolledOrder`, fingerprinted over its item as ``orjson``
+    serialises it; ``None`` when ``known`` already has that fingerprint (nothing is kept)."""
+    raw = orjson.dumps(item)
+    fingerprint = stable_fingerprint(raw)
+    if known is not None and known(key, fingerprint):
+        return None
+    return PolledOrder(fingerprint, partial(from_raw, parse, raw, *args))

@@ -12,6 +12,7 @@ import structlog
 from worker.domain.ports import (
     Acquisition,
     FeasibilityStudy,
+    Known,
     OrderSnapshot,
     PlacedOrder,
     PolledOrder,
@@ -134,12 +135,13 @@ class Up42Tracking(Up42Client):
             raise ProviderProtocolError("get_order: not an order", provider=PROVIDER, operation="get_order")
         return await self._snapshot(order)
 
-    async def poll(self, keys: Collection[str]) -> dict[str, PolledOrder]:
+    async def poll(self, keys: Collection[str], known: Known | None = None) -> dict[str, PolledOrder]:
         """Snapshots of the tasking orders in ``keys`` by walking ``GET /v2/orders`` pages.
 
         Calls grow with pages, not orders: a study or quotation is read only for orders waiting
         on one, and coverage only for acquiring orders that changed. Stops early once every key
-        was seen.
+        was seen. An order ``known`` with its snapshot's fingerprint is left out of the result
+        (built all the same: its fingerprint is that of the snapshot).
         """
         wanted = set(keys)
         found: dict[str, PolledOrder] = {}
@@ -153,6 +155,8 @@ class Up42Tracking(Up42Client):
                     found[order_id] = await self._polled(order)
                     if len(found) == len(wanted):
                         break
+        if known is not None:
+            found = {key: p for key, p in found.items() if not known(key, p.fingerprint)}
         return found
 
     async def _polled(self, order: dict[str, Any]) -> PolledOrder:
