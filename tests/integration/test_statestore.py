@@ -119,6 +119,8 @@ async def test_a_seen_mark_is_restored_by_the_next_owner_until_the_state_changes
         await producer.stop()
     seen = {rid: reader.index(rid).seen for rid in ("m-0", "m-1", "m-2")}  # type: ignore[union-attr]
     assert seen == {"m-0": 2**63 + 5, "m-1": None, "m-2": 11}
+    assert {rid: reader.seen_mark(rid) for rid in seen} == seen  # the poll cycle's one-call read
+    assert reader.seen_mark("never-written") is None
     assert reader.get("m-0") == kept  # the mark's record holds the same state
     assert reader.get("m-2") == cold
     assert reader.get("m-1") == changed.model_copy(update={"sequence": 4})

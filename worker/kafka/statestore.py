@@ -223,6 +223,14 @@ class StateStore:
         held = self._held(request_id)
         return held if isinstance(held, OrderIndex) else None
 
+    def seen_mark(self, request_id: str) -> int | None:
+        """The fingerprint of the snapshot last seen to change nothing for the order
+        (``OrderIndex.seen``; ``None`` when none is, or for an unknown or burnt id). As
+        :meth:`index`, in one call: a poll cycle asks it of every polled order."""
+        partition = self._partition_of.get(request_id)
+        held = self._by_partition[partition].get(request_id) if partition is not None else None
+        return held.seen if isinstance(held, OrderIndex) else None
+
     def partition_of(self, request_id: str) -> int | None:
         return self._partition_of.get(request_id)
 
@@ -251,7 +259,11 @@ class StateStore:
     def tracked(self, provider: Provider) -> Iterator[OrderIndex]:
         """The orders of ``provider`` the batched poller follows (``OrderIndex.tracking``); as
         :meth:`indexes`, safe to suspend between items."""
-        return (i for _, i in self.indexes() if i.provider is provider and i.tracking)
+        # One generator rather than a filter over indexes(): a cycle walks every order through it.
+        for partition in self.owned_partitions():
+            for held in list(self._by_partition.get(partition, {}).values()):
+                if isinstance(held, OrderIndex) and held.provider is provider and held.tracking:
+                    yield held
 
     def awaiting_delivery(self, provider: Provider) -> Iterator[OrderIndex]:
         """The orders of ``provider`` whose products the delivery harvest looks for

@@ -164,8 +164,8 @@ class Runner(StepLoop):
         """
         if request_id in self._locks:
             return True  # an event is being applied: the state may be about to change
-        index = self.store.index(request_id)
-        return index is None or index.seen is None or index.seen != fingerprint
+        seen = self.store.seen_mark(request_id)
+        return seen is None or seen != fingerprint
 
     async def deliver_snapshot(self, request_id: str, polled: PolledOrder, at: datetime) -> None:
         """Apply a batched poll's snapshot; one that changes nothing is remembered as seen (by

@@ -197,8 +197,10 @@ def _always_news(request_id: str, fingerprint: int) -> bool:
 
 
 def _is_due(order: OrderView, cycle: int) -> bool:
-    every = cadence(order)
-    return every == 1 or (zlib.crc32(order.request_id.encode()) + cycle) % every == 0
+    status = order.status
+    if status is not None and status not in _CADENCE and order.phase is not Phase.AWAITING_OPTION:
+        return True  # cadence 1, the common case, without the call
+    return (zlib.crc32(order.request_id.encode()) + cycle) % cadence(order) == 0
 
 
 def _tracking_key(order: OrderView) -> str:
@@ -207,6 +209,10 @@ def _tracking_key(order: OrderView) -> str:
         return order.tracking_key
     assert order.placed is not None
     return order.placed.tracking_key
+
+
+# Orders scanned between two reads of the slicer's clock (a read costs as much as an order).
+_CLOCK_EVERY = 64
 
 
 class _KnownFilter:
@@ -284,10 +290,13 @@ class Poller:
         is suspended (``StateStore.tracked`` does)."""
         keys: dict[str, str] = {}
         slicer = cooperative.Slicer()
-        for order in self.tracked(name):
-            if self._wanted(order, cycle):
+        troubles = self._troubles  # the dict itself: a trouble added while the scan rests counts
+        for n, order in enumerate(self.tracked(name)):
+            # _wanted, inlined: a call per order is a third of the scan.
+            trouble = troubles.get(order.request_id) if troubles else None
+            if _is_due(order, cycle) if trouble is None else cycle >= trouble.retry_cycle:
                 keys[_tracking_key(order)] = order.request_id
-            if slicer.used_up():
+            if n % _CLOCK_EVERY == 0 and slicer.used_up():
                 await slicer.rest()
         return keys
 

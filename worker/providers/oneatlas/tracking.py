@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -34,6 +35,9 @@ from worker.providers.oneatlas.mapping import (
     neo_quotation_id,
     neo_snapshot,
 )
+
+# Keys classified between two reads of the slicer's clock (a read costs as much as a key).
+_CLOCK_EVERY = 64
 
 
 class OneAtlasTracking(OneAtlasClient):
@@ -97,15 +101,18 @@ class OneAtlasTracking(OneAtlasClient):
         parsed only if the caller asks for it, and an order ``known`` with that fingerprint is
         left out without anything kept for it (``TaskingProvider.poll``).
         """
-        wanted = set(keys)
+        legacy = set(keys)
         neo: set[str] = set()
-        slicer = cooperative.Slicer()  # ~0.3 µs a key: 30 ms of the loop at 100,000 keys
-        for key in wanted:
-            if self._backend_for_key(key) == "neo":
+        learnt = self._backends
+        slicer = cooperative.Slicer()  # ~0.2 µs a key: 20 ms of the loop at 100,000 keys
+        for n, key in enumerate(legacy):
+            # _backend_for_key inlined (no refs here): a call per key is most of this loop.
+            backend = learnt.get(key)
+            if backend == "neo" or (backend is None and key[:3].upper().startswith("QUO")):
                 neo.add(key)
-            if slicer.used_up():
+            if n % _CLOCK_EVERY == 0 and slicer.used_up():
                 await slicer.rest()
-        legacy = wanted - neo
+        legacy -= neo
         result = await self._poll_legacy(legacy, known) if legacy else {}
         if neo:
             result.update(await self._poll_neo(neo, known))
@@ -154,11 +161,12 @@ class OneAtlasTracking(OneAtlasClient):
         """The pages of tasking items matching ``filters`` (``count``/``startPage`` from 1); a
         page at a time, so a poll's per-item work is a plain loop, not a suspension per item."""
         page = 1
+        path = f"/api/v1/contracts/{contract}/taskings?"
         while True:
             params = {**filters, "count": str(self._page_size), "startPage": str(page)}
-            body = as_dict(
-                await self._read("poll", "GET", f"/api/v1/contracts/{contract}/taskings", params=params)
-            )
+            # The query is encoded here rather than by httpx (``params=``), whose merging of it
+            # costs ~70 µs a request: 70 ms of a cycle over 100,000 orders.
+            body = as_dict(await self._read("poll", "GET", path + urlencode(params, quote_via=quote)))
             items = [i for i in as_list(body.get("taskings")) if isinstance(i, dict)]
             yield items
             if len(items) < self._page_size or (until is not None and until()):
