@@ -126,9 +126,9 @@ class OneAtlasTracking(OneAtlasClient):
         found: dict[str, PolledOrder] = {}
         async for items in self._tasking_pages(contract, {}, until=lambda: not keys):
             for item in items:
-                sal = str(item.get("sal") or "")
-                if sal in keys:
-                    keys.discard(sal)
+                sal, left = str(item.get("sal") or ""), len(keys)
+                keys.discard(sal)  # one lookup of the key where a test and a removal are two
+                if len(keys) < left:
                     polled = _polled(item, sal, known, legacy_snapshot, contract)
                     if polled is not None:
                         found[sal] = polled
