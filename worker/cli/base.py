@@ -117,9 +117,9 @@ def _settings() -> Settings:
 
 def _kafka_kwargs(kafka: KafkaSettings, bootstrap_servers: str | None) -> dict[str, Any]:
     """aiokafka client arguments for the configured cluster; ``bootstrap_servers`` overrides."""
-    from worker.kafka.publisher import producer_options
+    from worker.kafka.security import client_options
 
-    options: dict[str, Any] = producer_options(kafka)
+    options: dict[str, Any] = client_options(kafka)
     if bootstrap_servers:
         options["bootstrap_servers"] = bootstrap_servers
     return options

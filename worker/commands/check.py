@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             "Connect with the configured settings and check the contract topics as the worker does "
             "at start (one line per check)."
         ),
-        epilog="Examples:\n\n\b\n$ tasking-worker check            # one line per check; exit 1 when one fails",
+        epilog="Examples:\n\n\b\n$ tasking-worker check    # one line per check; exit 1 when one fails",
     )(check_command)
 
 
