@@ -2,10 +2,14 @@
 the median wall time of a fresh interpreter over several runs, beside a bare interpreter start
 (``python -c pass``) measured in the same runs.
 
-A read-only command's *start* is everything it does before its first network call: reading the
-``TASKING_*`` settings and importing what it needs (``status``: the Kafka client, the reader and
-the event models; ``download``'s planning: the delivery command). The commands import their
-modules when they run (``worker.cli``), so ``--help`` pays for none of it.
+A read-only command's *start* is everything it does before its first network call, as the
+command does it: reading the ``TASKING_*`` settings, building the Kafka client options from them,
+and importing what it needs (``status``: asyncio, the Kafka client, the reader, and the event
+models and display it prints the found event with; ``download``'s planning: the delivery command,
+which finds the items on the deliveries topic, without the transfer's modules, imported once
+there is something to download). Every case also builds the command line (``worker.cli``). The
+commands import their modules when they run, so ``--help`` pays for none of it; ``--help`` is
+click's plain help, so it imports no rich either.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ _MAIN = "from worker.cli import main; main()"
 CASES: dict[str, list[str]] = {
     "tasking-worker --help": ["-c", _MAIN, "--help"],
     "tasking-worker status --help": ["-c", _MAIN, "status", "--help"],
-    "status: start (settings, Kafka client, reader, models)": [
+    "status: start (settings, Kafka options, client, reader, models)": [
         "-c",
-        "import worker.cli.base as c; c._settings(); "
-        "import aiokafka, worker.kafka.reader, worker.events.models",
+        "import worker.cli.base as c; s = c._settings(); c._kafka_kwargs(s.kafka, None); "
+        "import asyncio, aiokafka, worker.kafka.reader, worker.events.models, worker.display",
     ],
-    "download: start of its planning (settings, delivery command)": [
+    "download: start of its planning (settings, Kafka options, delivery command)": [
         "-c",
-        "import worker.cli.base as c; c._settings(); import worker.delivery.command",
+        "import worker.cli.base as c; s = c._settings(); c._kafka_kwargs(s.kafka, None); "
+        "import asyncio, worker.delivery.command",
     ],
 }
 

@@ -30,7 +30,7 @@ def download_command(
     ] = False,
     plain: Annotated[bool, typer.Option("--plain", help="Plain lines instead of progress bars.")] = False,
     bootstrap_servers: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
+        str | None, typer.Option(help="Kafka bootstrap servers [default: from TASKING_KAFKA__*]")
     ] = None,
 ) -> None:
     """Download the delivered products of a request (read from the deliveries topic) or of one
@@ -56,7 +56,7 @@ def download_command(
         bootstrap_servers=bootstrap_servers,
     )
     try:
-        code = asyncio.run(run(settings, options, console, errors))
+        code = asyncio.run(run(settings, options, console(), errors()))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)

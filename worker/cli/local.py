@@ -9,10 +9,8 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from worker.cli.base import EXIT_BAD_INPUT, EXIT_INTERRUPTED, command, errors
+from worker.cli.base import EXIT_BAD_INPUT, EXIT_INTERRUPTED, command, errors, escape
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
 # runs (the whole service, aiokafka and the models would otherwise cost every command, even
@@ -56,7 +54,7 @@ def simulate_command(
     try:
         asyncio.run(_simulate(speed, host, oneatlas_port, up42_port))
     except OSError as exc:
-        errors.print(f"[red]cannot listen:[/] {escape(str(exc))}")
+        errors().print(f"[red]cannot listen:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         pass
@@ -67,7 +65,7 @@ async def _simulate(speed: float, host: str, oneatlas_port: int, up42_port: int)
 
     sims = await start_simulators(speed, host, oneatlas_port, up42_port)
     try:
-        errors.print(
+        errors().print(
             f"OneAtlas simulator on {sims.oneatlas_url}, UP42 simulator on {sims.up42_url} "
             f"(clock x{speed:g}); Ctrl-C stops them"
         )
@@ -130,6 +128,8 @@ def demo_command(
     does not, 3 on --timeout. Logs of the worker and the broker are kept in a temporary directory
     printed at the end.
     """
+    from rich.console import Console
+
     from worker.demo import run
     from worker.demo.samples import DemoOptions
 

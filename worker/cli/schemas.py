@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from worker.cli.base import EXIT_FAILED, command, console, errors
+from worker.cli.base import EXIT_FAILED, command, console, errors, escape
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
 # runs (the whole service, aiokafka and the models would otherwise cost every command, even
@@ -30,12 +29,12 @@ def schemas_command(
 
     if not check:
         written = schemafiles.write(out)
-        console.print(f"wrote {len(written)} files under {escape(str(out))}")
+        console().print(f"wrote {len(written)} files under {escape(str(out))}")
         return
     problems = schemafiles.differences(out)
     for problem in problems:
-        errors.print(f"[red]{escape(str(out))}/{escape(problem)}[/]")
+        errors().print(f"[red]{escape(str(out))}/{escape(problem)}[/]")
     if problems:
-        errors.print("run `tasking-worker schemas` and commit the result")
+        errors().print("run `tasking-worker schemas` and commit the result")
         raise typer.Exit(EXIT_FAILED)
-    console.print(f"{escape(str(out))} is up to date")
+    console().print(f"{escape(str(out))} is up to date")

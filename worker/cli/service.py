@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
-from worker.cli.base import EXIT_FAILED, _settings, command, errors
+from worker.cli.base import EXIT_FAILED, _settings, command, errors, escape
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
 # runs (the whole service, aiokafka and the models would otherwise cost every command, even
@@ -36,9 +35,9 @@ def run_command() -> None:
     try:
         code = asyncio.run(run(settings))
     except WorkerError as exc:  # topics not usable, an unusable TLS file: the one line says which
-        errors.print(f"[red]fatal:[/] {escape(exc.message)}")
+        errors().print(f"[red]fatal:[/] {escape(exc.message)}")
         raise typer.Exit(EXIT_FAILED) from None
     except KafkaError as exc:
-        errors.print(f"[red]fatal:[/] Kafka: {escape(type(exc).__name__)}: {escape(str(exc))}")
+        errors().print(f"[red]fatal:[/] Kafka: {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)

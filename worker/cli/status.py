@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from worker.cli.base import EXIT_FAILED, EXIT_TIMEOUT, _kafka_kwargs, _settings, command, console, errors
+from worker.cli.base import (
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    _kafka_kwargs,
+    _settings,
+    command,
+    console,
+    errors,
+    escape,
+)
 from worker.cli.tail import _status_line
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
@@ -31,7 +39,7 @@ def status_command(
     ] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Give up (exit 3) after this many seconds.")] = 60.0,
     bootstrap_servers: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
+        str | None, typer.Option(help="Kafka bootstrap servers [default: from TASKING_KAFKA__*]")
     ] = None,
 ) -> None:
     """Print the latest status event of one request (exit 1 when there is none).
@@ -55,20 +63,22 @@ def status_command(
             asyncio.wait_for(_status_and_partition(settings, request_id, kwargs), timeout)
         )
     except TimeoutError:
-        errors.print(f"[red]timeout:[/] the status topic was not read within {timeout:g} s")
+        errors().print(f"[red]timeout:[/] the status topic was not read within {timeout:g} s")
         raise typer.Exit(EXIT_TIMEOUT) from None
     except KafkaError as exc:
-        errors.print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
+        errors().print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
     if found is None:
-        errors.print(f"no status event for [bold]{escape(request_id)}[/] on {escape(settings.topics.status)}")
+        errors().print(
+            f"no status event for [bold]{escape(request_id)}[/] on {escape(settings.topics.status)}"
+        )
         raise typer.Exit(EXIT_FAILED)
     if json_output:
         typer.echo(found.model_dump_json(by_alias=True))
     else:
         _print_status(found)
         if partition is not None:
-            console.print(
+            console().print(
                 f"  [bold]partition[/]: {partition} of {escape(settings.topics.requests)} (owned by the "
                 f"instance whose partitions_assigned log lists {partition})"
             )
@@ -119,12 +129,12 @@ def _print_status(event: OrderStatusEvent) -> None:
     from worker.display import offer_lines
 
     data = event.to_json_dict()
-    console.print(_status_line(data))
+    console().print(_status_line(data))
     for name in ("providerRefs", "feasibility", "price", "decision", "progress", "reason"):
         value = data.get(name)
         if value:
-            console.print(f"  [bold]{name}[/]: {escape(orjson.dumps(value).decode())}")
+            console().print(f"  [bold]{name}[/]: {escape(orjson.dumps(value).decode())}")
     if data.get("offers"):
-        console.print("  [bold]offers[/] (preferred first):")
+        console().print("  [bold]offers[/] (preferred first):")
         for line in offer_lines(data["offers"]):
-            console.print(f"    {escape(line)}")
+            console().print(f"    {escape(line)}")

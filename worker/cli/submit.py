@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from worker.cli.base import EXIT_BAD_INPUT, EXIT_FAILED, _kafka_kwargs, _settings, command, console, errors
+from worker.cli.base import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    _kafka_kwargs,
+    _settings,
+    command,
+    console,
+    errors,
+    escape,
+)
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
 # runs (the whole service, aiokafka and the models would otherwise cost every command, even
@@ -111,13 +119,13 @@ def submit_command(
         ),
     ],
     bootstrap_servers: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
+        str | None, typer.Option(help="Kafka bootstrap servers [default: from TASKING_KAFKA__*]")
     ] = None,
     topic_requests: Annotated[
-        str | None, typer.Option(help="Requests topic \\[default: TASKING_TOPICS__REQUESTS]")
+        str | None, typer.Option(help="Requests topic [default: TASKING_TOPICS__REQUESTS]")
     ] = None,
     topic_commands: Annotated[
-        str | None, typer.Option(help="Commands topic \\[default: TASKING_TOPICS__COMMANDS]")
+        str | None, typer.Option(help="Commands topic [default: TASKING_TOPICS__COMMANDS]")
     ] = None,
 ) -> None:
     """Validate order requests and commands, then publish the valid ones keyed by requestId.
@@ -135,12 +143,12 @@ def submit_command(
     settings = _settings()
     paths, path_problems = expand_paths(files)
     for problem in path_problems:
-        errors.print(f"[red]✗ {escape(problem)}[/]")
+        errors().print(f"[red]✗ {escape(problem)}[/]")
     loaded = [_load(path) for path in paths]
     for bad in (item for item in loaded if item.problems):
-        errors.print(f"[red]✗ {escape(str(bad.path))}[/]")
+        errors().print(f"[red]✗ {escape(str(bad.path))}[/]")
         for problem in bad.problems:
-            errors.print(f"    {escape(problem)}")
+            errors().print(f"    {escape(problem)}")
     valid = [message for item in loaded if not item.problems for message in item.messages]
     topics = {
         InputKind.REQUEST: topic_requests or settings.topics.requests,
@@ -151,7 +159,7 @@ def submit_command(
         try:
             asyncio.run(_publish(valid, topics, kwargs, settings))
         except KafkaError as exc:
-            errors.print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
+            errors().print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
             raise typer.Exit(EXIT_FAILED) from None
     if path_problems or any(item.problems for item in loaded):
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -184,7 +192,7 @@ async def _publish(
                 else (f"request ({message.provider.value})")
             )
             ce_id = dict(record.headers).get("ce_id", b"").decode("utf-8", "replace")
-            console.print(
+            console().print(
                 f"[green]✓[/] published {what} [bold]{escape(message.request_id)}[/] "
                 f"to {escape(meta.topic)}[{meta.partition}]@{meta.offset} "
                 f"key={escape((record.key or b'').decode('utf-8', 'replace'))} ce_id={escape(ce_id)}"

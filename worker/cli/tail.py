@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from worker.cli.base import EXIT_FAILED, _kafka_kwargs, _settings, command, console, errors
+from worker.cli.base import EXIT_FAILED, _kafka_kwargs, _settings, command, console, errors, escape
 
 # Only what ``--help`` needs is imported here: each command imports its own modules when it
 # runs (the whole service, aiokafka and the models would otherwise cost every command, even
@@ -61,7 +60,7 @@ def tail_command(
     ] = None,
     timeout: Annotated[float | None, typer.Option(min=0, help="Stop after this many seconds.")] = None,
     bootstrap_servers: Annotated[
-        str | None, typer.Option(help="Kafka bootstrap servers \\[default: from TASKING_KAFKA__*]")
+        str | None, typer.Option(help="Kafka bootstrap servers [default: from TASKING_KAFKA__*]")
     ] = None,
 ) -> None:
     """Follow the status, acquisition, delivery and dead-letter topics and print each event.
@@ -90,7 +89,7 @@ def tail_command(
             _tail(topics, consumer_args, _TailFilter(request_id, status), printer, max_messages, timeout)
         )
     except KafkaError as exc:
-        errors.print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
+        errors().print(f"[red]Kafka error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         pass
@@ -166,13 +165,13 @@ def _print_pretty(record: Any, event: dict[str, Any]) -> None:
 
     ce_type = _ce_type(record)
     if ce_type == EventType.DEAD_LETTER or ("error" in event and "source" in event):
-        console.print(_dead_letter_line(event))
+        console().print(_dead_letter_line(event))
     elif ce_type == EventType.ACQUISITION_STATUS or "acquisitionId" in event:
-        console.print(_acquisition_line(event))
+        console().print(_acquisition_line(event))
     elif ce_type == EventType.DELIVERY or event.get("type") == "Feature":
-        console.print(_delivery_line(event))
+        console().print(_delivery_line(event))
     else:
-        console.print(_status_line(event))
+        console().print(_status_line(event))
 
 
 def _status_line(event: dict[str, Any]) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-# Imported when the command runs, not when the command line is built (``--help`` stays quick).
+# Imported when the command runs, not when the command line is built (``--help`` stays quick:
+# rich too).
 if TYPE_CHECKING:
     from worker.config import Settings
     from worker.kafka.topics import Check
@@ -34,11 +33,18 @@ def register(app: typer.Typer) -> None:
             "One line per check; exit 0 when every check passes, 1 when one fails, 2 on invalid "
             "configuration. Usable as a Helm test hook or an init container."
         ),
-        epilog="Examples:\n\n$ tasking-worker check            # one line per check; exit 1 when one fails",
+        short_help=(
+            "Connect with the configured settings and check the contract topics as the worker does "
+            "at start (one line per check)."
+        ),
+        epilog="Examples:\n\n\b\n$ tasking-worker check    # one line per check; exit 1 when one fails",
     )(check_command)
 
 
 def check_command() -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
     console = Console(highlight=False, soft_wrap=True)
     lines, ok = check(_load_settings())
     for line in lines:
@@ -48,6 +54,9 @@ def check_command() -> None:
 
 def _load_settings() -> Settings:
     """The settings, or exit 2 with the one line naming the variable (as every command does)."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from worker.config import load_settings
     from worker.errors import ConfigError
 

@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 EXIT_FAILED = 1
 
@@ -21,8 +19,9 @@ def register(app: typer.Typer) -> None:
             "from the code, or only check them (--check: exit 1 when one is stale or something "
             "has no meaning). Run in the repository's root."
         ),
+        short_help="Write docs/reference/ and the chart README from the code, or only check them (--check).",
         epilog=(
-            "Examples:\n\n$ tasking-worker docs            # regenerate (make docs)\n\n"
+            "Examples:\n\n\b\n$ tasking-worker docs            # regenerate (make docs)\n"
             "$ tasking-worker docs --check    # exit 1 when a reference is out of date (CI)"
         ),
     )(docs_command)
@@ -33,6 +32,9 @@ def docs_command(
     check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 on a difference.")] = False,
 ) -> None:
     """Write or check the generated references."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from worker import reference
 
     console = Console(highlight=False, soft_wrap=True)

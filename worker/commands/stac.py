@@ -14,14 +14,14 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 stac_app = typer.Typer(
     name="stac",
     help="The project's STAC documents (collections of the delivered items).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help, as the main command line (worker.cli.base)
+    context_settings={"max_content_width": 100, "default_map": {"help": False}},
 )
 
 
@@ -47,6 +47,9 @@ def collections_command(
     """Print the STAC Collection of every provider and constellation (oneatlas-pleiades,
     oneatlas-spot, oneatlas-pleiades-neo, up42-..., and {provider}-other): extent, license,
     providers and roles, item_assets and summaries of the bands."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from worker.config import load_settings
     from worker.errors import ConfigError
     from worker.events.stac_collections import collections

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 from aiokafka.errors import KafkaError
-from rich.console import Console
-from rich.markup import escape
 
-from worker.config import Settings
-from worker.delivery.access import Credentials
-from worker.delivery.download import Downloader, ItemOutcome
-from worker.delivery.progress import BarProgress, LineProgress, human
 from worker.delivery.source import items_from_file, items_of_request
-from worker.errors import DownloadError
-from worker.kafka.publisher import producer_options
+from worker.kafka.security import client_options
+
+# The planning (which items, from a file or the deliveries topic) imports only the above; the
+# transfer's modules (httpx, the downloader and its STAC, checksum and unpacking modules, rich's
+# progress bars) are imported by :func:`run` once there is something to download.
+if TYPE_CHECKING:
+    import httpx
+    from rich.console import Console
+
+    from worker.config import Settings
+    from worker.delivery.download import ItemOutcome
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,6 +59,14 @@ async def run(
     found = await _items(settings, options, errors)
     if isinstance(found, int):
         return found
+    import httpx
+    from rich.markup import escape
+
+    from worker.delivery.access import Credentials
+    from worker.delivery.download import Downloader
+    from worker.delivery.progress import BarProgress, LineProgress
+    from worker.errors import DownloadError
+
     own = client is None
     http = client or httpx.AsyncClient(
         timeout=httpx.Timeout(
@@ -84,13 +94,15 @@ async def run(
 
 async def _items(settings: Settings, options: DownloadOptions, errors: Console) -> list[dict[str, Any]] | int:
     """The items to download, or the exit code when there are none."""
+    from rich.markup import escape
+
     if _is_item_file(options.target):
         try:
             return items_from_file(Path(options.target))
         except ValueError as exc:
             errors.print(f"[red]bad item file:[/] {escape(str(exc))}")
             return EXIT_BAD_INPUT
-    kwargs: dict[str, Any] = producer_options(settings.kafka)
+    kwargs: dict[str, Any] = client_options(settings.kafka)
     if options.bootstrap_servers:
         kwargs["bootstrap_servers"] = options.bootstrap_servers
     topic = settings.topics.deliveries
@@ -111,6 +123,10 @@ def _is_item_file(target: str) -> bool:
 
 
 def _summary(outcomes: list[ItemOutcome], console: Console, errors: Console) -> int:
+    from rich.markup import escape
+
+    from worker.delivery.progress import human
+
     files = [f for o in outcomes for f in o.files]
     moved = sum(f.transferred for f in files)
     done = sum(1 for f in files if f.state == "downloaded")
@@ -139,7 +155,7 @@ async def download_first(
 ) -> int:
     """Download one delivered product: the first item of the first request in ``request_ids``
     that has one on the deliveries topic (the demo's last step). Returns the exit code."""
-    kwargs: dict[str, Any] = producer_options(settings.kafka)
+    kwargs: dict[str, Any] = client_options(settings.kafka)
     for request_id in request_ids:
         items = await items_of_request(settings.topics.deliveries, request_id, kwargs)
         if items:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import antimeridian
-from shapely.errors import ShapelyError
-from shapely.geometry import LinearRing, MultiPolygon, Polygon, mapping, shape
-from shapely.geometry.polygon import orient
+# shapely, numpy and antimeridian are imported by the functions that build a geometry, not here:
+# the models import this module, and a reader of status events never validates an AOI.
+if TYPE_CHECKING:
+    from shapely.geometry import MultiPolygon, Polygon
 
 MIN_POSITIONS = 4
 MAX_POSITIONS = 999
@@ -49,6 +49,8 @@ def validate_polygon_rings(rings: Sequence[Sequence[tuple[float, float]]]) -> No
             "longitude apart); send one request for each side, split at longitude 180 / -180 "
             "(RFC 7946 section 3.1.9)"
         )
+    from shapely.geometry import LinearRing
+
     if not LinearRing(ring).is_simple:
         raise ValueError("aoi ring intersects itself")
 
@@ -72,6 +74,10 @@ def normalized(geometry: Mapping[str, Any]) -> tuple[dict[str, Any], list[float]
     Raises:
         ValueError: not a valid GeoJSON geometry.
     """
+    import antimeridian
+    from shapely.errors import ShapelyError
+    from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+
     try:
         parsed = shape(dict(geometry))
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, ShapelyError) as exc:
@@ -90,11 +96,16 @@ def normalized(geometry: Mapping[str, Any]) -> tuple[dict[str, Any], list[float]
 
 
 def _crosses(value: Polygon | MultiPolygon) -> bool:
+    from shapely.geometry import MultiPolygon
+
     polygons = value.geoms if isinstance(value, MultiPolygon) else [value]
     return any(crosses_antimeridian(list(p.exterior.coords)) for p in polygons)
 
 
 def _oriented(value: Any) -> Any:
+    from shapely.geometry import MultiPolygon, Polygon
+    from shapely.geometry.polygon import orient
+
     if isinstance(value, Polygon):
         return orient(value, 1.0)
     if isinstance(value, MultiPolygon):

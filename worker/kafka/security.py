@@ -22,17 +22,18 @@ import ssl
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import structlog
 from aiokafka.abc import AbstractTokenProvider
 
 from worker.config import KafkaOAuthSettings, KafkaSettings
 from worker.errors import KafkaConnectError
 from worker.tokens import TokenSource
 
-log = structlog.get_logger(__name__)
+# httpx and structlog are needed only by OAUTHBEARER's token fetches: imported there, so that a
+# command line client (``status``, ``download``) does not pay for them to build its options.
+if TYPE_CHECKING:
+    import httpx
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -160,6 +161,8 @@ class OAuthTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         if not basic:
             form |= {"client_id": oauth.client_id or "", "client_secret": secret}
         self.fetches += 1
+        import httpx
+
         try:
             async with httpx.AsyncClient(
                 transport=self._transport, timeout=oauth.timeout_seconds, verify=True
@@ -196,7 +199,9 @@ def _parse_token(response: httpx.Response) -> tuple[str, float]:
     if not isinstance(token, str) or not token:
         raise KafkaConnectError("TOKEN_REFUSED", "token endpoint answered without an access_token")
     lifetime = _lifetime(body.get("expires_in"))
-    log.info("kafka_token_renewed", expires_in=lifetime)
+    import structlog
+
+    structlog.get_logger(__name__).info("kafka_token_renewed", expires_in=lifetime)
     return token, lifetime
 
 
