@@ -54,7 +54,7 @@ from worker.kafka.finished import (
     request_fingerprint as finished_fingerprint,
 )
 from worker.kafka.offsets import read_end
-from worker.kafka.statecodec import OrderIndex, pack, unpack
+from worker.kafka.statecodec import OrderIndex, unpack
 from worker.kafka.stateentries import (
     GENERATION_HEADER,
     BurntId,
@@ -483,7 +483,7 @@ class StateStore:
             index = self.index(request_id)
             if index is not None and index.packed is None:
                 # Packed once, when the order goes idle, rather than at every step.
-                index.packed = pack(_value_of(cold))
+                index.pack(_value_of(cold))
 
     def _held(self, request_id: str) -> Held | None:
         partition = self._partition_of.get(request_id)
