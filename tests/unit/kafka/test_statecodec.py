@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -239,3 +239,21 @@ def test_a_hot_index_keeps_its_refs_compact_and_a_packed_one_keeps_them_only_pac
     assert (hot._refs, hot.refs, unpack(hot.packed or b"")) == (None, refs, value)
     restored = OrderIndex.of_record("ix-1", value, [hot.header()])
     assert (restored._refs, restored.refs) == (None, refs)
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        NOW + timedelta(microseconds=123_457),
+        datetime(2199, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 5, 1, 14, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_the_status_start_is_kept_to_the_microsecond(since: datetime) -> None:
+    """``since`` is kept as epoch seconds: read back, it is the same instant, in UTC, through
+    the header too."""
+    index = OrderIndex.of_state(state(status_since=since), None)
+    assert index.since == since
+    assert index.since.utcoffset() == timedelta(0)
+    value = state(status_since=since).model_dump_json().encode()
+    assert OrderIndex.of_record("ix-1", value, [index.header()]).since == since
