@@ -13,7 +13,7 @@ record per key wins. Writes go through the shared producer with
 ``acks=all`` and are awaited: when :meth:`StateStore.persist` returns, the state is durable.
 
 In memory an order is its packed changelog value plus a small index (``worker.kafka.statecodec``):
-about 1 KB instead of the ~17 KB of a decoded state. Each state record carries its index in a
+~0.7 KB instead of the ~17 KB of a decoded state. Each state record carries its index in a
 header, so a restore reads neither the JSON nor the models; scans over every order (poller,
 gauges, resume, revocation) read the index; :meth:`StateStore.get` decodes an order when an
 event must be applied to it.
