@@ -13,7 +13,7 @@ record per key wins. Writes go through the shared producer with
 ``acks=all`` and are awaited: when :meth:`StateStore.persist` returns, the state is durable.
 
 In memory an order is its packed changelog value plus a small index (``worker.kafka.statecodec``):
-about 1 KB instead of the ~17 KB of a decoded state. Each state record carries its index in a
+~0.7 KB instead of the ~17 KB of a decoded state. Each state record carries its index in a
 header, so a restore reads neither the JSON nor the models; scans over every order (poller,
 gauges, resume, revocation) read the index; :meth:`StateStore.get` decodes an order when an
 event must be applied to it.
@@ -54,7 +54,7 @@ from worker.kafka.finished import (
     request_fingerprint as finished_fingerprint,
 )
 from worker.kafka.offsets import read_end
-from worker.kafka.statecodec import OrderIndex, pack, unpack
+from worker.kafka.statecodec import OrderIndex, unpack
 from worker.kafka.stateentries import (
     GENERATION_HEADER,
     BurntId,
@@ -483,7 +483,7 @@ class StateStore:
             index = self.index(request_id)
             if index is not None and index.packed is None:
                 # Packed once, when the order goes idle, rather than at every step.
-                index.packed = pack(_value_of(cold))
+                index.pack(_value_of(cold))
 
     def _held(self, request_id: str) -> Held | None:
         partition = self._partition_of.get(request_id)

@@ -494,10 +494,11 @@ class OrderGauges:
 
 @dataclass
 class _Tally:
-    """Open orders and the oldest status start per (provider, status)."""
+    """Open orders and the oldest status start per (provider, status), in epoch seconds (what
+    the index keeps: no datetime is built per order)."""
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    oldest: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    oldest: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def add(self, order: OrderView) -> None:
         if order.terminal or order.status is None:
@@ -510,11 +511,13 @@ class _Tally:
 
     def publish(self, metrics: GaugeMetrics, now: datetime) -> None:
         metrics.set_open_orders(self.counts)
-        metrics.set_status_ages({k: max(0.0, (now - t).total_seconds()) for k, t in self.oldest.items()})
+        at = now.timestamp()
+        metrics.set_status_ages({k: max(0.0, at - t) for k, t in self.oldest.items()})
 
 
-def _provider_and_since(order: OrderView) -> tuple[Provider, datetime]:
-    """The order's provider and the start of its current status (its receipt before any)."""
+def _provider_and_since(order: OrderView) -> tuple[Provider, float]:
+    """The order's provider and the start of its current status (its receipt before any), in
+    epoch seconds."""
     if isinstance(order, OrderIndex):
-        return order.provider, order.since
-    return order.request.provider, order.status_since or order.received_at
+        return order.provider, order.since_epoch
+    return order.request.provider, (order.status_since or order.received_at).timestamp()

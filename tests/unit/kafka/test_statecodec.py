@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +14,16 @@ from worker.domain.model import OrderState, Phase
 from worker.domain.ports import PlacedOrder
 from worker.events.models import OrderRequest, Provider
 from worker.events.status import OrderStatus
-from worker.kafka.statecodec import INDEX_HEADER, SNAPSHOT_REVISION, OrderIndex, pack, unpack, unpack_state
+from worker.kafka.statecodec import (
+    _ZDICT,
+    INDEX_HEADER,
+    SNAPSHOT_REVISION,
+    OrderIndex,
+    pack,
+    unpack,
+    unpack_refs,
+    unpack_state,
+)
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 
@@ -59,16 +68,49 @@ def fields(index: OrderIndex) -> tuple[object, ...]:
 
 def test_pack_round_trips_and_shrinks_a_state() -> None:
     value = state().model_dump_json().encode()
-    packed = pack(value)
+    packed = pack(value, {"orderId": "order-9"})
     assert unpack(packed) == value
     assert unpack_state(packed) == state()
-    assert len(packed) < len(value) / 2
+    assert unpack_refs(packed) == {"orderId": "order-9"}
+    assert len(packed) < len(value) / 3
+
+
+@pytest.mark.parametrize("refs", [None, {}, {"orderId": "o\n9", "long": "x" * 5000}])
+def test_the_refs_line_is_read_alone_and_the_value_comes_back_whole(refs: dict[str, str] | None) -> None:
+    """The refs' line ends at the first newline (escaped inside their JSON), however long; the
+    value after it may hold newlines of its own."""
+    value = b'{"a":1}\n{"b":"\n"}'
+    packed = pack(value, refs)
+    assert unpack_refs(packed) == refs
+    assert unpack(packed) == value
+
+
+def _keys(value: object) -> set[str]:
+    if isinstance(value, dict):
+        return set(value).union(*(_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_keys(v) for v in value))
+    return set()
+
+
+@pytest.mark.parametrize("provider", ["up42", "oneatlas"])
+def test_the_compression_dictionary_names_every_field_of_a_state(provider: str) -> None:
+    """Each field name the dictionary lacks is spelt out again in every packed state: a field
+    added to the state (or to what it holds) must be added to the dictionary too."""
+    placed = state(placed=PlacedOrder(tracking_key="k", refs={}, amount=1.0, currency="EUR"))
+    request = placed.request.model_copy(update={"provider": Provider(provider)})
+    dumped = json.loads(placed.model_copy(update={"request": request}).model_dump_json())
+    dumped.pop("request")  # its product and options depend on the provider; its other fields:
+    names = _keys(dumped) | set(json.loads(request.model_dump_json()))
+    missing = sorted(n for n in names if f'"{n}":'.encode() not in _ZDICT)
+    assert missing == []
 
 
 def test_header_and_json_give_the_same_index() -> None:
     original = state()
     value = original.model_dump_json().encode()
-    expected = OrderIndex.of_state(original, pack(value))
+    assert original.placed is not None
+    expected = OrderIndex.of_state(original, pack(value, original.placed.refs))
     name, raw = expected.header()
     assert name == INDEX_HEADER
     from_header = OrderIndex.of_record("ix-1", value, [("other", b"x"), (name, raw)])
@@ -85,6 +127,7 @@ def test_header_and_json_give_the_same_index() -> None:
         False,
     )
     assert unpack_state(from_header.packed or b"") == original
+    assert from_header.refs == from_json.refs == expected.refs == original.placed.refs
 
 
 def test_a_version_1_header_is_read_from_the_value_with_the_refs() -> None:
@@ -182,11 +225,35 @@ def test_a_version_1_header_is_still_read() -> None:
     assert restored.seen is None
 
 
-def test_an_index_keeps_its_refs_compact_and_gives_them_back_equal() -> None:
-    """The refs are kept as their JSON, copied out of orjson's output buffer (which alone would
-    keep ~4 KB allocated per order)."""
+def test_a_hot_index_keeps_its_refs_compact_and_a_packed_one_keeps_them_only_packed() -> None:
+    """A hot order's refs are kept as their JSON, copied out of orjson's output buffer (which
+    alone would keep ~4 KB allocated per order); once its state is packed (or restored), only
+    the packed state holds them."""
     refs = {"salesOrderId": "SAL40000001", "contractId": "CTR21000001", "customerReference": "trk-1"}
-    index = OrderIndex.of_record("ix-1", state().model_dump_json().encode(), None)
-    index.refs = refs
-    assert index.refs == refs
-    assert sys.getsizeof(index._refs) <= 256
+    placed = state(placed=PlacedOrder(tracking_key="SAL40000001", refs=refs))
+    hot = OrderIndex.of_state(placed, None)
+    assert hot.refs == refs
+    assert sys.getsizeof(hot._refs) <= 256
+    value = placed.model_dump_json().encode()
+    hot.pack(value)
+    assert (hot._refs, hot.refs, unpack(hot.packed or b"")) == (None, refs, value)
+    restored = OrderIndex.of_record("ix-1", value, [hot.header()])
+    assert (restored._refs, restored.refs) == (None, refs)
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        NOW + timedelta(microseconds=123_457),
+        datetime(2199, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 5, 1, 14, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_the_status_start_is_kept_to_the_microsecond(since: datetime) -> None:
+    """``since`` is kept as epoch seconds: read back, it is the same instant, in UTC, through
+    the header too."""
+    index = OrderIndex.of_state(state(status_since=since), None)
+    assert index.since == since
+    assert index.since.utcoffset() == timedelta(0)
+    value = state(status_since=since).model_dump_json().encode()
+    assert OrderIndex.of_record("ix-1", value, [index.header()]).since == since

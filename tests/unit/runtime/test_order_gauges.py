@@ -7,12 +7,14 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from worker.domain.model import OrderState, Phase
 from worker.events.models import OrderRequest
 from worker.events.status import OrderStatus
-from worker.runtime.timers import OrderGauges
+from worker.kafka.statecodec import OrderIndex
+from worker.runtime.timers import OrderGauges, OrderView
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -52,13 +54,16 @@ class Sink:
         self.ages = dict(ages)
 
 
-def test_counts_and_oldest_age_per_status() -> None:
-    orders = [
+@pytest.mark.parametrize("as_index", [False, True], ids=["states", "indexes"])
+def test_counts_and_oldest_age_per_status(as_index: bool) -> None:
+    """The same from decoded states and from the store's indexes (which keep epoch seconds)."""
+    states = [
         state("a", OrderStatus.IN_PROGRESS, 1),
         state("b", OrderStatus.IN_PROGRESS, 5),
         state("c", OrderStatus.DECISION_REQUIRED, 2),
         state("d", OrderStatus.COMPLETED, 100, phase=Phase.DONE),
     ]
+    orders: list[OrderView] = [OrderIndex.of_state(s, None) for s in states] if as_index else list(states)
     sink = Sink()
     OrderGauges(scheduler=None, orders=lambda: orders, metrics=sink, clock=lambda: NOW).refresh()  # type: ignore[arg-type]
     assert sink.counts == {("oneatlas", "IN_PROGRESS"): 2, ("oneatlas", "DECISION_REQUIRED"): 1}
