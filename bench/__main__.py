@@ -380,7 +380,7 @@ async def _finished(
             )
         )
     per = both.finished_bytes / both.finished if both.finished else 0.0
-    report.add(Figure(sec, "  packed finished record in memory", per, "B", target="≤ 64 B", met=per <= 64))
+    report.add(Figure(sec, "  packed finished entry in memory", per, "B", target="≤ 12 B", met=per <= 12))
     report.note(
         sec,
         f"The changelog of the largest tracking run plus {sizes.finished_factor} finished records "

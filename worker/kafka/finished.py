@@ -6,11 +6,12 @@ replaced, in the compacted changelog and in memory, by a finished record. The ch
 (:class:`FinishedRecord`) holds the request id (the key), the terminal status, the request's
 fingerprint and the last status event, for re-publish to a producer that sends the request again.
 
-In memory a finished order costs ~33 bytes (:class:`FinishedIds`: a 128-bit hash of its request
-id, the changelog offset of its record, the fingerprint, the status), not its last event: that is
-read back from the changelog at the kept offset when it is needed (``StateStore.outcome``), which
-is only when the request is sent again. A compacted topic never moves a record it keeps, and a
-finished record is its key's last, so the offset stays valid.
+In memory a finished order costs 12 bytes (:class:`FinishedIds`: a 32-bit hash of its request
+id and the changelog offset of its record). Everything else is read back from the changelog at
+the kept offset when it is needed (``StateStore.finished`` / ``outcome`` / ``used``), which is
+only when the request is sent again: the record read back is also the proof of identity (its key
+is the id; a hash hit whose record has another key is another id). A compacted topic never moves
+a record it keeps, and a finished record is its key's last, so the offset stays valid.
 
 Nothing that scans orders (poller, gauges, delivery harvest, resume, revocation) sees finished
 ids: they are not in the store's index.
@@ -21,9 +22,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -32,8 +32,6 @@ from worker.events.models import OrderRequest, OrderStatusEvent
 from worker.events.status import OrderStatus
 
 FINISHED_PREFIX = b'{"finished":'
-_STATUSES = list(OrderStatus)
-_STATUS_CODE = {status: code for code, status in enumerate(_STATUSES)}
 
 
 def request_fingerprint(request: OrderRequest) -> int:
@@ -75,36 +73,9 @@ class FinishedRecord:
         )
 
 
-_STATUS_BYTES = {status.value.encode(): status for status in OrderStatus}
-
-
-def head_of(raw: bytes) -> tuple[OrderStatus, int]:
-    """Status and fingerprint of a finished record's value, without building its event: read
-    from the fixed head :meth:`FinishedRecord.to_bytes` writes (a restore reads one per finished
-    order), else from the parsed JSON.
-
-    Raises:
-        ValueError: the value is not a finished record.
-    """
-    start = raw.find(b'"status":"', 0, 64) + 10
-    end = raw.find(b'"', start, start + 40)
-    status = _STATUS_BYTES.get(raw[start:end]) if start >= 10 else None
-    mark = raw.find(b'"fingerprint":"', end, end + 32) + 15
-    if status is not None and mark >= 15 and raw[mark + 16 : mark + 17] == b'"':
-        try:
-            return status, int(raw[mark : mark + 16], 16)
-        except ValueError:
-            pass
-    try:
-        data: dict[str, Any] = orjson.loads(raw)
-        return OrderStatus(data["status"]), int(data["fingerprint"], 16)
-    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
-        raise ValueError(f"not a finished record: {exc}") from exc
-
-
 @dataclass(frozen=True)
 class Finished:
-    """What memory knows of one finished order (the answer of ``StateStore.get``)."""
+    """A finished order as read back from its record (the answer of ``StateStore.finished``)."""
 
     request_id: str
     status: OrderStatus
@@ -112,151 +83,126 @@ class Finished:
     offset: int  # of its finished record in its changelog partition
 
 
-def _key(request_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=16).digest(), "big")
+def short_hash(request_id: str) -> int:
+    """The 32-bit hash memory keeps of a finished order's request id: a hit only says "maybe"
+    (about one unknown id in 4 billion per finished order shares it); the record read back at
+    the kept offset says whether it is that id."""
+    return int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=4).digest(), "big")
 
 
+HashOf = Callable[[str], int]
 _MERGE_AT = 1024  # additions kept in a dict before they become a sorted run
-_MASK = 0xFFFFFFFFFFFFFFFF
+_OFFSET_BITS = 63  # a changelog offset is below 2**63: (hash << 63) | offset sorts by both
 
 
 class _Run:
-    """Finished orders sorted by id hash: five parallel arrays, 33 bytes an order."""
+    """Finished orders sorted by (short hash, offset): two parallel arrays, 12 bytes an order."""
 
-    __slots__ = ("hi", "lo", "offsets", "prints", "status")
+    __slots__ = ("hashes", "offsets")
 
-    def __init__(self, items: dict[int, tuple[int, int, int]]) -> None:
-        keys = sorted(items)
-        values = [items[k] for k in keys]
-        self.hi = array("Q", (k >> 64 for k in keys))
-        self.lo = array("Q", (k & _MASK for k in keys))
-        self.offsets = array("q", (v[0] for v in values))
-        self.prints = array("Q", (v[1] for v in values))
-        self.status = array("B", (v[2] for v in values))
-
-    @classmethod
-    def sorted_from(cls, loaded: FinishedLoader) -> _Run:
-        """A run of the loader's records; of several records of one id (in log order), the
-        last wins."""
-        keys = [(h << 64) | low for h, low in zip(loaded.hi, loaded.lo, strict=True)]
-        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: log order kept
-        kept = [i for n, i in enumerate(order) if n + 1 == len(order) or keys[order[n + 1]] != keys[i]]
-        run = cls({})
-        run.hi = array("Q", (loaded.hi[i] for i in kept))
-        run.lo = array("Q", (loaded.lo[i] for i in kept))
-        run.offsets = array("q", (loaded.offsets[i] for i in kept))
-        run.prints = array("Q", (loaded.prints[i] for i in kept))
-        run.status = array("B", (loaded.status[i] for i in kept))
-        return run
+    def __init__(self, keys: Iterable[int]) -> None:
+        """``keys``: ``(hash << 63) | offset`` of each order, sorted."""
+        ordered = list(keys)
+        mask = (1 << _OFFSET_BITS) - 1
+        self.hashes = array("I", (k >> _OFFSET_BITS for k in ordered))
+        self.offsets = array("q", (k & mask for k in ordered))
 
     def __len__(self) -> int:
-        return len(self.hi)
+        return len(self.hashes)
 
     def nbytes(self) -> int:
-        arrays = (self.hi, self.lo, self.offsets, self.prints, self.status)
-        return sum(a.buffer_info()[1] * a.itemsize for a in arrays)
+        return sum(a.buffer_info()[1] * a.itemsize for a in (self.hashes, self.offsets))
 
-    def find(self, key: int) -> tuple[int, int, int] | None:
-        hi, lo = key >> 64, key & _MASK
-        i = bisect.bisect_left(self.hi, hi)
-        while i < len(self.hi) and self.hi[i] == hi:
-            if self.lo[i] == lo:
-                return self.offsets[i], self.prints[i], self.status[i]
-            i += 1
-        return None
+    def find(self, short: int) -> list[int]:
+        """The offsets kept under this hash (in increasing order)."""
+        i = bisect.bisect_left(self.hashes, short)
+        j = bisect.bisect_right(self.hashes, short, i)
+        return list(self.offsets[i:j])
 
-    def items(self) -> dict[int, tuple[int, int, int]]:
-        return {
-            (self.hi[i] << 64) | self.lo[i]: (self.offsets[i], self.prints[i], self.status[i])
-            for i in range(len(self.hi))
-        }
+    def keys(self) -> Iterator[int]:
+        return ((h << _OFFSET_BITS) | o for h, o in zip(self.hashes, self.offsets, strict=True))
 
 
 class FinishedLoader:
-    """The finished records of one partition as a restore reads them: appended to arrays (no
-    Python object kept per record), sorted once by :meth:`build`."""
+    """The finished records of one partition as a restore reads them: appended to two arrays
+    (no Python object kept per record), sorted once by :meth:`build`."""
 
-    __slots__ = ("hi", "lo", "offsets", "prints", "status")
+    __slots__ = ("_hash_of", "hashes", "offsets")
 
-    def __init__(self) -> None:
-        self.hi, self.lo = array("Q"), array("Q")
-        self.offsets, self.prints, self.status = array("q"), array("Q"), array("B")
+    def __init__(self, hash_of: HashOf = short_hash) -> None:
+        self._hash_of = hash_of
+        self.hashes, self.offsets = array("I"), array("q")
 
-    def add(self, request_id: str, raw: bytes, offset: int) -> None:
-        """Raises: ValueError: ``raw`` is not a finished record."""
-        status, fingerprint = head_of(raw)
-        key = _key(request_id)
-        self.hi.append(key >> 64)
-        self.lo.append(key & _MASK)
+    def add(self, request_id: str, offset: int) -> None:
+        self.hashes.append(self._hash_of(request_id))
         self.offsets.append(offset)
-        self.prints.append(fingerprint)
-        self.status.append(_STATUS_CODE[status])
 
     def build(self) -> FinishedIds:
-        ids = FinishedIds()
-        if self.hi:
-            ids._runs.append(_Run.sorted_from(self))
+        ids = FinishedIds(self._hash_of)
+        if self.hashes:
+            keys = sorted((h << _OFFSET_BITS) | o for h, o in zip(self.hashes, self.offsets, strict=True))
+            ids._runs.append(_Run(keys))
         return ids
 
 
 class FinishedIds:
-    """The finished orders of one partition, packed: sorted runs of parallel arrays keyed by a
-    128-bit hash of the request id (:class:`_Run`, 33 bytes an order), plus a dict of at most
-    ``_MERGE_AT`` recent additions. A new run is merged with the previous one while that one is
-    not more than twice its size, so there are O(log n) runs and each order is re-sorted
-    O(log n) times in all.
+    """The finished orders of one partition, packed: sorted runs of two parallel arrays (32-bit
+    hash of the request id, changelog offset of its finished record: :class:`_Run`, 12 bytes an
+    order), plus a dict of at most ``_MERGE_AT`` recent additions. A new run is merged with the
+    previous one while that one is not more than twice its size, so there are O(log n) runs and
+    each order is re-sorted O(log n) times in all.
 
-    Two different ids share a 128-bit hash with a probability of about n²/2¹²⁹ (10⁻²⁶ at a
-    million ids): a request with a new id is then taken for a duplicate.
+    Membership is only a *maybe*: :meth:`candidates` lists the offsets of every kept record whose
+    id has the same short hash (several records of one id, before compaction, or of ids that
+    collide). The caller reads them back (``StateStore.finished``) and compares keys; the
+    record, not memory, holds the id, the status, the fingerprint and the last event.
     """
 
-    __slots__ = ("_pending", "_runs")
+    __slots__ = ("_hash_of", "_pending", "_runs")
 
-    def __init__(self) -> None:
+    def __init__(self, hash_of: HashOf = short_hash) -> None:
+        self._hash_of = hash_of
         self._runs: list[_Run] = []
-        self._pending: dict[int, tuple[int, int, int]] = {}
+        self._pending: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
-        return sum(len(run) for run in self._runs) + len(self._pending)
+        return sum(len(run) for run in self._runs) + sum(len(o) for o in self._pending.values())
 
     def nbytes(self) -> int:
         """Bytes held by the sorted runs (the pending dict is bounded by ``_MERGE_AT``)."""
         return sum(run.nbytes() for run in self._runs)
 
-    def add(self, request_id: str, status: OrderStatus, fingerprint: int, offset: int) -> None:
-        self._pending[_key(request_id)] = (offset, fingerprint, _STATUS_CODE[status])
+    def add(self, request_id: str, offset: int) -> None:
+        self._pending.setdefault(self._hash_of(request_id), []).append(offset)
         if len(self._pending) >= _MERGE_AT:
             self._flush()
 
-    def extend(self, items: Iterable[tuple[str, OrderStatus, int, int]]) -> None:
-        """Many additions at once (a restore): one sort for all of them; a later item for the
-        same id wins."""
-        for request_id, status, fingerprint, offset in items:
-            self._pending[_key(request_id)] = (offset, fingerprint, _STATUS_CODE[status])
+    def extend(self, items: Iterable[tuple[str, int]]) -> None:
+        """Many additions at once: one sort for all of them."""
+        for request_id, offset in items:
+            self._pending.setdefault(self._hash_of(request_id), []).append(offset)
         self._flush()
 
-    def get(self, request_id: str) -> Finished | None:
-        key = _key(request_id)
-        found = self._pending.get(key)
-        for run in reversed(self._runs):  # newest first: a later record of an id wins
-            if found is not None:
-                break
-            found = run.find(key)
-        if found is None:
-            return None
-        offset, fingerprint, code = found
-        return Finished(request_id, _STATUSES[code], fingerprint, offset)
+    def candidates(self, request_id: str) -> list[int]:
+        """The offsets of the kept finished records that may be this id's, newest first (the
+        later record of an id wins); empty: the id is certainly not a finished order here."""
+        short = self._hash_of(request_id)
+        found = list(self._pending.get(short, ()))
+        for run in self._runs:
+            found += run.find(short)
+        return sorted(found, reverse=True)
 
-    def __contains__(self, request_id: object) -> bool:
-        return isinstance(request_id, str) and self.get(request_id) is not None
+    def maybe(self, request_id: str) -> bool:
+        """Whether :meth:`candidates` is not empty (no read-back: a *maybe*)."""
+        short = self._hash_of(request_id)
+        return short in self._pending or any(run.find(short) for run in self._runs)
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        items = self._pending
+        keys = [(h << _OFFSET_BITS) | o for h, offsets in self._pending.items() for o in offsets]
         self._pending = {}
-        while self._runs and len(self._runs[-1]) <= 2 * len(items):
-            older = self._runs.pop().items()
-            older.update(items)
-            items = older
-        self._runs.append(_Run(items))
+        while self._runs and len(self._runs[-1]) <= 2 * len(keys):
+            keys += self._runs.pop().keys()
+        keys.sort()
+        self._runs.append(_Run(keys))

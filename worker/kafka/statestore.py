@@ -3,7 +3,7 @@
 The ``tasking.worker-state`` topic is co-partitioned with the input topics and compacted: its
 latest record per ``requestId`` is the order's state (a JSON :class:`OrderState`), a
 *finished* record for an order retired after its retention (``worker.kafka.finished``: status,
-request fingerprint and last event, ~33 bytes in memory), or a *burnt id* marker for a request id
+request fingerprint and last event, 12 bytes in memory), or a *burnt id* marker for a request id
 that arrived invalid (so a later request reusing the id is a duplicate, never a second order with
 a restarted sequence).
 
@@ -136,16 +136,18 @@ class StateStore:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, request_id: str) -> Entry | Finished | None:
-        """The order's state (decoded if it is not among the hot ones), its burnt-id marker, its
-        finished record (retired: nothing can happen to it any more), or ``None`` for an unknown id.
+    def get(self, request_id: str) -> Entry | None:
+        """The order's state (decoded if it is not among the hot ones), its burnt-id marker, or
+        ``None``: an unknown id *or a finished order* (retired: memory holds only a short hash
+        of its id, see :meth:`finished`). A caller that would start an order on ``None`` must
+        first ask :meth:`used` (awaited), as the intake does.
 
         Raises:
             pydantic.ValidationError: the stored changelog value is not a valid state.
         """
         held = self._held(request_id)
         if held is None:
-            return self.finished(request_id)
+            return None
         if not isinstance(held, OrderIndex):
             return held
         state = self._hot.get(request_id)
@@ -157,25 +159,44 @@ class StateStore:
         return state
 
     def __contains__(self, request_id: object) -> bool:
-        """Whether the id is known (an order, a finished order or a burnt id), without decoding
-        anything."""
+        """Whether the id *may* be known, without decoding or reading anything: ``True`` for an
+        order or a burnt id, and for a finished order, but also for an unknown id whose short
+        hash a finished order shares (rare: see ``worker.kafka.finished.short_hash``). ``False``
+        is certain. For the certain answer about a finished order, await :meth:`finished`."""
         if request_id in self._partition_of:
             return True
-        return isinstance(request_id, str) and self.finished(request_id) is not None
+        return isinstance(request_id, str) and any(ids.maybe(request_id) for ids in self._finished.values())
 
-    def finished(self, request_id: str) -> Finished | None:
-        """The retired order with this id, if one of the owned partitions holds it."""
-        for ids in self._finished.values():
-            found = ids.get(request_id)
-            if found is not None:
-                return found
+    async def finished(self, request_id: str) -> Finished | None:
+        """The retired order with this id, if one of the owned partitions holds it: each record
+        kept under the id's short hash is read back (newest first) until one has this key.
+
+        Raises:
+            KafkaError: a record could not be read (never taken for "unknown": the caller
+                retries, so a re-sent request is never taken for a new one).
+            ValueError: no record at a kept offset, or a record there of this id that is not a
+                finished record (memory and changelog disagree).
+        """
+        found = await self._finished_record(request_id)
+        if found is None:
+            return None
+        offset, record = found
+        return Finished(request_id, record.status, record.fingerprint, offset)
+
+    async def _finished_record(self, request_id: str) -> tuple[int, FinishedRecord] | None:
+        """As :meth:`finished`, with the record read back (its last event)."""
+        for partition, ids in list(self._finished.items()):
+            for offset in ids.candidates(request_id):
+                raw = await self._read_at(partition, offset, request_id)
+                if raw is not None:
+                    return offset, FinishedRecord.from_bytes(request_id, raw)
         return None
 
     def finished_count(self) -> int:
         return sum(len(ids) for ids in self._finished.values())
 
     def finished_nbytes(self) -> int:
-        """Bytes of memory the finished orders' packed records take (see FinishedIds)."""
+        """Bytes of memory the finished orders' packed entries take (see FinishedIds)."""
         return sum(ids.nbytes() for ids in self._finished.values())
 
     async def outcome(self, request_id: str) -> Outcome | None:
@@ -185,19 +206,19 @@ class StateStore:
         fetch at its record's offset). ``None`` for an unknown id.
 
         Raises:
-            KafkaError: a finished order's record could not be read.
-            ValueError: its record at the kept offset is not that order's finished record.
+            KafkaError / ValueError: as :meth:`finished` (a finished order's record could not be
+                read back); never ``None`` for an id that may be a finished order but could not
+                be checked.
         """
         entry = self.get(request_id)
-        if entry is None:
-            return None
         if isinstance(entry, BurntId):
             return Outcome(request_id, entry.event.status, entry.event, None)
         if isinstance(entry, OrderState):
             return Outcome(request_id, entry.status, entry.last_event, finished_fingerprint(_origin(entry)))
-        partition = next(p for p, ids in self._finished.items() if ids.get(request_id) is not None)
-        raw = await self._read_at(partition, entry.offset, request_id)
-        record = FinishedRecord.from_bytes(request_id, raw)
+        found = await self._finished_record(request_id)
+        if found is None:
+            return None
+        record = found[1]
         return Outcome(request_id, record.status, record.event, record.fingerprint)
 
     async def used(self, request_id: str) -> UsedId | None:
@@ -207,10 +228,10 @@ class StateStore:
 
         Raises:
             pydantic.ValidationError: as :meth:`get`.
+            KafkaError / ValueError: as :meth:`finished`: a request whose id may be a finished
+                order's is never answered "new" unless its records were read back.
         """
         entry = self.get(request_id)
-        if entry is None:
-            return None
         if isinstance(entry, BurntId):
             return UsedId(entry.event, entry.fingerprint)
         if isinstance(entry, OrderState):
@@ -420,13 +441,18 @@ class StateStore:
         self._by_partition[partition].pop(state.request_id, None)
         self._partition_of.pop(state.request_id, None)
         self._hot.pop(state.request_id, None)
-        self._finished.setdefault(partition, FinishedIds()).add(
-            state.request_id, record.status, record.fingerprint, meta.offset
-        )
+        self._finished.setdefault(partition, FinishedIds()).add(state.request_id, meta.offset)
         return Finished(state.request_id, record.status, record.fingerprint, meta.offset)
 
-    async def _read_at(self, partition: int, offset: int, request_id: str) -> bytes:
-        """The value of the changelog record at ``offset``, which must be ``request_id``'s."""
+    async def _read_at(self, partition: int, offset: int, request_id: str) -> bytes | None:
+        """The value of the changelog record at ``offset`` if it is ``request_id``'s; ``None``
+        when it is another id's (one that shares the short hash).
+
+        Raises:
+            KafkaTimeoutError: the record was not read in time.
+            ValueError: there is no record at ``offset`` (compacted away: memory is wrong), or
+                it is this id's but empty (a tombstone).
+        """
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
@@ -444,7 +470,11 @@ class StateStore:
                 for message in batch.get(tp, []):
                     if message.offset < offset:
                         continue
-                    if message.offset != offset or message.key != request_id.encode() or not message.value:
+                    if message.offset != offset:
+                        raise ValueError(f"no changelog record at {partition}@{offset} (for {request_id!r})")
+                    if message.key != request_id.encode():
+                        return None
+                    if not message.value:
                         raise ValueError(f"no finished record of {request_id!r} at offset {offset}")
                     value: bytes = message.value
                     return value
@@ -570,7 +600,7 @@ class StateStore:
                         value = message.value
                         if value is not None and value.startswith(FINISHED_PREFIX) and message.key:
                             request_id = message.key.decode()
-                            done.add(request_id, value, message.offset)
+                            done.add(request_id, message.offset)
                             entries.pop(request_id, None)  # its state's record came before
                         else:
                             _apply(entries, message.key, value, message.headers, generations)
