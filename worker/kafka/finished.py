@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import struct
+import sys
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -93,6 +96,7 @@ def short_hash(request_id: str) -> int:
 HashOf = Callable[[str], int]
 _MERGE_AT = 1024  # additions kept in a dict before they become a sorted run
 _OFFSET_BITS = 63  # a changelog offset is below 2**63: (hash << 63) | offset sorts by both
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 
 
 class _Run:
@@ -103,9 +107,8 @@ class _Run:
     def __init__(self, keys: Iterable[int]) -> None:
         """``keys``: ``(hash << 63) | offset`` of each order, sorted."""
         ordered = list(keys)
-        mask = (1 << _OFFSET_BITS) - 1
         self.hashes = array("I", (k >> _OFFSET_BITS for k in ordered))
-        self.offsets = array("q", (k & mask for k in ordered))
+        self.offsets = array("q", (k & _OFFSET_MASK for k in ordered))
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -119,30 +122,57 @@ class _Run:
         j = bisect.bisect_right(self.hashes, short, i)
         return list(self.offsets[i:j])
 
-    def keys(self) -> Iterator[int]:
+    def packed(self) -> Iterator[int]:
         return ((h << _OFFSET_BITS) | o for h, o in zip(self.hashes, self.offsets, strict=True))
 
 
 class FinishedLoader:
-    """The finished records of one partition as a restore reads them: appended to two arrays
-    (no Python object kept per record), sorted once by :meth:`build`."""
+    """The finished records of one partition as a restore reads them: appended to arrays (no
+    Python object kept per record), sorted once by :meth:`build`. Single finished records and
+    segment records (:class:`Segment`) are kept apart: a single whose offset a later segment
+    lists among its sources is folded (a crash came between the segment and its tombstones)."""
 
-    __slots__ = ("_hash_of", "hashes", "offsets")
+    __slots__ = ("_hash_of", "folded", "hashes", "offsets", "single_hashes", "single_offsets")
 
     def __init__(self, hash_of: HashOf = short_hash) -> None:
         self._hash_of = hash_of
-        self.hashes, self.offsets = array("I"), array("q")
+        self.hashes, self.offsets = array("I"), array("q")  # segment entries (tagged offsets)
+        self.single_hashes, self.single_offsets = array("I"), array("q")
+        self.folded = array("q")  # the sources of every segment read
 
     def add(self, request_id: str, offset: int) -> None:
-        self.hashes.append(self._hash_of(request_id))
-        self.offsets.append(offset)
+        """A single finished record."""
+        self.single_hashes.append(self._hash_of(request_id))
+        self.single_offsets.append(offset)
 
-    def build(self) -> FinishedIds:
+    def add_segment(self, raw: bytes, offset: int) -> None:
+        """A segment record (its entries all point to its offset).
+
+        Raises:
+            ValueError: not a segment record.
+        """
+        hashes, sources = segment_head(raw)
+        self.hashes.extend(hashes)
+        self.offsets.extend(array("q", [offset | SEGMENT_TAG]) * len(hashes))
+        self.folded.extend(sources)
+
+    def build(self) -> tuple[FinishedIds, array[int], array[int]]:
+        """The id set; the offsets of the single records not yet folded (in log order); and the
+        offsets of the singles already folded but still in the log (their tombstones are due)."""
+        folded = set(self.single_offsets).intersection(self.folded) if self.single_offsets else set()
+        pending, leftover = array("q"), array("q")
+        keys = [(h << _OFFSET_BITS) | o for h, o in zip(self.hashes, self.offsets, strict=True)]
+        for h, o in zip(self.single_hashes, self.single_offsets, strict=True):
+            if o in folded:
+                leftover.append(o)
+            else:
+                pending.append(o)
+                keys.append((h << _OFFSET_BITS) | o)
         ids = FinishedIds(self._hash_of)
-        if self.hashes:
-            keys = sorted((h << _OFFSET_BITS) | o for h, o in zip(self.hashes, self.offsets, strict=True))
+        if keys:
+            keys.sort()
             ids._runs.append(_Run(keys))
-        return ids
+        return ids, pending, leftover
 
 
 class FinishedIds:
@@ -197,12 +227,130 @@ class FinishedIds:
         short = self._hash_of(request_id)
         return short in self._pending or any(run.find(short) for run in self._runs)
 
+    def drop(self, offsets: set[int]) -> None:
+        """Forget the entries kept at these offsets (single records just folded): one pass
+        over every run, so a fold job calls it once for all its segments."""
+        if not offsets:
+            return
+        keys = [
+            (h << _OFFSET_BITS) | o for h, kept in self._pending.items() for o in kept if o not in offsets
+        ]
+        for run in self._runs:
+            keys += (k for k in run.packed() if k & _OFFSET_MASK not in offsets)
+        keys.sort()
+        self._pending = {}
+        self._runs = [_Run(keys)] if keys else []
+
     def _flush(self) -> None:
         if not self._pending:
             return
         keys = [(h << _OFFSET_BITS) | o for h, offsets in self._pending.items() for o in offsets]
         self._pending = {}
         while self._runs and len(self._runs[-1]) <= 2 * len(keys):
-            keys += self._runs.pop().keys()
+            keys += self._runs.pop().packed()
         keys.sort()
         self._runs.append(_Run(keys))
+
+
+# --------------------------------------------------------------------------- segments
+
+#: Key prefix of a *segment* record: many finished orders folded into one changelog record
+#: (``StateStore.fold_finished``). No request id starts with a NUL byte (see ``is_segment_key``).
+SEGMENT_KEY_PREFIX = b"\x00finished-segment/"
+#: Marks a kept offset as a segment record's (the others are single finished records').
+SEGMENT_TAG = 1 << 62
+_SEGMENT_MAGIC = b"TWFS1"
+_COUNT = struct.Struct(">I")
+
+
+def is_segment_key(key: bytes | None) -> bool:
+    return key is not None and key.startswith(SEGMENT_KEY_PREFIX)
+
+
+def _big_endian(values: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _native(typecode: str, raw: bytes) -> array[int]:
+    values = array(typecode, raw)
+    if sys.byteorder == "little":
+        values.byteswap()
+    return values
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Finished records folded into one changelog record, keyed per partition by the highest
+    offset of the single records it replaces (``sources``): folding the same singles again
+    (after a crash before their tombstones) writes the same key, which compaction keeps once.
+
+    Layout: magic, count, the ``short_hash`` of every id (4 bytes each, big-endian), the source
+    offsets (8 bytes each), then the entries (id, status, fingerprint, last event) as one
+    zlib-compressed JSON array. A restore reads the hashes and the sources and never inflates
+    the entries; a read-back (a re-sent request) inflates them to find its id.
+    """
+
+    records: list[FinishedRecord]
+    sources: list[int]
+
+    def key(self) -> bytes:
+        return SEGMENT_KEY_PREFIX + str(max(self.sources)).encode()
+
+    def to_bytes(self) -> bytes:
+        entries = [
+            [r.request_id, r.status.value, f"{r.fingerprint:016x}", r.event.to_json_dict()]
+            for r in self.records
+        ]
+        hashes = array("I", (short_hash(r.request_id) for r in self.records))
+        return b"".join(
+            (
+                _SEGMENT_MAGIC,
+                _COUNT.pack(len(self.records)),
+                _big_endian(hashes),
+                _big_endian(array("q", self.sources)),
+                zlib.compress(orjson.dumps(entries), 6),
+            )
+        )
+
+
+def segment_head(raw: bytes) -> tuple[array[int], array[int]]:
+    """The id hashes and the source offsets of a segment record's value, without inflating it.
+
+    Raises:
+        ValueError: not a segment record.
+    """
+    start = len(_SEGMENT_MAGIC)
+    if not raw.startswith(_SEGMENT_MAGIC) or len(raw) < start + _COUNT.size:
+        raise ValueError("not a finished-orders segment record")
+    (count,) = _COUNT.unpack_from(raw, start)
+    hashes_at = start + _COUNT.size
+    sources_at = hashes_at + 4 * count
+    if len(raw) < sources_at + 8 * count:
+        raise ValueError("truncated finished-orders segment record")
+    return _native("I", raw[hashes_at:sources_at]), _native("q", raw[sources_at : sources_at + 8 * count])
+
+
+def segment_find(raw: bytes, request_id: str) -> FinishedRecord | None:
+    """The finished record of ``request_id`` in a segment record's value (the last one, if it
+    holds several), or ``None``.
+
+    Raises:
+        ValueError (or pydantic.ValidationError): not a segment record.
+    """
+    hashes, _ = segment_head(raw)
+    body_at = len(_SEGMENT_MAGIC) + _COUNT.size + 12 * len(hashes)
+    if short_hash(request_id) not in hashes:
+        return None
+    try:
+        entries = orjson.loads(zlib.decompress(raw[body_at:]))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable finished-orders segment: {exc}") from exc
+    for entry_id, status, fingerprint, event in reversed(entries):
+        if entry_id == request_id:
+            return FinishedRecord(
+                request_id, OrderStatus(status), int(fingerprint, 16), OrderStatusEvent.model_validate(event)
+            )
+    return None
