@@ -222,7 +222,7 @@ async def test_a_failed_read_back_is_never_a_new_order(
         await store.persist(0, done)
         await store.retire(0, done)
 
-        async def unreadable(partition: int, offset: int, request_id: str) -> bytes | None:
+        async def unreadable(partition: int, offset: int) -> tuple[bytes | None, bytes | None]:
             raise KafkaTimeoutError("changelog unreachable (test)")
 
         monkeypatch.setattr(store, "_read_at", unreadable)

@@ -3,7 +3,8 @@
 The ``tasking.worker-state`` topic is co-partitioned with the input topics and compacted: its
 latest record per ``requestId`` is the order's state (a JSON :class:`OrderState`), a
 *finished* record for an order retired after its retention (``worker.kafka.finished``: status,
-request fingerprint and last event, 12 bytes in memory), or a *burnt id* marker for a request id
+request fingerprint and last event, 12 bytes in memory; folded by the hundreds into *segment*
+records keyed ``finished-segment/…`` after a NUL byte), or a *burnt id* marker for a request id
 that arrived invalid (so a later request reusing the id is a duplicate, never a second order with
 a restarted sequence).
 
@@ -499,6 +500,7 @@ class StateStore:
             return 0
         folded: set[int] = set()
         read: set[int] = set()
+        gone: set[int] = set()
         chunk: list[tuple[int, FinishedRecord]] = []
         due: list[tuple[int, bytes]] = []
         written = 0
@@ -517,15 +519,16 @@ class StateStore:
                     await fence()
                     await self._bury(partition, tenure, [(o, r.request_id.encode()) for o, r in chunk])
                     chunk = []
-            # A single no longer in the log was replaced by a later record of its id (compaction
-            # keeps a key's last only): nothing to fold, keep or tombstone of it.
-            folded |= wanted - read
+            # A single no longer in the log was replaced by a later record of its key (compaction
+            # keeps a key's last only): not folded again, but its entry stays, so a lookup of
+            # its id fails (ValueError, retried, dead-lettered) rather than take it for new.
+            gone = wanted - read
             due += [(o, b"") for o in unburied - read]
             if due:
                 await fence()
                 await self._bury(partition, tenure, due)
         finally:
-            self._forget_singles(partition, tenure, folded)
+            self._forget_singles(partition, tenure, folded, gone)
         if written:
             log.info("finished_orders_folded", partition=partition, segments=written, orders=len(folded))
         return written
@@ -563,14 +566,14 @@ class StateStore:
         if due is not None and self._tenures.get(partition) == tenure:
             self._unburied[partition] = array("q", (o for o in due if o not in buried))
 
-    def _forget_singles(self, partition: int, tenure: int, folded: set[int]) -> None:
-        """Drop folded singles from memory (their ids now point to segments)."""
-        if not folded or self._tenures.get(partition) != tenure:
+    def _forget_singles(self, partition: int, tenure: int, folded: set[int], gone: set[int]) -> None:
+        """Drop folded singles from memory (their ids now point to segments), and both folded
+        and vanished ones from the singles waiting for a fold."""
+        if not (folded or gone) or self._tenures.get(partition) != tenure:
             return
         self._finished[partition].drop(folded)
-        self._singles[partition] = array(
-            "q", (o for o in self._singles.get(partition, ()) if o not in folded)
-        )
+        done = folded | gone
+        self._singles[partition] = array("q", (o for o in self._singles.get(partition, ()) if o not in done))
 
     async def _read_records(
         self, partition: int, offsets: list[int]

@@ -278,7 +278,8 @@ class Runner(StepLoop):
 
         Orders are retired ``cooperative.BATCH`` at a time, each under its lock and after the
         ownership fence (a retirement is a state write). One order's failure is logged and
-        left for the next run; the others go on."""
+        left for the next run; the others go on. Then each partition's single finished records
+        are folded into segment records (``StateStore.fold_finished``)."""
         cutoff = self.clock() - retention
         due = [
             (partition, index.request_id)

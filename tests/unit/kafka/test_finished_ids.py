@@ -8,7 +8,18 @@ from datetime import UTC, datetime
 
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
-from worker.kafka.finished import FinishedIds, FinishedLoader, FinishedRecord, request_fingerprint, short_hash
+from worker.kafka.finished import (
+    SEGMENT_KEY_PREFIX,
+    SEGMENT_TAG,
+    FinishedIds,
+    FinishedLoader,
+    FinishedRecord,
+    Segment,
+    request_fingerprint,
+    segment_find,
+    segment_head,
+    short_hash,
+)
 
 #: Two ids whose short hashes are equal (found by a birthday search over "coll-<n>").
 COLLIDING = ("coll-24455", "coll-36288")
@@ -99,8 +110,53 @@ def test_a_restore_loader_keeps_every_record_newest_first() -> None:
     loader = FinishedLoader()
     for i in range(3000):
         loader.add(f"l-{i % 1000}", offset=i)
-    ids = loader.build()
+    ids, pending, _ = loader.build()
     assert len(ids) == 3000  # 32 bits cannot tell records of one id apart: the read-back does
     for n in (0, 1, 999):
         assert ids.candidates(f"l-{n}") == [2000 + n, 1000 + n, n]
     assert ids.candidates("l-1000") == []
+    assert list(pending) == list(range(3000))  # all wait for a fold
+
+
+def _record(
+    request_id: str, status: OrderStatus = OrderStatus.COMPLETED, fingerprint: int = 1
+) -> FinishedRecord:
+    return FinishedRecord(
+        request_id, status, fingerprint, _event().model_copy(update={"request_id": request_id})
+    )
+
+
+def test_a_segment_holds_its_ids_hashes_and_sources_and_finds_each_record() -> None:
+    records = [_record(f"s-{i}", fingerprint=i) for i in range(50)]
+    records.append(_record("s-7", OrderStatus.CANCELLED, 99))  # a later record of an id
+    segment = Segment(records, list(range(100, 151)))
+    raw = segment.to_bytes()
+    assert segment.key() == SEGMENT_KEY_PREFIX + b"150"
+    hashes, sources = segment_head(raw)
+    assert list(hashes) == [short_hash(r.request_id) for r in records]
+    assert list(sources) == list(range(100, 151))
+    assert segment_find(raw, "s-3") == records[3]
+    found = segment_find(raw, "s-7")
+    assert found is not None
+    assert (found.status, found.fingerprint) == (OrderStatus.CANCELLED, 99)  # the last wins
+    assert segment_find(raw, "s-50") is None
+    assert segment_find(raw, COLLIDING[1]) is None
+
+
+def test_a_restore_keeps_segment_entries_and_drops_the_singles_a_segment_lists() -> None:
+    """A crash between a segment and its tombstones leaves both: the singles the segment lists
+    are not kept (nor folded again) but due for tombstones; the others wait for a fold."""
+    loader = FinishedLoader()
+    for i in range(6):
+        loader.add(f"one-{i}", offset=10 + i)
+    folded = Segment([_record(f"one-{i}") for i in range(4)], [10, 11, 12, 13])
+    loader.add_segment(folded.to_bytes(), offset=40)
+    ids, pending, unburied = loader.build()
+    assert list(pending) == [14, 15]
+    assert list(unburied) == [10, 11, 12, 13]
+    assert ids.candidates("one-2") == [40 | SEGMENT_TAG]
+    assert ids.candidates("one-5") == [15]
+    assert len(ids) == 6
+    ids.drop({15})
+    assert ids.candidates("one-5") == []
+    assert ids.candidates("one-2") == [40 | SEGMENT_TAG]
