@@ -171,16 +171,12 @@ class FinishedLoader:
     def build(self) -> tuple[FinishedIds, array[int], array[int]]:
         """The id set; the offsets of the single records not yet folded (in log order); and the
         offsets of the singles already folded but still in the log (their tombstones are due)."""
-        folded = set(self.single_offsets).intersection(self.folded) if self.single_offsets else set()
-        pending, leftover = array("q"), array("q")
-        hashes, offsets = array("I", self.hashes), array("q", self.offsets)
-        for h, o in zip(self.single_hashes, self.single_offsets, strict=True):
-            if o in folded:
-                leftover.append(o)
-            else:
-                pending.append(o)
-                hashes.append(h)
-                offsets.append(o)
+        singles = np.frombuffer(self.single_offsets, dtype=np.int64)
+        gone = np.isin(singles, np.frombuffer(self.folded, dtype=np.int64))  # no Python object each
+        pending = array("q", singles[~gone].tobytes())
+        leftover = array("q", singles[gone].tobytes())
+        hashes = self.hashes + array("I", np.frombuffer(self.single_hashes, dtype=np.uint32)[~gone].tobytes())
+        offsets = self.offsets + pending
         ids = FinishedIds(self._hash_of)
         if hashes:
             ids._runs.append(_Run(hashes, offsets))
