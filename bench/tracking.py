@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
@@ -47,10 +47,10 @@ from worker.domain.ports import Known, PolledOrder, stable_fingerprint
 from worker.events.codec import EncodedRecord
 from worker.events.models import Provider
 from worker.events.status import OrderStatus
-from worker.kafka.finished import FinishedRecord, request_fingerprint
+from worker.kafka.finished import FinishedRecord, Segment, request_fingerprint
 from worker.kafka.publisher import Publisher
 from worker.kafka.statecodec import OrderIndex
-from worker.kafka.statestore import StateStore
+from worker.kafka.statestore import FOLD_ENTRIES, StateStore
 from worker.observability.metrics import WorkerMetrics
 from worker.providers.oneatlas import OneAtlasProvider, legacy_snapshot
 from worker.runtime.runner import Runner
@@ -149,6 +149,33 @@ def finished_records(template: OrderState, count: int) -> list[EncodedRecord]:
     for i in range(1, count + 1):
         key = f"fin-{i:07d}".encode()
         records.append(EncodedRecord(key=key, value=value.replace(b"fin-0000000", key), headers=[]))
+    return records
+
+
+def finished_segments(template: OrderState, count: int, entries: int = FOLD_ENTRIES) -> list[EncodedRecord]:
+    """``count`` finished orders folded into segment records of ``entries`` each, as
+    ``StateStore.fold_finished`` writes them once the log is compacted (no single record, no
+    tombstone left). Each order's last event differs as real ones do (request id, provider
+    references, sequence, time), so the segment's compression is not that of copies."""
+    assert template.last_event is not None
+    base = template.last_event.model_copy(update={"status": OrderStatus.COMPLETED})
+    fingerprint = request_fingerprint(template.request)
+    records: list[EncodedRecord] = []
+    for start in range(1, count + 1, entries):
+        folded = []
+        for i in range(start, min(start + entries, count + 1)):
+            request_id = f"fin-{i:07d}"
+            event = base.model_copy(
+                update={
+                    "request_id": request_id,
+                    "sequence": 3 + i % 40,
+                    "occurred_at": base.occurred_at + timedelta(seconds=37 * i),
+                    "provider_refs": {k: f"{v}-{i}" for k, v in base.provider_refs.items()},
+                }
+            )
+            folded.append(FinishedRecord(request_id, OrderStatus.COMPLETED, fingerprint, event))
+        segment = Segment(folded, list(range(start, start + len(folded))))
+        records.append(EncodedRecord(key=segment.key(), value=segment.to_bytes(), headers=[]))
     return records
 
 

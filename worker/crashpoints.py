@@ -23,6 +23,8 @@ Points (``<where>:<detail>``; the variable may name the full point or only ``<wh
 * ``before_commit`` / ``after_commit``: around the intake's offset commit of a batch;
 * ``after_forward``: a keyless input record was forwarded under its ``requestId``, its offset is
   not yet committed.
+* ``after_segment_persist``: a segment of finished orders is acknowledged and its single
+  records are not yet tombstoned (``StateStore.fold_finished``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from harness import oneatlas_request, running_worker, stack_for
 from test_statestore import order
 
@@ -17,10 +18,12 @@ from worker.errors import OwnershipLost
 from worker.events.models import OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
 from worker.kafka.broker import EmbeddedBroker
-from worker.kafka.finished import Finished, request_fingerprint
+from worker.kafka.finished import Finished, request_fingerprint, short_hash
 from worker.kafka.statestore import StateStore
 
 pytestmark = pytest.mark.integration
+#: Two ids whose short hashes are equal (found by a birthday search over "coll-<n>").
+COLLIDING = ("coll-24455", "coll-36288")
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
 
@@ -67,22 +70,29 @@ async def test_a_retired_order_is_a_finished_record_in_memory_and_after_a_restor
             assert {i.request_id for i in store.tracked(Provider.ONEATLAS)} == scanned
             assert not any(True for _ in store.awaiting_delivery(Provider.UP42))
             assert store.finished_count() == len(done)
-            assert store.finished_nbytes() / store.finished_count() <= 64
+            assert store.finished_nbytes() / store.finished_count() <= 12
             for state in done:
-                assert state.request_id in store  # a re-sent request is a duplicate
-                entry = store.get(state.request_id)
-                assert isinstance(entry, Finished)
-                assert entry.status is OrderStatus.COMPLETED
-                assert entry.fingerprint == request_fingerprint(state.request)
+                assert state.request_id in store  # a maybe, confirmed by the read-back below
+                assert store.get(state.request_id) is None  # not an order any more
                 assert store.index(state.request_id) is None
                 assert store.partition_of(state.request_id) is None
             assert "never-seen" not in store
 
+        async def confirm(store: StateStore) -> None:
+            for state in done:
+                entry = await store.finished(state.request_id)
+                assert isinstance(entry, Finished)
+                assert entry.status is OrderStatus.COMPLETED
+                assert entry.fingerprint == request_fingerprint(state.request)
+            assert await store.finished("never-seen") is None
+
         check(writer)
+        await confirm(writer)
         reader = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
         result = await reader.restore([0, 1])
         assert result.records == len(open_orders) + 2 * len(done)  # the log is not compacted yet
         check(reader)
+        await confirm(reader)
         for state in done:
             outcome = await reader.outcome(state.request_id)
             assert outcome is not None
@@ -119,7 +129,7 @@ async def test_the_worker_retires_a_finished_order_and_still_answers_its_request
         await events.wait_status("oa-dry-retired", "QUOTED", timeout=40)
         store = worker.worker.intake.store
         await events.wait_for(lambda: store.finished_count() == 1, 20)
-        assert isinstance(store.get("oa-dry-retired"), Finished)
+        assert isinstance(await store.finished("oa-dry-retired"), Finished)
         assert not any(index.request_id == "oa-dry-retired" for _, index in store.indexes())
         outcome = await store.outcome("oa-dry-retired")
         assert outcome is not None
@@ -155,5 +165,73 @@ async def test_a_released_partition_retires_nothing(
         await successor.restore([0])
         assert successor.get("gone-1") == done  # still the full state
         assert successor.finished_count() == 0
+    finally:
+        await producer.stop()
+
+
+async def test_an_id_sharing_a_finished_orders_short_hash_is_new_and_the_finished_one_a_duplicate(
+    broker: EmbeddedBroker, unique_topics: TopicSettings
+) -> None:
+    """Memory keeps 32 bits of a finished order's id: a hit is a maybe, and the record read back
+    decides. Two ids with equal short hashes, both retired into one partition, are each answered
+    with their own record; a third id is unknown."""
+    await broker.create_topics([unique_topics.state], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        store = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await store.restore([0])
+        first_id, second_id = COLLIDING
+        assert short_hash(first_id) == short_hash(second_id)
+        first = finished(order(first_id, "oneatlas", placed=True), OrderStatus.COMPLETED)
+        await store.persist(0, first)
+        await store.retire(0, first)
+        assert second_id in store  # the maybe...
+        assert await store.finished(second_id) is None  # ...that the read-back clears
+        assert await store.used(second_id) is None  # so a request with it is a new order
+
+        second = finished(order(second_id, "up42", placed=True), OrderStatus.CANCELLED)
+        await store.persist(0, second)
+        await store.retire(0, second)
+        for reader in (store, StateStore(producer, broker.bootstrap_servers, unique_topics.state)):
+            await reader.restore([0])  # (no-op for the owner)
+            for state in (first, second):
+                used = await reader.used(state.request_id)
+                assert used is not None
+                assert used.latest == state.last_event
+                assert used.matches(state.request)
+            entry = await reader.finished(second_id)
+            assert entry is not None
+            assert entry.status is OrderStatus.CANCELLED
+    finally:
+        await producer.stop()
+
+
+async def test_a_failed_read_back_is_never_a_new_order(
+    broker: EmbeddedBroker, unique_topics: TopicSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-sent request of a finished order whose record cannot be read back is not accepted
+    (the error goes to the intake, which reads the request again): never a second order."""
+    await broker.create_topics([unique_topics.state], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        store = StateStore(producer, broker.bootstrap_servers, unique_topics.state)
+        await store.restore([0])
+        done = finished(order("unreadable-1", "oneatlas", placed=True), OrderStatus.COMPLETED)
+        await store.persist(0, done)
+        await store.retire(0, done)
+
+        async def unreadable(partition: int, offset: int) -> tuple[bytes | None, bytes | None]:
+            raise KafkaTimeoutError("changelog unreachable (test)")
+
+        monkeypatch.setattr(store, "_read_at", unreadable)
+        with pytest.raises(KafkaTimeoutError):
+            await store.used("unreadable-1")
+        with pytest.raises(KafkaTimeoutError):
+            await store.outcome("unreadable-1")
+        assert await store.used("never-seen") is None  # no candidate: nothing to read
+        assert store.get("unreadable-1") is None
+        assert len(store) == 0  # nothing was started
     finally:
         await producer.stop()

@@ -3,7 +3,8 @@
 The ``tasking.worker-state`` topic is co-partitioned with the input topics and compacted: its
 latest record per ``requestId`` is the order's state (a JSON :class:`OrderState`), a
 *finished* record for an order retired after its retention (``worker.kafka.finished``: status,
-request fingerprint and last event, ~33 bytes in memory), or a *burnt id* marker for a request id
+request fingerprint and last event, 12 bytes in memory; folded by the hundreds into *segment*
+records keyed ``finished-segment/…`` after a NUL byte), or a *burnt id* marker for a request id
 that arrived invalid (so a later request reusing the id is a duplicate, never a second order with
 a restarted sequence).
 
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,10 +47,14 @@ from worker.events.models import Provider
 from worker.events.status import OrderStatus
 from worker.kafka.finished import (
     FINISHED_PREFIX,
+    SEGMENT_TAG,
     Finished,
     FinishedIds,
     FinishedLoader,
     FinishedRecord,
+    Segment,
+    is_segment_key,
+    segment_find,
 )
 from worker.kafka.finished import (
     request_fingerprint as finished_fingerprint,
@@ -72,6 +78,7 @@ from worker.kafka.stateentries import (
     raw_fingerprint,
     request_fingerprint,
 )
+from worker.kafka.stateentries import _stale as _stale_record
 
 __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
@@ -133,19 +140,25 @@ class StateStore:
     _in_flight: dict[int, set[asyncio.Future[object]]] = field(default_factory=dict)
     # Retired orders per owned partition: not in the index, so no scan ever reads them.
     _finished: dict[int, FinishedIds] = field(default_factory=dict)
+    # Per owned partition: offsets of the single finished records not yet folded into a segment
+    # (fold_finished), and of singles folded whose tombstones are still due.
+    _singles: dict[int, array[int]] = field(default_factory=dict)
+    _unburied: dict[int, array[int]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, request_id: str) -> Entry | Finished | None:
-        """The order's state (decoded if it is not among the hot ones), its burnt-id marker, its
-        finished record (retired: nothing can happen to it any more), or ``None`` for an unknown id.
+    def get(self, request_id: str) -> Entry | None:
+        """The order's state (decoded if it is not among the hot ones), its burnt-id marker, or
+        ``None``: an unknown id *or a finished order* (retired: memory holds only a short hash
+        of its id, see :meth:`finished`). A caller that would start an order on ``None`` must
+        first ask :meth:`used` (awaited), as the intake does.
 
         Raises:
             pydantic.ValidationError: the stored changelog value is not a valid state.
         """
         held = self._held(request_id)
         if held is None:
-            return self.finished(request_id)
+            return None
         if not isinstance(held, OrderIndex):
             return held
         state = self._hot.get(request_id)
@@ -157,25 +170,53 @@ class StateStore:
         return state
 
     def __contains__(self, request_id: object) -> bool:
-        """Whether the id is known (an order, a finished order or a burnt id), without decoding
-        anything."""
+        """Whether the id *may* be known, without decoding or reading anything: ``True`` for an
+        order or a burnt id, and for a finished order, but also for an unknown id whose short
+        hash a finished order shares (rare: see ``worker.kafka.finished.short_hash``). ``False``
+        is certain. For the certain answer about a finished order, await :meth:`finished`."""
         if request_id in self._partition_of:
             return True
-        return isinstance(request_id, str) and self.finished(request_id) is not None
+        return isinstance(request_id, str) and any(ids.maybe(request_id) for ids in self._finished.values())
 
-    def finished(self, request_id: str) -> Finished | None:
-        """The retired order with this id, if one of the owned partitions holds it."""
-        for ids in self._finished.values():
-            found = ids.get(request_id)
-            if found is not None:
-                return found
+    async def finished(self, request_id: str) -> Finished | None:
+        """The retired order with this id, if one of the owned partitions holds it: each record
+        kept under the id's short hash is read back (newest first) until one has this key.
+
+        Raises:
+            KafkaError: a record could not be read (never taken for "unknown": the caller
+                retries, so a re-sent request is never taken for a new one).
+            ValueError: no record at a kept offset, or a record there of this id that is not a
+                finished record (memory and changelog disagree).
+        """
+        found = await self._finished_record(request_id)
+        if found is None:
+            return None
+        offset, record = found
+        return Finished(request_id, record.status, record.fingerprint, offset)
+
+    async def _finished_record(self, request_id: str) -> tuple[int, FinishedRecord] | None:
+        """As :meth:`finished`, with the record read back (its last event)."""
+        for partition, ids in list(self._finished.items()):
+            for kept in ids.candidates(request_id):
+                offset = kept & ~SEGMENT_TAG
+                key, raw = await self._read_at(partition, offset)
+                if kept & SEGMENT_TAG:
+                    if not is_segment_key(key) or raw is None:
+                        raise ValueError(f"no finished-orders segment at {partition}@{offset}")
+                    record = segment_find(raw, request_id)
+                    if record is not None:
+                        return offset, record
+                elif key == request_id.encode():
+                    if raw is None:
+                        raise ValueError(f"no finished record of {request_id!r} at {partition}@{offset}")
+                    return offset, FinishedRecord.from_bytes(request_id, raw)
         return None
 
     def finished_count(self) -> int:
         return sum(len(ids) for ids in self._finished.values())
 
     def finished_nbytes(self) -> int:
-        """Bytes of memory the finished orders' packed records take (see FinishedIds)."""
+        """Bytes of memory the finished orders' packed entries take (see FinishedIds)."""
         return sum(ids.nbytes() for ids in self._finished.values())
 
     async def outcome(self, request_id: str) -> Outcome | None:
@@ -185,19 +226,19 @@ class StateStore:
         fetch at its record's offset). ``None`` for an unknown id.
 
         Raises:
-            KafkaError: a finished order's record could not be read.
-            ValueError: its record at the kept offset is not that order's finished record.
+            KafkaError / ValueError: as :meth:`finished` (a finished order's record could not be
+                read back); never ``None`` for an id that may be a finished order but could not
+                be checked.
         """
         entry = self.get(request_id)
-        if entry is None:
-            return None
         if isinstance(entry, BurntId):
             return Outcome(request_id, entry.event.status, entry.event, None)
         if isinstance(entry, OrderState):
             return Outcome(request_id, entry.status, entry.last_event, finished_fingerprint(_origin(entry)))
-        partition = next(p for p, ids in self._finished.items() if ids.get(request_id) is not None)
-        raw = await self._read_at(partition, entry.offset, request_id)
-        record = FinishedRecord.from_bytes(request_id, raw)
+        found = await self._finished_record(request_id)
+        if found is None:
+            return None
+        record = found[1]
         return Outcome(request_id, record.status, record.event, record.fingerprint)
 
     async def used(self, request_id: str) -> UsedId | None:
@@ -207,10 +248,10 @@ class StateStore:
 
         Raises:
             pydantic.ValidationError: as :meth:`get`.
+            KafkaError / ValueError: as :meth:`finished`: a request whose id may be a finished
+                order's is never answered "new" unless its records were read back.
         """
         entry = self.get(request_id)
-        if entry is None:
-            return None
         if isinstance(entry, BurntId):
             return UsedId(entry.event, entry.fingerprint)
         if isinstance(entry, OrderState):
@@ -346,8 +387,8 @@ class StateStore:
         self._keep(partition, entry, held)
 
     async def _send(
-        self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> None:
+        self, partition: int, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> int:
         """Send one changelog record and await its ack. The record is tracked until acked, so
         :meth:`settle` can wait for it: a write whose step was cancelled (revocation) is still
         queued in the producer and would otherwise land after the handover.
@@ -355,14 +396,18 @@ class StateStore:
         Each record carries the writer's group generation (:data:`GENERATION_HEADER`), read when
         the write is handed to the producer: a write queued by an instance that was then frozen
         goes out when it wakes, possibly after the next owner's writes of the same order; the
-        restore ignores a record older in generation than one already read for its key."""
+        restore ignores a record older in generation than one already read for its key.
+
+        Returns the record's offset."""
         if self.generation is not None:
             headers = [*(headers or []), (GENERATION_HEADER, str(self.generation()).encode())]
         future = await self.producer.send(self.topic, value, key=key, partition=partition, headers=headers)
         pending = self._in_flight.setdefault(partition, set())
         pending.add(future)
         future.add_done_callback(pending.discard)
-        await asyncio.shield(future)
+        meta = await asyncio.shield(future)
+        offset: int = meta.offset
+        return offset
 
     async def settle(self, partitions: Iterable[int], timeout: float = 45.0) -> int:
         """Wait until the changelog writes already handed to the producer for these partitions
@@ -432,13 +477,163 @@ class StateStore:
         self._by_partition[partition].pop(state.request_id, None)
         self._partition_of.pop(state.request_id, None)
         self._hot.pop(state.request_id, None)
-        self._finished.setdefault(partition, FinishedIds()).add(
-            state.request_id, record.status, record.fingerprint, meta.offset
-        )
+        self._finished.setdefault(partition, FinishedIds()).add(state.request_id, meta.offset)
+        self._singles.setdefault(partition, array("q")).append(meta.offset)
         return Finished(state.request_id, record.status, record.fingerprint, meta.offset)
 
-    async def _read_at(self, partition: int, offset: int, request_id: str) -> bytes:
-        """The value of the changelog record at ``offset``, which must be ``request_id``'s."""
+    async def fold_finished(self, partition: int, entries: int = 0, fence: Fence | None = None) -> int:
+        """Fold the partition's single finished records into segment records of ``entries``
+        (default :data:`FOLD_ENTRIES`) orders each, while at least that many wait, and
+        tombstone the singles: once the log is compacted, a restore reads one record per
+        ``entries`` finished orders. Returns the number of segments written.
+
+        Order, per segment: the segment is written and acknowledged (acks=all), memory points
+        its ids at it, and only then are its singles tombstoned. A crash in between leaves both
+        in the log, the same data: a restore accepts it (the segment lists the offsets of the
+        singles it replaces, which are then neither kept nor folded again) and the next fold
+        writes the tombstones due. ``fence`` (the runner's ownership check, which raises
+        ``OwnershipLost``) is awaited before every write: a fold may outlast an ownership lease.
+
+        Raises:
+            KafkaError: a read or write failed; what was folded stays folded, the rest stays
+                single (folded at a later try).
+            OwnershipLost: the partition was released or restored meanwhile.
+            ValueError: a kept offset does not hold a finished record (memory is wrong).
+        """
+        entries = entries or FOLD_ENTRIES
+        fence = fence or _no_fence
+        tenure = self._tenures.get(partition)
+        if tenure is None:
+            raise OwnershipLost(partition)
+        singles = sorted(self._singles.get(partition, ()))
+        wanted = set(singles[: len(singles) // entries * entries])
+        unburied = set(self._unburied.get(partition, ()))
+        if not wanted and not unburied:
+            return 0
+        folded: set[int] = set()
+        read: set[int] = set()
+        gone: set[int] = set()
+        chunk: list[tuple[int, FinishedRecord]] = []
+        due: list[tuple[int, bytes]] = []
+        written = 0
+        try:
+            async for offset, key, value in self._read_records(partition, sorted(wanted | unburied)):
+                read.add(offset)
+                if offset in unburied:
+                    due.append((offset, key))
+                    continue
+                chunk.append((offset, FinishedRecord.from_bytes(key.decode(), value)))
+                if len(chunk) == entries:
+                    await fence()
+                    written += await self._write_segment(partition, tenure, chunk)
+                    folded.update(o for o, _ in chunk)
+                    crashpoints.reached("after_segment_persist")
+                    await fence()
+                    await self._bury(partition, tenure, [(o, r.request_id.encode()) for o, r in chunk])
+                    chunk = []
+            # A single no longer in the log was replaced by a later record of its key (compaction
+            # keeps a key's last only): not folded again, but its entry stays, so a lookup of
+            # its id fails (ValueError, retried, dead-lettered) rather than take it for new.
+            gone = wanted - read
+            due += [(o, b"") for o in unburied - read]
+            if due:
+                await fence()
+                await self._bury(partition, tenure, due)
+        finally:
+            self._forget_singles(partition, tenure, folded, gone)
+        if written:
+            log.info("finished_orders_folded", partition=partition, segments=written, orders=len(folded))
+        return written
+
+    async def _write_segment(
+        self, partition: int, tenure: int, chunk: list[tuple[int, FinishedRecord]]
+    ) -> int:
+        """Write ``chunk`` as one segment (two halves, recursively, when it is over the record
+        limit) and point its ids at it in memory; returns the segments written. The singles are
+        marked due for tombstones (:meth:`_bury` clears them once written)."""
+        segment = Segment([r for _, r in chunk], [o for o, _ in chunk])
+        value = segment.to_bytes()
+        if len(value) > self.max_state_bytes and len(chunk) > 1:
+            half = len(chunk) // 2
+            return await self._write_segment(partition, tenure, chunk[:half]) + await self._write_segment(
+                partition, tenure, chunk[half:]
+            )
+        offset = await self._send(partition, segment.key(), value, None)
+        if self._tenures.get(partition) != tenure:
+            raise OwnershipLost(partition)
+        ids = self._finished.setdefault(partition, FinishedIds())
+        for record in segment.records:
+            ids.add(record.request_id, offset | SEGMENT_TAG)
+        self._unburied.setdefault(partition, array("q")).extend(segment.sources)
+        return 1
+
+    async def _bury(self, partition: int, tenure: int, singles: list[tuple[int, bytes]]) -> None:
+        """Tombstone folded single records (offset, key), then forget that they are due.
+        Not once the partition is released: its next owner's restore finds them due."""
+        if self._tenures.get(partition) != tenure:
+            raise OwnershipLost(partition)
+        await asyncio.gather(*(self._send(partition, key, None, None) for _, key in singles if key))
+        buried = {offset for offset, _ in singles}
+        due = self._unburied.get(partition)
+        if due is not None and self._tenures.get(partition) == tenure:
+            self._unburied[partition] = array("q", (o for o in due if o not in buried))
+
+    def _forget_singles(self, partition: int, tenure: int, folded: set[int], gone: set[int]) -> None:
+        """Drop folded singles from memory (their ids now point to segments), and both folded
+        and vanished ones from the singles waiting for a fold."""
+        if not (folded or gone) or self._tenures.get(partition) != tenure:
+            return
+        self._finished[partition].drop(folded)
+        done = folded | gone
+        self._singles[partition] = array("q", (o for o in self._singles.get(partition, ()) if o not in done))
+
+    async def _read_records(
+        self, partition: int, offsets: list[int]
+    ) -> AsyncIterator[tuple[int, bytes, bytes]]:
+        """The finished records at these (sorted) offsets of a partition that are still in
+        the log, in log order: one pass from the first to the last.
+
+        Raises:
+            KafkaTimeoutError: the log stopped coming for :data:`_READ_AT_SECONDS`.
+            ValueError: a record at one of the offsets is not a finished record.
+        """
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            **self.consumer_options,
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, partition)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, offsets[0])
+            wanted, last = set(offsets), min(offsets[-1] + 1, end)
+            deadline = time.monotonic() + _READ_AT_SECONDS
+            while await consumer.position(tp) < last:
+                if time.monotonic() > deadline:
+                    raise KafkaTimeoutError(f"changelog partition {partition} not read to {last}")
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for message in batch.get(tp, []):
+                    deadline = time.monotonic() + _READ_AT_SECONDS
+                    if message.offset not in wanted:
+                        continue
+                    key, value = message.key, message.value
+                    if key is None or value is None or not value.startswith(FINISHED_PREFIX):
+                        raise ValueError(f"no finished record at {partition}@{message.offset}")
+                    yield message.offset, key, value
+        finally:
+            await consumer.stop()
+
+    async def _read_at(self, partition: int, offset: int) -> tuple[bytes | None, bytes | None]:
+        """Key and value of the changelog record at ``offset``.
+
+        Raises:
+            KafkaTimeoutError: the record was not read in time.
+            ValueError: there is no record at ``offset`` (compacted away: memory is wrong).
+        """
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
@@ -456,10 +651,9 @@ class StateStore:
                 for message in batch.get(tp, []):
                     if message.offset < offset:
                         continue
-                    if message.offset != offset or message.key != request_id.encode() or not message.value:
-                        raise ValueError(f"no finished record of {request_id!r} at offset {offset}")
-                    value: bytes = message.value
-                    return value
+                    if message.offset != offset:
+                        raise ValueError(f"no changelog record at {partition}@{offset}")
+                    return message.key, message.value
             raise KafkaTimeoutError(f"changelog record {partition}@{offset} not read")
         finally:
             await consumer.stop()
@@ -509,7 +703,12 @@ class StateStore:
         finished = {p: FinishedLoader() for p in wanted}
         records = await self._read_changelog(wanted, loaded, finished) if wanted else 0
         for partition, entries in loaded.items():
-            self._finished[partition] = finished[partition].build()
+            ids, singles, unburied = finished[partition].build()
+            self._finished[partition], self._singles[partition], self._unburied[partition] = (
+                ids,
+                singles,
+                unburied,
+            )
             self._by_partition[partition] = entries
             self._next_tenure += 1
             self._tenures[partition] = self._next_tenure
@@ -523,6 +722,8 @@ class StateStore:
         for partition in partitions:
             self._tenures.pop(partition, None)
             self._finished.pop(partition, None)
+            self._singles.pop(partition, None)
+            self._unburied.pop(partition, None)
             for request_id in self._by_partition.pop(partition, {}):
                 self._partition_of.pop(request_id, None)
                 self._hot.pop(request_id, None)
@@ -580,9 +781,14 @@ class StateStore:
                     if message.offset < end:
                         records += 1
                         value = message.value
-                        if value is not None and value.startswith(FINISHED_PREFIX) and message.key:
+                        if is_segment_key(message.key) and value is not None:
+                            # A segment carries its writer's generation too: an older one than
+                            # a record already read under its key is a late write, ignored.
+                            if not _stale_record(message.key.decode(), message.headers, generations):
+                                done.add_segment(value, message.offset)
+                        elif value is not None and value.startswith(FINISHED_PREFIX) and message.key:
                             request_id = message.key.decode()
-                            done.add(request_id, value, message.offset)
+                            done.add(request_id, message.offset)
                             entries.pop(request_id, None)  # its state's record came before
                         else:
                             _apply(entries, message.key, value, message.headers, generations)
@@ -594,3 +800,11 @@ class StateStore:
 
 
 _READ_AT_SECONDS = 10.0  # how long a finished record's read-back may take
+#: Finished orders per segment record (``StateStore.fold_finished``): ~700 bytes of JSON each
+#: before compression, so a segment stays far below a record's limit.
+FOLD_ENTRIES = 1024
+Fence = Callable[[], Awaitable[None]]
+
+
+async def _no_fence() -> None:
+    return None

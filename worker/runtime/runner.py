@@ -24,6 +24,7 @@ one tenure of a partition (see ``StateStore.tenure``) never feeds a state restor
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -277,7 +278,8 @@ class Runner(StepLoop):
 
         Orders are retired ``cooperative.BATCH`` at a time, each under its lock and after the
         ownership fence (a retirement is a state write). One order's failure is logged and
-        left for the next run; the others go on."""
+        left for the next run; the others go on. Then each partition's single finished records
+        are folded into segment records (``StateStore.fold_finished``)."""
         cutoff = self.clock() - retention
         due = [
             (partition, index.request_id)
@@ -295,7 +297,18 @@ class Runner(StepLoop):
                 retired += result is True
         if retired:
             log.info("finished_orders_retired", orders=retired)
+        await self._fold_finished()
         return retired
+
+    async def _fold_finished(self) -> None:
+        """Fold the retired orders of each owned partition into segment records
+        (``StateStore.fold_finished``), fenced before every write; a failure is logged and the
+        rest waits for the next run."""
+        for partition in self.store.owned_partitions():
+            try:
+                await self.store.fold_finished(partition, fence=functools.partial(self._fence, partition))
+            except Exception as exc:
+                log.warning("fold_failed", partition=partition, error=type(exc).__name__)
 
     async def _retire_one(self, partition: int, request_id: str) -> bool:
         async with self._order_lock(request_id):

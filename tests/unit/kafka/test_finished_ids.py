@@ -1,58 +1,77 @@
-"""The packed set of finished orders: exact membership, the latest record of an id wins, and a
-finished order costs at most 64 bytes of memory (structure, not speed)."""
+"""The packed set of finished orders: every added id is a candidate at its offset, the latest
+record of an id comes first, ids sharing a short hash are all candidates (the record read back
+decides), and a finished order costs at most 12 bytes of memory (structure, not speed)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import orjson
-
 from worker.events.models import OrderRequest, OrderStatusEvent, Provider
 from worker.events.status import OrderStatus, StapiStatus
-from worker.kafka.finished import FinishedIds, FinishedLoader, FinishedRecord, head_of, request_fingerprint
+from worker.kafka.finished import (
+    SEGMENT_KEY_PREFIX,
+    SEGMENT_TAG,
+    FinishedIds,
+    FinishedLoader,
+    FinishedRecord,
+    Segment,
+    request_fingerprint,
+    segment_find,
+    segment_head,
+    short_hash,
+)
 
-STATUSES = [OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.REJECTED]
+#: Two ids whose short hashes are equal (found by a birthday search over "coll-<n>").
+COLLIDING = ("coll-24455", "coll-36288")
 
 
-def test_every_added_id_is_found_with_its_fields_and_no_other() -> None:
+def test_every_added_id_is_a_candidate_at_its_offset() -> None:
     ids = FinishedIds()
-    ids.extend((f"r-{i}", STATUSES[i % 3], i * 7, i) for i in range(5000))  # a restore
+    ids.extend((f"r-{i}", i) for i in range(5000))  # a restore
     for i in range(5000, 9000):  # retirements after it, merged into runs as they come
-        ids.add(f"r-{i}", STATUSES[i % 3], i * 7, i)
+        ids.add(f"r-{i}", i)
     assert len(ids) == 9000
     for i in (0, 1, 4999, 5000, 7777, 8999):
-        found = ids.get(f"r-{i}")
-        assert found is not None
-        assert (found.request_id, found.status, found.fingerprint, found.offset) == (
-            f"r-{i}",
-            STATUSES[i % 3],
-            i * 7,
-            i,
-        )
-    assert ids.get("r-9000") is None
-    assert "r-9000" not in ids
-    assert "r-42" in ids
+        assert i in ids.candidates(f"r-{i}")
+        assert ids.maybe(f"r-{i}")
+    assert ids.candidates("r-9000") == []  # (its short hash is none of the 9000)
+    assert not ids.maybe("r-9000")
 
 
-def test_a_later_record_of_an_id_wins() -> None:
+def test_the_later_record_of_an_id_is_the_first_candidate() -> None:
     ids = FinishedIds()
-    ids.extend([("a", OrderStatus.COMPLETED, 1, 10)])
-    ids.add("a", OrderStatus.CANCELLED, 2, 20)
-    found = ids.get("a")
-    assert found is not None
-    assert (found.status, found.offset) == (OrderStatus.CANCELLED, 20)
+    ids.extend([("a", 10)])
+    ids.add("a", 20)
+    assert ids.candidates("a") == [20, 10]
     for i in range(3000):  # pushes "a"'s newer entry through the merges
-        ids.add(f"b-{i}", OrderStatus.COMPLETED, i, 100 + i)
-    found = ids.get("a")
-    assert found is not None
-    assert (found.status, found.offset) == (OrderStatus.CANCELLED, 20)
+        ids.add(f"b-{i}", 100 + i)
+    assert ids.candidates("a") == [20, 10]
 
 
-def test_a_finished_order_costs_at_most_64_bytes() -> None:
+def test_ids_sharing_a_short_hash_are_all_candidates() -> None:
+    first, second = COLLIDING
+    assert short_hash(first) == short_hash(second)
     ids = FinishedIds()
-    ids.extend((f"req-{i:08d}", OrderStatus.COMPLETED, i, i) for i in range(100_000))
+    ids.add(first, 5)
+    ids.extend([(second, 9), ("other", 7)])
+    assert ids.candidates(first) == ids.candidates(second) == [9, 5]
+    assert ids.candidates("other") == [7]
+
+
+def test_the_hash_is_injectable_and_collisions_survive_the_runs() -> None:
+    ids = FinishedIds(hash_of=len)
+    for i in range(2500):  # every id of 6 characters shares one hash
+        ids.add(f"x-{i:04d}", i)
+    assert len(ids.candidates("y-0000")) == 2500
+    assert ids.candidates("y-0000")[:2] == [2499, 2498]
+    assert ids.candidates("z") == []
+
+
+def test_a_finished_order_costs_at_most_12_bytes() -> None:
+    ids = FinishedIds()
+    ids.extend((f"req-{i:08d}", i) for i in range(100_000))
     assert len(ids) == 100_000
-    assert ids.nbytes() / len(ids) <= 64
+    assert ids.nbytes() / len(ids) <= 12
 
 
 def _event() -> OrderStatusEvent:
@@ -67,11 +86,9 @@ def _event() -> OrderStatusEvent:
     )
 
 
-def test_a_finished_record_round_trips_and_its_head_reads_without_the_event() -> None:
+def test_a_finished_record_round_trips() -> None:
     record = FinishedRecord("done-1", OrderStatus.COMPLETED, 2**64 - 1, _event())
-    raw = record.to_bytes()
-    assert FinishedRecord.from_bytes("done-1", raw) == record
-    assert head_of(raw) == (OrderStatus.COMPLETED, 2**64 - 1)
+    assert FinishedRecord.from_bytes("done-1", record.to_bytes()) == record
 
 
 def test_the_request_fingerprint_follows_content_not_field_order() -> None:
@@ -89,25 +106,57 @@ def test_the_request_fingerprint_follows_content_not_field_order() -> None:
     assert request_fingerprint(first) != request_fingerprint(other)
 
 
-def test_a_restore_loader_keeps_the_last_record_of_each_id() -> None:
+def test_a_restore_loader_keeps_every_record_newest_first() -> None:
     loader = FinishedLoader()
     for i in range(3000):
-        record = FinishedRecord(f"l-{i % 1000}", STATUSES[i % 3], i, _event())
-        loader.add(record.request_id, record.to_bytes(), offset=i)
-    ids = loader.build()
-    assert len(ids) == 1000
+        loader.add(f"l-{i % 1000}", offset=i)
+    ids, pending, _ = loader.build()
+    assert len(ids) == 3000  # 32 bits cannot tell records of one id apart: the read-back does
     for n in (0, 1, 999):
-        found = ids.get(f"l-{n}")
-        assert found is not None
-        assert (found.offset, found.fingerprint, found.status) == (
-            2000 + n,
-            2000 + n,
-            STATUSES[(2000 + n) % 3],
-        )
-    assert ids.get("l-1000") is None
+        assert ids.candidates(f"l-{n}") == [2000 + n, 1000 + n, n]
+    assert ids.candidates("l-1000") == []
+    assert list(pending) == list(range(3000))  # all wait for a fold
 
 
-def test_the_head_is_read_the_same_from_the_fixed_prefix_and_from_json() -> None:
-    raw = FinishedRecord("h-1", OrderStatus.CANCELLED, 0xABCDEF, _event()).to_bytes()
-    reordered = orjson.dumps(dict(reversed(list(orjson.loads(raw).items()))))
-    assert head_of(raw) == head_of(reordered) == (OrderStatus.CANCELLED, 0xABCDEF)
+def _record(
+    request_id: str, status: OrderStatus = OrderStatus.COMPLETED, fingerprint: int = 1
+) -> FinishedRecord:
+    return FinishedRecord(
+        request_id, status, fingerprint, _event().model_copy(update={"request_id": request_id})
+    )
+
+
+def test_a_segment_holds_its_ids_hashes_and_sources_and_finds_each_record() -> None:
+    records = [_record(f"s-{i}", fingerprint=i) for i in range(50)]
+    records.append(_record("s-7", OrderStatus.CANCELLED, 99))  # a later record of an id
+    segment = Segment(records, list(range(100, 151)))
+    raw = segment.to_bytes()
+    assert segment.key() == SEGMENT_KEY_PREFIX + b"150"
+    hashes, sources = segment_head(raw)
+    assert list(hashes) == [short_hash(r.request_id) for r in records]
+    assert list(sources) == list(range(100, 151))
+    assert segment_find(raw, "s-3") == records[3]
+    found = segment_find(raw, "s-7")
+    assert found is not None
+    assert (found.status, found.fingerprint) == (OrderStatus.CANCELLED, 99)  # the last wins
+    assert segment_find(raw, "s-50") is None
+    assert segment_find(raw, COLLIDING[1]) is None
+
+
+def test_a_restore_keeps_segment_entries_and_drops_the_singles_a_segment_lists() -> None:
+    """A crash between a segment and its tombstones leaves both: the singles the segment lists
+    are not kept (nor folded again) but due for tombstones; the others wait for a fold."""
+    loader = FinishedLoader()
+    for i in range(6):
+        loader.add(f"one-{i}", offset=10 + i)
+    folded = Segment([_record(f"one-{i}") for i in range(4)], [10, 11, 12, 13])
+    loader.add_segment(folded.to_bytes(), offset=40)
+    ids, pending, unburied = loader.build()
+    assert list(pending) == [14, 15]
+    assert list(unburied) == [10, 11, 12, 13]
+    assert ids.candidates("one-2") == [40 | SEGMENT_TAG]
+    assert ids.candidates("one-5") == [15]
+    assert len(ids) == 6
+    ids.drop({15})
+    assert ids.candidates("one-5") == []
+    assert ids.candidates("one-2") == [40 | SEGMENT_TAG]
