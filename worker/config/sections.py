@@ -138,6 +138,12 @@ class HttpClientSettings(_Section):
     retry_after_max_seconds: float = Field(300.0, gt=0, le=86400)
 
 
+def _not_longer(window: float, limit: float, code: str, message: str) -> None:
+    """Raises: PydanticCustomError(``code``, ``message``): ``window`` exceeds ``limit``."""
+    if window > limit:
+        raise PydanticCustomError(code, message)
+
+
 class TrackingSettings(_Section):
     """Tracking polls and the delivery harvest.
 
@@ -166,27 +172,26 @@ class TrackingSettings(_Section):
     finished_retention_seconds: float = Field(604800.0, ge=0)
 
     @model_validator(mode="after")
-    def _grace_within_timeout(self) -> TrackingSettings:
-        if self.delivery_grace_seconds > self.delivery_timeout_seconds:
-            raise PydanticCustomError(
-                "grace",
-                "TASKING_TRACKING__DELIVERY_GRACE_SECONDS must not exceed "
-                "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS (a complete order would wait longer "
-                "than an incomplete one)",
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _harvest_within_retention(self) -> TrackingSettings:
-        # A retired order has no state left to harvest into: products the provider adds after
-        # its retirement would never be published.
-        if self.harvest_after_completion_seconds > self.finished_retention_seconds:
-            raise PydanticCustomError(
-                "retention",
-                "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS must not exceed "
-                "TASKING_TRACKING__FINISHED_RETENTION_SECONDS (a COMPLETED order is harvested "
-                "until it is retired, not after)",
-            )
+    def _windows_in_order(self) -> TrackingSettings:
+        # A grace past the timeout: a complete order would wait longer than an incomplete one.
+        # A harvest past the retention: a retired order has no state left to harvest into, so
+        # products the provider adds after its retirement would never be published.
+        _not_longer(
+            self.delivery_grace_seconds,
+            self.delivery_timeout_seconds,
+            "grace",
+            "TASKING_TRACKING__DELIVERY_GRACE_SECONDS must not exceed "
+            "TASKING_TRACKING__DELIVERY_TIMEOUT_SECONDS (a complete order would wait longer "
+            "than an incomplete one)",
+        )
+        _not_longer(
+            self.harvest_after_completion_seconds,
+            self.finished_retention_seconds,
+            "retention",
+            "TASKING_TRACKING__HARVEST_AFTER_COMPLETION_SECONDS must not exceed "
+            "TASKING_TRACKING__FINISHED_RETENTION_SECONDS (a COMPLETED order is harvested "
+            "until it is retired, not after)",
+        )
         return self
 
     @property
